@@ -1,0 +1,19 @@
+"""The oblivious adversary: the recogniser sees the protected photos as published."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attacks.base import Adversary
+from bench.registry import ATTACKS
+
+
+@dataclass
+class NoneConfig:
+    pass
+
+
+@ATTACKS.register("none")
+class NoAdversary(Adversary):
+    kind = "transform"
+    Config = NoneConfig

@@ -1,0 +1,157 @@
+"""Datasets in the standard identity/photo layout (LFW ``Name/Name_NNNN.jpg``), data-root resolution and splits.
+
+Data root, first that applies: ``--data-root``, ``$BENCH_DATA``, ``../shared/data`` (next to the working folder
+or to this checkout), then the small LFW subset embedded in the package. Under a root, a dataset folder may be
+``lfw/images/<Name>/``, ``images/<Name>/`` or ``<Name>/`` directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.paths import embedded_data_root
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+class DataError(Exception):
+    """A data root or dataset that cannot be used; the message says what to do."""
+
+
+def shared_data_candidates() -> list[Path]:
+    here = Path(__file__).resolve().parent.parent
+    return [Path.cwd().parent / "shared" / "data", here.parent / "shared" / "data"]
+
+
+def resolve_data_root(explicit: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """Return (root, how it was chosen)."""
+    if explicit:
+        root = Path(explicit).expanduser()
+        if not root.is_dir():
+            raise DataError(f"--data-root {root} is not a folder")
+        return root, "--data-root"
+    env = os.environ.get("BENCH_DATA")
+    if env:
+        root = Path(env).expanduser()
+        if not root.is_dir():
+            raise DataError(f"BENCH_DATA={env} is not a folder; unset it or point it at a data root")
+        return root, "BENCH_DATA"
+    for cand in shared_data_candidates():
+        if (cand / "lfw").is_dir():
+            return cand, "../shared/data"
+    return embedded_data_root(), "embedded LFW subset"
+
+
+@dataclass
+class Dataset:
+    name: str
+    root: Path
+    identities: dict[str, list[Path]]  # identity -> photos, sorted by name
+    excluded: dict[str, str] = field(default_factory=dict)  # relative path -> why it was left out
+
+    @property
+    def num_photos(self) -> int:
+        return sum(len(v) for v in self.identities.values())
+
+    def fingerprint(self) -> str:
+        """A content key of the file list (names and sizes), for task keys."""
+        h = hashlib.sha256(self.name.encode())
+        for ident in sorted(self.identities):
+            for p in self.identities[ident]:
+                h.update(f"{ident}/{p.name}:{p.stat().st_size}".encode())
+        return h.hexdigest()[:16]
+
+
+def find_identity_folder(root: Path, dataset: str) -> Path:
+    for cand in (root / dataset / "images", root / dataset, root / "images", root):
+        if cand.is_dir() and any(_is_identity_dir(d) for d in cand.iterdir()):
+            return cand
+    raise DataError(
+        f"no '{dataset}' identity folders under {root}: expected {root}/{dataset}/images/<Name>/<photo>.jpg "
+        f"or {root}/<Name>/<photo>.jpg"
+    )
+
+
+def _is_identity_dir(d: Path) -> bool:
+    return d.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())
+
+
+def load_identity_folders(
+    root: str | os.PathLike, dataset: str = "lfw", min_photos: int = 1, max_identities: int | None = None
+) -> Dataset:
+    """Load ``identity/photo`` folders. LFW's errata list (labels/known_mislabeled_images_in_subset.txt), when
+    present, removes photos that show someone else."""
+    root = Path(root)
+    folder = find_identity_folder(root, dataset)
+    excluded: dict[str, str] = {}
+    errata = folder.parent / "labels" / "known_mislabeled_images_in_subset.txt"
+    if errata.exists():
+        for line in errata.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                excluded[line] = "listed in LFW errata as a different person"
+    identities: dict[str, list[Path]] = {}
+    for d in sorted(folder.iterdir()):
+        if not d.is_dir():
+            continue
+        photos = sorted(
+            p for p in d.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and f"{d.name}/{p.name}" not in excluded
+        )
+        if len(photos) >= min_photos:
+            identities[d.name] = photos
+    if max_identities is not None:
+        identities = dict(list(identities.items())[:max_identities])
+    if not identities:
+        raise DataError(f"no identity under {folder} has {min_photos}+ photos")
+    return Dataset(dataset, folder, identities, excluded)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Per-identity split into clean gallery, held-out probes and the photos a universal mask is fitted on.
+
+    Defaults follow Chameleon (ECCV 2024): probe / gallery / fit = 10% / 20% / 70%, seed 2023, each at least one
+    photo. Per-image methods ignore the fit part.
+    """
+
+    gallery_fraction: float = 0.2
+    probe_fraction: float = 0.1
+    seed: int = 2023
+
+    def __post_init__(self) -> None:
+        if not (0 < self.gallery_fraction < 1 and 0 < self.probe_fraction < 1):
+            raise ValueError("gallery_fraction and probe_fraction must lie in (0, 1)")
+        if self.gallery_fraction + self.probe_fraction >= 1:
+            raise ValueError("gallery_fraction + probe_fraction must leave photos to fit on (< 1)")
+
+
+@dataclass
+class IdentitySplit:
+    gallery: list[Path]
+    probe: list[Path]
+    fit: list[Path]
+
+
+def split_identity(identity: str, photos: list[Path], spec: SplitSpec) -> IdentitySplit:
+    """Deterministic per identity: a seeded shuffle keyed by (seed, identity), independent of other identities."""
+    import numpy as np
+
+    if len(photos) < 3:
+        raise DataError(f"{identity} has {len(photos)} photos; a split needs at least 3 (gallery, probe, fit)")
+    key = int.from_bytes(hashlib.sha256(f"{spec.seed}:{identity}".encode()).digest()[:8], "little")
+    order = np.random.default_rng(key).permutation(len(photos))
+    shuffled = [photos[i] for i in order]
+    n = len(photos)
+    n_gallery = max(1, round(n * spec.gallery_fraction))
+    n_probe = max(1, round(n * spec.probe_fraction))
+    n_gallery = min(n_gallery, n - 2)
+    n_probe = min(n_probe, n - n_gallery - 1)
+    return IdentitySplit(
+        gallery=sorted(shuffled[:n_gallery]),
+        probe=sorted(shuffled[n_gallery : n_gallery + n_probe]),
+        fit=sorted(shuffled[n_gallery + n_probe :]),
+    )

@@ -1,0 +1,179 @@
+"""Plug-in registries for methods, adversaries and targets (in the spirit of timm's register_model/create_model).
+
+A plug-in class registers itself with ``@METHODS.register("name", **preset)``; presets let one file expose
+several variants (``fawkes-low``, ``opom-fi-uap`` ...). Registries are filled lazily from Python entry points
+(groups ``cloakbench.methods``, ``cloakbench.attacks``, ``cloakbench.targets``): an entry names a module or a
+package, and every module of a package is imported. ``bench`` itself never imports a plug-in by name.
+
+A module that fails to import is recorded, not fatal: ``bench list`` shows it as unavailable with the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """An unknown plug-in name; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want plain text
+        return str(self.args[0])
+
+
+class ConfigError(ValueError):
+    """A bad configuration value or key for a plug-in."""
+
+
+@dataclass
+class Entry:
+    name: str
+    cls: type
+    preset: dict[str, Any] = field(default_factory=dict)
+
+    def availability(self) -> tuple[bool, str | None]:
+        check = getattr(self.cls, "availability", None)
+        if check is None:
+            return True, None
+        try:
+            return check(**self.preset) if _accepts_kwargs(check) else check()
+        except Exception as exc:  # an availability probe must never take the listing down
+            return False, f"availability check failed: {exc}"
+
+
+def _accepts_kwargs(fn: Callable) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def build_config(config_cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate a dataclass config, rejecting unknown keys with the list of valid ones."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown config key(s) {unknown}; valid keys: {sorted(names)}")
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, group: str):
+        self.kind = kind
+        self.group = group
+        self._entries: dict[str, Entry] = {}
+        self._broken: dict[str, str] = {}
+        self._loaded = False
+
+    # -- registration -------------------------------------------------------------------------------
+    def register(self, name: str, **preset: Any) -> Callable[[type], type]:
+        """Class decorator: ``@REGISTRY.register("name", **config_preset)``. May be stacked for variants."""
+
+        def decorator(cls: type) -> type:
+            existing = self._entries.get(name)
+            if existing is not None and existing.cls.__qualname__ != cls.__qualname__:
+                raise ValueError(f"{self.kind} '{name}' is registered twice ({existing.cls} and {cls})")
+            self._entries[name] = Entry(name, cls, dict(preset))
+            cls.registered_names = (*getattr(cls, "registered_names", ()), name)
+            return cls
+
+        return decorator
+
+    # -- discovery ----------------------------------------------------------------------------------
+    def load_plugins(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for ep in entry_points(group=self.group):
+            self._import_tree(ep.value.split(":")[0])
+
+    def _import_tree(self, module_name: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            self._broken[module_name] = _short_error(exc)
+            return
+        for info in pkgutil.iter_modules(getattr(module, "__path__", []) or []):
+            if info.name.startswith("_") or info.name == "base":
+                continue
+            child = f"{module_name}.{info.name}"
+            try:
+                importlib.import_module(child)
+            except Exception as exc:
+                self._broken[child] = _short_error(exc)
+
+    # -- lookup -------------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        self.load_plugins()
+        return sorted(self._entries)
+
+    def list(self) -> list[str]:
+        return self.names()
+
+    def broken_modules(self) -> dict[str, str]:
+        self.load_plugins()
+        return dict(self._broken)
+
+    def entry(self, name: str) -> Entry:
+        self.load_plugins()
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "(none)"
+            hint = ""
+            if self._broken:
+                hint = f"; modules that failed to import: {', '.join(sorted(self._broken))}"
+            raise UnknownNameError(f"unknown {self.kind} '{name}'. Known {self.kind}s: {known}{hint}") from None
+
+    def create(self, name: str, **overrides: Any) -> T:
+        """Instantiate ``name`` with its preset config, overridden by ``overrides``."""
+        entry = self.entry(name)
+        values = {**entry.preset, **overrides}
+        config_cls = getattr(entry.cls, "Config", None)
+        if config_cls is None:
+            if values:
+                raise ConfigError(f"{self.kind} '{name}' takes no config, got {sorted(values)}")
+            obj = entry.cls()
+        else:
+            obj = entry.cls(build_config(config_cls, values, f"{self.kind} '{name}'"))
+        obj.name = name
+        return obj
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One record per registered name (and per broken module), for ``bench list --json``."""
+        rows = []
+        for name in self.names():
+            entry = self._entries[name]
+            ok, reason = entry.availability()
+            row = {"name": name, "available": bool(ok), "reason": None if ok else reason}
+            describe = getattr(entry.cls, "describe", None)
+            if describe is not None:
+                row.update(describe(**entry.preset) if _accepts_kwargs(describe) else describe())
+            rows.append(row)
+        for module, error in sorted(self._broken.items()):
+            rows.append({"name": module, "available": False, "reason": f"module failed to import: {error}"})
+        return rows
+
+
+def _short_error(exc: BaseException) -> str:
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return last[:500]
+
+
+METHODS: Registry = Registry("method", "cloakbench.methods")
+ATTACKS: Registry = Registry("adversary", "cloakbench.attacks")
+TARGETS: Registry = Registry("target", "cloakbench.targets")

