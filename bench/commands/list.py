@@ -1,0 +1,55 @@
+"""``bench list methods|attacks|targets|suites [--json]``."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.registry import ATTACKS, METHODS, TARGETS
+
+
+def rows_for(kind: str) -> list[dict]:
+    if kind == "suites":
+        from bench.suites import SUITES
+
+        return [{"name": n, "available": True, "reason": None, "description": s.description}
+                for n, s in sorted(SUITES.items())]
+    registry = {"methods": METHODS, "attacks": ATTACKS, "targets": TARGETS}[kind]
+    return registry.describe()
+
+
+def run(args) -> int:
+    rows = rows_for(args.kind)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    keys = [k for k in rows[0] if k not in ("name", "available", "reason")] if rows else []
+    table = Table(title=f"{args.kind} ({len(rows)})")
+    for col in ["name", "available", *keys, "reason"]:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        cells = [row["name"], "yes" if row["available"] else "[red]no[/red]"]
+        cells += [_fmt(row.get(k)) for k in keys]
+        cells.append(row.get("reason") or "")
+        table.add_row(*cells)
+    Console().print(table)
+    return 0
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("list", help="list registered methods, attacks (adversaries), targets or suites")
+    p.add_argument("kind", choices=["methods", "attacks", "targets", "suites"])
+    p.add_argument("--json", action="store_true", help="print a JSON array (name, available, reason, ...)")
+    p.set_defaults(func=run)
