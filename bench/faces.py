@@ -28,7 +28,7 @@ class AlignSettings:
     pick: str = "center"  # which face when several: "center" (LFW's labelling rule) or "largest"
     min_prob: float = 0.90
     canvas_size: int = CANVAS_SIZE
-    version: int = 1  # bump when the alignment code changes meaningfully
+    version: int = 2  # bump when the alignment code changes meaningfully (2: float landmarks in the cache)
 
     def key(self) -> str:
         payload = json.dumps({**asdict(self), "template": CANVAS_TEMPLATE.round(4).tolist()}, sort_keys=True)
@@ -83,7 +83,8 @@ class MTCNNDetector:
             boxes, probs, points = self.model.detect(Image.fromarray(rgb), landmarks=True)
         if boxes is None:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
-        return np.asarray(boxes), np.asarray(probs), np.asarray(points)
+        # facenet-pytorch returns object arrays here; cached npz files must hold plain floats
+        return np.asarray(boxes, np.float64), np.asarray(probs, np.float64), np.asarray(points, np.float64)
 
 
 def choose_face(boxes: np.ndarray, probs: np.ndarray, shape: tuple[int, int], settings: AlignSettings) -> int:
