@@ -1,0 +1,178 @@
+"""``bench targets``: measure every registered face recognition target on LFW and show the zoo.
+
+For each available target: balanced 10-fold LFW verification accuracy, TAR at FAR 1e-2, cosine thresholds at
+FAR 1e-2 and 1e-3, and embedding time per face (``bench.calibrate``). Results are cached per target in
+``$BENCH_HOME/calibration/<name>.json`` and reused until the weights, the protocol or the LFW copy change (or
+``--recalibrate``). Unavailable targets are listed with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from bench.calibrate import calibrate, save_calibration, stale_reason
+from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
+from bench.registry import TARGETS, UnknownNameError
+
+
+def lfw_root_under(data_root: Path) -> Path:
+    """The LFW folder (holding images/ and labels/) under a data root."""
+    images = find_identity_folder(data_root, "lfw")
+    return images.parent if images.name == "images" else images
+
+
+def rich_tracker(progress: Progress, prefix: str) -> Callable[[Iterable, int, str], Iterator]:
+    def track(items: Iterable, total: int, description: str) -> Iterator:
+        task = progress.add_task(f"{prefix}: {description}", total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
+
+    return track
+
+
+def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Progress) -> dict[str, Any]:
+    from targets.base import load_calibration
+
+    entry = TARGETS.entry(name)
+    ok, reason = entry.availability()
+    cls = entry.cls
+    row: dict[str, Any] = {
+        "name": name,
+        "available": bool(ok),
+        "reason": None if ok else reason,
+        "differentiable": getattr(cls, "differentiable", None),
+        "embedding_dim": getattr(cls, "embedding_dim", None),
+        "input_size": getattr(getattr(cls, "framing", None), "size", None),
+    }
+    if not ok:
+        return row
+    overrides = {"device": args.device} if args.device else {}
+    target = TARGETS.create(name, **overrides)
+    record = load_calibration(name)
+    why = "--recalibrate" if args.recalibrate else stale_reason(record, target, fingerprint)
+    if why:
+        progress.console.print(f"[bold]{name}[/bold]: calibrating on {lfw_root} ({why})")
+        try:
+            record = calibrate(target, lfw_root, track=rich_tracker(progress, name))
+        except Exception as exc:  # one target failing must not hide the others
+            row["reason"] = f"calibration failed: {type(exc).__name__}: {exc}"
+            return row
+        path = save_calibration(record)
+        progress.console.print(
+            f"[bold]{name}[/bold]: LFW {100 * record['lfw_accuracy']:.2f} +- {100 * record['lfw_accuracy_std']:.2f}"
+            f", saved {path}"
+        )
+    row.update(
+        {
+            "lfw_accuracy": record.get("lfw_accuracy"),
+            "lfw_accuracy_std": record.get("lfw_accuracy_std"),
+            "tar_far1e-2": record.get("tar_far1e-2"),
+            "threshold_far1e-2": record.get("thresholds", {}).get("far1e-2"),
+            "threshold_far1e-3": record.get("thresholds", {}).get("far1e-3"),
+            "ms_per_face": record.get("ms_per_face"),
+            "cpu_ms_per_face": record.get("cpu_ms_per_face"),
+            "pairs": record.get("pairs"),
+            "photos_embedded": record.get("photos_embedded"),
+            "photos_failed": record.get("photos_failed"),
+            "calibrated": record.get("date"),
+        }
+    )
+    return row
+
+
+def _pct(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return ""
+    return f"{100 * value:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def render(rows: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title=f"face recognition targets ({len(rows)}), LFW balanced 10-fold")
+    for col, justify in [("name", "left"), ("available", "left"), ("diff.", "left"), ("dim", "right"),
+                         ("input", "right"), ("LFW acc. %", "right"), ("TAR@FAR1e-2 %", "right"),
+                         ("thr FAR1e-2", "right"), ("thr FAR1e-3", "right"), ("ms/face", "right"),
+                         ("CPU ms/face", "right"), ("reason", "left")]:
+        table.add_column(col, justify=justify, overflow="fold")
+    for r in rows:
+        diff = r.get("differentiable")
+        table.add_row(
+            r["name"],
+            "yes" if r["available"] else "[red]no[/red]",
+            "" if diff is None else ("yes" if diff else "no"),
+            _num(r.get("embedding_dim"), "d"),
+            _num(r.get("input_size"), "d"),
+            _pct(r.get("lfw_accuracy"), r.get("lfw_accuracy_std")),
+            _pct(r.get("tar_far1e-2")),
+            _num(r.get("threshold_far1e-2"), ".3f"),
+            _num(r.get("threshold_far1e-3"), ".3f"),
+            _num(r.get("ms_per_face"), ".1f"),
+            _num(r.get("cpu_ms_per_face"), ".1f"),
+            r.get("reason") or "",
+        )
+    console.print(table)
+
+
+def run(args) -> int:
+    err = Console(stderr=True)
+    try:
+        names = args.only or TARGETS.names()
+        for name in names:
+            TARGETS.entry(name)
+    except UnknownNameError as exc:
+        err.print(f"[red]{exc}[/red]")
+        return 2
+    try:
+        data_root, how = resolve_data_root(args.data_root)
+        lfw_root = lfw_root_under(data_root)
+        fingerprint = load_identity_folders(lfw_root, "lfw").fingerprint()
+    except DataError as exc:
+        err.print(f"[red]{exc}[/red]")
+        return 2
+    err.print(f"LFW: {lfw_root} (data root from {how})")
+    rows = []
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=err) as progress:
+        for name in names:
+            rows.append(target_row(name, lfw_root, fingerprint, args, progress))
+    if not args.only:
+        for module, error in sorted(TARGETS.broken_modules().items()):
+            rows.append({"name": module, "available": False, "reason": f"module failed to import: {error}"})
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        render(rows, Console())
+    return 0 if all(r["available"] and "lfw_accuracy" in r for r in rows if r["available"]) else 1
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "targets",
+        help="measure the face recognition targets on LFW (accuracy, thresholds at FAR, speed) and list them",
+    )
+    p.add_argument("--data-root", help="data root holding lfw/images/<Name>/ and lfw/labels/pairs.txt")
+    p.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="only these targets")
+    p.add_argument("--recalibrate", action="store_true", help="measure again even when a calibration is cached")
+    p.add_argument("--device", help="torch device for the targets (default: each target's own, cpu)")
+    p.set_defaults(func=run)
