@@ -1,0 +1,218 @@
+"""Chameleon's P3-Mask: one personalized privacy-protection mask per user, learned across the user's photos.
+
+Paper: Chow et al., "Personalized Privacy Protection Mask Against Unauthorized Facial Recognition", ECCV 2024
+(Chameleon). Threat model: query-side; the user publishes photos with their mask added, an unauthorized
+recognizer matches them against a clean gallery (identification) or a clean photo (verification). The mask is
+also the authorization key: whoever holds it subtracts it (``deobfuscate``) and recognition works again.
+
+Algorithm (PROTOCOL.md, paper defaults):
+- mask initialised uniform in +-``step``; L-inf budget ``epsilon`` = 16/255 on the 0..1 scale;
+- cross-image optimisation: ``epochs`` = 50 passes over the user's fit photos in shuffled batches of 4; each step
+  mask <- clip(mask - step * sign(mean gradient over the batch), -epsilon, epsilon), x' = clip(x + mask, 0, 1);
+  ``step`` = 1e-3 on the 0..1 scale (the paper's 1e-3 * 255 on 0..255);
+- loss per photo = - sum over the ensemble of arccos(<f(x'), f(x)>) + lambda * max(DSSIM(x', x) - 0.03, 0),
+  DSSIM = (1 - SSIM) / 2 measured on the face box (the crop the paper works on);
+- adaptive lambda (``next_lambda``), from the batch's mean DSSIM before each step: halve when DSSIM <= 0.9 * 0.03,
+  double when DSSIM >= 1.1 * 0.03, otherwise reset to 1; kept within [1/129, 129];
+- focal-diversity ensemble selection among the surrogates when more than ``team_size`` are given (below).
+
+Mask geometry: the paper's mask is 112 x 112 x 3 on the aligned 112 crop and "is applied inside the face box".
+Here the mask is a 1 x 3 x 224 x 224 canvas tensor that is zero outside the ArcFace face box (canvas pixels
+[42, 182), exactly the paper's 112 crop at 1.25 canvas pixels per crop pixel; ``region = "face-box"``). A
+surrogate whose framing is wider than ArcFace's sees an unmasked margin, as it would with the paper's mask.
+``region = "canvas"`` lets the mask cover the whole canvas instead.
+
+Focal diversity (after Wu et al., CVPR 2021, as used by Chameleon): "queries" are the user's fit photos, each
+perturbed by a short PGD against every candidate surrogate in turn (``probe_steps`` sign steps of
+``probe_step`` within ``epsilon`` from a seeded random start), so each candidate sees photos crafted against
+itself and against the others. A model *gets a query wrong* when the query's embedding matches the user's clean
+centroid (mean of the model's clean fit embeddings) less than every clean fit photo matches the centroid of the
+user's other clean photos (leave-one-out), i.e. the model would no longer accept it as the user at the operating
+point where it accepts all the user's clean photos. For a team and a focal member, lambda_focal = mean, over the
+queries the focal member gets wrong, of the fraction of the other members that also get them wrong; the team's
+diversity d = mean over members of (1 - lambda_focal) (members that get nothing wrong carry no evidence and are
+left out; a team where no member errs gets d = nan and ranks last). The most diverse team of ``team_size`` wins
+(ties: the earliest in the given order). With at most ``team_size`` surrogates there is no choice to make: all
+are used and no diversity is computed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+
+from bench.canvas import face_region
+from bench.quality import dssim
+from bench.registry import METHODS
+from methods._universal import (
+    angle,
+    apply_mask,
+    check_photos,
+    check_region,
+    check_surrogates,
+    clean_embeddings,
+    minibatches,
+    project,
+    region_support,
+    surrogate_name,
+    uniform_start,
+)
+from methods.base import MaskProtector, Method, Protector, seeded_generator
+from targets.base import Target
+
+LAMBDA_MIN, LAMBDA_MAX = 1 / 129, 129.0
+
+
+@dataclass
+class ChameleonConfig:
+    epsilon: float = 16 / 255
+    step: float = 1e-3  # the paper's learning rate, 1e-3 * 255 on the 0..255 scale
+    epochs: int = 50
+    batch_size: int = 4
+    dssim_threshold: float = 0.03
+    team_size: int = 2
+    region: str = "face-box"
+    probe_steps: int = 5  # PGD steps of the focal-diversity queries
+    probe_step: float = 4 / 255
+
+    def __post_init__(self) -> None:
+        if not 0 < self.epsilon <= 1 or self.step <= 0 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("chameleon needs 0 < epsilon <= 1, step > 0, epochs >= 1, batch_size >= 1")
+        if self.dssim_threshold < 0 or self.team_size < 1 or self.probe_steps < 1 or self.probe_step <= 0:
+            raise ValueError(
+                "chameleon needs dssim_threshold >= 0, team_size >= 1, probe_steps >= 1, probe_step > 0"
+            )
+        check_region(self.region)
+
+
+def next_lambda(lam: float, dssim_value: float, threshold: float) -> float:
+    """Chameleon's adaptive weight of the DSSIM hinge: halve below 0.9 x threshold, double above 1.1 x, else 1."""
+    if dssim_value <= 0.9 * threshold:
+        lam = lam / 2
+    elif dssim_value >= 1.1 * threshold:
+        lam = lam * 2
+    else:
+        lam = 1.0
+    return min(max(lam, LAMBDA_MIN), LAMBDA_MAX)
+
+
+def focal_diversity(wrong: torch.Tensor) -> float:
+    """Team diversity from a Q x M error table (True where member m gets query q wrong); see the module doc."""
+    if wrong.ndim != 2 or wrong.shape[1] < 2:
+        raise ValueError(
+            f"focal_diversity needs a Q x M error table with M >= 2 members, got {tuple(wrong.shape)}"
+        )
+    wrong = wrong.bool()
+    m = wrong.shape[1]
+    terms = []
+    for focal in range(m):
+        rows = wrong[wrong[:, focal]]
+        if len(rows) == 0:
+            continue
+        others_wrong = (rows.sum(1) - 1).float() / (m - 1)
+        terms.append(1 - others_wrong.mean().item())
+    return sum(terms) / len(terms) if terms else math.nan
+
+
+def select_team(wrong: torch.Tensor, team_size: int) -> tuple[tuple[int, ...], float]:
+    """The most diverse team (member indices) of ``team_size`` columns of the error table, and its diversity."""
+    best, best_d = None, -math.inf
+    for team in itertools.combinations(range(wrong.shape[1]), team_size):
+        d = focal_diversity(wrong[:, list(team)])
+        if best is None or (not math.isnan(d) and d > best_d):
+            best, best_d = team, (d if not math.isnan(d) else -math.inf)
+    return best, (best_d if best_d > -math.inf else math.nan)
+
+
+def leave_one_out_floor(emb: torch.Tensor) -> float:
+    """The lowest cosine of a clean embedding to the normalised mean of the user's other clean embeddings."""
+    n = len(emb)
+    others = (emb.sum(0, keepdim=True) - emb) / (n - 1)
+    others = torch.nn.functional.normalize(others, dim=1)
+    return (emb * others).sum(1).min().item()
+
+
+def error_table(surrogates: list[Target], photos: torch.Tensor, cfg: ChameleonConfig, gen) -> torch.Tensor:
+    """Q x M table: does surrogate m fail to accept query q as the user (queries: PGD probes against each m)."""
+    clean = clean_embeddings(surrogates, photos)
+    centroids = [torch.nn.functional.normalize(c.mean(0, keepdim=True), dim=1) for c in clean]
+    floors = [leave_one_out_floor(c) for c in clean]
+    queries = []
+    for s, c in zip(surrogates, clean, strict=True):
+        delta = torch.rand(photos.shape, generator=gen, device=photos.device, dtype=photos.dtype) * 2 - 1
+        delta = (delta * cfg.probe_step).requires_grad_(True)
+        for _ in range(cfg.probe_steps):
+            loss = (s.embed(apply_mask(photos, delta)) * c).sum()
+            (grad,) = torch.autograd.grad(loss, delta)
+            with torch.no_grad():
+                delta = (delta - cfg.probe_step * grad.sign()).clamp(-cfg.epsilon, cfg.epsilon)
+            delta.requires_grad_(True)
+        queries.append(apply_mask(photos, delta.detach()))
+    queries = torch.cat(queries)
+    with torch.no_grad():
+        sims = [(s.embed(queries) * mu).sum(1) for s, mu in zip(surrogates, centroids, strict=True)]
+    return torch.stack([sim < floor for sim, floor in zip(sims, floors, strict=True)], dim=1)
+
+
+@METHODS.register("chameleon")
+class Chameleon(Method):
+    kind = "universal"
+    Config = ChameleonConfig
+    paper = (
+        "Chow et al., Personalized Privacy Protection Mask Against Unauthorized Facial Recognition, ECCV 2024"
+    )
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {
+            **super().describe(),
+            "loss": "-sum arccos + adaptive lambda * DSSIM hinge",
+            "budget": "linf 16/255",
+            "key": "mask (deobfuscate)",
+        }
+
+    def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
+        cfg = self.config
+        check_photos(photos, "chameleon")
+        check_surrogates(surrogates, "chameleon")
+        gen = seeded_generator(seed, photos.device)
+        info: dict = {"candidates": [surrogate_name(s) for s in surrogates], "fit_photos": len(photos)}
+        team = list(surrogates)
+        if len(surrogates) > cfg.team_size:
+            if len(photos) < 3:
+                raise ValueError(
+                    f"chameleon: focal-diversity selection among {len(surrogates)} surrogates needs >= 3 fit "
+                    f"photos (leave-one-out floor), got {len(photos)}; pass at most team_size={cfg.team_size}"
+                )
+            wrong = error_table(surrogates, photos, cfg, gen)
+            chosen, diversity = select_team(wrong, cfg.team_size)
+            team = [surrogates[i] for i in chosen]
+            info.update(
+                diversity=diversity, error_rate=wrong.float().mean(0).tolist(), selection="focal-diversity"
+            )
+        else:
+            info.update(diversity=None, selection="all given surrogates (no choice to make)")
+        info["team"] = [surrogate_name(s) for s in team]
+
+        support = region_support(photos, cfg.region)
+        clean = clean_embeddings(team, photos)
+        mask = uniform_start(photos, cfg.step, support, gen)
+        lam, lambdas = 1.0, []
+        for _ in range(cfg.epochs):
+            for idx in minibatches(len(photos), cfg.batch_size, gen, photos.device):
+                x = photos[idx]
+                mask.requires_grad_(True)
+                protected = apply_mask(x, mask)
+                quality = dssim(face_region(protected), face_region(x))
+                lam = next_lambda(lam, quality.mean().item(), cfg.dssim_threshold)
+                angles = sum(angle(s.embed(protected), c[idx]) for s, c in zip(team, clean, strict=True))
+                loss = (-angles + lam * (quality - cfg.dssim_threshold).clamp_min(0)).mean()
+                (grad,) = torch.autograd.grad(loss, mask)
+                with torch.no_grad():
+                    mask = project(mask - cfg.step * grad.sign(), cfg.epsilon, support)
+                lambdas.append(lam)
+        info.update(final_lambda=lam, mean_lambda=sum(lambdas) / len(lambdas), steps=len(lambdas))
+        return MaskProtector(mask.detach(), info)  # the P3-Mask; deobfuscate subtracts it

@@ -1,0 +1,79 @@
+"""UAP: a plain universal adversarial perturbation per user, the simplest personalized-mask baseline.
+
+In the spirit of Moosavi-Dezfooli et al., "Universal adversarial perturbations", CVPR 2017, reduced to the
+iterative sign-gradient form used by later face-privacy work: one mask for all of a user's photos, learned by
+minimising the mean cosine similarity (over the user's fit photos and the surrogate ensemble) between the masked
+and the clean embedding. Threat model: query-side (the protected photos are probes against a clean gallery).
+Budget: L-inf ``epsilon`` = 8/255 on the 0..1 scale, step 1/255, 20 sign steps on the mean gradient over the
+fit photos (full batch), uniform random start in +-step (the cosine loss has zero slope at the clean image).
+Mask: 1 x 3 x 224 x 224 on the canvas, restricted to the ArcFace face box by default (``region``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.registry import METHODS
+from methods._universal import (
+    apply_mask,
+    check_photos,
+    check_region,
+    check_surrogates,
+    clean_embeddings,
+    project,
+    region_support,
+    surrogate_name,
+    uniform_start,
+)
+from methods.base import MaskProtector, Method, Protector, seeded_generator
+from targets.base import Target
+
+
+@dataclass
+class UAPConfig:
+    epsilon: float = 8 / 255
+    step_size: float = 1 / 255
+    iterations: int = 20
+    batch_size: int = 16  # gradient accumulation chunk; the step uses the gradient over all fit photos
+    region: str = "face-box"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.iterations < 1 or self.batch_size < 1:
+            raise ValueError("uap needs 0 < epsilon <= 1, step_size > 0, iterations >= 1, batch_size >= 1")
+        check_region(self.region)
+
+
+@METHODS.register("uap")
+class UAP(Method):
+    kind = "universal"
+    Config = UAPConfig
+    paper = "Moosavi-Dezfooli et al., Universal adversarial perturbations, CVPR 2017 (sign-gradient form)"
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {**super().describe(), "loss": "mean cosine to the clean embedding", "budget": "linf 8/255"}
+
+    def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
+        cfg = self.config
+        check_photos(photos, "uap")
+        check_surrogates(surrogates, "uap")
+        gen = seeded_generator(seed, photos.device)
+        support = region_support(photos, cfg.region)
+        clean = clean_embeddings(surrogates, photos)
+        mask = uniform_start(photos, cfg.step_size, support, gen)
+        for _ in range(cfg.iterations):
+            mask.requires_grad_(True)
+            grad = torch.zeros_like(mask)
+            for i in range(0, len(photos), cfg.batch_size):
+                x = apply_mask(photos[i : i + cfg.batch_size], mask)
+                loss = sum(
+                    (s.embed(x) * c[i : i + cfg.batch_size]).sum(1).sum()
+                    for s, c in zip(surrogates, clean, strict=True)
+                )
+                grad += torch.autograd.grad(loss, mask)[0]
+            with torch.no_grad():
+                mask = project(mask - cfg.step_size * grad.sign(), cfg.epsilon, support)
+        info = {"surrogates": [surrogate_name(s) for s in surrogates], "fit_photos": len(photos)}
+        return MaskProtector(mask.detach(), info)
