@@ -1,0 +1,137 @@
+"""LowKey: untargeted ensemble attack with a smoothed view and an LPIPS penalty (Cherepanova et al., ICLR 2021).
+
+Threat model: the recognizer enrols the user's protected photos (gallery side, as for Fawkes); each photo is
+protected on its own (per-image) against an ensemble of surrogates. Per photo x, signed gradient *ascent* on
+  J(x') = 1/(2M) sum_m sum_{v in {x', G(x')}} ||f_m(v) - f_m(x)||^2 / (D_m ||f_m(x)||) - c_sim * LPIPS(x', x)
+where G is a Gaussian smoothing of the photo and D_m the embedding size (the public attack averages the squared
+differences over feature dimensions, hence 1 / D_m).
+
+Defaults, from the authors' public attack script (``lowkey_attack.py``): epsilon 0.05 (L-inf on 0..1), 50 steps
+of step size 0.0025, LPIPS weight c_sim 0.05 with the AlexNet LPIPS, uniform random start in +-0.005, Gaussian
+smoothing kernel 7 x 7, sigma 3 on the 112 x 112 aligned face. That script clips to epsilon only in its plain
+'sgd' mode, not in the 'lpips' mode it runs; we declare epsilon as the budget and project onto it every step.
+On our canvases a 112-crop pixel spans 1.25 canvas pixels, so the smoothing runs on the canvas with sigma
+3 * 1.25 and a 9 x 9 kernel; LPIPS is taken on the face box of the canvas (``bench.canvas.face_region``), the
+crop LowKey compares. LPIPS comes from ``bench.lpips`` (offline AlexNet v0.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from bench.canvas import CANVAS_SCALE, face_region
+from bench.registry import METHODS
+from methods.base import Method, Protector, seeded_generator
+from targets.base import Target
+
+
+@dataclass
+class LowKeyConfig:
+    epsilon: float = 0.05
+    step_size: float = 0.0025
+    steps: int = 50
+    lpips_weight: float = 0.05
+    random_start: float = 0.005
+    blur_kernel: int = 7  # on the 112 aligned face
+    blur_sigma: float = 3.0  # on the 112 aligned face
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.steps < 1:
+            raise ValueError("lowkey needs 0 < epsilon <= 1, step_size > 0, steps >= 1")
+        if self.lpips_weight < 0 or self.random_start < 0 or self.blur_kernel < 1 or self.blur_sigma <= 0:
+            raise ValueError("lowkey needs lpips_weight >= 0, random_start >= 0, blur_kernel >= 1, blur_sigma > 0")
+
+
+def gaussian_blur(x: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:
+    """Depthwise Gaussian smoothing with reflected borders (differentiable)."""
+    coords = torch.arange(kernel, dtype=x.dtype, device=x.device) - (kernel - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    w = (g[:, None] * g[None, :]).expand(x.shape[1], 1, kernel, kernel).contiguous()
+    pad = kernel // 2
+    return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), w, groups=x.shape[1])
+
+
+def canvas_blur_size(kernel: int, sigma: float) -> tuple[int, float]:
+    """The 112-crop smoothing expressed in canvas pixels (odd kernel)."""
+    k = int(round(kernel * CANVAS_SCALE))
+    return (k if k % 2 else k + 1), sigma * CANVAS_SCALE
+
+
+class LowKeyProtector(Protector):
+    def __init__(self, config: LowKeyConfig, surrogates: list[Target], seed: int, lpips: torch.nn.Module):
+        self.config = config
+        self.surrogates = surrogates
+        self.seed = seed
+        self.lpips = lpips
+
+    def objective(self, adv: torch.Tensor, x: torch.Tensor, clean: list[torch.Tensor]) -> torch.Tensor:
+        """J per photo (N,), to be maximised."""
+        cfg = self.config
+        kernel, sigma = canvas_blur_size(cfg.blur_kernel, cfg.blur_sigma)
+        smoothed = gaussian_blur(adv, kernel, sigma)
+        feature = 0
+        for s, c in zip(self.surrogates, clean, strict=True):
+            scale = c.shape[1] * c.norm(dim=1)
+            for view in (adv, smoothed):
+                feature = feature + ((s.embed(view) - c) ** 2).sum(1) / scale
+        feature = feature / (2 * len(self.surrogates))
+        return feature - cfg.lpips_weight * self.lpips(face_region(adv), face_region(x)).view(-1)
+
+    def protect(self, canvases: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        gen = seeded_generator(self.seed, canvases.device)
+        self.lpips.to(canvases.device)
+        out = []
+        for i in range(0, len(canvases), cfg.batch_size):
+            x = canvases[i : i + cfg.batch_size]
+            with torch.no_grad():
+                clean = [s.embed(x) for s in self.surrogates]
+            start = (torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * cfg.random_start
+            adv = (x + start.clamp(-cfg.epsilon, cfg.epsilon)).clamp(0, 1)
+            for _ in range(cfg.steps):
+                adv.requires_grad_(True)
+                (grad,) = torch.autograd.grad(self.objective(adv, x, clean).sum(), adv)
+                with torch.no_grad():
+                    adv = adv + cfg.step_size * grad.sign()
+                    adv = torch.min(torch.max(adv, x - cfg.epsilon), x + cfg.epsilon).clamp(0, 1)
+            out.append(adv.detach())
+        return torch.cat(out) if out else canvases.clone()
+
+
+@METHODS.register("lowkey")
+class LowKey(Method):
+    kind = "per-image"
+    Config = LowKeyConfig
+    paper = ("Cherepanova et al., LowKey: Leveraging Adversarial Attacks to Protect Social Media Users from "
+             "Facial Recognition, ICLR 2021")
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {
+            **super().describe(),
+            "loss": "ensemble feature distance of x' and blurred x' from clean, minus 0.05 * LPIPS",
+            "budget": "linf 0.05",
+        }
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str | None]:
+        try:
+            import lpips  # noqa: F401
+
+            from bench.lpips import get_lpips  # noqa: F401
+        except ImportError as exc:
+            return False, f"LowKey needs the offline AlexNet LPIPS (bench.lpips and the lpips package): {exc}"
+        return True, None
+
+    def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
+        if not surrogates:
+            raise ValueError("lowkey needs at least one differentiable surrogate")
+        from bench.lpips import get_lpips
+
+        device = photos.device if len(photos) else torch.device("cpu")
+        return LowKeyProtector(self.config, surrogates, seed, get_lpips(device))
