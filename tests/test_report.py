@@ -1,0 +1,152 @@
+"""`bench report`: the HTML report renders its table and plots in a real (headless) browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.report import render_html, write_report
+
+TARGETS = ["sface", "dlib", "faceres"]
+ADVERSARIES = ["none", "jpeg", "denoise"]
+
+
+def _cell(top1: float, top5: float) -> dict:
+    return {"top1": top1, "top1_ci": [max(top1 - 0.06, 0), min(top1 + 0.05, 1)], "top5": top5,
+            "top5_ci": [max(top5 - 0.08, 0), min(top5 + 0.06, 1)]}
+
+
+def _entry(method: str, kind: str, level: float, **extra) -> dict:
+    """A leaderboard entry whose PSR falls with the adversary's strength and varies across targets."""
+    psr = {t: {a: _cell(round(level * (1 - 0.18 * j) * (1 - 0.07 * i), 3),
+                        round(level * (1 - 0.18 * j) * (1 - 0.07 * i) * 0.8, 3))
+               for j, a in enumerate(ADVERSARIES)} for i, t in enumerate(TARGETS)}
+    top1 = [c["top1"] for per in psr.values() for c in per.values()]
+    entry = {"method": method, "kind": kind, "scenario": "probe", "status": "ok", "reason": None,
+             "budget": {"linf": 16 / 255}, "psr": psr, "psr_top1_worst": min(top1),
+             "psr_top1_mean": sum(top1) / len(top1), "ssim": 0.95 - 0.3 * level * 0.3, "psnr": 38 - 6 * level,
+             "lpips": 0.02 + 0.12 * level, "fit_s_per_user": 12.5, "protect_ms_per_photo": 0.4, "device": "cpu",
+             "users": 10, "probes": 81, "authorized_accuracy": None}
+    entry.update(extra)
+    return entry
+
+
+def make_run_dir(root: Path, faces: dict) -> Path:
+    """A hand-made run folder in the harness' leaderboard.json contract, with example crops of real faces."""
+    run = root / "run"
+    (run / "examples").mkdir(parents=True)
+    fawkes = _entry("fawkes", "per-image", 0.55, lpips=None, fit_s_per_user=None, protect_ms_per_photo=5200.0)
+    fawkes["psr"]["dlib"]["denoise"] = {"status": "failed", "reason": "out of memory"}
+    entries = [
+        _entry("chameleon", "universal", 0.93, authorized_accuracy={"sface": 0.99, "dlib": 0.97, "faceres": None}),
+        _entry("opom", "universal", 0.78),
+        fawkes,
+        _entry("uap", "universal", 0.31),
+        {"method": "lowkey", "kind": "per-image", "scenario": "probe", "status": "unavailable",
+         "reason": "needs the ArcFace IR-152 weights: set BENCH_WEIGHTS_IR152", "budget": None, "psr": {}},
+        {"method": "tip-im", "status": "failed", "reason": "protect task failed: CUDA error", "psr_top1_worst": None},
+    ]
+    board = {
+        "run": {"suite": "probe-small", "created": "2026-11-22T01:30:00+00:00",
+                "environment": {"torch": "2.14.1", "device": "cpu", "threads": 2, "git": "6a0d588"},
+                "primary_score": "psr_top1_worst"},
+        "targets": TARGETS, "adversaries": ADVERSARIES, "entries": entries,
+        "target_info": {"sface": {"white_box": True}, "dlib": {}, "faceres": {}},
+        "clean": {"sface": {"top1_accuracy": 0.991, "top5_accuracy": 1.0},
+                  "dlib": {"top1_accuracy": 0.97, "top5_accuracy": 0.995}, "faceres": {}},
+    }
+    (run / "leaderboard.json").write_text(json.dumps(board, indent=2))
+    clean = np.stack([(faces[k].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                      for k in ("person_a_1", "person_b_1", "impostor_1")])
+    rng = np.random.default_rng(0)
+    for method, eps in (("chameleon", 16), ("opom", 8), ("fawkes", 6)):
+        # a universal method adds one mask to every photo; the per-image one a different pattern per photo
+        shape = clean.shape[1:] if method != "fawkes" else clean.shape
+        mask = rng.integers(-eps, eps + 1, size=shape)
+        protected = np.clip(clean.astype(np.int16) + mask, 0, 255).astype(np.uint8)
+        np.savez(run / "examples" / f"{method}.npz", clean=clean, protected=protected)
+    return run
+
+
+@pytest.fixture
+def run_dir(tmp_path, wild_faces) -> Path:
+    return make_run_dir(tmp_path, wild_faces)
+
+
+def _chromium() -> str | None:
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def _chromium_args(profile: Path) -> list[str]:
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", f"--user-data-dir={profile}"]
+
+
+def test_report_command_writes_self_contained_html(run_dir):
+    assert main(["report", str(run_dir)]) == 0
+    page = (run_dir / "report.html").read_text()
+    assert "<table id=\"leaderboard\"" in page and page.count("<svg") == 3
+    assert not re.search(r"(src|href)=\"(https?:)?//", page), "the report must not load anything from the network"
+    assert page.count("data:image/png;base64,") == 3 * 3 * 3  # 3 methods x 3 crops x (clean, protected, mask)
+    # missing values render as n/a; unavailable and failed methods keep their reasons
+    assert ">n/a<" in page and "BENCH_WEIGHTS_IR152" in page and "CUDA error" in page
+
+
+def test_report_renders_with_missing_fields(tmp_path):
+    board = {"entries": [{"method": "bare"}, {"status": "failed"}, "not-an-entry"], "targets": ["t"],
+             "adversaries": None}
+    page = render_html(board)
+    assert "bare" in page and "entry 2" in page and page.count("<svg") == 3
+
+
+def test_report_explains_missing_leaderboard(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "bench leaderboard" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(_chromium() is None, reason="NO CHROMIUM BINARY: the browser rendering check did not run; "
+                    "install Debian's `chromium` package (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    out = write_report(run_dir, tmp_path / "page" / "report.html")
+    proc = subprocess.run([_chromium(), *_chromium_args(tmp_path / "profile"), "--virtual-time-budget=5000",
+                           "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = proc.stdout
+    assert proc.returncode == 0 and dom, proc.stderr[-2000:]
+    assert 'data-report-ready="1"' in dom, "the report's script did not run"
+    body = dom.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    assert body.count("<tr") == 6
+    svgs = re.findall(r"<svg.*?</svg>", dom, flags=re.S)
+    assert len(svgs) == 3
+    for svg in svgs:  # every plot holds drawn marks, not an empty frame
+        assert len(re.findall(r"<(rect|circle|line)\b", svg)) >= 10
+    assert len(re.findall(r'class="point"', svgs[0])) == 3  # chameleon, opom, uap have LPIPS; fawkes has none
+    assert "Not plotted (no LPIPS or PSR): fawkes" in dom
+    assert dom.count('<img src="data:image/png;base64,') == 27
+
+
+@pytest.mark.skipif(_chromium() is None, reason="NO CHROMIUM BINARY: install Debian's `chromium` package")
+def test_report_table_sorts_on_click(run_dir, tmp_path):
+    """Clicking the 'LPIPS' header sorts rows by LPIPS, n/a last (checked by a script run in the page)."""
+    out = write_report(run_dir, tmp_path / "report.html")
+    page = out.read_text()
+    probe = ("<script>(function(){var th=[].slice.call(document.querySelectorAll('th[data-col]'))"
+             ".filter(function(t){return t.textContent.indexOf('LPIPS')===0;})[0]; th.click();"
+             "var names=[].slice.call(document.getElementById('leaderboard').tBodies[0].rows)"
+             ".map(function(r){return r.cells[0].textContent;});"
+             "document.body.setAttribute('data-sorted', names.join(','));})();</script></body>")
+    out.write_text(page.replace("</body>", probe))
+    proc = subprocess.run([_chromium(), *_chromium_args(tmp_path / "profile"), "--dump-dom", out.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    sorted_names = re.search(r'data-sorted="([^"]*)"', proc.stdout)
+    assert sorted_names, proc.stderr[-2000:]
+    # first click sorts numbers descending (highest LPIPS first); entries without LPIPS go last
+    assert sorted_names.group(1).split(",")[:3] == ["chameleon", "opom", "uap"]
+    assert set(sorted_names.group(1).split(",")[3:]) == {"fawkes", "lowkey", "tip-im"}
