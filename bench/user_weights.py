@@ -89,7 +89,10 @@ def load_state_dict(path: Path, name: str) -> dict:
 
 
 def load_into(module, state: dict, path: Path, name: str, ignore_prefixes: tuple[str, ...] = ()) -> None:
-    """``module.load_state_dict`` with one clear message naming missing, unexpected or mis-shaped keys."""
+    """``module.load_state_dict`` with one clear message naming missing, unexpected or mis-shaped keys.
+
+    The tensors are assigned, not copied, so ``module`` may be built on the ``meta`` device (no random init).
+    """
     state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
@@ -103,4 +106,7 @@ def load_into(module, state: dict, path: Path, name: str, ignore_prefixes: tuple
         raise WeightError(
             f"{path} does not fit the '{name}' architecture: {'; '.join(parts)}. Is it the right checkpoint?"
         )
-    module.load_state_dict(state)
+    module.load_state_dict(state, assign=True)
+    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:
+        raise WeightError(f"'{name}': {len(left)} tensors were not set by {path} (e.g. {', '.join(left[:3])})")

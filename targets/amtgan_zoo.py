@@ -170,7 +170,8 @@ class ZooCheckpoint(CheckpointTarget):
         raise NotImplementedError
 
     def build_network(self) -> nn.Module:
-        net = self.architecture()
+        with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+            net = self.architecture()
         path = self.weight_file()
         load_into(net, load_state_dict(path, self.name), path, self.name)
         return net

@@ -47,7 +47,8 @@ class FaceNet(CheckpointTarget):
     def build_network(self) -> torch.nn.Module:
         from facenet_pytorch import InceptionResnetV1
 
-        net = InceptionResnetV1(pretrained=None, classify=False)
+        with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+            net = InceptionResnetV1(pretrained=None, classify=False)
         path = self.weight_file()
         load_into(net, load_state_dict(path, self.name), path, self.name, ignore_prefixes=("logits.",))
         return net
