@@ -1,0 +1,30 @@
+"""``bench leaderboard RUN_DIR --format csv|md|json``: regenerate the leaderboard from a run's store."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import leaderboard
+
+
+def run(args) -> int:
+    try:
+        paths = leaderboard.write(args.run_dir, tuple(args.format))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths.values():
+        if args.print:
+            print(path.read_text())
+        else:
+            print(f"wrote {path}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("leaderboard", help="regenerate leaderboard files from a run folder's store")
+    p.add_argument("run_dir")
+    p.add_argument("--format", nargs="+", default=["csv", "md", "json"], choices=["csv", "md", "json"],
+                   help="formats to write (HTML: `bench report`)")
+    p.add_argument("--print", action="store_true", help="also print the files")
+    p.set_defaults(func=run)

@@ -1,0 +1,89 @@
+"""``bench run --suite NAME [--out DIR]``: run a suite (resuming from the run store), print and write results."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from bench import leaderboard
+from bench.registry import ConfigError, UnknownNameError
+from bench.runner import Reporter, Runner
+from bench.suites import get_suite
+
+
+class RichReporter(Reporter):
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[item]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+        )
+        self.task_id = None
+
+    def phase(self, name: str, total: int) -> None:
+        if self.task_id is not None:
+            self.progress.update(self.task_id, visible=False)
+        self.task_id = self.progress.add_task(name, total=total, item="")
+
+    def advance(self, label: str = "") -> None:
+        if self.task_id is not None:
+            self.progress.update(self.task_id, advance=1, item=label)
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text)
+
+
+def run(args) -> int:
+    console = Console()
+    try:
+        suite = get_suite(args.suite)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        return 2
+    suite = suite.with_overrides(users=args.users, gallery_identities=args.gallery_identities)
+    if args.methods:
+        suite = suite.with_overrides(methods=tuple(args.methods.split(",")))
+    if args.targets:
+        suite = suite.with_overrides(targets=tuple(args.targets.split(",")))
+    if args.adversaries:
+        suite = suite.with_overrides(adversaries=tuple(args.adversaries.split(",")))
+    out = Path(args.out or f"runs/{suite.name}")
+    reporter = RichReporter(console)
+    runner = Runner(suite, out, data_root=args.data_root, device=args.device, threads=args.threads, reporter=reporter)
+    t0 = time.perf_counter()
+    try:
+        with reporter.progress:
+            runner.run()
+    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    paths = leaderboard.write(out)
+    console.print(leaderboard.to_markdown(leaderboard.build(runner.store)))
+    console.print(f"run folder {out} ({time.perf_counter() - t0:.0f} s); wrote "
+                  + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run a benchmark suite (resumes: finished tasks are skipped)")
+    p.add_argument("--suite", default="quick", help="suite name (see `bench list suites`)")
+    p.add_argument("--out", help="run folder (default runs/<suite>)")
+    p.add_argument("--data-root", help="data root (default: $BENCH_DATA, ../shared/data, embedded LFW subset)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--users", type=int, help="override the suite's number of protected users")
+    p.add_argument("--gallery-identities", type=int, help="override the suite's gallery size")
+    p.add_argument("--methods", help="comma-separated methods instead of the suite's")
+    p.add_argument("--targets", help="comma-separated targets instead of the suite's")
+    p.add_argument("--adversaries", help="comma-separated adversaries instead of the suite's")
+    p.set_defaults(func=run)

@@ -1,0 +1,197 @@
+"""Generate the leaderboard from a run store: JSON (the source of every other view), CSV, Markdown.
+
+One entry per method and scenario. PSR per target and adversary (top-1 and top-5, with 95% bootstrap intervals
+over users; verification PSR when the target is calibrated), the worst case over every target x adversary cell
+(the primary score: a protection is as good as the recogniser that beats it), image quality on the face box,
+fit seconds per user, protect milliseconds per photo. Results are generated, never edited by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.metrics import summarise
+from bench.store import RunStore
+
+PRIMARY_SCORE = "psr_top1_worst"
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _per_user(rows: list[dict], metric: str) -> list[float]:
+    return [r["value"] for r in rows if r["metric"] == metric]
+
+
+def build(store: RunStore) -> dict[str, Any]:
+    plan = store.get_meta("plan")
+    if plan is None:
+        raise ValueError(f"{store.run_dir} holds no finished plan yet; run `bench run --out {store.run_dir}`")
+    env = store.get_meta("environment", {})
+    suite = store.get_meta("suite", {})
+    targets = [t for t, v in plan["targets"].items() if "unavailable" not in v]
+    entries = []
+    for mname, m in plan["methods"].items():
+        entry: dict[str, Any] = {
+            "method": mname, "kind": m.get("kind"), "scenario": "probe", "status": "ok", "reason": None,
+            "budget": m.get("budget"), "config": m.get("config"), "psr": {}, "device": plan.get("device"),
+            "seeds": list(m.get("protect", {}).keys()),
+        }
+        if m.get("status") == "unavailable":
+            entry.update(status="unavailable", reason=m.get("reason"))
+            entries.append(entry)
+            continue
+        protect_keys = [k for per_seed in m["protect"].values() for k in per_seed.values()]
+        failed = [store.task(k) for k in protect_keys if not store.is_done(k)]
+        if failed:
+            errors = sorted({(t or {}).get("error") or "not run" for t in failed})
+            entry.update(status="failed", reason=f"{len(failed)} protect task(s) failed: {'; '.join(errors)[:500]}")
+        prow = store.rows(protect_keys)
+        entry["ssim"] = _mean(_per_user(prow, "ssim"))
+        entry["psnr"] = _mean(_per_user(prow, "psnr"))
+        entry["lpips"] = _mean(_per_user(prow, "lpips"))
+        entry["linf_max"] = max(_per_user(prow, "linf"), default=None)
+        entry["fit_s_per_user"] = _mean(_per_user(prow, "fit_s"))
+        entry["protect_ms_per_photo"] = _mean(_per_user(prow, "protect_ms_per_photo"))
+        entry["users"] = len({r["user"] for r in prow})
+        entry["probes"] = int(sum(_per_user(prow, "probes")))
+        infos = [store.task(k)["info"].get("info", {}) for k in protect_keys if store.is_done(k)]
+        if infos and any(infos):
+            entry["protector_info"] = infos[0] if len(infos) == 1 else {"first_user": infos[0]}
+        cells, auth = [], defaultdict(list)
+        for per_seed in m["eval"].values():
+            for aname, per_target in per_seed.items():
+                for tname, key in per_target.items():
+                    if not store.is_done(key):
+                        entry["psr"].setdefault(tname, {})[aname] = {"status": "failed",
+                                                                      "reason": (store.task(key) or {}).get("error")}
+                        continue
+                    rows = store.rows([key])
+                    cell: dict[str, Any] = {}
+                    for metric in sorted({r["metric"] for r in rows if r["metric"].startswith("psr_")}):
+                        s = summarise(_per_user(rows, metric))
+                        name = metric[len("psr_"):]
+                        cell[name], cell[f"{name}_ci"] = s["mean"], s["ci"]
+                    entry["psr"].setdefault(tname, {})[aname] = cell
+                    if "top1" in cell:
+                        cells.append(cell["top1"])
+                    auth[tname] += _per_user(rows, "authorized_top1_accuracy")
+        entry["psr_top1_worst"] = min(cells) if cells else None
+        entry["psr_top1_mean"] = _mean(cells)
+        entry["authorized_accuracy"] = {t: _mean(v) for t, v in auth.items() if v} or None
+        entries.append(entry)
+    entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
+    clean = {}
+    for tname, key in plan.get("clean_eval", {}).items():
+        if store.is_done(key):
+            rows = store.rows([key])
+            clean[tname] = {"top1_accuracy": 1 - _mean(_per_user(rows, "psr_top1")),
+                            "top5_accuracy": 1 - _mean(_per_user(rows, "psr_top5"))}
+    return {
+        "run": {"suite": suite.get("name"), "created": env.get("created"), "environment": env,
+                "primary_score": PRIMARY_SCORE, "data": plan.get("data"), "surrogates": plan.get("surrogates")},
+        "targets": targets,
+        "target_info": plan["targets"],
+        "adversaries": plan["adversaries"],
+        "entries": entries,
+        "clean": clean,
+    }
+
+
+def flat_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per entry: fixed columns, then PSR top-1 per target|adversary."""
+    rows = []
+    for e in board["entries"]:
+        row = {k: e.get(k) for k in ("method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean",
+                                     "ssim", "psnr", "lpips", "fit_s_per_user", "protect_ms_per_photo", "device",
+                                     "users", "probes")}
+        for t in board["targets"]:
+            for a in board["adversaries"]:
+                row[f"psr_top1[{t}|{a}]"] = e.get("psr", {}).get(t, {}).get(a, {}).get("top1")
+        auth = e.get("authorized_accuracy") or {}
+        for t in board["targets"]:
+            if auth.get(t) is not None:
+                row[f"authorized_top1[{t}]"] = auth[t]
+        row["reason"] = e.get("reason")
+        rows.append(row)
+    return rows
+
+
+def to_csv(board: dict[str, Any]) -> str:
+    rows = flat_rows(board)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
+    return buf.getvalue()
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def to_markdown(board: dict[str, Any]) -> str:
+    targets, advs = board["targets"], board["adversaries"]
+    head = ["method", "kind", "PSR@1 worst"]
+    head += [f"{t} ({'/'.join(advs)})" for t in targets]
+    head += ["SSIM", "PSNR", "LPIPS", "fit s/user", "ms/photo"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in board["entries"]:
+        if e["status"] == "unavailable":
+            lines.append(f"| {e['method']} | {e.get('kind') or ''} | unavailable: {e.get('reason')} |"
+                         + " |" * (len(head) - 3))
+            continue
+        cells = [e["method"] + ("" if e["status"] == "ok" else f" ({e['status']})"), e.get("kind") or "",
+                 _pct(e.get(PRIMARY_SCORE))]
+        for t in targets:
+            per = e.get("psr", {}).get(t, {})
+            cells.append(" / ".join(_pct(per.get(a, {}).get("top1")) for a in advs))
+        cells += [_num(e.get("ssim"), ".3f"), _num(e.get("psnr"), ".1f"), _num(e.get("lpips"), ".3f"),
+                  _num(e.get("fit_s_per_user"), ".2f"), _num(e.get("protect_ms_per_photo"), ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        f"PSR@1 in %: share of protected probe photos whose identity is not ranked first (probe scenario); "
+        f"sorted by the worst case over targets x adversaries. Targets marked white-box are surrogates too: "
+        f"{', '.join(t for t, v in board.get('target_info', {}).items() if v.get('white_box')) or 'none'}.",
+    ]
+    if board.get("clean"):
+        notes.append("Clean photos, rank-1 accuracy: " + ", ".join(
+            f"{t} {_pct(v['top1_accuracy'])}" for t, v in board["clean"].items()) + ".")
+    unavailable = {t: v["unavailable"] for t, v in board.get("target_info", {}).items() if "unavailable" in v}
+    for t, why in unavailable.items():
+        notes.append(f"Target {t}: unavailable ({why}).")
+    return "\n".join(lines + notes) + "\n"
+
+
+def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md")) -> dict[str, Path]:
+    store = RunStore.open_existing(run_dir)
+    board = build(store)
+    out = {}
+    for fmt in formats:
+        path = Path(run_dir) / f"leaderboard.{fmt}"
+        if fmt == "json":
+            path.write_text(json.dumps(board, indent=2, default=str) + "\n")
+        elif fmt == "csv":
+            path.write_text(to_csv(board))
+        elif fmt == "md":
+            path.write_text(to_markdown(board))
+        else:
+            raise ValueError(f"unknown leaderboard format '{fmt}' (json, csv, md; html via `bench report`)")
+        out[fmt] = path
+    store.close()
+    return out

@@ -1,0 +1,145 @@
+"""The run store: SQLite (standard library) in the run folder, plus artifact files named by content key.
+
+Tables
+- ``meta``: suite, environment (versions, git revision, device, threads, seed) as JSON values.
+- ``tasks``: one row per finished or failed task: content key, kind, label, status, seconds, info, error.
+- ``results``: metric rows (task key, method, scenario, adversary, target, user, metric, value).
+- ``skipped``: inputs left out, with the reason (a corrupt photo, a photo with no face).
+
+A task's rows and its status are written in one transaction, after its artifact file is in place, so a killed
+run loses at most the task in flight and a rerun skips every task whose key is recorded as done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL,
+    seconds REAL, finished REAL, info TEXT, error TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    task_key TEXT NOT NULL, method TEXT, scenario TEXT, adversary TEXT, target TEXT, user TEXT,
+    metric TEXT NOT NULL, value REAL
+);
+CREATE INDEX IF NOT EXISTS results_by_task ON results(task_key);
+CREATE TABLE IF NOT EXISTS skipped (item TEXT PRIMARY KEY, reason TEXT NOT NULL);
+"""
+
+
+@dataclass
+class ResultRow:
+    metric: str
+    value: float
+    method: str | None = None
+    scenario: str | None = None
+    adversary: str | None = None
+    target: str | None = None
+    user: str | None = None
+
+
+class RunStore:
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.artifact_dir = self.run_dir / "artifacts"
+        self.artifact_dir.mkdir(exist_ok=True)
+        self.path = self.run_dir / "store.sqlite"
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+
+    @classmethod
+    def open_existing(cls, run_dir: str | os.PathLike) -> RunStore:
+        if not (Path(run_dir) / "store.sqlite").exists():
+            raise FileNotFoundError(f"{run_dir} is not a run folder (no store.sqlite); run `bench run --out {run_dir}`")
+        return cls(run_dir)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- meta -------------------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # -- tasks --------------------------------------------------------------------------------------------
+    def is_done(self, key: str) -> bool:
+        row = self.db.execute("SELECT status FROM tasks WHERE key = ?", (key,)).fetchone()
+        return bool(row) and row[0] == "done"
+
+    def task(self, key: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT key, kind, label, status, seconds, finished, info, error FROM tasks WHERE key = ?", (key,)
+        ).fetchone()
+        if not row:
+            return None
+        return {"key": row[0], "kind": row[1], "label": row[2], "status": row[3], "seconds": row[4],
+                "finished": row[5], "info": json.loads(row[6]) if row[6] else {}, "error": row[7]}
+
+    def record(
+        self, key: str, kind: str, label: str, status: str, seconds: float,
+        info: dict[str, Any] | None = None, rows: Iterable[ResultRow] = (), error: str | None = None,
+    ) -> None:
+        """Write a task's outcome and its rows atomically (replacing an earlier attempt of the same key)."""
+        with self.db:
+            self.db.execute("DELETE FROM results WHERE task_key = ?", (key,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, kind, label, status, seconds, time.time(), json.dumps(info or {}, default=str), error),
+            )
+            self.db.executemany(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(key, r.method, r.scenario, r.adversary, r.target, r.user, r.metric, float(r.value)) for r in rows],
+            )
+
+    def rows(self, task_keys: Iterable[str]) -> list[dict[str, Any]]:
+        keys = list(task_keys)
+        out = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = f"SELECT * FROM results WHERE task_key IN ({','.join('?' * len(chunk))})"
+            cur = self.db.execute(q, chunk)
+            cols = [c[0] for c in cur.description]
+            out += [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        return out
+
+    def skip(self, item: str, reason: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?)", (item, reason))
+
+    def skipped(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT item, reason FROM skipped").fetchall())
+
+    # -- artifacts ----------------------------------------------------------------------------------------
+    def artifact_path(self, key: str) -> Path:
+        return self.artifact_dir / f"{key}.pt"
+
+    def save_artifact(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        path = self.artifact_path(key)
+        tmp = path.with_suffix(".part")
+        torch.save({k: v.detach().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+
+    def load_artifact(self, key: str) -> dict[str, torch.Tensor]:
+        # Files this run wrote itself; weights_only keeps a tampered file from running code.
+        return torch.load(self.artifact_path(key), weights_only=True)
+
+    def has_artifact(self, key: str) -> bool:
+        return self.artifact_path(key).exists()

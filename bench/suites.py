@@ -1,0 +1,66 @@
+"""Named suites: which methods, targets, surrogates, adversaries, users and splits a run covers.
+
+A suite expands into cells (dataset x scenario x method x adversary x target x seed). Names in a suite that are
+not registered fail up front with the list of known ones; registered targets whose weights cannot be had are
+reported ``unavailable`` and the run carries on with the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from bench.data import SplitSpec
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    methods: tuple[str, ...]
+    # Targets to evaluate; "*" expands to every registered target (unavailable ones are reported as such).
+    targets: tuple[str, ...]
+    # Differentiable models the methods optimise against (never an evaluated target unless white_box).
+    surrogates: tuple[str, ...]
+    adversaries: tuple[str, ...] = ("none", "jpeg-75")
+    dataset: str = "lfw"
+    users: int = 4  # protected identities
+    gallery_identities: int | None = 20  # users included; None = every identity with enough photos
+    min_user_photos: int = 10
+    min_gallery_photos: int = 3
+    split: SplitSpec = field(default_factory=SplitSpec)
+    seeds: tuple[int, ...] = (0,)
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quantize: bool = True  # protected photos are published as 8-bit images
+    white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
+    examples: int = 4  # example crops per method kept for the report
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_overrides(self, **changes: Any) -> Suite:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+SUITES: dict[str, Suite] = {
+    "smoke": Suite(
+        name="smoke",
+        description="PGD vs SFace (white-box) on 4 users, 20-identity gallery: a few minutes on 2 CPU cores",
+        methods=("pgd",),
+        targets=("sface",),
+        surrogates=("sface",),
+        adversaries=("none", "jpeg-75"),
+        users=4,
+        gallery_identities=20,
+        min_user_photos=10,
+        white_box=True,
+        method_overrides={"pgd": {"steps": 10}},
+    ),
+}
+
+
+def get_suite(name: str) -> Suite:
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise KeyError(f"unknown suite '{name}'. Known suites: {', '.join(sorted(SUITES))}") from None

@@ -1,0 +1,100 @@
+"""Data loading on the shared LFW copy and the embedded subset; splits; data-root resolution."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.data import DataError, SplitSpec, load_identity_folders, resolve_data_root, split_identity
+from bench.faces import Aligner, FaceError
+from bench.paths import embedded_data_root
+
+
+def test_shared_lfw_loads_in_standard_layout_without_errata(shared_data):
+    ds = load_identity_folders(shared_data, "lfw")
+    assert len(ds.identities) == 500
+    assert ds.num_photos == 5794 - 2  # the two errata photos present in this copy are left out
+    assert "Michael_Schumacher/Michael_Schumacher_0008.jpg" in ds.excluded
+    assert all(p.parent.name == name for name, photos in ds.identities.items() for p in photos)
+
+
+def test_plain_identity_folders_and_bad_roots(tmp_path, shared_data):
+    for name in ("Ann_A", "Bob_B"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (20, 20)).save(tmp_path / name / f"{name}_{i:04d}.jpg")
+    ds = load_identity_folders(tmp_path, "lfw")
+    assert sorted(ds.identities) == ["Ann_A", "Bob_B"]
+    with pytest.raises(DataError, match="expected"):
+        load_identity_folders(tmp_path / "Ann_A" / "..", "lfw", min_photos=10)
+    with pytest.raises(DataError, match="not a folder"):
+        resolve_data_root(tmp_path / "missing")
+
+
+def test_data_root_precedence(monkeypatch, tmp_path, shared_data):
+    assert resolve_data_root(str(tmp_path)) == (tmp_path, "--data-root")
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path))
+    assert resolve_data_root(None) == (tmp_path, "BENCH_DATA")
+    monkeypatch.delenv("BENCH_DATA")
+    root, how = resolve_data_root(None)
+    assert how == "../shared/data" and (root / "lfw").is_dir()
+
+
+def test_embedded_subset_is_small_verified_and_credited():
+    root = embedded_data_root()
+    ds = load_identity_folders(root, "lfw")
+    assert len(ds.identities) == 24 and ds.num_photos == 180
+    assert sum(len(p) >= 10 for p in ds.identities.values()) == 10
+    total = 0
+    with open(root / "lfw" / "manifest.csv") as f:
+        for row in csv.DictReader(f):
+            data = (root / "lfw" / "images" / row["file"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == row["sha256"]
+            total += len(data)
+    assert total < 4_000_000
+    assert "Labeled Faces in the Wild" in (root / "lfw" / "SOURCES.md").read_text()
+
+
+def test_split_is_deterministic_disjoint_and_covers_all(shared_data):
+    photos = load_identity_folders(shared_data, "lfw").identities["Colin_Powell"]
+    spec = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
+    a, b = split_identity("Colin_Powell", photos, spec), split_identity("Colin_Powell", photos, spec)
+    assert a == b
+    parts = [set(a.gallery), set(a.probe), set(a.fit)]
+    assert sum(map(len, parts)) == len(photos) and set.union(*parts) == set(photos)
+    assert len(a.gallery) == round(0.2 * len(photos)) and len(a.probe) == round(0.1 * len(photos))
+    other = split_identity("Colin_Powell", photos, SplitSpec(seed=7))
+    assert other.probe != a.probe
+    with pytest.raises(DataError, match="at least 3"):
+        split_identity("x", photos[:2], spec)
+
+
+def test_alignment_puts_landmarks_on_the_template_and_caches(shared_data, tmp_path):
+    from bench.canvas import CANVAS_TEMPLATE
+
+    aligner = Aligner(cache_dir=tmp_path)
+    face = aligner.align(shared_data / "wild" / "person_a_2.jpg")
+    assert face.canvas.shape == (224, 224, 3) and face.canvas.dtype == np.uint8
+    mapped = face.landmarks @ face.matrix[:, :2].T + face.matrix[:, 2]
+    assert np.abs(mapped - CANVAS_TEMPLATE).max() < 8  # five points, one similarity: small residual
+    again = aligner.align(shared_data / "wild" / "person_a_2.jpg")
+    assert np.array_equal(again.canvas, face.canvas)
+    assert len(list(tmp_path.rglob("*.npz"))) == 1
+
+
+def test_corrupt_and_faceless_photos_give_clear_errors(tmp_path):
+    aligner = Aligner(cache_dir=tmp_path / "cache")
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(FaceError, match="cannot read image"):
+        aligner.align(bad)
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (160, 160), (128, 128, 128)).save(blank)
+    with pytest.raises(FaceError, match="no face"):
+        aligner.align(blank)
+    with pytest.raises(FaceError, match="cached result"):  # remembered, not re-detected
+        aligner.align(blank)

@@ -1,0 +1,91 @@
+"""Registry behaviour, and every registered plug-in exercised by being registered."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from bench.registry import ATTACKS, METHODS, TARGETS, ConfigError, Registry, UnknownNameError
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(UnknownNameError) as err:
+        METHODS.create("no-such-method")
+    msg = str(err.value)
+    assert "no-such-method" in msg and "pgd" in msg
+
+
+def test_create_applies_preset_then_overrides():
+    jpeg = ATTACKS.create("jpeg-30")
+    assert jpeg.config.quality == 30 and jpeg.name == "jpeg-30"
+    assert ATTACKS.create("jpeg-30", quality=60).config.quality == 60
+
+
+def test_bad_config_key_and_value_are_clear():
+    with pytest.raises(ConfigError, match="valid keys"):
+        METHODS.create("pgd", epsilonn=0.1)
+    with pytest.raises(ConfigError, match="quality"):
+        ATTACKS.create("jpeg", quality=0)
+
+
+def test_variants_and_duplicates():
+    reg = Registry("thing", "cloakbench.none")
+
+    @dataclass
+    class Cfg:
+        size: int = 1
+
+    @reg.register("big", size=9)
+    @reg.register("small")
+    class Thing:
+        Config = Cfg
+
+        def __init__(self, config):
+            self.config = config
+
+    assert reg.create("big").config.size == 9 and reg.create("small").config.size == 1
+    with pytest.raises(ValueError, match="registered twice"):
+
+        @reg.register("big")
+        class Other:
+            pass
+
+
+def test_entry_points_find_builtin_plugins():
+    assert "pgd" in METHODS.names()
+    assert {"none", "jpeg-75"} <= set(ATTACKS.names())
+    assert "sface" in TARGETS.names()
+    assert not METHODS.broken_modules(), METHODS.broken_modules()
+    assert not ATTACKS.broken_modules(), ATTACKS.broken_modules()
+
+
+def test_describe_schema_for_list_json():
+    for registry in (METHODS, ATTACKS, TARGETS):
+        rows = registry.describe()
+        json.dumps(rows)
+        for row in rows:
+            assert isinstance(row["name"], str) and isinstance(row["available"], bool)
+            assert row["reason"] is None if row["available"] else isinstance(row["reason"], str)
+    for row in TARGETS.describe():
+        assert isinstance(row.get("differentiable"), bool), row
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_declares_kind_budget_and_config(name):
+    method = METHODS.create(name)
+    assert method.kind in ("universal", "per-image")
+    budget = method.budget().as_dict()
+    assert budget, f"{name} declares no budget"
+    assert all(v > 0 for v in budget.values())
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_every_adversary_keeps_shape_and_range_on_real_faces(name, wild_faces):
+    adversary = ATTACKS.create(name)
+    x = torch.stack([wild_faces["person_a_1"], wild_faces["person_b_1"]])
+    y = adversary.apply(x)
+    assert y.shape == x.shape and y.dtype == torch.float32
+    assert float(y.min()) >= 0 and float(y.max()) <= 1

@@ -1,0 +1,115 @@
+"""End to end on real faces (embedded LFW subset, SFace): plan, store, resume after an interruption, leaderboard."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import leaderboard
+from bench.paths import embedded_data_root
+from bench.runner import Reporter, Runner
+from bench.store import RunStore
+from bench.suites import get_suite
+
+
+def tiny_suite():
+    return get_suite("smoke").with_overrides(
+        users=2, gallery_identities=6, method_overrides={"pgd": {"steps": 2}}, adversaries=("none", "jpeg-75")
+    )
+
+
+class InterruptAfter(Reporter):
+    """Stops the run like Ctrl-C after ``n`` tasks have finished."""
+
+    def __init__(self, n: int):
+        self.n, self.in_tasks, self.done = n, False, 0
+
+    def phase(self, name, total):
+        self.in_tasks = name == "tasks"
+
+    def advance(self, label=""):
+        if self.in_tasks:
+            self.done += 1
+            if self.done == self.n:
+                raise KeyboardInterrupt
+
+
+class CountTasks(Reporter):
+    def __init__(self):
+        self.in_tasks, self.executed, self.messages = False, [], []
+
+    def phase(self, name, total):
+        self.in_tasks = name == "tasks"
+
+    def advance(self, label=""):
+        if self.in_tasks:
+            self.executed.append(label)
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    suite = tiny_suite()
+    with pytest.raises(KeyboardInterrupt):
+        Runner(suite, run_dir, data_root=str(embedded_data_root()), reporter=InterruptAfter(3)).run()
+    interrupted = RunStore(run_dir)
+    done_before = {r[0] for r in interrupted.db.execute("SELECT label FROM tasks WHERE status = 'done'")}
+    interrupted.close()
+    counter = CountTasks()
+    plan = Runner(suite, run_dir, data_root=str(embedded_data_root()), reporter=counter).run()
+    return run_dir, plan, done_before, counter
+
+
+def test_resume_skips_finished_tasks(finished_run):
+    run_dir, plan, done_before, counter = finished_run
+    assert len(done_before) == 3
+    assert not (set(counter.executed) & done_before), "a finished task ran again"
+    # clean/sface + 2 protect + 2 adversaries x 1 target eval + 1 clean eval = 6 tasks
+    assert len(done_before) + len(counter.executed) == 6
+    again = CountTasks()
+    Runner(tiny_suite(), run_dir, data_root=str(embedded_data_root()), reporter=again).run()
+    assert again.executed == [] and "6 of 6 tasks already done" in again.messages
+
+
+def test_changed_config_recomputes_only_what_it_touches(finished_run, tmp_path):
+    run_dir, _, _, _ = finished_run
+    counter = CountTasks()
+    changed = tiny_suite().with_overrides(adversaries=("none", "jpeg-50"))
+    Runner(changed, run_dir, data_root=str(embedded_data_root()), reporter=counter).run()
+    assert counter.executed == ["eval/pgd/jpeg-50/sface"]
+
+
+def test_store_records_environment_and_results(finished_run):
+    run_dir, plan, _, _ = finished_run
+    store = RunStore.open_existing(run_dir)
+    env = store.get_meta("environment")
+    assert {"torch", "python", "device", "threads", "git_revision", "cloakbench"} <= set(env)
+    assert store.get_meta("suite")["name"] == "smoke"
+    board = leaderboard.build(store)
+    (entry,) = board["entries"]
+    assert entry["method"] == "pgd" and entry["status"] == "ok" and entry["kind"] == "per-image"
+    assert entry["users"] == 2 and entry["probes"] >= 2
+    assert entry["linf_max"] <= 8 / 255 + 1e-6
+    assert 0.5 < entry["ssim"] < 1 and 25 < entry["psnr"] < 60
+    cell = entry["psr"]["sface"]["none"]
+    assert 0 <= cell["top1"] <= 1 and cell["top1_ci"][0] <= cell["top1"] <= cell["top1_ci"][1]
+    assert cell["top5"] <= cell["top1"]
+    assert entry["psr_top1_worst"] == min(c["top1"] for c in entry["psr"]["sface"].values())
+    assert board["clean"]["sface"]["top1_accuracy"] > 0.5  # SFace recognises clean photos
+    assert (run_dir / "examples" / "pgd.npz").exists()
+
+
+def test_leaderboard_files_regenerate_from_store(finished_run):
+    run_dir, _, _, _ = finished_run
+    paths = leaderboard.write(run_dir, ("json", "csv", "md"))
+    board = json.loads(paths["json"].read_text())
+    assert isinstance(board["entries"][0]["psr_top1_worst"], float)
+    csv_text = paths["csv"].read_text()
+    assert csv_text.splitlines()[0].startswith("method,kind,scenario,status,psr_top1_worst")
+    assert "psr_top1[sface|jpeg-75]" in csv_text
+    md = paths["md"].read_text()
+    assert md.startswith("| method | kind | PSR@1 worst |") and "| pgd | per-image |" in md
