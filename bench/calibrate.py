@@ -388,6 +388,16 @@ def weights_sha256(target) -> list[str]:
     return [spec.sha256 for spec in type(target).weights]
 
 
+def input_signature(target) -> dict[str, Any]:
+    """What the target declares about its input: a change means the cached figures no longer apply."""
+    framing = getattr(target, "framing", None)
+    return {
+        "preprocessing": getattr(target, "preprocessing", ""),
+        "framing_size": getattr(framing, "size", None),
+        "framing_template": [list(p) for p in getattr(framing, "template", ())],
+    }
+
+
 def calibrate(
     target,
     lfw_root: str | os.PathLike,
@@ -460,7 +470,7 @@ def calibrate(
         "photos_failed": len(failures),
         "failures": failures[:20],
         "weights_sha256": weights_sha256(target),
-        "preprocessing": getattr(target, "preprocessing", ""),
+        "input": input_signature(target),
         "data": {"lfw_root": str(Path(lfw_root).resolve()), "fingerprint": lfw.data_fingerprint, "seed": seed,
                  "extra_photos_per_identity": extra_photos_per_identity,
                  "subset": folds is not None or pairs_per_fold is not None},
@@ -489,6 +499,8 @@ def stale_reason(record: dict[str, Any], target, data_fingerprint: str | None = 
         return "not calibrated yet"
     if record.get("weights_sha256") != weights_sha256(target):
         return "weights changed"
+    if record.get("input") != input_signature(target):
+        return "preprocessing or framing changed"
     if record.get("calibration_version") != CALIBRATION_VERSION:
         return "calibration protocol changed"
     if record.get("data", {}).get("subset"):
