@@ -29,8 +29,11 @@ def test_plain_identity_folders_and_bad_roots(tmp_path, shared_data):
             Image.new("RGB", (20, 20)).save(tmp_path / name / f"{name}_{i:04d}.jpg")
     ds = load_identity_folders(tmp_path, "lfw")
     assert sorted(ds.identities) == ["Ann_A", "Bob_B"]
+    with pytest.raises(DataError, match=r"has 10\+ photos"):
+        load_identity_folders(tmp_path, "lfw", min_photos=10)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="expected"):
-        load_identity_folders(tmp_path / "Ann_A" / "..", "lfw", min_photos=10)
+        load_identity_folders(tmp_path / "empty", "lfw")
     with pytest.raises(DataError, match="not a folder"):
         resolve_data_root(tmp_path / "missing")
 

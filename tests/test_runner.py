@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -76,7 +77,8 @@ def test_resume_skips_finished_tasks(finished_run):
 
 
 def test_changed_config_recomputes_only_what_it_touches(finished_run, tmp_path):
-    run_dir, _, _, _ = finished_run
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
     counter = CountTasks()
     changed = tiny_suite().with_overrides(adversaries=("none", "jpeg-50"))
     Runner(changed, run_dir, data_root=str(embedded_data_root()), reporter=counter).run()
