@@ -328,3 +328,37 @@ def test_weights_verify_and_fetch_report_each_file(isolated_home, monkeypatch, c
     out = capsys.readouterr().out
     assert "x ir152" in out and "BENCH_WEIGHTS_IR152=" in out
     assert "x sface" in out and "ok irse50" in out and "1 of 3 weight files ready" in out
+
+
+# -- frbench (optional provider) ---------------------------------------------------------------------------------
+
+
+def test_frbench_provider_runs_a_cached_model(tmp_path, monkeypatch, wild_faces):
+    pytest.importorskip("frbench", reason="frbench is not installed (optional: pip install frbench)")
+    from frbench.backbones import build_backbone
+
+    monkeypatch.setenv("FRBENCH_CACHE", str(tmp_path))
+    ok, reason = TARGETS.entry("frbench").availability()
+    assert not ok and "frbench-download irse-100_arcface_ms1m" in reason
+    # the layout frbench-download leaves: manifest.json, and a folder per model with config and weights
+    key = "mobilefacenet_arcface_ms1m"
+    manifest = {key: {"target_name": key, "contents": {"config": "config.yaml", "weight": "weight.pt"}},
+                "retinaface_mobilenetv1": {"target_name": "retinaface_mobilenetv1", "contents": {}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert "is not downloaded" in TARGETS.entry("frbench").cls.availability(backbone="mobilefacenet")[1]
+    net = build_backbone("mobilefacenet", {"num_features": 512}, torch.device("cpu"))
+    net.load_state_dict(_random_state(net))
+    net.eval()
+    (tmp_path / key).mkdir()
+    torch.save(net.state_dict(), tmp_path / key / "weight.pt")
+    (tmp_path / key / "config.yaml").write_text(
+        "backbone: {name: mobilefacenet, kwargs: {num_features: 512}}\n"
+        "input: {size: [112, 112], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], channel: rgb}\n"
+    )
+    assert TARGETS.entry("frbench").cls.availability(backbone="mobilefacenet") == (True, None)
+    target = TARGETS.create("frbench", backbone="mobilefacenet")
+    emb = _check_embeds(target, wild_faces, 512)
+    assert target.framing.size == 112
+    with torch.no_grad():
+        crops = target.framing.crop(_two_faces(wild_faces))
+        torch.testing.assert_close(emb, F.normalize(net((crops - 0.5) / 0.5), dim=1), rtol=0, atol=1e-4)
