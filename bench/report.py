@@ -197,8 +197,8 @@ def tradeoff_plot(board: dict) -> tuple[str, str]:
         points.append((e["method"], q if use_lpips else 1 - q, worst, mean))
     xlabel = "LPIPS (AlexNet) to the clean crop: lower is less visible" if use_lpips else \
         "1 - SSIM to the clean crop: lower is less visible"
-    svg = Svg(720, 420, "PSR against image distortion per method")
-    left, right, top, bottom = 64, 700, 20, 360
+    svg = Svg(720, 440, "PSR against image distortion per method")
+    left, right, top, bottom = 64, 700, 16, 356
     xmax = max([p[1] for p in points] + [1e-3]) * 1.15
     xt = nice_ticks(0.0, xmax)
     yt = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -237,11 +237,11 @@ def tradeoff_plot(board: dict) -> tuple[str, str]:
         flip = px > right - 130
         svg.text(px + (-11 if flip else 11), ly, method, text_anchor="end" if flip else "start",
                  class_="label", fill=color)
-    lx = left + 10
-    svg.add("circle", cx=lx, cy=top + 12, r=6, fill="#6b7280")
-    svg.text(lx + 10, top + 16, "worst case over targets x adversaries (primary score)", class_="legend")
-    svg.add("circle", cx=lx, cy=top + 30, r=5, fill="#fff", stroke="#6b7280", stroke_width=2.5)
-    svg.text(lx + 10, top + 34, "mean over targets x adversaries", class_="legend")
+    ly = bottom + 66
+    svg.add("circle", cx=left + 6, cy=ly - 4, r=6, fill="#6b7280")
+    svg.text(left + 16, ly, "worst case over targets \u00d7 adversaries (primary score)", class_="legend")
+    svg.add("circle", cx=left + 366, cy=ly - 4, r=5, fill="#fff", stroke="#6b7280", stroke_width=2.5)
+    svg.text(left + 376, ly, "mean over targets \u00d7 adversaries", class_="legend")
     missing = [e["method"] for e in entries if e["method"] not in {p[0] for p in points}]
     note = f"Not plotted (no {metric.upper()} or PSR): {', '.join(missing)}." if missing else ""
     if not points:
@@ -257,8 +257,9 @@ def heatmap_plot(board: dict) -> str:
     cw, ch = 74, 30
     label_w = max([_text_width(e["method"], 13) for e in entries] + [60]) + 16
     col_head = max([_text_width(t, 12) for t in targets] + [40]) * 0.72 + 24  # rotated labels
-    panel_w = cw * max(len(targets), 1) + 18
-    width = label_w + panel_w * max(len(adversaries), 1) + 10
+    panel_w = max(cw * max(len(targets), 1), _text_width(f"adversary: {max(adversaries, key=len, default='')}",
+                                                           13)) + 18
+    width = max(label_w + panel_w * max(len(adversaries), 1) + 10, label_w + 260 + 240)
     height = 28 + col_head + ch * max(len(entries), 1) + 58
     svg = Svg(width, height, "PSR heatmap method by target per adversary")
     y0 = 28 + col_head
@@ -266,15 +267,15 @@ def heatmap_plot(board: dict) -> str:
         svg.text(label_w - 10, y0 + r * ch + ch / 2 + 4, e["method"], text_anchor="end", class_="label")
     for a, adversary in enumerate(adversaries):
         x0 = label_w + a * panel_w
-        svg.text(x0 + cw * len(targets) / 2, 16, f"adversary: {adversary}", text_anchor="middle", class_="panel")
+        svg.text(x0 + (panel_w - 18) / 2, 16, f"adversary: {adversary}", text_anchor="middle", class_="panel")
         for c, target in enumerate(targets):
-            cx = x0 + c * cw + cw / 2
+            cx = x0 + (panel_w - 18 - cw * len(targets)) / 2 + c * cw + cw / 2
             svg.text(cx - 4, y0 - 8, target, class_="tick", transform=f"rotate(-35 {cx - 4:.1f} {y0 - 8:.1f})")
         for r, e in enumerate(entries):
             for c, target in enumerate(targets):
                 cell = _psr_cell(e, target, adversary)
                 v = _num(cell.get("top1"))
-                x, y = x0 + c * cw, y0 + r * ch
+                x, y = x0 + (panel_w - 18 - cw * len(targets)) / 2 + c * cw, y0 + r * ch
                 ci = cell.get("top1_ci") if isinstance(cell.get("top1_ci"), list) else None
                 tip = f"{e['method']} | {target} | {adversary}: PSR@1 {_pct(v)}"
                 if ci and len(ci) == 2:
@@ -290,7 +291,7 @@ def heatmap_plot(board: dict) -> str:
                          class_="value", fill="#6b7280" if v is None else _text_on(v))
     # colour legend
     ly = y0 + ch * max(len(entries), 1) + 18
-    lx, lw = label_w, min(260, width - label_w - 20)
+    lx, lw = label_w, 260
     for i in range(50):
         svg.add("rect", x=f"{lx + lw * i / 50:.1f}", y=ly, width=f"{lw / 50 + 0.6:.1f}", height=10,
                 fill=sequential_color(i / 49))

@@ -105,6 +105,9 @@ def test_report_renders_with_missing_fields(tmp_path):
              "adversaries": None}
     page = render_html(board)
     assert "bare" in page and "entry 2" in page and page.count("<svg") == 3
+    # without any LPIPS the trade-off plot falls back to SSIM
+    board["entries"][0].update(ssim=0.9, psr_top1_worst=0.4, psr_top1_mean=0.5)
+    assert "1 - SSIM to the clean crop" in render_html(board)
 
 
 def test_report_explains_missing_leaderboard(tmp_path, capsys):
