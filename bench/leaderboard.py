@@ -66,28 +66,19 @@ def build(store: RunStore) -> dict[str, Any]:
         infos = [store.task(k)["info"].get("info", {}) for k in protect_keys if store.is_done(k)]
         if infos and any(infos):
             entry["protector_info"] = infos[0] if len(infos) == 1 else {"first_user": infos[0]}
-        cells, auth = [], defaultdict(list)
+        eval_rows: dict[tuple[str, str], list[dict]] = {}
         for per_seed in m["eval"].values():
             for aname, per_target in per_seed.items():
                 for tname, key in per_target.items():
-                    if not store.is_done(key):
-                        entry["psr"].setdefault(tname, {})[aname] = {"status": "failed",
-                                                                      "reason": (store.task(key) or {}).get("error")}
-                        continue
-                    rows = store.rows([key])
-                    cell: dict[str, Any] = {}
-                    for metric in sorted({r["metric"] for r in rows if r["metric"].startswith("psr_")}):
-                        s = summarise(_per_user(rows, metric))
-                        name = metric[len("psr_"):]
-                        cell[name], cell[f"{name}_ci"] = s["mean"], s["ci"]
-                    entry["psr"].setdefault(tname, {})[aname] = cell
-                    if "top1" in cell:
-                        cells.append(cell["top1"])
-                    auth[tname] += _per_user(rows, "authorized_top1_accuracy")
-        entry["psr_top1_worst"] = min(cells) if cells else None
-        entry["psr_top1_mean"] = _mean(cells)
-        entry["authorized_accuracy"] = {t: _mean(v) for t, v in auth.items() if v} or None
-        entries.append(entry)
+                    if eval_rows.get((aname, tname), []) is None:
+                        continue  # a failed seed fails the cell
+                    if store.is_done(key):
+                        eval_rows.setdefault((aname, tname), []).extend(store.rows([key]))
+                    else:
+                        eval_rows[(aname, tname)] = None
+                        entry.setdefault("failed_cells", {})[f"{tname}|{aname}"] = (store.task(key) or {}).get("error")
+        for scenario in plan.get("scenarios", ["probe"]):
+            entries.append(_scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario))
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
     clean = {}
     for tname, key in plan.get("clean_eval", {}).items():
@@ -104,6 +95,30 @@ def build(store: RunStore) -> dict[str, Any]:
         "entries": entries,
         "clean": clean,
     }
+
+
+def _scenario_entry(entry: dict[str, Any], eval_rows: dict, scenario: str) -> dict[str, Any]:
+    """Fill one method's entry for one scenario: PSR cells with intervals, worst case, authorized accuracy."""
+    cells, auth = [], defaultdict(list)
+    for (aname, tname), rows in eval_rows.items():
+        if rows is None:
+            entry["psr"].setdefault(tname, {})[aname] = {"status": "failed"}
+            continue
+        mine = [r for r in rows if r["scenario"] == scenario]
+        cell: dict[str, Any] = {}
+        for metric in sorted({r["metric"] for r in mine if r["metric"].startswith("psr_")}):
+            s = summarise(_per_user(mine, metric))
+            name = metric[len("psr_"):]
+            cell[name], cell[f"{name}_ci"] = s["mean"], s["ci"]
+        entry["psr"].setdefault(tname, {})[aname] = cell
+        if "top1" in cell:
+            cells.append(cell["top1"])
+        if scenario == "probe":
+            auth[tname] += _per_user(rows, "authorized_top1_accuracy")
+    entry["psr_top1_worst"] = min(cells) if cells else None
+    entry["psr_top1_mean"] = _mean(cells)
+    entry["authorized_accuracy"] = {t: _mean(v) for t, v in auth.items() if v} or None
+    return entry
 
 
 def flat_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,17 +161,18 @@ def _num(v: float | None, fmt: str) -> str:
 
 def to_markdown(board: dict[str, Any]) -> str:
     targets, advs = board["targets"], board["adversaries"]
-    head = ["method", "kind", "PSR@1 worst"]
+    scenarios = sorted({e.get("scenario") for e in board["entries"]})
+    head = ["method", "kind", "scenario", "PSR@1 worst"]
     head += [f"{t} ({'/'.join(advs)})" for t in targets]
     head += ["SSIM", "PSNR", "LPIPS", "fit s/user", "ms/photo"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in board["entries"]:
         if e["status"] == "unavailable":
-            lines.append(f"| {e['method']} | {e.get('kind') or ''} | unavailable: {e.get('reason')} |"
-                         + " |" * (len(head) - 3))
+            lines.append(f"| {e['method']} | {e.get('kind') or ''} | {e['scenario']} | unavailable: {e.get('reason')} |"
+                         + " |" * (len(head) - 4))
             continue
         cells = [e["method"] + ("" if e["status"] == "ok" else f" ({e['status']})"), e.get("kind") or "",
-                 _pct(e.get(PRIMARY_SCORE))]
+                 e["scenario"], _pct(e.get(PRIMARY_SCORE))]
         for t in targets:
             per = e.get("psr", {}).get(t, {})
             cells.append(" / ".join(_pct(per.get(a, {}).get("top1")) for a in advs))
@@ -165,7 +181,9 @@ def to_markdown(board: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
         "",
-        f"PSR@1 in %: share of protected probe photos whose identity is not ranked first (probe scenario); "
+        f"PSR@1 in % ({', '.join(scenarios)} scenario): probe = share of protected query photos whose identity is "
+        f"not ranked first against a clean gallery; gallery = share of clean queries not matched to the user's "
+        f"enrolled protected photos; "
         f"sorted by the worst case over targets x adversaries. Targets marked white-box are surrogates too: "
         f"{', '.join(t for t, v in board.get('target_info', {}).items() if v.get('white_box')) or 'none'}.",
     ]

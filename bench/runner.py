@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import bench
 from bench.canvas import face_region, from_uint8, to_uint8
@@ -240,7 +241,8 @@ class Runner:
         gallery_photos, gallery_labels = data.gallery()
         split_desc = asdict(suite.split)
         tasks: list[Task] = []
-        plan: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {}, "adversaries": list(suite.adversaries)}
+        plan: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {}, "adversaries": list(suite.adversaries),
+                                "scenarios": list(suite.scenarios)}
         surrogate_ids = [(s.name, [sha256_of(ensure(w)) for w in type(s).weights], code_version(s)) for s in surrogates]
 
         clean_keys = {}
@@ -277,7 +279,7 @@ class Runner:
                     sp = data.splits[user]
                     key = content_key("protect", mname, asdict(method.config), code_version(method), surrogate_ids,
                                       [data.digests[p] for p in sp.fit], [data.digests[p] for p in sp.probe],
-                                      seed, suite.quantize, split_desc)
+                                      seed, suite.quantize, split_desc, sorted(suite.scenarios))
                     entry["protect"].setdefault(str(seed), {})[user] = key
                     tasks.append(Task(key, "protect", f"protect/{mname}/{user}/{seed}",
                                       self._protect_task(key, method, surrogates, data, user, seed)))
@@ -287,7 +289,8 @@ class Runner:
                     adversary = ATTACKS.create(aname)
                     for tname, target in targets.items():
                         key = content_key("eval", mname, aname, asdict(adversary.config), code_version(adversary),
-                                          tname, clean_keys[tname], protect_keys, target.thresholds())
+                                          tname, clean_keys[tname], protect_keys, target.thresholds(),
+                                          sorted(suite.scenarios))
                         entry["eval"].setdefault(str(seed), {}).setdefault(aname, {})[tname] = key
                         tasks.append(Task(key, "eval", f"eval/{mname}/{aname}/{tname}",
                                           self._eval_task(key, mname, adversary, target, clean_keys[tname],
@@ -334,6 +337,9 @@ class Runner:
                 raise AssertionError(f"{method.name} exceeded its L-inf budget: {linf:.5f} > {budget.linf:.5f}")
             published = to_uint8(protected) if self.suite.quantize else protected
             tensors = {"protected": published}
+            if "gallery" in self.suite.scenarios:
+                enrolled = protector.protect(from_uint8(data.stack(split.gallery)).to(self.device)).detach()
+                tensors["protected_gallery"] = to_uint8(enrolled) if self.suite.quantize else enrolled
             if protector.has_key:
                 tensors["deobfuscated"] = to_uint8(protector.deobfuscate(from_uint8(published).to(self.device)))
             tensors.update({f"state/{k}": v for k, v in protector.state().items()})
@@ -373,33 +379,46 @@ class Runner:
         def run():
             clean = self.store.load_artifact(clean_key)
             labels = self.store.task(clean_key)["info"]["gallery_labels"]
-            templates, names = identity_templates(clean["gallery"].to(self.device), labels)
-            thresholds = target.thresholds()
             eval_target = adversary.adapt(target)
-            rows, info = [], {}
+            with torch.no_grad():
+                if eval_target is target:
+                    gallery_emb = clean["gallery"].to(self.device)
+                    clean_probe = {u: clean[f"probe/{u}"].to(self.device) for u in data.users}
+                else:  # an adapted recogniser re-embeds everything it sees
+                    gallery_emb = eval_target.embed(from_uint8(data.stack(data.gallery()[0])).to(self.device))
+                    clean_probe = {u: eval_target.embed(from_uint8(data.stack(data.splits[u].probe)).to(self.device))
+                                   for u in data.users}
+            templates, names = identity_templates(gallery_emb, labels)
+            thresholds = target.thresholds()
+            rows: list[ResultRow] = []
             method = mname or "clean"
+
+            def add(scenario, user, outcome):
+                tags = dict(method=method, scenario=scenario, adversary=adversary.name, target=target.name, user=user)
+                rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
+                rows.append(ResultRow("queries", outcome.queries, **tags))
+
             for user in data.users:
                 if mname is None:
-                    queries = clean[f"probe/{user}"].to(self.device)
-                else:
-                    art = self.store.load_artifact(protect_keys[user])
-                    seen = adversary.apply(from_uint8(art["protected"]).to(self.device))
-                    with torch.no_grad():
-                        queries = eval_target.embed(seen)
+                    add("probe", user, user_outcome(user, clean_probe[user], templates, names, thresholds))
+                    continue
+                art = self.store.load_artifact(protect_keys[user])
+                with torch.no_grad():
+                    if "probe" in self.suite.scenarios:
+                        seen = eval_target.embed(adversary.apply(from_uint8(art["protected"]).to(self.device)))
+                        add("probe", user, user_outcome(user, seen, templates, names, thresholds))
+                    if "gallery" in self.suite.scenarios:
+                        # The recogniser enrols the user's protected photos and is queried with clean ones.
+                        enrolled = eval_target.embed(adversary.apply(from_uint8(art["protected_gallery"]).to(self.device)))
+                        swapped = templates.clone()
+                        swapped[names.index(user)] = F.normalize(enrolled.sum(0), dim=0)
+                        add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
                     if "deobfuscated" in art and adversary.name == "none":
-                        with torch.no_grad():
-                            restored = target.embed(from_uint8(art["deobfuscated"]).to(self.device))
+                        restored = target.embed(from_uint8(art["deobfuscated"]).to(self.device))
                         auth = user_outcome(user, restored, templates, names, ks=(1,))
                         rows.append(ResultRow("authorized_top1_accuracy", 1 - auth.psr["top1"], method=method,
                                               adversary=adversary.name, target=target.name, user=user))
-                outcome = user_outcome(user, queries, templates, names, thresholds)
-                for metric, value in outcome.psr.items():
-                    rows.append(ResultRow(f"psr_{metric}", value, method=method, scenario="probe",
-                                          adversary=adversary.name, target=target.name, user=user))
-                rows.append(ResultRow("queries", outcome.queries, method=method, scenario="probe",
-                                      adversary=adversary.name, target=target.name, user=user))
-            info["gallery_identities"] = len(names)
-            return info, rows
+            return {"gallery_identities": len(names)}, rows
 
         return run
 

@@ -30,10 +30,18 @@ class Suite:
     min_gallery_photos: int = 3
     split: SplitSpec = field(default_factory=SplitSpec)
     seeds: tuple[int, ...] = (0,)
+    # "probe": protected photos are the queries against a clean gallery (OPOM/Chameleon/FaceCloak);
+    # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey).
+    scenarios: tuple[str, ...] = ("probe",)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     quantize: bool = True  # protected photos are published as 8-bit images
     white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
     examples: int = 4  # example crops per method kept for the report
+
+    def __post_init__(self) -> None:
+        unknown = set(self.scenarios) - {"probe", "gallery"}
+        if unknown or not self.scenarios:
+            raise ValueError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,7 +16,8 @@ from bench.suites import get_suite
 
 def tiny_suite():
     return get_suite("smoke").with_overrides(
-        users=2, gallery_identities=6, method_overrides={"pgd": {"steps": 2}}, adversaries=("none", "jpeg-75")
+        users=2, gallery_identities=6, method_overrides={"pgd": {"steps": 2}}, adversaries=("none", "jpeg-75"),
+        scenarios=("probe", "gallery"),
     )
 
 
@@ -92,7 +93,10 @@ def test_store_records_environment_and_results(finished_run):
     assert {"torch", "python", "device", "threads", "git_revision", "cloakbench"} <= set(env)
     assert store.get_meta("suite")["name"] == "smoke"
     board = leaderboard.build(store)
-    (entry,) = board["entries"]
+    assert sorted(e["scenario"] for e in board["entries"]) == ["gallery", "probe"]
+    gallery = next(e for e in board["entries"] if e["scenario"] == "gallery")
+    assert 0 <= gallery["psr"]["sface"]["none"]["top1"] <= 1
+    entry = next(e for e in board["entries"] if e["scenario"] == "probe")
     assert entry["method"] == "pgd" and entry["status"] == "ok" and entry["kind"] == "per-image"
     assert entry["users"] == 2 and entry["probes"] >= 2
     assert entry["linf_max"] <= 8 / 255 + 1e-6
@@ -114,4 +118,4 @@ def test_leaderboard_files_regenerate_from_store(finished_run):
     assert csv_text.splitlines()[0].startswith("method,kind,scenario,status,psr_top1_worst")
     assert "psr_top1[sface|jpeg-75]" in csv_text
     md = paths["md"].read_text()
-    assert md.startswith("| method | kind | PSR@1 worst |") and "| pgd | per-image |" in md
+    assert md.startswith("| method | kind | scenario | PSR@1 worst |") and "| pgd | per-image | probe |" in md
