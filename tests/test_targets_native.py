@@ -240,15 +240,17 @@ def test_ir_backbones_load_user_state_dict(name, isolated_home, wild_faces):
 
 @pytest.fixture
 def tiny_onnx(isolated_home) -> Path:
-    """A tiny 112 x 112 -> 16-d network exported to ONNX, the shape of an InsightFace recognition file."""
+    """A tiny 112 x 112 -> 16-d network exported to ONNX with the ops and head of InsightFace's IResNet files
+    (Conv, BatchNormalization, PRelu, Flatten, Gemm, then BatchNormalization on the features; opset 11)."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.PReLU(8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-        torch.nn.Linear(8, 16),
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.PReLU(8), nn.AvgPool2d(4), nn.Flatten(),
+        nn.Linear(8 * 14 * 14, 16), nn.BatchNorm1d(16),
     ).eval()
     path = isolated_home / "tiny.onnx"
     torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), dynamo=False, input_names=["input.1"],
-                      dynamic_axes={"input.1": {0: "n"}}, opset_version=13)
+                      dynamic_axes={"input.1": {0: "n"}}, opset_version=11)
     return path
 
 
