@@ -43,7 +43,7 @@ def build(store: RunStore) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "method": mname, "kind": m.get("kind"), "scenario": "probe", "status": "ok", "reason": None,
             "budget": m.get("budget"), "config": m.get("config"), "psr": {}, "device": plan.get("device"),
-            "seeds": list(m.get("protect", {}).keys()),
+            "seeds": [int(s) for s in m.get("protect", {})],
         }
         if m.get("status") == "unavailable":
             entry.update(status="unavailable", reason=m.get("reason"))
@@ -213,3 +213,28 @@ def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md"))
         out[fmt] = path
     store.close()
     return out
+
+
+def publish(run_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Publish a run as generated data (RobustBench style): leaderboard.{json,csv,md} and one JSON per entry
+    (method and scenario) with its numbers, configuration, seeds, code version and environment."""
+    store = RunStore.open_existing(run_dir)
+    board = build(store)
+    store.close()
+    dest = Path(dest)
+    entries_dir = dest / "entries"
+    entries_dir.mkdir(parents=True, exist_ok=True)
+    for old in entries_dir.glob("*.json"):
+        old.unlink()  # entries are regenerated whole: a method dropped from the run leaves no stale file
+    written = []
+    run_facts = {k: board["run"][k] for k in ("suite", "created", "environment", "data", "surrogates")}
+    for e in board["entries"]:
+        path = entries_dir / f"{e['method']}--{e['scenario']}.json"
+        path.write_text(json.dumps({**e, "run": run_facts, "targets": board["targets"],
+                                    "adversaries": board["adversaries"]}, indent=2, default=str) + "\n")
+        written.append(path)
+    for name, text in (("leaderboard.json", json.dumps(board, indent=2, default=str) + "\n"),
+                       ("leaderboard.csv", to_csv(board)), ("leaderboard.md", to_markdown(board))):
+        (dest / name).write_text(text)
+        written.append(dest / name)
+    return written

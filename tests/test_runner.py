@@ -119,3 +119,14 @@ def test_leaderboard_files_regenerate_from_store(finished_run):
     assert "psr_top1[sface|jpeg-75]" in csv_text
     md = paths["md"].read_text()
     assert md.startswith("| method | kind | scenario | PSR@1 worst |") and "| pgd | per-image | probe |" in md
+
+
+def test_publish_writes_one_json_per_entry_with_numbers_as_numbers(finished_run, tmp_path):
+    run_dir = finished_run[0]
+    written = leaderboard.publish(run_dir, tmp_path / "results")
+    entries = sorted((tmp_path / "results" / "entries").glob("*.json"))
+    assert [p.name for p in entries] == ["pgd--gallery.json", "pgd--probe.json"]
+    entry = json.loads(entries[1].read_text())
+    assert isinstance(entry["psr"]["sface"]["none"]["top1"], float) and isinstance(entry["ssim"], float)
+    assert entry["seeds"] == [0] and entry["run"]["environment"]["git_revision"]
+    assert (tmp_path / "results" / "leaderboard.md") in written

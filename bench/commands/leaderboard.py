@@ -9,6 +9,10 @@ from bench import leaderboard
 
 def run(args) -> int:
     try:
+        if args.publish:
+            written = leaderboard.publish(args.run_dir, args.publish)
+            print(f"published {len(written)} files to {args.publish}")
+            return 0
         paths = leaderboard.write(args.run_dir, tuple(args.format))
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -27,4 +31,6 @@ def add_parser(sub) -> None:
     p.add_argument("--format", nargs="+", default=["csv", "md", "json"], choices=["csv", "md", "json"],
                    help="formats to write (HTML: `bench report`)")
     p.add_argument("--print", action="store_true", help="also print the files")
+    p.add_argument("--publish", metavar="DIR",
+                   help="write the published copy (leaderboard.* and entries/*.json) to DIR, e.g. results/")
     p.set_defaults(func=run)
