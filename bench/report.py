@@ -109,9 +109,12 @@ def load_board(run_dir: Path) -> dict[str, Any]:
 
 def normalise(board: dict[str, Any]) -> dict[str, Any]:
     """Entries as dicts that each have a method name; targets and adversaries as lists (missing -> empty)."""
-    entries = [e for e in board.get("entries") or [] if isinstance(e, dict)]
+    entries = [dict(e) for e in board.get("entries") or [] if isinstance(e, dict)]
+    scenarios = {e.get("scenario") for e in entries}
     for i, e in enumerate(entries):
         e["method"] = str(e.get("method") or f"entry {i + 1}")
+        # one entry per method and scenario: name the scenario when a run has several
+        e["label"] = e["method"] if len(scenarios) <= 1 else f"{e['method']} ({e.get('scenario') or NA})"
     targets = board.get("targets") if isinstance(board.get("targets"), list) else []
     adversaries = board.get("adversaries") if isinstance(board.get("adversaries"), list) else []
     return {**board, "entries": entries, "targets": [str(t) for t in targets],
@@ -194,7 +197,7 @@ def tradeoff_plot(board: dict) -> tuple[str, str]:
         worst, mean = _num(e.get("psr_top1_worst")), _num(e.get("psr_top1_mean"))
         if q is None or (worst is None and mean is None):
             continue
-        points.append((e["method"], q if use_lpips else 1 - q, worst, mean))
+        points.append((e["label"], q if use_lpips else 1 - q, worst, mean))
     xlabel = "LPIPS (AlexNet) to the clean crop: lower is less visible" if use_lpips else \
         "1 - SSIM to the clean crop: lower is less visible"
     svg = Svg(720, 440, "PSR against image distortion per method")
@@ -242,7 +245,7 @@ def tradeoff_plot(board: dict) -> tuple[str, str]:
     svg.text(left + 16, ly, "worst case over targets \u00d7 adversaries (primary score)", class_="legend")
     svg.add("circle", cx=left + 366, cy=ly - 4, r=5, fill="#fff", stroke="#6b7280", stroke_width=2.5)
     svg.text(left + 376, ly, "mean over targets \u00d7 adversaries", class_="legend")
-    missing = [e["method"] for e in entries if e["method"] not in {p[0] for p in points}]
+    missing = [e["label"] for e in entries if e["label"] not in {p[0] for p in points}]
     note = f"Not plotted (no {metric.upper()} or PSR): {', '.join(missing)}." if missing else ""
     if not points:
         svg.text((left + right) / 2, (top + bottom) / 2, "no method has both PSR and image-quality values",
@@ -255,7 +258,7 @@ def heatmap_plot(board: dict) -> str:
     entries = [e for e in board["entries"] if _ok(e)]
     targets, adversaries = list(board.get("targets") or []), list(board.get("adversaries") or [])
     cw, ch = 74, 30
-    label_w = max([_text_width(e["method"], 13) for e in entries] + [60]) + 16
+    label_w = max([_text_width(e["label"], 13) for e in entries] + [60]) + 16
     col_head = max([_text_width(t, 12) for t in targets] + [40]) * 0.72 + 24  # rotated labels
     panel_w = max(cw * max(len(targets), 1), _text_width(f"adversary: {max(adversaries, key=len, default='')}",
                                                            13)) + 18
@@ -264,7 +267,7 @@ def heatmap_plot(board: dict) -> str:
     svg = Svg(width, height, "PSR heatmap method by target per adversary")
     y0 = 28 + col_head
     for r, e in enumerate(entries):
-        svg.text(label_w - 10, y0 + r * ch + ch / 2 + 4, e["method"], text_anchor="end", class_="label")
+        svg.text(label_w - 10, y0 + r * ch + ch / 2 + 4, e["label"], text_anchor="end", class_="label")
     for a, adversary in enumerate(adversaries):
         x0 = label_w + a * panel_w
         svg.text(x0 + (panel_w - 18) / 2, 16, f"adversary: {adversary}", text_anchor="middle", class_="panel")
@@ -277,7 +280,7 @@ def heatmap_plot(board: dict) -> str:
                 v = _num(cell.get("top1"))
                 x, y = x0 + (panel_w - 18 - cw * len(targets)) / 2 + c * cw, y0 + r * ch
                 ci = cell.get("top1_ci") if isinstance(cell.get("top1_ci"), list) else None
-                tip = f"{e['method']} | {target} | {adversary}: PSR@1 {_pct(v)}"
+                tip = f"{e['label']} | {target} | {adversary}: PSR@1 {_pct(v)}"
                 if ci and len(ci) == 2:
                     tip += f" (95% CI {_pct(ci[0])} to {_pct(ci[1])})"
                 if _num(cell.get("top5")) is not None:
@@ -309,7 +312,7 @@ def adversary_bars(board: dict) -> str:
     group_w = bw * max(len(adversaries), 1) + gap
     left, top, plot_h = 64, 34, 260
     width = max(left + group_w * max(len(entries), 1) + 20, 420)
-    label_h = max([_text_width(e["method"], 12) for e in entries] + [40]) * 0.6 + 20
+    label_h = max([_text_width(e["label"], 12) for e in entries] + [40]) * 0.6 + 20
     height = top + plot_h + label_h + 10
     svg = Svg(width, height, "PSR under each adversary per method")
     bottom = top + plot_h
@@ -336,14 +339,14 @@ def adversary_bars(board: dict) -> str:
                 svg.text(x + bw / 2, bottom - 4, NA, text_anchor="middle", class_="tiny")
                 continue
             mean, worst = sum(known) / len(known), min(known)
-            tip = f"{e['method']} vs {adversary}: mean {_pct(mean)}; " + ", ".join(
+            tip = f"{e['label']} vs {adversary}: mean {_pct(mean)}; " + ", ".join(
                 f"{t} {_pct(v)}" for t, v in values.items())
             svg.add("rect", x=f"{x:.1f}", y=f"{sy(mean):.1f}", width=bw - 3, height=f"{max(bottom - sy(mean), 0.5):.1f}",
                     fill=PALETTE[a % len(PALETTE)], title=tip, class_="bar")
             svg.add("line", x1=f"{x - 1:.1f}", x2=f"{x + bw - 2:.1f}", y1=f"{sy(worst):.1f}", y2=f"{sy(worst):.1f}",
                     stroke="#111", stroke_width=2, title=f"worst target: {_pct(worst)}")
         cx = gx + bw * len(adversaries) / 2
-        svg.text(cx, bottom + 14, e["method"], text_anchor="end", class_="label",
+        svg.text(cx, bottom + 14, e["label"], text_anchor="end", class_="label",
                  transform=f"rotate(-30 {cx:.1f} {bottom + 14:.1f})")
     svg.add("line", x1=left, x2=width - 10, y1=bottom, y2=bottom, stroke="#6b7280")
     return svg.render()
@@ -394,6 +397,7 @@ def _columns(board: dict) -> list[tuple[str, str, Callable[[dict], tuple[Any, st
     cols: list[tuple[str, str, Callable[[dict], tuple[Any, str, str | None]]]] = [
         ("", "method", lambda e: (str(e.get("method")), str(e.get("method")), None)),
         ("", "kind", lambda e: (str(e.get("kind") or NA), str(e.get("kind") or NA), None)),
+        ("", "scenario", lambda e: (str(e.get("scenario") or NA), str(e.get("scenario") or NA), None)),
         ("", "status", status),
         ("PSR@1", "worst", pct("psr_top1_worst")),
         ("PSR@1", "mean", pct("psr_top1_mean")),
@@ -468,11 +472,12 @@ def amplified_mask(clean: np.ndarray, protected: np.ndarray) -> tuple[np.ndarray
 def gallery(board: dict, examples: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     if not examples:
         return '<p class="note">No example crops in this run (RUN_DIR/examples/&lt;method&gt;.npz).</p>'
-    cards = []
+    cards, shown = [], set()
     for e in board["entries"]:
-        method = e.get("method")
-        if method not in examples:
+        method = e["method"]
+        if method not in examples or method in shown:
             continue
+        shown.add(method)
         clean, protected = examples[method]
         rows = []
         for k in range(clean.shape[0]):
@@ -510,7 +515,7 @@ p.note,p.small,.small{color:var(--muted);font-size:12.5px;margin:4px 0 8px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:5px 8px;border-bottom:1px solid var(--line);white-space:nowrap;text-align:right}
-td:first-child,th:first-child,td:nth-child(2),td:nth-child(3){text-align:left}
+td:first-child,th:first-child,td:nth-child(-n+4){text-align:left}
 thead th{background:#f3f4f6;position:sticky;top:0}
 th.group{text-align:center;font-weight:600;color:var(--muted);font-size:12px;border-bottom:none}
 th[data-col]{cursor:pointer;user-select:none}
@@ -519,7 +524,7 @@ th .arrow{display:inline-block;width:10px;margin-left:2px;color:var(--accent)}
 td.na{color:#9ca3af}
 td.psr{font-weight:600}
 tr.status-unavailable td,tr.status-failed td{color:#9ca3af;font-style:italic}
-tr.status-failed td:nth-child(3){color:#b91c1c}
+tr.status-failed td:nth-child(4){color:#b91c1c}
 tbody tr:hover td{outline:1px solid #cbd5e1}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:18px}
 .plot svg{max-width:100%;height:auto}
@@ -553,7 +558,7 @@ _JS = """
   table.querySelectorAll('th[data-col]').forEach(function(th){
     th.addEventListener('click',function(){
       var col=Number(th.getAttribute('data-col'));
-      state.dir=(state.col===col)?-state.dir:(th.textContent.match(/^(method|kind|status|device)/)?1:-1);
+      state.dir=(state.col===col)?-state.dir:(th.textContent.match(/^(method|kind|scenario|status|device)/)?1:-1);
       state.col=col;
       var rows=Array.prototype.slice.call(body.rows);
       rows.sort(function(a,b){
@@ -598,7 +603,7 @@ def _notes(board: dict) -> str:
     notes = []
     for e in board["entries"]:
         if not _ok(e):
-            notes.append(f"{e.get('method')}: {e.get('status')} ({e.get('reason') or 'no reason given'})")
+            notes.append(f"{e['label']}: {e.get('status')} ({e.get('reason') or 'no reason given'})")
     for t, info in (board.get("target_info") or {}).items():
         if isinstance(info, dict) and info.get("unavailable"):
             notes.append(f"target {t}: unavailable ({info['unavailable']})")
@@ -646,7 +651,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Build the report of ``run_dir``; returns the HTML path (default RUN_DIR/report.html)."""
     run_dir = Path(run_dir)
     board = load_board(run_dir)
-    methods = [e["method"] for e in board["entries"]]
+    methods = sorted({e["method"] for e in board["entries"]})
     path = Path(out) if out else run_dir / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(board, load_examples(run_dir, methods)), encoding="utf-8")

@@ -110,6 +110,15 @@ def test_report_renders_with_missing_fields(tmp_path):
     assert "1 - SSIM to the clean crop" in render_html(board)
 
 
+def test_report_names_scenarios_when_a_run_has_several(run_dir):
+    board = json.loads((run_dir / "leaderboard.json").read_text())
+    gallery = dict(board["entries"][0], scenario="gallery", psr_top1_worst=0.2)
+    board["entries"].insert(1, gallery)
+    page = render_html(board)
+    assert "chameleon (probe)" in page and "chameleon (gallery)" in page and "tip-im (n/a)" in page
+    assert ">gallery</td>" in page
+
+
 def test_report_explains_missing_leaderboard(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "bench leaderboard" in capsys.readouterr().err
