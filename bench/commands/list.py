@@ -10,6 +10,15 @@ from rich.table import Table
 from bench.registry import ATTACKS, METHODS, TARGETS
 
 
+# The table shows the short fields; --json prints everything each plug-in describes.
+TABLE_COLUMNS = {
+    "methods": ("kind", "budget"),
+    "attacks": ("kind",),
+    "targets": ("differentiable", "embedding_dim", "input_size", "lfw_accuracy", "threshold_far1e-3"),
+    "suites": ("description",),
+}
+
+
 def rows_for(kind: str) -> list[dict]:
     if kind == "suites":
         from bench.suites import SUITES
@@ -25,8 +34,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    keys = [k for k in rows[0] if k not in ("name", "available", "reason")] if rows else []
-    table = Table(title=f"{args.kind} ({len(rows)})")
+    keys = [k for k in TABLE_COLUMNS.get(args.kind, ()) if any(k in r for r in rows)]
+    table = Table(title=f"{args.kind} ({len(rows)}; --json for every field)")
     for col in ["name", "available", *keys, "reason"]:
         table.add_column(col, overflow="fold")
     for row in rows:
@@ -34,7 +43,7 @@ def run(args) -> int:
         cells += [_fmt(row.get(k)) for k in keys]
         cells.append(row.get("reason") or "")
         table.add_row(*cells)
-    Console().print(table)
+    Console(width=max(140, Console().width)).print(table)
     return 0
 
 
@@ -45,6 +54,8 @@ def _fmt(value) -> str:
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     return str(value)
 
 
