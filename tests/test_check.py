@@ -162,3 +162,13 @@ def test_reduce_ignores_failed_cells():
     board = _board()
     board["entries"][0]["psr"]["dlib"]["jpeg"] = {"status": "failed", "reason": "oom"}
     assert "dlib|jpeg" not in reduce_board(board)["methods"]["chameleon"]["psr_top1"]
+
+
+def test_each_scenario_is_checked_separately(tmp_path):
+    board = _board()
+    board["entries"].append({**copy.deepcopy(board["entries"][0]), "scenario": "gallery"})
+    base = reduce_board(board)
+    assert {"chameleon", "chameleon [gallery]"} <= set(base["methods"])
+    board["entries"][-1]["psr"]["sface"]["none"]["top1"] = 0.5
+    failed = [(f.method, f.metric) for f in compare(base, board) if f.failed]
+    assert failed == [("chameleon [gallery]", "psr_top1[sface|none]")]
