@@ -110,11 +110,12 @@ def load_board(run_dir: Path) -> dict[str, Any]:
 def normalise(board: dict[str, Any]) -> dict[str, Any]:
     """Entries as dicts that each have a method name; targets and adversaries as lists (missing -> empty)."""
     entries = [dict(e) for e in board.get("entries") or [] if isinstance(e, dict)]
-    scenarios = {e.get("scenario") for e in entries}
+    scenarios = {e.get("scenario") for e in entries if e.get("scenario")}
     for i, e in enumerate(entries):
         e["method"] = str(e.get("method") or f"entry {i + 1}")
         # one entry per method and scenario: name the scenario when a run has several
-        e["label"] = e["method"] if len(scenarios) <= 1 else f"{e['method']} ({e.get('scenario') or NA})"
+        several = len(scenarios) > 1 and e.get("scenario")
+        e["label"] = f"{e['method']} ({e['scenario']})" if several else e["method"]
     targets = board.get("targets") if isinstance(board.get("targets"), list) else []
     adversaries = board.get("adversaries") if isinstance(board.get("adversaries"), list) else []
     return {**board, "entries": entries, "targets": [str(t) for t in targets],
@@ -515,7 +516,7 @@ p.note,p.small,.small{color:var(--muted);font-size:12.5px;margin:4px 0 8px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:5px 8px;border-bottom:1px solid var(--line);white-space:nowrap;text-align:right}
-td:first-child,th:first-child,td:nth-child(-n+4){text-align:left}
+td:nth-child(-n+4),thead tr:last-child th:nth-child(-n+4){text-align:left}
 thead th{background:#f3f4f6;position:sticky;top:0}
 th.group{text-align:center;font-weight:600;color:var(--muted);font-size:12px;border-bottom:none}
 th[data-col]{cursor:pointer;user-select:none}

@@ -115,7 +115,7 @@ def test_report_names_scenarios_when_a_run_has_several(run_dir):
     gallery = dict(board["entries"][0], scenario="gallery", psr_top1_worst=0.2)
     board["entries"].insert(1, gallery)
     page = render_html(board)
-    assert "chameleon (probe)" in page and "chameleon (gallery)" in page and "tip-im (n/a)" in page
+    assert "chameleon (probe)" in page and "chameleon (gallery)" in page and "tip-im (" not in page
     assert ">gallery</td>" in page
 
 
