@@ -155,15 +155,26 @@ class Runner:
     # -- preparation --------------------------------------------------------------------------------------
     def validate_names(self) -> None:
         """Fail before any work on names that are not registered (the message lists the known ones)."""
-        for registry, names in ((METHODS, self.suite.methods), (ATTACKS, self.suite.adversaries),
+        for registry, names in ((METHODS, self.method_names()), (ATTACKS, self.adversary_names()),
                                 (TARGETS, self.target_names()), (TARGETS, self.suite.surrogates)):
             for name in names:
                 registry.entry(name)
 
+    @staticmethod
+    def _expand(names: tuple[str, ...], registry) -> list[str]:
+        """A suite's names, with "*" standing for every registered one."""
+        if "*" in names:
+            return registry.names()
+        return list(names)
+
     def target_names(self) -> list[str]:
-        if "*" in self.suite.targets:
-            return TARGETS.names()
-        return list(self.suite.targets)
+        return self._expand(self.suite.targets, TARGETS)
+
+    def method_names(self) -> list[str]:
+        return self._expand(self.suite.methods, METHODS)
+
+    def adversary_names(self) -> list[str]:
+        return self._expand(self.suite.adversaries, ATTACKS)
 
     def prepare_data(self) -> Prepared:
         root, how = resolve_data_root(self.data_root)
@@ -241,7 +252,7 @@ class Runner:
         gallery_photos, gallery_labels = data.gallery()
         split_desc = asdict(suite.split)
         tasks: list[Task] = []
-        plan: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {}, "adversaries": list(suite.adversaries),
+        plan: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {}, "adversaries": self.adversary_names(),
                                 "scenarios": list(suite.scenarios)}
         surrogate_ids = [(s.name, [sha256_of(ensure(w)) for w in type(s).weights], code_version(s)) for s in surrogates]
 
@@ -259,7 +270,7 @@ class Runner:
         for tname, reason in self.unavailable.items():
             plan["targets"].setdefault(tname, {"unavailable": reason})
 
-        for mname in suite.methods:
+        for mname in self.method_names():
             overrides = suite.method_overrides.get(mname, {})
             entry: dict[str, Any] = {"overrides": overrides, "protect": {}, "eval": {}}
             plan["methods"][mname] = entry
@@ -285,7 +296,7 @@ class Runner:
                                       self._protect_task(key, method, surrogates, data, user, seed)))
             for seed in suite.seeds:
                 protect_keys = entry["protect"][str(seed)]
-                for aname in suite.adversaries:
+                for aname in self.adversary_names():
                     adversary = ATTACKS.create(aname)
                     for tname, target in targets.items():
                         key = content_key("eval", mname, aname, asdict(adversary.config), code_version(adversary),

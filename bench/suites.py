@@ -62,7 +62,33 @@ SUITES: dict[str, Suite] = {
         gallery_identities=20,
         min_user_photos=10,
         white_box=True,
-        method_overrides={"pgd": {"steps": 10}},
+        split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
+    ),
+    "quick": Suite(
+        name="quick",
+        description="personalized masks and per-image methods vs 4 targets (2 surrogates, 2 unseen), 5 users, "
+                    "none/JPEG-75: ~15 min on 2 CPU cores",
+        methods=("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey", "tip-im"),
+        targets=("sface", "dlib-resnet", "faceres", "mobileface"),
+        surrogates=("sface", "dlib-resnet"),
+        adversaries=("none", "jpeg-75"),
+        users=5,
+        gallery_identities=50,
+        white_box=True,
+        split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
+    ),
+    "full": Suite(
+        name="full",
+        description="every registered method, target and adversary; probe and gallery scenarios; 10 users "
+                    "against every LFW identity; Chameleon's 10/20/70 split",
+        methods=("*",),
+        targets=("*",),
+        surrogates=("sface", "dlib-resnet"),
+        adversaries=("*",),
+        users=10,
+        gallery_identities=None,
+        scenarios=("probe", "gallery"),
+        white_box=True,
     ),
 }
 
