@@ -162,3 +162,47 @@ def test_sface_calibration_on_a_small_lfw_subset(shared_data, aligner):
     assert record["ms_per_face"] > 0 and record["weights_sha256"] == [s.sha256 for s in target.weights]
     assert record["data"]["subset"]
     assert stale_reason(record, target) == "cached calibration was on a subset of LFW"
+
+
+def _tiny_lfw(shared_data, root):
+    """A two-fold LFW copy (links to real photos): 4 matched pairs per fold, and mismatched lines of which only
+    one per fold names photos present, so each fold needs 3 drawn mismatched pairs."""
+    source = shared_data / "lfw" / "images"
+    people = [d.name for d in sorted(source.iterdir()) if len(list(d.glob("*.jpg"))) >= 4][:8]
+    for name in people:
+        (root / "lfw" / "images" / name).mkdir(parents=True)
+        for photo in sorted((source / name).glob("*.jpg"))[:4]:
+            (root / "lfw" / "images" / name / photo.name).symlink_to(photo)
+    lines = ["2\t4"]
+    for fold in range(2):
+        a, b, c, d = people[4 * fold : 4 * fold + 4]
+        lines += [f"{p}\t1\t2" for p in (a, b, c, d)]
+        lines += [f"{a}\t3\t{b}\t3", f"{c}\t9\t{d}\t3", f"Nobody_Here\t1\t{a}\t4", f"{b}\t4\tNobody_Here\t2"]
+    (root / "lfw" / "labels").mkdir()
+    (root / "lfw" / "labels" / "pairs.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_bench_targets_calibrates_once_then_reuses(shared_data, tmp_path, monkeypatch, capsys):
+    import json
+
+    import targets.base
+    from bench.cli import main
+    from bench.registry import TARGETS
+
+    available, reason = TARGETS.entry("sface").availability()
+    if not available:
+        pytest.skip(reason)
+    _tiny_lfw(shared_data, tmp_path / "data")
+    monkeypatch.setattr(targets.base, "calibration_path", lambda name: tmp_path / "cal" / f"{name}.json")
+    argv = ["targets", "--only", "sface", "--data-root", str(tmp_path / "data"), "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in first] == ["sface"]
+    row = first[0]
+    assert row["pairs"] == {"matched": 8, "mismatched": 8, "official_mismatched": 2, "official_dropped": 6,
+                            "folds": 2}
+    assert row["lfw_accuracy"] > 0.75 and row["embedding_dim"] == 128 and row["input_size"] == 112
+    assert (tmp_path / "cal" / "sface.json").exists()
+    assert main(argv) == 0  # cached: the same record comes back
+    assert json.loads(capsys.readouterr().out)[0]["calibrated"] == row["calibrated"]
