@@ -81,10 +81,10 @@ class ChameleonConfig:
     def __post_init__(self) -> None:
         if not 0 < self.epsilon <= 1 or self.step <= 0 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("chameleon needs 0 < epsilon <= 1, step > 0, epochs >= 1, batch_size >= 1")
-        if self.dssim_threshold < 0 or self.team_size < 1 or self.probe_steps < 1 or self.probe_step <= 0:
-            raise ValueError(
-                "chameleon needs dssim_threshold >= 0, team_size >= 1, probe_steps >= 1, probe_step > 0"
-            )
+        if self.team_size < 2:
+            raise ValueError("chameleon team_size must be >= 2 (focal diversity compares members of a team)")
+        if self.dssim_threshold < 0 or self.probe_steps < 1 or self.probe_step <= 0:
+            raise ValueError("chameleon needs dssim_threshold >= 0, probe_steps >= 1, probe_step > 0")
         check_region(self.region)
 
 
