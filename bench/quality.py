@@ -1,8 +1,9 @@
 """Differentiable image-quality measures on N x 3 x H x W tensors in [0, 1]: SSIM, DSSIM, PSNR.
 
 SSIM follows Wang et al. (IEEE TIP 2004): 11 x 11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03, data range
-1, computed per channel on the valid region (no padding) and averaged, the convention of scikit-image's
-``structural_similarity(gaussian_weights=True, use_sample_covariance=False)`` and torchmetrics.
+1, computed per channel on the valid region (no padding) and averaged: the convention of scikit-image's
+``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``. (torchmetrics averages over
+reflect-padded borders too and differs by ~3e-3 on a face crop.)
 """
 
 from __future__ import annotations

