@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from bench import check
+from bench.commands._ui import wide_console
 
 
 def _cell(value, metric: str) -> str:
@@ -26,7 +26,7 @@ def _delta(value, metric: str) -> str:
 
 
 def run(args) -> int:
-    console = Console(width=None if sys.stdout.isatty() else 140)  # CI logs: no folding at 80 columns
+    console = wide_console()
     try:
         board = check.load_leaderboard(args.run_dir)
         if args.update_baseline:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from rich.console import Console
 from rich.table import Table
 
+from bench.commands._ui import wide_console
 from bench.registry import ATTACKS, METHODS, TARGETS
-
 
 # The table shows the short fields; --json prints everything each plug-in describes.
 TABLE_COLUMNS = {
@@ -43,7 +42,7 @@ def run(args) -> int:
         cells += [_fmt(row.get(k)) for k in keys]
         cells.append(row.get("reason") or "")
         table.add_row(*cells)
-    Console(width=max(140, Console().width)).print(table)
+    wide_console().print(table)
     return 0
 
 

@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from bench import leaderboard
+from bench.commands._ui import wide_console
 from bench.registry import ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.suites import get_suite
@@ -44,7 +45,7 @@ class RichReporter(Reporter):
 
 
 def run(args) -> int:
-    console = Console()
+    console = wide_console()
     try:
         suite = get_suite(args.suite)
     except KeyError as exc:

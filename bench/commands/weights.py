@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from bench.commands._ui import wide_console
 from bench.lpips import ALEXNET_SPEC
 from bench.registry import TARGETS, UnknownNameError
 from bench.user_weights import candidate_path, locate_user_file
@@ -170,7 +171,7 @@ def run_verify(args, console: Console) -> int:
 
 
 def run(args) -> int:
-    console = Console(soft_wrap=True)
+    console = wide_console()
     try:
         return {"list": run_list, "fetch": run_fetch, "verify": run_verify}[args.action](args, console)
     except UnknownNameError as exc:
