@@ -197,21 +197,27 @@ def to_markdown(board: dict[str, Any]) -> str:
 
 
 def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md")) -> dict[str, Path]:
+    """Write the leaderboard files of a run. leaderboard.json, the source every other view (and the HTML
+    report) reads, is always written."""
     store = RunStore.open_existing(run_dir)
     board = build(store)
-    out = {}
-    for fmt in formats:
-        path = Path(run_dir) / f"leaderboard.{fmt}"
-        if fmt == "json":
-            path.write_text(json.dumps(board, indent=2, default=str) + "\n")
-        elif fmt == "csv":
-            path.write_text(to_csv(board))
-        elif fmt == "md":
-            path.write_text(to_markdown(board))
-        else:
-            raise ValueError(f"unknown leaderboard format '{fmt}' (json, csv, md; html via `bench report`)")
-        out[fmt] = path
     store.close()
+    run_dir = Path(run_dir)
+    out = {"json": run_dir / "leaderboard.json"}
+    out["json"].write_text(json.dumps(board, indent=2, default=str) + "\n")
+    for fmt in formats:
+        if fmt == "csv":
+            out[fmt] = run_dir / "leaderboard.csv"
+            out[fmt].write_text(to_csv(board))
+        elif fmt == "md":
+            out[fmt] = run_dir / "leaderboard.md"
+            out[fmt].write_text(to_markdown(board))
+        elif fmt == "html":
+            from bench.report import write_report
+
+            out[fmt] = write_report(run_dir)
+        elif fmt != "json":
+            raise ValueError(f"unknown leaderboard format '{fmt}' (json, csv, md, html)")
     return out
 
 

@@ -28,8 +28,8 @@ def run(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("leaderboard", help="regenerate leaderboard files from a run folder's store")
     p.add_argument("run_dir")
-    p.add_argument("--format", nargs="+", default=["csv", "md", "json"], choices=["csv", "md", "json"],
-                   help="formats to write (HTML: `bench report`)")
+    p.add_argument("--format", nargs="+", default=["csv", "md", "json"], choices=["csv", "md", "json", "html"],
+                   help="formats to write (html = the report of `bench report`)")
     p.add_argument("--print", action="store_true", help="also print the files")
     p.add_argument("--publish", metavar="DIR",
                    help="write the published copy (leaderboard.* and entries/*.json) to DIR, e.g. results/")

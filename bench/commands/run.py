@@ -68,7 +68,7 @@ def run(args) -> int:
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    paths = leaderboard.write(out)
+    paths = leaderboard.write(out, ("json", "csv", "md", "html"))
     console.print(leaderboard.to_markdown(leaderboard.build(runner.store)))
     console.print(f"run folder {out} ({time.perf_counter() - t0:.0f} s); wrote "
                   + ", ".join(str(p) for p in paths.values()))
