@@ -191,7 +191,9 @@ class Chameleon(Method):
             chosen, diversity = select_team(wrong, cfg.team_size)
             team = [surrogates[i] for i in chosen]
             info.update(
-                diversity=diversity, error_rate=wrong.float().mean(0).tolist(), selection="focal-diversity"
+                diversity=None if math.isnan(diversity) else diversity,  # nan: no member erred, no evidence
+                error_rate=wrong.float().mean(0).tolist(),
+                selection="focal-diversity",
             )
         else:
             info.update(diversity=None, selection="all given surrogates (no choice to make)")
