@@ -25,10 +25,11 @@ surrogate whose framing is wider than ArcFace's sees an unmasked margin, as it w
 Focal diversity (after Wu et al., CVPR 2021, as used by Chameleon): "queries" are the user's fit photos, each
 perturbed by a short PGD against every candidate surrogate in turn (``probe_steps`` sign steps of
 ``probe_step`` within ``epsilon`` from a seeded random start), so each candidate sees photos crafted against
-itself and against the others. A model *gets a query wrong* when the query's embedding matches the user's clean
-centroid (mean of the model's clean fit embeddings) less than every clean fit photo matches the centroid of the
-user's other clean photos (leave-one-out), i.e. the model would no longer accept it as the user at the operating
-point where it accepts all the user's clean photos. For a team and a focal member, lambda_focal = mean, over the
+itself and against the others. A model *gets a query wrong* when the query made from fit photo i matches the
+centroid of the user's *other* clean photos (normalised mean of the model's clean embeddings, leaving i out) less
+than every clean fit photo matches its own leave-one-out centroid, i.e. the model would no longer accept it as the
+user at the operating point where it accepts all the user's clean photos (and never because of its own clean
+photo). Needs >= 3 fit photos. For a team and a focal member, lambda_focal = mean, over the
 queries the focal member gets wrong, of the fraction of the other members that also get them wrong; the team's
 diversity d = mean over members of (1 - lambda_focal) (members that get nothing wrong carry no evidence and are
 left out; a team where no member errs gets d = nan and ranks last). The most diverse team of ``team_size`` wins
@@ -127,19 +128,21 @@ def select_team(wrong: torch.Tensor, team_size: int) -> tuple[tuple[int, ...], f
     return best, (best_d if best_d > -math.inf else math.nan)
 
 
-def leave_one_out_floor(emb: torch.Tensor) -> float:
-    """The lowest cosine of a clean embedding to the normalised mean of the user's other clean embeddings."""
-    n = len(emb)
-    others = (emb.sum(0, keepdim=True) - emb) / (n - 1)
-    others = torch.nn.functional.normalize(others, dim=1)
-    return (emb * others).sum(1).min().item()
+def leave_one_out_centroids(emb: torch.Tensor) -> torch.Tensor:
+    """Row i: the normalised mean of the user's other clean embeddings (all but i)."""
+    others = (emb.sum(0, keepdim=True) - emb) / (len(emb) - 1)
+    return torch.nn.functional.normalize(others, dim=1)
 
 
 def error_table(surrogates: list[Target], photos: torch.Tensor, cfg: ChameleonConfig, gen) -> torch.Tensor:
-    """Q x M table: does surrogate m fail to accept query q as the user (queries: PGD probes against each m)."""
+    """Q x M table: does surrogate m fail to accept query q as the user (queries: PGD probes against each m).
+
+    A query made from fit photo i is compared with the centroid of the user's other photos, and so is the clean
+    photo i when the acceptance floor is set: the query's own clean photo never vouches for it.
+    """
     clean = clean_embeddings(surrogates, photos)
-    centroids = [torch.nn.functional.normalize(c.mean(0, keepdim=True), dim=1) for c in clean]
-    floors = [leave_one_out_floor(c) for c in clean]
+    centroids = [leave_one_out_centroids(c) for c in clean]
+    floors = [(c * mu).sum(1).min() for c, mu in zip(clean, centroids, strict=True)]
     queries = []
     for s, c in zip(surrogates, clean, strict=True):
         delta = torch.rand(photos.shape, generator=gen, device=photos.device, dtype=photos.dtype) * 2 - 1
@@ -153,8 +156,11 @@ def error_table(surrogates: list[Target], photos: torch.Tensor, cfg: ChameleonCo
         queries.append(apply_mask(photos, delta.detach()))
     queries = torch.cat(queries)
     with torch.no_grad():
-        sims = [(s.embed(queries) * mu).sum(1) for s, mu in zip(surrogates, centroids, strict=True)]
-    return torch.stack([sim < floor for sim, floor in zip(sims, floors, strict=True)], dim=1)
+        wrong = [
+            (s.embed(queries) * mu.repeat(len(surrogates), 1)).sum(1) < floor
+            for s, mu, floor in zip(surrogates, centroids, floors, strict=True)
+        ]
+    return torch.stack(wrong, dim=1)
 
 
 @METHODS.register("chameleon")
