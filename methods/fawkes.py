@@ -71,7 +71,7 @@ class FawkesConfig:
     bank_identities: int = 40
     bank_photos: int = 2
     bank_root: str | None = None
-    bisection_steps: int = 20
+    bisection_steps: int = 12  # perturbation scale found to 2^-12
     batch_size: int = 8
 
     def __post_init__(self) -> None:

@@ -1,0 +1,181 @@
+"""Per-image anti-FR methods (Fawkes, LowKey, TIP-IM) on real LFW faces with the SFace surrogate.
+
+Few optimisation steps (config overrides) keep the fast tests cheap; the defaults run under ``-m slow``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.canvas import face_region
+from bench.quality import dssim
+from bench.registry import METHODS, TARGETS
+from methods._identity_bank import BankSpec, farthest_identities, load_bank, user_features
+from methods.fawkes import shrink_to_dssim, worst_dssim
+from methods.lowkey import gaussian_blur
+
+USER = "Colin_Powell"
+# Small banks and few steps: invariants do not depend on the number of steps.
+SMALL_BANK = {"bank_identities": 6, "bank_photos": 1, "farthest": 3}
+FAST = {
+    "fawkes": {"steps": 1, **SMALL_BANK},
+    "fawkes-low": {"steps": 1, **SMALL_BANK},
+    "fawkes-mid": {"steps": 1, **SMALL_BANK},
+    "fawkes-high": {"steps": 1, **SMALL_BANK},
+    "lowkey": {"steps": 2},
+    "tip-im": {"steps": 2, "candidates": 2, "bank_photos": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def sface():
+    target = TARGETS.create("sface")
+    ok, reason = target.availability()
+    if not ok:
+        pytest.skip(f"sface unavailable: {reason}")
+    return target
+
+
+@pytest.fixture(scope="module")
+def user(lfw_faces):
+    photos = lfw_faces[USER]
+    return photos[:4], photos[4:5]  # fit photos, the photo to protect
+
+
+def protect(name: str, sface, user, seed: int = 0, **overrides):
+    method = METHODS.create(name, **{**FAST[name], **overrides})
+    fit, probe = user
+    protector = method.fit(fit, [sface], seed)
+    return method, protector, protector.protect(probe)
+
+
+def test_all_per_image_methods_are_covered():
+    mine = {n for n in METHODS.names() if n.startswith(("fawkes", "lowkey", "tip-im"))}
+    assert mine == set(FAST)
+    for name in FAST:
+        assert METHODS.entry(name).cls.kind == "per-image"
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_budget_and_range(name, sface, user):
+    method, _, protected = protect(name, sface, user)
+    clean = user[1]
+    assert protected.shape == clean.shape and protected.dtype == clean.dtype
+    assert protected.min() >= 0 and protected.max() <= 1
+    budget = method.budget()
+    assert budget.linf is not None
+    assert (protected - clean).abs().max() <= budget.linf + 1e-6
+    assert (protected - clean).abs().max() > 0, "the method left the photos untouched"
+    if budget.dssim is not None:
+        assert dssim(face_region(protected), face_region(clean)).max() <= budget.dssim
+        assert dssim(protected, clean).max() <= budget.dssim
+
+
+@pytest.mark.parametrize("name", ["fawkes", "lowkey", "tip-im"])
+def test_same_seed_same_output(name, sface, user):
+    _, _, a = protect(name, sface, user, seed=3, steps=1)
+    _, _, b = protect(name, sface, user, seed=3, steps=1)
+    _, _, c = protect(name, sface, user, seed=4, steps=1)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_fawkes_modes_set_paper_parameters():
+    for mode, (budget, steps, lr) in {"low": (0.004, 40, 25), "mid": (0.012, 75, 20), "high": (0.017, 150, 15)}.items():
+        cfg = METHODS.create(f"fawkes-{mode}").config
+        assert (cfg.dssim_budget, cfg.steps, cfg.lr) == (budget, steps, lr)
+    with pytest.raises(ValueError, match="mode"):
+        METHODS.create("fawkes", mode="extreme")
+
+
+def test_fawkes_moves_towards_its_target_within_dssim(sface, user):
+    method, protector, protected = protect("fawkes-high", sface, user, steps=6)
+    clean = user[1]
+    target = load_bank(method.config.bank).photos_of(protector.target_identity)
+    with torch.no_grad():
+        t = sface.embed(target).mean(0)
+        before = sface.embed(clean) @ t
+        after = sface.embed(protected) @ t
+        away = (sface.embed(protected) * sface.embed(clean)).sum(1)
+    assert (after > before + 0.05).all(), (before, after)
+    assert (away < 0.99).all()
+    assert (worst_dssim(protected, clean) <= method.config.dssim_budget).all()
+    # the budget is used, not wasted: the bound is (nearly) reached
+    assert worst_dssim(protected, clean).max() > 0.5 * method.config.dssim_budget
+
+
+def test_fawkes_target_is_among_the_farthest(sface, user):
+    method, protector, _ = protect("fawkes", sface, user, steps=1)
+    bank = load_bank(method.config.bank)
+    order = farthest_identities(bank, [sface], user_features([sface], user[0]), user[0].device)
+    assert protector.target_identity in order[: method.config.farthest].tolist()
+    assert protector.info()["target_identity"] == bank.names[protector.target_identity]
+
+
+def test_shrink_to_dssim_meets_the_bound_on_real_faces(lfw_faces):
+    clean = lfw_faces["Tony_Blair"][:2]
+    gen = torch.Generator().manual_seed(0)
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
+    budget = 0.004
+    assert (worst_dssim(noisy, clean) > budget).all()
+    shrunk = shrink_to_dssim(noisy, clean, budget, steps=12)
+    d = worst_dssim(shrunk, clean)
+    assert (d <= budget).all() and (d > 0.9 * budget).all()
+    # a photo already inside the bound is returned as it is
+    assert torch.equal(shrink_to_dssim(clean, clean, budget, steps=12), clean)
+
+
+def test_lowkey_moves_away_from_the_clean_embedding(sface, user):
+    clean = user[1]
+    sims = []
+    for steps in (1, 4):
+        _, _, protected = protect("lowkey", sface, user, steps=steps)
+        with torch.no_grad():
+            sims.append((sface.embed(protected) * sface.embed(clean)).sum(1))
+    assert (sims[1] < sims[0] - 0.01).all() and (sims[1] < 0.98).all(), sims
+
+
+def test_gaussian_blur_keeps_constants_and_smooths():
+    flat = torch.full((1, 3, 20, 20), 0.3)
+    assert torch.allclose(gaussian_blur(flat, 9, 3.75), flat, atol=1e-6)
+    spike = torch.zeros(1, 1, 21, 21)
+    spike[..., 10, 10] = 1
+    out = gaussian_blur(spike, 9, 3.75)
+    assert abs(out.sum().item() - 1) < 1e-5 and out.max() < 0.05
+
+
+def test_tip_im_impersonates_a_candidate_and_dodges(sface, user):
+    method, protector, protected = protect("tip-im", sface, user, steps=5)
+    clean = user[1]
+    bank = load_bank(method.config.bank)
+    centroids = bank.centroids(sface, clean.device)
+    with torch.no_grad():
+        before = sface.embed(clean) @ centroids.T
+        after = sface.embed(protected) @ centroids.T
+        away = (sface.embed(protected) * sface.embed(clean)).sum(1)
+    assert (after.max(1).values > before.max(1).values + 0.1).all()
+    assert (away < 0.8).all(), away
+    picks = protector.picks
+    assert picks.shape == (len(clean), len(bank)) and (picks.sum(1) == 5).all()
+
+
+def test_bank_is_disjoint_from_the_user_and_deterministic():
+    bank = load_bank(BankSpec(6, 1))
+    assert USER not in bank.names and len(set(bank.names)) == 6
+    assert load_bank(BankSpec(2, 1)).names == bank.names[:2]
+    assert bank.canvases.shape == (6, 3, 224, 224)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fawkes-low", "lowkey", "tip-im"])
+def test_paper_defaults_protect_one_photo(name, sface, user):
+    method = METHODS.create(name)
+    clean = user[1][:1]
+    protected = method.fit(user[0], [sface], 0).protect(clean)
+    budget = method.budget()
+    assert (protected - clean).abs().max() <= budget.linf + 1e-6
+    if budget.dssim is not None:
+        assert worst_dssim(protected, clean).max() <= budget.dssim
+    with torch.no_grad():
+        assert (sface.embed(protected) * sface.embed(clean)).sum() < 0.9
