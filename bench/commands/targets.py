@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bench.calibrate import calibrate, save_calibration, stale_reason
+from bench.commands._ui import wide_console
 from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
 from bench.registry import TARGETS, UnknownNameError
 
@@ -161,7 +162,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
-        render(rows, Console())
+        render(rows, wide_console())
     return 0 if all(r["available"] and "lfw_accuracy" in r for r in rows if r["available"]) else 1
 
 
