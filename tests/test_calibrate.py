@@ -206,3 +206,18 @@ def test_bench_targets_calibrates_once_then_reuses(shared_data, tmp_path, monkey
     assert (tmp_path / "cal" / "sface.json").exists()
     assert main(argv) == 0  # cached: the same record comes back
     assert json.loads(capsys.readouterr().out)[0]["calibrated"] == row["calibrated"]
+
+
+def test_cached_calibration_goes_stale_when_weights_or_input_change():
+    from bench.calibrate import CALIBRATION_VERSION, input_signature, weights_sha256
+    from bench.registry import TARGETS
+
+    target = TARGETS.create("sface")  # not loaded: only its declarations are read
+    record = {"weights_sha256": weights_sha256(target), "input": input_signature(target),
+              "calibration_version": CALIBRATION_VERSION, "data": {"fingerprint": "abc", "subset": False}}
+    assert stale_reason(record, target, "abc") is None
+    assert stale_reason(record, target, "other") == "LFW copy differs"
+    assert stale_reason({}, target) == "not calibrated yet"
+    assert stale_reason({**record, "weights_sha256": ["0" * 64]}, target) == "weights changed"
+    changed = {**record["input"], "framing_size": 150}
+    assert stale_reason({**record, "input": changed}, target) == "preprocessing or framing changed"
