@@ -111,6 +111,7 @@ def shrink_to_dssim(protected: torch.Tensor, clean: torch.Tensor, budget: float,
 
     s = 0 (the clean photo) always qualifies, so the bound holds on every output; x + s (x' - x) stays in [0, 1].
     """
+    protected = protected.detach()
     delta = protected - clean
     with torch.no_grad():
         if bool((worst_dssim(protected, clean) <= budget).all()):
@@ -213,6 +214,8 @@ class FawkesProtector(Protector):
         info = {"bank": self.bank.source, "mode": self.config.mode, "dssim_budget": self.config.dssim_budget}
         if self.target_identity is not None:
             info["target_identity"] = self.bank.names[self.target_identity]
+        if self.last_dssim is not None:
+            info["dssim"] = [round(v, 6) for v in self.last_dssim.tolist()]
         return info
 
 
