@@ -6,8 +6,8 @@ the official accuracy would be little more than the acceptance rate of matched p
 
 - keep every usable official pair (both photos present, not in LFW's errata, both aligned);
 - within each fold, add mismatched pairs drawn with a fixed seed among that fold's identities (two distinct
-  identities uniformly, then one photo of each) until mismatched equals matched. LFW's folds are
-  identity-disjoint, and so stay the added pairs;
+  identities uniformly, then one photo of each, among the photos of the fold's pairs unless asked to draw on
+  more) until mismatched equals matched. LFW's folds are identity-disjoint, and so stay the added pairs;
 - 10-fold accuracy: for each fold, the threshold with the best accuracy on the other nine folds, applied to the
   held-out fold; mean and standard deviation over folds.
 
@@ -430,7 +430,7 @@ def calibrate(
     balanced = balance_folds(official, labels, pools, seed)
 
     target.load()
-    emb = embed_photos(target, aligner, photos, track)
+    emb = torch.nn.functional.normalize(embed_photos(target, aligner, photos, track), dim=1)
     labels_t = torch.as_tensor(labels, device=emb.device)
     pair_t = torch.as_tensor(balanced.pairs, device=emb.device)
     scores = (emb[pair_t[:, 0]] * emb[pair_t[:, 1]]).sum(1).cpu().numpy().astype(np.float64)
