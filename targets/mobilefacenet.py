@@ -16,8 +16,9 @@ With or without the repair, for inputs 0..1, -1..1 or 0..255, RGB or BGR, cosine
 0.99-1.00 and accuracy 68-71%. Per-layer statistics on real faces show why: the folded batch norms do not
 normalise; a channel's mean offset is 0.4x its spread after the first conv and grows to ~25x at the embedding,
 so a constant vector dominates. Re-standardising every layer with statistics of real faces removes the collapse
-(same 0.08 vs different 0.02) but still gives ~70%: the folded batch-norm parameters are not recoverable from
-the graph. The target is registered as unavailable with that reason.
+(mean cosine same 0.08 vs different 0.02) but still gives ~70%, and re-centring only (keeping the folded
+scales) gives ~70% too: the folded batch-norm parameters are not recoverable from the graph. The target is
+registered as unavailable with that reason.
 """
 
 from __future__ import annotations
