@@ -146,7 +146,6 @@ def _attr(node: dict) -> dict[str, Any]:
 
 
 _CONV = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative"}
-_EW = {"Add", "AddV2", "Sub", "Mul", "Maximum", "Minimum"}
 
 
 class _Graph:
@@ -399,7 +398,7 @@ def _fold_activations(g: _Graph, outputs: set[str], repair_fused_relu: bool) -> 
             if g.sole_consumer(src.name) is not node:
                 continue
             act = _compose(src.act, node.act)
-            if act is None or (act[0] == "prelu" and src.op == "Act"):
+            if act is None:
                 continue
             src.act = act
             _absorb(g, src, node)

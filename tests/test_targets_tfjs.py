@@ -227,3 +227,56 @@ def test_dlib_resnet_matches_native_dlib(shared_data, aligner):
     same = np.diag(dist)
     assert np.median(same) < 0.15
     assert same.max() < dist[~np.eye(len(dist), dtype=bool)].min()
+
+
+# -- compiled graphs against TF.js itself (Node.js + the tfjs bundle that ships in @vladmandic/human) ----------
+
+_TFJS_DRIVER = """
+const v = process.versions;  // present as a non-Node platform: the bundle has no Node file system glue
+Object.defineProperty(process, 'versions', {value: {...v, node: undefined}, configurable: true});
+const tf = await import(process.argv[2]);
+const fs = await import('fs');
+tf.setPlatform('custom', {fetch: globalThis.fetch, now: () => performance.now(),
+  encode: (t) => new TextEncoder().encode(t), decode: (b, e) => new TextDecoder(e).decode(b),
+  isTypedArray: (a) => ArrayBuffer.isView(a) && !(a instanceof DataView), setTimeoutCustom: setTimeout});
+await tf.setBackend('cpu');
+const [modelPath, binPath, inPath, outPath, output, shape] = process.argv.slice(3);
+const m = JSON.parse(fs.readFileSync(modelPath));
+const buf = fs.readFileSync(binPath);
+const model = await tf.loadGraphModel(tf.io.fromMemory({modelTopology: m.modelTopology,
+  weightSpecs: m.weightsManifest.flatMap(g => g.weights),
+  weightData: buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)}));
+const ib = fs.readFileSync(inPath);
+const x = tf.tensor(new Float32Array(ib.buffer, ib.byteOffset, ib.byteLength / 4), JSON.parse(shape));
+fs.writeFileSync(outPath, Buffer.from((await model.execute(x, output).data()).buffer));
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["faceres", "faceres-deep", "mobileface"])
+def test_compiled_graph_equals_tfjs(name, lfw_faces, tmp_path):
+    import shutil
+    import subprocess
+
+    from bench.weights import WeightSpec, ensure
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    tfjs = ensure(WeightSpec(
+        name="tfjs-esm", filename="tfjs.esm.js", source="npm", package="@vladmandic/human", version="3.3.6",
+        member="dist/tfjs.esm.js", sha256="e973fb19d60c674f71abc5225f63011dde7c3180806ec20ffd1b6f1ca77f5cc7"))
+    target = _target(name)
+    model_json, weights_bin = (ensure(s) for s in target.graph_files)
+    with torch.no_grad():
+        x = target.preprocess(target.framing.crop(lfw_faces["Tony_Blair"][:2]))
+        ours = target.network(x).reshape(len(x), -1).numpy()
+    x.permute(0, 2, 3, 1).contiguous().numpy().astype("<f4").tofile(tmp_path / "in.bin")
+    (tmp_path / "run.mjs").write_text(_TFJS_DRIVER)
+    proc = subprocess.run(
+        [node, str(tmp_path / "run.mjs"), tfjs.as_uri(), str(model_json), str(weights_bin), str(tmp_path / "in.bin"),
+         str(tmp_path / "out.bin"), target.output, json.dumps(list(x.permute(0, 2, 3, 1).shape))],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref = np.fromfile(tmp_path / "out.bin", np.float32).reshape(ours.shape)
+    assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
