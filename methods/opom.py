@@ -11,8 +11,12 @@ the mask becomes the mean of those per-photo perturbations, clamped to epsilon, 
 mask <- clip(mask + step * mean_i sign(g_i), -eps, eps) with g_i the gradient of photo i's loss (ascent: the
 losses are distances to be increased). With ``momentum`` > 0 each photo keeps an MI-FGSM accumulator
 g_i <- mu * g_i + grad_i / ||grad_i||_1. With ``dfanet_rate`` > 0 every forward pass drops Conv2d outputs of the
-surrogates at that rate (DFANet, Zhong & Deng, TIFS 2020: feature dropout as an implicit ensemble). The start is
-uniform in +-step: the FI-UAP distance has zero slope at the clean image.
+surrogates at that rate (DFANet, Zhong & Deng, TIFS 2020: feature dropout as an implicit ensemble). DFANet drops
+features of selected layers; we drop at *every* Conv2d of the surrogate (the only layer choice that works for any
+torch target), which compounds: on SFace (27 convolutions) a rate of 0.1 left the mask useless (40 momentum
+iterations on one LFW user: mean held-out cosine to the clean photo 0.90, against 0.61 without dropout), while
+0.02 kept it working (0.55). Use rates of about 0.02 with this implementation. The start is uniform in +-step: the
+FI-UAP distance has zero slope at the clean image.
 
 Losses, on unit embeddings f (per photo, summed over the surrogate ensemble), with F = the user's clean
 features {f(x_j)} under that surrogate:
@@ -59,7 +63,7 @@ class OPOMConfig:
     step: float = 1 / 255
     iterations: int = 16
     momentum: float = 0.0  # MI-FGSM decay mu; 0 = plain sign steps (the paper's 100-iteration runs use 1.0)
-    dfanet_rate: float = 0.0  # Conv2d feature dropout rate; 0 = off
+    dfanet_rate: float = 0.0  # dropout rate at every surrogate Conv2d; 0 = off, ~0.02 works (see above)
     hull_steps: int = 50
     batch_size: int = 16
     region: str = "face-box"
