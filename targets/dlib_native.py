@@ -11,12 +11,9 @@ extracted by ``bench.weights``. The package itself is never imported (it needs `
 Runtime: ``dlib`` (``pip install dlib-bin==20.0.1.post1`` is a prebuilt build, no compiler needed).
 
 Framing: dlib's chip from dlib's own 5-point predictor, expressed as a template for the canvas's (MTCNN) five
-points. Measured: for 120 LFW photos (one random photo of each of 120 random identities, seed 0), the pixel
-mapping photo -> chip of ``get_face_chip(.., 150, 0.25)`` was recovered by least squares from a coordinate image
-pushed through dlib itself, and the MTCNN landmarks were mapped into the chip; the template is their mean
-(per-point std 1.7 px for the eyes, about 5 px for nose and mouth, i.e. the two landmark sets disagree by pose).
-With it, descriptors of chips cut from the canvas are 0.141 L2 (median) from dlib's own HOG + predictor + chip
-pipeline on the same photos; the first 20-photo estimate gave 0.145.
+points: the template measured for the torch port (``targets.dlib_resnet``, mean over 300 LFW photos of MTCNN's
+points mapped into the chips dlib cuts), so the native model and its port see the same chip. An independent
+estimate over 120 photos agreed within about 1 px per point.
 """
 
 from __future__ import annotations
@@ -30,6 +27,9 @@ from bench.registry import TARGETS
 from bench.weights import WeightSpec, ensure
 from targets.base import BlackBoxTarget
 
+# One measured geometry of dlib's 150 px chip serves the native model and its torch port.
+from targets.dlib_resnet import DLIB_CHIP_TEMPLATE
+
 DLIB_RESNET = WeightSpec(
     name="dlib-native",
     filename="dlib_face_recognition_resnet_model_v1.dat",
@@ -42,8 +42,6 @@ DLIB_RESNET = WeightSpec(
     size_mb=22.5,
 )
 
-# Left eye, right eye, nose, left and right mouth corner in dlib's 150 px chip (padding 0.25); see docstring.
-DLIB_CHIP_TEMPLATE = ((48.49, 46.68), (103.04, 46.64), (75.39, 79.39), (50.85, 105.30), (99.97, 105.21))
 
 
 @TARGETS.register("dlib")
