@@ -50,10 +50,15 @@ def build(store: RunStore) -> dict[str, Any]:
             entries.append(entry)
             continue
         protect_keys = [k for per_seed in m["protect"].values() for k in per_seed.values()]
-        failed = [store.task(k) for k in protect_keys if not store.is_done(k)]
+        records = [store.task(k) for k in protect_keys]
+        failed = [t for t in records if t is not None and t["status"] != "done"]
+        missing = sum(t is None for t in records)
         if failed:
-            errors = sorted({(t or {}).get("error") or "not run" for t in failed})
+            errors = sorted({t.get("error") or "" for t in failed})
             entry.update(status="failed", reason=f"{len(failed)} protect task(s) failed: {'; '.join(errors)[:500]}")
+        elif missing:
+            entry.update(status="incomplete", reason=f"{missing} of {len(records)} protect tasks have not run yet; "
+                                                     "rerun the same command to resume")
         prow = store.rows(protect_keys)
         entry["ssim"] = _mean(_per_user(prow, "ssim"))
         entry["psnr"] = _mean(_per_user(prow, "psnr"))
@@ -164,7 +169,7 @@ def to_markdown(board: dict[str, Any]) -> str:
     scenarios = sorted({e.get("scenario") for e in board["entries"]})
     head = ["method", "kind", "scenario", "PSR@1 worst"]
     head += [f"{t} ({'/'.join(advs)})" for t in targets]
-    head += ["SSIM", "PSNR", "LPIPS", "fit s/user", "ms/photo"]
+    head += ["SSIM", "PSNR", "LPIPS", "fit s/user", "ms/photo", "key-holder top-1"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in board["entries"]:
         if e["status"] == "unavailable":
@@ -177,7 +182,8 @@ def to_markdown(board: dict[str, Any]) -> str:
             per = e.get("psr", {}).get(t, {})
             cells.append(" / ".join(_pct(per.get(a, {}).get("top1")) for a in advs))
         cells += [_num(e.get("ssim"), ".3f"), _num(e.get("psnr"), ".1f"), _num(e.get("lpips"), ".3f"),
-                  _num(e.get("fit_s_per_user"), ".2f"), _num(e.get("protect_ms_per_photo"), ".0f")]
+                  _num(e.get("fit_s_per_user"), ".2f"), _num(e.get("protect_ms_per_photo"), ".0f"),
+                  _pct(_mean([v for v in (e.get("authorized_accuracy") or {}).values() if v is not None]))]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
         "",
@@ -187,6 +193,8 @@ def to_markdown(board: dict[str, Any]) -> str:
         f"sorted by the worst case over targets x adversaries. Targets marked white-box are surrogates too: "
         f"{', '.join(t for t, v in board.get('target_info', {}).items() if v.get('white_box')) or 'none'}.",
     ]
+    notes.append("Key-holder top-1: rank-1 accuracy after the key holder removes the mask (methods whose mask is "
+                 "a key), mean over targets; compare with clean accuracy.")
     if board.get("clean"):
         notes.append("Clean photos, rank-1 accuracy: " + ", ".join(
             f"{t} {_pct(v['top1_accuracy'])}" for t, v in board["clean"].items()) + ".")

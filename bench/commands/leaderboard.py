@@ -17,8 +17,8 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for path in paths.values():
-        if args.print:
+    for fmt, path in paths.items():
+        if args.print and fmt in args.format and fmt != "html":
             print(path.read_text())
         else:
             print(f"wrote {path}")
