@@ -107,8 +107,15 @@ def _num(value: float | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
+def _short(reason: str | None, limit: int = 60) -> str:
+    """The first clause of a reason, for the table (``--json`` keeps it whole)."""
+    head = (reason or "").split(": ", 1)[0]
+    return head if len(head) <= limit else head[: limit - 1] + "…"
+
+
 def render(rows: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title=f"face recognition targets ({len(rows)}), LFW balanced 10-fold")
+    table = Table(title=f"face recognition targets ({len(rows)}), LFW balanced 10-fold",
+                  caption="reasons shortened; `bench targets --json` or `bench list targets` gives them whole")
     for col, justify in [("name", "left"), ("available", "left"), ("diff.", "left"), ("dim", "right"),
                          ("input", "right"), ("LFW acc. %", "right"), ("TAR@FAR1e-2 %", "right"),
                          ("thr FAR1e-2", "right"), ("thr FAR1e-3", "right"), ("ms/face", "right"),
@@ -128,7 +135,7 @@ def render(rows: list[dict[str, Any]], console: Console) -> None:
             _num(r.get("threshold_far1e-3"), ".3f"),
             _num(r.get("ms_per_face"), ".1f"),
             _num(r.get("cpu_ms_per_face"), ".1f"),
-            r.get("reason") or "",
+            _short(r.get("reason")),
         )
     console.print(table)
 
