@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import pkgutil
 import traceback
 from collections.abc import Callable
@@ -50,8 +51,6 @@ class Entry:
 
 
 def _accepts_kwargs(fn: Callable) -> bool:
-    import inspect
-
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -162,7 +161,10 @@ class Registry(Generic[T]):
             row = {"name": name, "available": bool(ok), "reason": None if ok else reason}
             describe = getattr(entry.cls, "describe", None)
             if describe is not None:
-                row.update(describe(**entry.preset) if _accepts_kwargs(describe) else describe())
+                kwargs = dict(entry.preset) if _accepts_kwargs(describe) else {}
+                if "name" in inspect.signature(describe).parameters:
+                    kwargs["name"] = name  # a class registered under several names learns which one it is
+                row.update(describe(**kwargs))
             rows.append(row)
         for module, error in sorted(self._broken.items()):
             rows.append({"name": module, "available": False, "reason": f"module failed to import: {error}"})

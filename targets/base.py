@@ -58,14 +58,14 @@ class Target:
         return True, None
 
     @classmethod
-    def describe(cls) -> dict[str, Any]:
+    def describe(cls, name: str | None = None, **_preset: Any) -> dict[str, Any]:
         row: dict[str, Any] = {
             "differentiable": cls.differentiable,
             "embedding_dim": cls.embedding_dim,
             "input_size": cls.framing.size,
             "weights": [s.name for s in cls.weights],
         }
-        cal = load_calibration(getattr(cls, "registered_names", ("",))[0])
+        cal = load_calibration(name or getattr(cls, "registered_names", ("",))[0])
         if cal:
             row["lfw_accuracy"] = cal.get("lfw_accuracy")
             row["threshold_far1e-3"] = cal.get("thresholds", {}).get("far1e-3")
