@@ -58,6 +58,12 @@ def run(args) -> int:
         suite = suite.with_overrides(targets=tuple(args.targets.split(",")))
     if args.adversaries:
         suite = suite.with_overrides(adversaries=tuple(args.adversaries.split(",")))
+    try:
+        if args.scenarios:
+            suite = suite.with_overrides(scenarios=tuple(args.scenarios.split(",")))
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
     out = Path(args.out or f"runs/{suite.name}")
     reporter = RichReporter(console)
     runner = Runner(suite, out, data_root=args.data_root, device=args.device, threads=args.threads, reporter=reporter)
@@ -87,4 +93,5 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", help="comma-separated methods instead of the suite's")
     p.add_argument("--targets", help="comma-separated targets instead of the suite's")
     p.add_argument("--adversaries", help="comma-separated adversaries instead of the suite's")
+    p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
     p.set_defaults(func=run)
