@@ -30,6 +30,17 @@ class Budget:
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def text(self) -> str:
+        """E.g. "linf 16/255" (in 1/255 steps when the value is one) or "dssim 0.007, linf 15/255"."""
+        parts = []
+        if self.dssim is not None:
+            parts.append(f"dssim {self.dssim:g}")
+        if self.linf is not None:
+            steps = self.linf * 255
+            exact = abs(steps - round(steps)) < 1e-6
+            parts.append(f"linf {round(steps)}/255" if exact else f"linf {self.linf:g}")
+        return ", ".join(parts) or "none declared"
+
 
 class Protector:
     """Protects canvases for one user. Subclasses hold a mask (universal) or optimise per photo."""
@@ -90,8 +101,9 @@ class Method:
         self.config = config if config is not None else self.Config()
 
     @classmethod
-    def describe(cls) -> dict[str, Any]:
-        return {"kind": cls.kind, "paper": cls.paper}
+    def describe(cls, **preset: Any) -> dict[str, Any]:
+        """For ``bench list``; the budget is read from ``budget()`` of the preset config, so it cannot drift."""
+        return {"kind": cls.kind, "paper": cls.paper, "budget": cls(cls.Config(**preset)).budget().text()}
 
     def budget(self) -> Budget:
         eps = getattr(self.config, "epsilon", None)

@@ -182,11 +182,10 @@ class Chameleon(Method):
     )
 
     @classmethod
-    def describe(cls) -> dict:
+    def describe(cls, **preset) -> dict:
         return {
-            **super().describe(),
+            **super().describe(**preset),
             "loss": "-sum arccos + adaptive lambda * DSSIM hinge",
-            "budget": "linf 16/255",
             "key": "mask (deobfuscate)",
         }
 

@@ -135,11 +135,10 @@ class FaceCloak(Method):
     paper = "FaceCloak (2025); generated photo set replaced by an augmentation stand-in"
 
     @classmethod
-    def describe(cls) -> dict:
+    def describe(cls, **preset) -> dict:
         return {
-            **super().describe(),
+            **super().describe(**preset),
             "loss": "triplet: to a far bank identity, from the user and a look-alike; region-weighted, high-pass",
-            "budget": "linf 8/255",
             "stand_in": "augmentations of the user's photos instead of the paper's generated set",
         }
 

@@ -232,9 +232,8 @@ class Fawkes(Method):
     def describe(cls, **preset) -> dict:
         cfg = FawkesConfig(**preset)
         return {
-            **super().describe(),
+            **super().describe(**preset),
             "loss": "c * DSSIM hinge^2 + 1000 * ||f(x') - f(target)|| / ||f(target)||, Adadelta in tanh space",
-            "budget": f"dssim {cfg.dssim_budget} (face box and canvas), linf 15/255",
             "target": f"one of the {cfg.farthest} farthest of {cfg.bank_identities} bank identities",
         }
 

@@ -111,11 +111,10 @@ class LowKey(Method):
              "Facial Recognition, ICLR 2021")
 
     @classmethod
-    def describe(cls) -> dict:
+    def describe(cls, **preset) -> dict:
         return {
-            **super().describe(),
+            **super().describe(**preset),
             "loss": "ensemble feature distance of x' and blurred x' from clean, minus 0.05 * LPIPS",
-            "budget": "linf 0.05",
         }
 
     @classmethod

@@ -141,7 +141,7 @@ class OPOM(Method):
 
     @classmethod
     def describe(cls, **preset) -> dict:
-        return {**super().describe(), "loss": preset.get("loss", OPOMConfig.loss), "budget": "linf 8/255"}
+        return {**super().describe(**preset), "loss": preset.get("loss", OPOMConfig.loss)}
 
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         cfg = self.config

@@ -183,11 +183,10 @@ class TIPIM(Method):
              "ICCV 2021")
 
     @classmethod
-    def describe(cls) -> dict:
+    def describe(cls, **preset) -> dict:
         return {
-            **super().describe(),
+            **super().describe(**preset),
             "loss": "||f(x') - c_t||^2 - ||f(x') - f(x)||^2 + gamma * MMD; greedy submodular target pick per step",
-            "budget": "linf 12/255",
             "target": "bank identities (methods._identity_bank)",
         }
 

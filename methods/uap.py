@@ -52,8 +52,8 @@ class UAP(Method):
     paper = "Moosavi-Dezfooli et al., Universal adversarial perturbations, CVPR 2017 (sign-gradient form)"
 
     @classmethod
-    def describe(cls) -> dict:
-        return {**super().describe(), "loss": "mean cosine to the clean embedding", "budget": "linf 8/255"}
+    def describe(cls, **preset) -> dict:
+        return {**super().describe(**preset), "loss": "mean cosine to the clean embedding"}
 
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         cfg = self.config

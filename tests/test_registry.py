@@ -80,6 +80,17 @@ def test_every_method_declares_kind_budget_and_config(name):
     budget = method.budget().as_dict()
     assert budget, f"{name} declares no budget"
     assert all(v > 0 for v in budget.values())
+    listed = next(r for r in METHODS.describe() if r["name"] == name)
+    assert listed["budget"] == method.budget().text()
+
+
+def test_budget_text_follows_the_config():
+    from methods.base import Budget
+
+    assert Budget(linf=16 / 255).text() == "linf 16/255"
+    assert Budget(linf=0.05).text() == "linf 0.05"
+    assert Budget(linf=15 / 255, dssim=0.007).text() == "dssim 0.007, linf 15/255"
+    assert METHODS.entry("pgd").cls.describe(epsilon=4 / 255)["budget"] == "linf 4/255"
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
