@@ -159,6 +159,11 @@ class Runner:
                                 (TARGETS, self.target_names()), (TARGETS, self.suite.surrogates)):
             for name in names:
                 registry.entry(name)
+        black_box = [name for name in self.suite.surrogates if not TARGETS.entry(name).cls.differentiable]
+        if black_box:
+            usable = [n for n in TARGETS.names() if TARGETS.entry(n).cls.differentiable]
+            raise ValueError(f"surrogates {black_box} are black boxes (no gradients); differentiable targets: "
+                             f"{', '.join(usable)}")
 
     @staticmethod
     def _expand(names: tuple[str, ...], registry) -> list[str]:
@@ -443,7 +448,7 @@ class Runner:
         targets = self.load_targets(self.target_names())
         extra = self.load_targets([s for s in self.suite.surrogates if s not in targets])
         surrogates = [targets.get(s) or extra.get(s) for s in self.suite.surrogates]
-        surrogates = [s for s in surrogates if s is not None and s.differentiable]
+        surrogates = [s for s in surrogates if s is not None]  # the unavailable ones were reported by load_targets
         if not surrogates:
             raise ValueError(f"none of the surrogates {list(self.suite.surrogates)} is available and differentiable")
         if not self.suite.white_box:

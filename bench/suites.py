@@ -80,10 +80,11 @@ SUITES: dict[str, Suite] = {
     "full": Suite(
         name="full",
         description="every registered method, target and adversary; probe and gallery scenarios; 10 users "
-                    "against every LFW identity; Chameleon's 10/20/70 split",
+                    "against every LFW identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which "
+                    "Chameleon picks its team of 2 by focal diversity",
         methods=("*",),
         targets=("*",),
-        surrogates=("sface", "dlib-resnet"),
+        surrogates=("sface", "dlib-resnet", "faceres-deep"),
         adversaries=("*",),
         users=10,
         gallery_identities=None,

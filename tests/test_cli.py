@@ -23,6 +23,9 @@ def test_unknown_suite_and_method_fail_with_the_known_names(capsys, tmp_path):
     assert "smoke" in capsys.readouterr().out
     assert main(["run", "--suite", "smoke", "--methods", "nope", "--out", str(tmp_path)]) == 2
     assert "Known methods" in capsys.readouterr().out
+    assert main(["run", "--suite", "smoke", "--surrogates", "sface-cv2", "--out", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "black boxes" in out and "dlib-resnet" in out
 
 
 def test_leaderboard_on_a_folder_that_is_not_a_run(capsys, tmp_path):

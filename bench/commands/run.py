@@ -58,6 +58,8 @@ def run(args) -> int:
         suite = suite.with_overrides(targets=tuple(args.targets.split(",")))
     if args.adversaries:
         suite = suite.with_overrides(adversaries=tuple(args.adversaries.split(",")))
+    if args.surrogates:
+        suite = suite.with_overrides(surrogates=tuple(args.surrogates.split(",")))
     try:
         if args.scenarios:
             suite = suite.with_overrides(scenarios=tuple(args.scenarios.split(",")))
@@ -93,5 +95,7 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", help="comma-separated methods instead of the suite's")
     p.add_argument("--targets", help="comma-separated targets instead of the suite's")
     p.add_argument("--adversaries", help="comma-separated adversaries instead of the suite's")
+    p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
+                                        "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
     p.set_defaults(func=run)
