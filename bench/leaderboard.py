@@ -21,6 +21,10 @@ from bench.metrics import summarise
 from bench.store import RunStore
 
 PRIMARY_SCORE = "psr_top1_worst"
+# Suite fields that must agree for runs to share one leaderboard (with the users, data, surrogates, targets and
+# adversaries): the same people, gallery and split, judged by the same recognisers.
+PROTOCOL_FIELDS = ("dataset", "gallery_identities", "min_user_photos", "min_gallery_photos", "split", "seeds",
+                   "quantize")
 
 
 def _mean(values: list[float]) -> float | None:
@@ -93,13 +97,71 @@ def build(store: RunStore) -> dict[str, Any]:
                             "top5_accuracy": 1 - _mean(_per_user(rows, "psr_top5"))}
     return {
         "run": {"suite": suite.get("name"), "created": env.get("created"), "environment": env,
-                "primary_score": PRIMARY_SCORE, "data": plan.get("data"), "surrogates": plan.get("surrogates")},
+                "primary_score": PRIMARY_SCORE, "data": plan.get("data"), "surrogates": plan.get("surrogates"),
+                "users": plan.get("users"), "protocol": {f: suite.get(f) for f in PROTOCOL_FIELDS},
+                "source": str(store.run_dir)},
         "targets": targets,
         "target_info": plan["targets"],
         "adversaries": plan["adversaries"],
         "entries": entries,
         "clean": clean,
     }
+
+
+def build_runs(run_dirs: list[str | Path]) -> dict[str, Any]:
+    """The leaderboard of one run, or of several runs of the same protocol merged (``merge``)."""
+    boards = []
+    for run_dir in run_dirs:
+        store = RunStore.open_existing(run_dir)
+        try:
+            boards.append(build(store))
+        finally:
+            store.close()
+    return boards[0] if len(boards) == 1 else merge(boards)
+
+
+def _protocol(board: dict[str, Any]) -> dict[str, Any]:
+    run = board["run"]
+    return {"data root": (run.get("data") or {}).get("root"), "identities": (run.get("data") or {}).get("identities"),
+            "users": run.get("users"), "surrogates": run.get("surrogates"), "targets": board["targets"],
+            "adversaries": board["adversaries"], **(run.get("protocol") or {})}
+
+
+def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
+    """One leaderboard from runs that differ only in their methods (e.g. a slow method run apart).
+
+    Every entry keeps its own run's facts (suite, environment, git revision). Runs must share the protocol
+    (``_protocol``): otherwise their scores are not comparable and this raises, naming what differs.
+    """
+    first = boards[0]
+    reference = _protocol(first)
+    for board in boards[1:]:
+        other = _protocol(board)
+        differs = [k for k in reference if reference[k] != other.get(k)]
+        if differs:
+            raise ValueError(f"runs {first['run']['source']} and {board['run']['source']} differ in "
+                             f"{', '.join(differs)}: their scores cannot share a leaderboard")
+    entries, seen = [], {}
+    for board in boards:
+        facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "source")}
+        for e in board["entries"]:
+            ident = (e["method"], e["scenario"])
+            if ident in seen:
+                raise ValueError(f"{e['method']} ({e['scenario']}) is in both {seen[ident]} and "
+                                 f"{board['run']['source']}; merge runs with distinct methods")
+            seen[ident] = board["run"]["source"]
+            entries.append({**e, "run": facts})
+    entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
+    clean: dict[str, Any] = {}
+    for board in boards:
+        for target, acc in board["clean"].items():
+            known = clean.setdefault(target, acc)
+            if abs(known["top1_accuracy"] - acc["top1_accuracy"]) > 1e-9:
+                raise ValueError(f"clean accuracy on {target} differs between the runs ({known['top1_accuracy']:.4f} "
+                                 f"vs {acc['top1_accuracy']:.4f}): they did not judge the same photos the same way")
+    run = {**first["run"], "suite": "+".join(dict.fromkeys(b["run"]["suite"] for b in boards)),
+           "source": [b["run"]["source"] for b in boards]}
+    return {**first, "run": run, "entries": entries, "clean": clean}
 
 
 def _scenario_entry(entry: dict[str, Any], eval_rows: dict, scenario: str) -> dict[str, Any]:
@@ -229,12 +291,11 @@ def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md"))
     return out
 
 
-def publish(run_dir: str | Path, dest: str | Path) -> list[Path]:
-    """Publish a run as generated data (RobustBench style): leaderboard.{json,csv,md} and one JSON per entry
-    (method and scenario) with its numbers, configuration, seeds, code version and environment."""
-    store = RunStore.open_existing(run_dir)
-    board = build(store)
-    store.close()
+def publish(run_dirs: str | Path | list[str | Path], dest: str | Path) -> list[Path]:
+    """Publish runs as generated data (RobustBench style): leaderboard.{json,csv,md} and one JSON per entry
+    (method and scenario) with its numbers, configuration, seeds, code version and environment. Several runs of
+    one protocol are merged into one leaderboard (``merge``)."""
+    board = build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs])
     dest = Path(dest)
     entries_dir = dest / "entries"
     entries_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +305,8 @@ def publish(run_dir: str | Path, dest: str | Path) -> list[Path]:
     run_facts = {k: board["run"][k] for k in ("suite", "created", "environment", "data", "surrogates")}
     for e in board["entries"]:
         path = entries_dir / f"{e['method']}--{e['scenario']}.json"
-        path.write_text(json.dumps({**e, "run": run_facts, "targets": board["targets"],
+        facts = {**run_facts, **e.get("run", {})}  # a merged entry carries its own run's suite and environment
+        path.write_text(json.dumps({**e, "run": facts, "targets": board["targets"],
                                     "adversaries": board["adversaries"]}, indent=2, default=str) + "\n")
         written.append(path)
     for name, text in (("leaderboard.json", json.dumps(board, indent=2, default=str) + "\n"),

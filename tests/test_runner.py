@@ -130,3 +130,24 @@ def test_publish_writes_one_json_per_entry_with_numbers_as_numbers(finished_run,
     assert isinstance(entry["psr"]["sface"]["none"]["top1"], float) and isinstance(entry["ssim"], float)
     assert entry["seeds"] == [0] and entry["run"]["environment"]["git_revision"]
     assert (tmp_path / "results" / "leaderboard.md") in written
+
+
+def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tmp_path):
+    run_dir = finished_run[0]
+    uap_suite = tiny_suite().with_overrides(methods=("uap",), method_overrides={"uap": {"iterations": 2}})
+    uap_dir = tmp_path / "uap-run"
+    Runner(uap_suite, uap_dir, data_root=str(embedded_data_root())).run()
+    leaderboard.publish([run_dir, uap_dir], tmp_path / "results")
+    names = sorted(p.name for p in (tmp_path / "results" / "entries").glob("*.json"))
+    assert names == ["pgd--gallery.json", "pgd--probe.json", "uap--gallery.json", "uap--probe.json"]
+    uap = json.loads((tmp_path / "results" / "entries" / "uap--probe.json").read_text())
+    assert uap["run"]["source"] == str(uap_dir) and uap["kind"] == "universal"
+    md = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "| pgd | per-image | probe |" in md and "| uap | universal | probe |" in md
+
+    with pytest.raises(ValueError, match="in both"):
+        leaderboard.build_runs([run_dir, run_dir])
+    boards = [leaderboard.build_runs([run_dir]), leaderboard.build_runs([uap_dir])]
+    boards[1]["run"]["users"] = boards[1]["run"]["users"][:1]
+    with pytest.raises(ValueError, match="differ in users"):
+        leaderboard.merge(boards)

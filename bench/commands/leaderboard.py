@@ -1,4 +1,5 @@
-"""``bench leaderboard RUN_DIR --format csv|md|json``: regenerate the leaderboard from a run's store."""
+"""``bench leaderboard RUN_DIR --format csv|md|json``: regenerate the leaderboard from a run's store;
+``bench leaderboard RUN_DIR [RUN_DIR ...] --publish results/``: publish one run, or several of one protocol merged."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from bench import leaderboard
 def run(args) -> int:
     try:
         if args.publish:
-            written = leaderboard.publish(args.run_dir, args.publish)
+            written = leaderboard.publish(args.run_dirs, args.publish)
             print(f"published {len(written)} files to {args.publish}")
             return 0
-        paths = leaderboard.write(args.run_dir, tuple(args.format))
+        if len(args.run_dirs) > 1:
+            raise ValueError("several run folders are merged only when published: add --publish DIR")
+        paths = leaderboard.write(args.run_dirs[0], tuple(args.format))
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -27,10 +30,12 @@ def run(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("leaderboard", help="regenerate leaderboard files from a run folder's store")
-    p.add_argument("run_dir")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folder; with --publish, several runs of one protocol are merged")
     p.add_argument("--format", nargs="+", default=["csv", "md", "json"], choices=["csv", "md", "json", "html"],
                    help="formats to write (html = the report of `bench report`)")
     p.add_argument("--print", action="store_true", help="also print the files")
     p.add_argument("--publish", metavar="DIR",
-                   help="write the published copy (leaderboard.* and entries/*.json) to DIR, e.g. results/")
+                   help="write the published copy (leaderboard.* and entries/*.json) to DIR, e.g. results/; "
+                        "entries are regenerated whole")
     p.set_defaults(func=run)
