@@ -31,3 +31,21 @@ def test_unknown_suite_and_method_fail_with_the_known_names(capsys, tmp_path):
 def test_leaderboard_on_a_folder_that_is_not_a_run(capsys, tmp_path):
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_progress_lines_with_eta_when_output_is_not_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from bench.commands.run import LogReporter
+
+    out = io.StringIO()
+    reporter = LogReporter(Console(file=out, width=200), every=3600)
+    reporter.phase("tasks", 3)
+    for label in ("clean/sface", "protect/pgd/A", "eval/pgd/none/sface"):
+        reporter.advance(label)
+    lines = out.getvalue().splitlines()
+    # the first and the last task print (the interval has not elapsed in between)
+    assert len(lines) == 2 and lines[0].startswith("tasks 1/3 (33%)") and "ETA" in lines[0]
+    assert lines[1].startswith("tasks 3/3 (100%)") and lines[1].endswith("eval/pgd/none/sface")

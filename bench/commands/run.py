@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -44,6 +45,38 @@ class RichReporter(Reporter):
         self.progress.console.print(text)
 
 
+class LogReporter(Reporter):
+    """Progress as plain lines when the output is not a terminal (batch jobs, cluster and CI logs), where a
+    live bar would print nothing until the end: a line at most every ``every`` seconds and at a phase's end."""
+
+    def __init__(self, console: Console, every: float = 30.0):
+        self.console, self.every = console, every
+        self.name, self.total, self.done, self.start, self.last = "", 0, 0, 0.0, 0.0
+
+    def phase(self, name: str, total: int) -> None:
+        self.name, self.total, self.done = name, total, 0
+        self.start = self.last = time.monotonic()
+
+    def advance(self, label: str = "") -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last < self.every and 1 < self.done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        self.console.print(f"{self.name} {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
+                           f"elapsed {_clock(elapsed)} ETA {_clock(eta)} {label}", highlight=False)
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 def run(args) -> int:
     console = wide_console()
     try:
@@ -67,11 +100,11 @@ def run(args) -> int:
         console.print(f"[red]error:[/red] {exc}")
         return 2
     out = Path(args.out or f"runs/{suite.name}")
-    reporter = RichReporter(console)
+    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     runner = Runner(suite, out, data_root=args.data_root, device=args.device, threads=args.threads, reporter=reporter)
     t0 = time.perf_counter()
     try:
-        with reporter.progress:
+        with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
             runner.run()
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
