@@ -72,9 +72,12 @@ def build(store: RunStore) -> dict[str, Any]:
         entry["protect_ms_per_photo"] = _mean(_per_user(prow, "protect_ms_per_photo"))
         entry["users"] = len({r["user"] for r in prow})
         entry["probes"] = int(sum(_per_user(prow, "probes")))
-        infos = [store.task(k)["info"].get("info", {}) for k in protect_keys if store.is_done(k)]
-        if infos and any(infos):
-            entry["protector_info"] = infos[0] if len(infos) == 1 else {"first_user": infos[0]}
+        # What each fit chose (Chameleon's team and diversity, TIP-IM's targets ...), per user (and seed).
+        seeds = m["protect"]
+        infos = {(user if len(seeds) == 1 else f"{user}/seed{seed}"): store.task(key)["info"].get("info", {})
+                 for seed, per_user in seeds.items() for user, key in per_user.items() if store.is_done(key)}
+        if any(infos.values()):
+            entry["protector_info"] = infos
         eval_rows: dict[tuple[str, str], list[dict]] = {}
         for per_seed in m["eval"].values():
             for aname, per_target in per_seed.items():

@@ -142,6 +142,8 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
     assert names == ["pgd--gallery.json", "pgd--probe.json", "uap--gallery.json", "uap--probe.json"]
     uap = json.loads((tmp_path / "results" / "entries" / "uap--probe.json").read_text())
     assert uap["run"]["source"] == str(uap_dir) and uap["kind"] == "universal"
+    users = json.loads((tmp_path / "results" / "leaderboard.json").read_text())["run"]["users"]
+    assert sorted(uap["protector_info"]) == sorted(users)  # what each user's fit recorded
     md = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "| pgd | per-image | probe |" in md and "| uap | universal | probe |" in md
 
