@@ -165,6 +165,12 @@ class Registry(Generic[T]):
                 if "name" in inspect.signature(describe).parameters:
                     kwargs["name"] = name  # a class registered under several names learns which one it is
                 row.update(describe(**kwargs))
+            config_cls = getattr(entry.cls, "Config", None)
+            if dataclasses.is_dataclass(config_cls):
+                try:  # the preset's full config: what `bench run --set NAME.KEY=VALUE` can change
+                    row["config"] = dataclasses.asdict(config_cls(**entry.preset))
+                except (TypeError, ValueError) as exc:
+                    row["config_error"] = str(exc)
             rows.append(row)
         for module, error in sorted(self._broken.items()):
             rows.append({"name": module, "available": False, "reason": f"module failed to import: {error}"})

@@ -159,6 +159,12 @@ class Runner:
                                 (TARGETS, self.target_names()), (TARGETS, self.suite.surrogates)):
             for name in names:
                 registry.entry(name)
+        stray = sorted(set(self.suite.method_overrides) - set(self.method_names()))
+        if stray:
+            raise ValueError(f"config overrides for {stray}, which this run does not include "
+                             f"(its methods: {', '.join(self.method_names())})")
+        for mname in self.method_names():  # a bad config key or value fails here, not hours into the run
+            METHODS.create(mname, **self.suite.method_overrides.get(mname, {}))
         black_box = [name for name in self.suite.surrogates if not TARGETS.entry(name).cls.differentiable]
         if black_box:
             usable = [n for n in TARGETS.names() if TARGETS.entry(n).cls.differentiable]

@@ -49,3 +49,16 @@ def test_progress_lines_with_eta_when_output_is_not_a_terminal():
     # the first and the last task print (the interval has not elapsed in between)
     assert len(lines) == 2 and lines[0].startswith("tasks 1/3 (33%)") and "ETA" in lines[0]
     assert lines[1].startswith("tasks 3/3 (100%)") and lines[1].endswith("eval/pgd/none/sface")
+
+
+def test_set_overrides_a_method_config_and_bad_settings_fail_before_any_work(capsys, tmp_path):
+    from bench.commands.run import method_overrides, parse_value
+
+    assert parse_value("100") == 100 and parse_value("16/255") == 16 / 255 and parse_value("face-box") == "face-box"
+    assert method_overrides({"pgd": {"steps": 2}}, ["pgd.epsilon=4/255", "opom-fi-uap.momentum=1.0"]) == {
+        "pgd": {"steps": 2, "epsilon": 4 / 255}, "opom-fi-uap": {"momentum": 1.0}}
+    for setting, expected in (("pgd.nope=1", "valid keys"), ("pgd.epsilon=2", "epsilon"),
+                              ("uap.iterations=3", "does not include"), ("pgd=3", "METHOD.KEY=VALUE")):
+        assert main(["run", "--suite", "smoke", "--set", setting, "--out", str(tmp_path)]) == 2, setting
+        assert expected in capsys.readouterr().out, setting
+    assert not (tmp_path / "store.sqlite").exists() or not list((tmp_path / "artifacts").glob("*"))

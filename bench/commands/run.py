@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -77,6 +78,36 @@ def _clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
+def parse_value(text: str):
+    """A config value from the command line: JSON (3, 0.5, true, "x", [1, 2]), a fraction such as 16/255, or
+    else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    num, sep, den = text.partition("/")
+    if sep:
+        try:
+            return float(num) / float(den)
+        except (ValueError, ZeroDivisionError):
+            pass
+    return text
+
+
+def method_overrides(base: dict, settings: list[str]) -> dict:
+    """``METHOD.KEY=VALUE`` settings merged over a suite's method overrides (the keys are checked when the
+    method is built, with the list of valid ones)."""
+    merged = {m: dict(v) for m, v in base.items()}
+    for item in settings:
+        target, eq, value = item.partition("=")
+        method, dot, key = target.rpartition(".")
+        if not (eq and dot and method and key):
+            raise ValueError(f"--set takes METHOD.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
+                             f"{item!r}")
+        merged.setdefault(method, {})[key] = parse_value(value)
+    return merged
+
+
 def run(args) -> int:
     console = wide_console()
     try:
@@ -96,6 +127,8 @@ def run(args) -> int:
     try:
         if args.scenarios:
             suite = suite.with_overrides(scenarios=tuple(args.scenarios.split(",")))
+        if args.set:
+            suite = suite.with_overrides(method_overrides=method_overrides(suite.method_overrides, args.set))
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
@@ -131,4 +164,7 @@ def add_parser(sub) -> None:
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
+    p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
+                   help="override one config value of a method, e.g. --set opom-class-center.iterations=100 "
+                        "(repeatable; `bench list methods --json` shows each method's config)")
     p.set_defaults(func=run)
