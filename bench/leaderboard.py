@@ -229,6 +229,13 @@ def _num(v: float | None, fmt: str) -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
+def white_box_text(board: dict[str, Any]) -> str:
+    """E.g. "sface, dlib-resnet, sface-cv2 (sface's weights)"."""
+    names = [t + (f" ({', '.join(v['same_weights_as'])}'s weights)" if v.get("same_weights_as") else "")
+             for t, v in board.get("target_info", {}).items() if v.get("white_box")]
+    return ", ".join(names) or "none"
+
+
 def to_markdown(board: dict[str, Any]) -> str:
     targets, advs = board["targets"], board["adversaries"]
     scenarios = sorted({e.get("scenario") for e in board["entries"]})
@@ -255,8 +262,8 @@ def to_markdown(board: dict[str, Any]) -> str:
         f"PSR@1 in % ({', '.join(scenarios)} scenario): probe = share of protected query photos whose identity is "
         f"not ranked first against a clean gallery; gallery = share of clean queries not matched to the user's "
         f"enrolled protected photos; "
-        f"sorted by the worst case over targets x adversaries. Targets marked white-box are surrogates too: "
-        f"{', '.join(t for t, v in board.get('target_info', {}).items() if v.get('white_box')) or 'none'}.",
+        f"sorted by the worst case over targets x adversaries. White-box targets (surrogates, or running a "
+        f"surrogate's weights): {white_box_text(board)}.",
     ]
     notes.append("Key-holder top-1: rank-1 accuracy after the key holder removes the mask (methods whose mask is "
                  "a key), mean over targets; compare with clean accuracy.")

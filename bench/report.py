@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.leaderboard import white_box_text
+
 # Tableau-10: distinguishable for categorical series (methods, adversaries).
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac"]
@@ -608,10 +610,8 @@ def _notes(board: dict) -> str:
     for t, info in (board.get("target_info") or {}).items():
         if isinstance(info, dict) and info.get("unavailable"):
             notes.append(f"target {t}: unavailable ({info['unavailable']})")
-    white = [t for t, info in (board.get("target_info") or {}).items() if isinstance(info, dict) and
-             info.get("white_box")]
-    if white:
-        notes.append(f"white-box targets (also used as surrogates): {', '.join(white)}")
+    if any(isinstance(info, dict) and info.get("white_box") for info in (board.get("target_info") or {}).values()):
+        notes.append(f"white-box targets (surrogates, or running a surrogate's weights): {white_box_text(board)}")
     return "<ul class='notes'>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>" if notes else ""
 
 

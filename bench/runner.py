@@ -129,6 +129,13 @@ class Prepared:
         return photos, labels
 
 
+def surrogate_twins(target: Any, surrogates: list[Any]) -> list[str]:
+    """Surrogates (other than the target itself) that load one of the target's weight files, e.g. SFace run by
+    OpenCV when SFace's torch port is a surrogate: judging on such a target is white-box, not transfer."""
+    mine = {w.sha256 for w in type(target).weights}
+    return [s.name for s in surrogates if s.name != target.name and mine & {w.sha256 for w in type(s).weights}]
+
+
 class Reporter:
     """Progress callbacks; the CLI supplies a rich implementation, tests a silent one."""
 
@@ -275,9 +282,11 @@ class Runner:
             clean_keys[tname] = key
             tasks.append(Task(key, "clean", f"clean/{tname}",
                               self._clean_task(key, target, data, gallery_photos, gallery_labels)))
-            white_box = tname in suite.surrogates
-            plan["targets"][tname] = {"clean_key": key, "white_box": white_box, "differentiable": target.differentiable,
-                                      "thresholds": target.thresholds()}
+            twins = surrogate_twins(target, surrogates)
+            plan["targets"][tname] = {"clean_key": key, "white_box": tname in suite.surrogates or bool(twins),
+                                      "differentiable": target.differentiable, "thresholds": target.thresholds()}
+            if twins:
+                plan["targets"][tname]["same_weights_as"] = twins
         for tname, reason in self.unavailable.items():
             plan["targets"].setdefault(tname, {"unavailable": reason})
 
@@ -458,9 +467,10 @@ class Runner:
         if not surrogates:
             raise ValueError(f"none of the surrogates {list(self.suite.surrogates)} is available and differentiable")
         if not self.suite.white_box:
-            clash = [s.name for s in surrogates if s.name in targets]
+            clash = [t for t in targets.values() if t.name in self.suite.surrogates or surrogate_twins(t, surrogates)]
             if clash:
-                raise ValueError(f"surrogates {clash} are also evaluated targets; set white_box=True to allow it")
+                raise ValueError(f"evaluated targets {[t.name for t in clash]} are surrogates or run a surrogate's "
+                                 "weights; set white_box=True to allow it")
         tasks, plan = self.plan(data, targets, surrogates)
         plan["surrogates"] = [s.name for s in surrogates]
         plan["device"] = self.device

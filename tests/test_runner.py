@@ -153,3 +153,16 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
     boards[1]["run"]["users"] = boards[1]["run"]["users"][:1]
     with pytest.raises(ValueError, match="differ in users"):
         leaderboard.merge(boards)
+
+
+def test_a_target_running_a_surrogates_weights_counts_as_white_box():
+    from bench.registry import TARGETS
+    from bench.runner import surrogate_twins
+
+    sface, sface_cv2, dlib_resnet = (TARGETS.create(n) for n in ("sface", "sface-cv2", "dlib-resnet"))
+    assert surrogate_twins(sface_cv2, [sface, dlib_resnet]) == ["sface"]
+    assert surrogate_twins(sface, [sface, dlib_resnet]) == []  # a surrogate itself is white-box by name
+    assert surrogate_twins(dlib_resnet, [sface]) == []
+    board = {"target_info": {"sface": {"white_box": True}, "sface-cv2": {"white_box": True, "same_weights_as": ["sface"]},
+                             "faceres": {"white_box": False}}}
+    assert leaderboard.white_box_text(board) == "sface, sface-cv2 (sface's weights)"
