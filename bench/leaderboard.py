@@ -46,7 +46,8 @@ def build(store: RunStore) -> dict[str, Any]:
     for mname, m in plan["methods"].items():
         entry: dict[str, Any] = {
             "method": mname, "kind": m.get("kind"), "scenario": "probe", "status": "ok", "reason": None,
-            "budget": m.get("budget"), "config": m.get("config"), "psr": {}, "device": plan.get("device"),
+            "budget": m.get("budget"), "config": m.get("config"), "overrides": m.get("overrides") or {},
+            "psr": {}, "device": plan.get("device"),
             "seeds": [int(s) for s in m.get("protect", {})],
         }
         if m.get("status") == "unavailable":
@@ -248,7 +249,8 @@ def to_markdown(board: dict[str, Any]) -> str:
             lines.append(f"| {e['method']} | {e.get('kind') or ''} | {e['scenario']} | unavailable: {e.get('reason')} |"
                          + " |" * (len(head) - 4))
             continue
-        cells = [e["method"] + ("" if e["status"] == "ok" else f" ({e['status']})"), e.get("kind") or "",
+        changed = "†" if e.get("overrides") else ""
+        cells = [e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"), e.get("kind") or "",
                  e["scenario"], _pct(e.get(PRIMARY_SCORE))]
         for t in targets:
             per = e.get("psr", {}).get(t, {})
@@ -267,6 +269,10 @@ def to_markdown(board: dict[str, Any]) -> str:
     ]
     notes.append("Key-holder top-1: rank-1 accuracy after the key holder removes the mask (methods whose mask is "
                  "a key), mean over targets; compare with clean accuracy.")
+    changed = {e["method"]: e["overrides"] for e in board["entries"] if e.get("overrides")}
+    for method, overrides in changed.items():
+        notes.append(f"† {method}: config changed from its registered defaults: "
+                     + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ".")
     if board.get("clean"):
         notes.append("Clean photos, rank-1 accuracy: " + ", ".join(
             f"{t} {_pct(v['top1_accuracy'])}" for t, v in board["clean"].items()) + ".")

@@ -118,7 +118,8 @@ def test_leaderboard_files_regenerate_from_store(finished_run):
     assert csv_text.splitlines()[0].startswith("method,kind,scenario,status,psr_top1_worst")
     assert "psr_top1[sface|jpeg-75]" in csv_text
     md = paths["md"].read_text()
-    assert md.startswith("| method | kind | scenario | PSR@1 worst |") and "| pgd | per-image | probe |" in md
+    assert md.startswith("| method | kind | scenario | PSR@1 worst |") and "| pgd† | per-image | probe |" in md
+    assert "† pgd: config changed from its registered defaults: steps=2." in md  # tiny_suite shortens PGD
 
 
 def test_publish_writes_one_json_per_entry_with_numbers_as_numbers(finished_run, tmp_path):
@@ -145,7 +146,7 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
     users = json.loads((tmp_path / "results" / "leaderboard.json").read_text())["run"]["users"]
     assert sorted(uap["protector_info"]) == sorted(users)  # what each user's fit recorded
     md = (tmp_path / "results" / "leaderboard.md").read_text()
-    assert "| pgd | per-image | probe |" in md and "| uap | universal | probe |" in md
+    assert "| pgd† | per-image | probe |" in md and "| uap† | universal | probe |" in md
 
     with pytest.raises(ValueError, match="in both"):
         leaderboard.build_runs([run_dir, run_dir])
