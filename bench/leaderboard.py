@@ -103,7 +103,7 @@ def build(store: RunStore) -> dict[str, Any]:
         "run": {"suite": suite.get("name"), "created": env.get("created"), "environment": env,
                 "primary_score": PRIMARY_SCORE, "data": plan.get("data"), "surrogates": plan.get("surrogates"),
                 "users": plan.get("users"), "protocol": {f: suite.get(f) for f in PROTOCOL_FIELDS},
-                "source": str(store.run_dir)},
+                "source": str(store.run_dir), "invocations": store.get_meta("invocations", [])},
         "targets": targets,
         "target_info": plan["targets"],
         "adversaries": plan["adversaries"],
@@ -147,7 +147,7 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
                              f"{', '.join(differs)}: their scores cannot share a leaderboard")
     entries, seen = [], {}
     for board in boards:
-        facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "source")}
+        facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "source", "invocations")}
         for e in board["entries"]:
             ident = (e["method"], e["scenario"])
             if ident in seen:
@@ -318,7 +318,8 @@ def publish(run_dirs: str | Path | list[str | Path], dest: str | Path) -> list[P
     for old in entries_dir.glob("*.json"):
         old.unlink()  # entries are regenerated whole: a method dropped from the run leaves no stale file
     written = []
-    run_facts = {k: board["run"][k] for k in ("suite", "created", "environment", "data", "surrogates")}
+    run_facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "data", "surrogates",
+                                                  "invocations")}
     for e in board["entries"]:
         path = entries_dir / f"{e['method']}--{e['scenario']}.json"
         facts = {**run_facts, **e.get("run", {})}  # a merged entry carries its own run's suite and environment

@@ -458,7 +458,11 @@ class Runner:
         torch.set_num_threads(self.threads)
         self.validate_names()
         self.store.set_meta("suite", self.suite.as_dict())
-        self.store.set_meta("environment", environment(self.device, self.threads))
+        env = environment(self.device, self.threads)
+        self.store.set_meta("environment", env)
+        # A resumed run mixes tasks from several invocations: keep each one's time and code revision.
+        history = self.store.get_meta("invocations", [])
+        self.store.set_meta("invocations", [*history, {k: env.get(k) for k in ("created", "git_revision", "device")}])
         data = self.prepare_data()
         targets = self.load_targets(self.target_names())
         extra = self.load_targets([s for s in self.suite.surrogates if s not in targets])
