@@ -285,9 +285,7 @@ def to_markdown(board: dict[str, Any]) -> str:
 def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md")) -> dict[str, Path]:
     """Write the leaderboard files of a run. leaderboard.json, the source every other view (and the HTML
     report) reads, is always written."""
-    store = RunStore.open_existing(run_dir)
-    board = build(store)
-    store.close()
+    board = build_runs([run_dir])
     run_dir = Path(run_dir)
     out = {"json": run_dir / "leaderboard.json"}
     out["json"].write_text(json.dumps(board, indent=2, default=str) + "\n")
