@@ -1,0 +1,104 @@
+"""Every per-user measure of a protect task, declared once.
+
+The runner computes each ``compute``-bearing metric on every protected batch and stores one row per user under
+``row``; the leaderboard aggregates those rows over users into the entry field ``entry`` (``aggregate``), the
+report and the Markdown/CSV exports show it with ``label`` and ``fmt``, and ``bench check`` compares it against
+the baseline with ``tolerance`` in the metric's own ``direction``. Adding a metric is one ``METRICS.register``.
+
+PSR metrics are not declared here: they come out of the evaluation tasks, one per rank/threshold, and flow
+through the leaderboard by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+# protected, clean (N x 3 x H x W in [0, 1], face box) -> one value per photo (N,)
+PerPhoto = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Metric:
+    row: str  # the result-row name a protect task stores (per user)
+    entry: str  # the leaderboard field (aggregated over users)
+    label: str  # column header
+    group: str  # "quality" | "budget" | "cost" | "count"
+    compares: str  # what it measures, for `bench list metrics` and the report
+    higher_is_better: bool | None  # direction; None: no better or worse (a count)
+    fmt: str  # format spec of the value, e.g. ".3f"
+    tolerance: float | None = None  # `bench check`: absolute change allowed in the bad direction
+    aggregate: str = "mean"  # over users: "mean" | "max" | "sum"
+    compute: PerPhoto | None = None  # quality metrics: computed by the runner on every protected batch
+    clamp_max: float | None = None  # e.g. PSNR of identical photos is +inf: shown as this value
+
+    def __post_init__(self) -> None:
+        if self.aggregate not in ("mean", "max", "sum"):
+            raise ValueError(f"metric {self.row}: aggregate must be mean, max or sum, not {self.aggregate!r}")
+
+
+class MetricRegistry:
+    def __init__(self) -> None:
+        self._metrics: dict[str, Metric] = {}
+
+    def register(self, metric: Metric) -> Metric:
+        if metric.row in self._metrics:
+            raise ValueError(f"metric {metric.row!r} is already registered")
+        self._metrics[metric.row] = metric
+        return metric
+
+    def get(self, row: str) -> Metric:
+        try:
+            return self._metrics[row]
+        except KeyError:
+            raise KeyError(f"unknown metric {row!r}; known: {', '.join(self._metrics)}") from None
+
+    def all(self) -> list[Metric]:
+        return list(self._metrics.values())
+
+    def quality(self) -> list[Metric]:
+        """Metrics computed from protected and clean photos (in declaration order)."""
+        return [m for m in self._metrics.values() if m.compute is not None]
+
+    def checked(self) -> list[Metric]:
+        """Metrics `bench check` gates on."""
+        return [m for m in self._metrics.values() if m.tolerance is not None]
+
+
+METRICS = MetricRegistry()
+
+
+def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    from bench.quality import ssim
+
+    return ssim(x, y)
+
+
+def _psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    from bench.quality import psnr
+
+    return psnr(x, y)
+
+
+def _lpips(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    from bench.lpips import get_lpips
+
+    return get_lpips(x.device)(x, y).flatten()
+
+
+METRICS.register(Metric("ssim", "ssim", "SSIM", "quality", "SSIM (Wang 2004, Gaussian 11x11) on the face box",
+                        True, ".3f", tolerance=0.01, compute=_ssim))
+METRICS.register(Metric("psnr", "psnr", "PSNR", "quality", "PSNR in dB on the face box", True, ".1f",
+                        tolerance=0.5, compute=_psnr, clamp_max=100.0))
+METRICS.register(Metric("lpips", "lpips", "LPIPS", "quality", "LPIPS (AlexNet, v0.1) on the face box", False,
+                        ".3f", tolerance=0.01, compute=_lpips))
+METRICS.register(Metric("linf", "linf_max", "L-inf", "budget", "largest |protected - clean| on the 0..1 scale",
+                        False, ".4f", aggregate="max"))
+METRICS.register(Metric("fit_s", "fit_s_per_user", "fit s/user", "cost", "seconds to fit one user's protector",
+                        False, ".2f"))
+METRICS.register(Metric("protect_ms_per_photo", "protect_ms_per_photo", "ms/photo", "cost",
+                        "milliseconds to protect one photo", False, ".0f"))
+METRICS.register(Metric("probes", "probes", "probes", "count", "protected query photos", None, "d",
+                        aggregate="sum"))
