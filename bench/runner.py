@@ -364,8 +364,8 @@ class Runner:
             protected = protected.detach()
             linf = float((protected - probes).abs().max()) if len(probes) else 0.0
             budget = method.budget()
-            if budget.linf is not None and linf > budget.linf + 1e-5:
-                raise AssertionError(f"{method.name} exceeded its L-inf budget: {linf:.5f} > {budget.linf:.5f}")
+            if problem := budget.violation(protected, probes):
+                raise AssertionError(f"{method.name} exceeded its declared budget: {problem}")
             published = to_uint8(protected) if self.suite.quantize else protected
             tensors = {"protected": published}
             if "gallery" in self.suite.scenarios:

@@ -7,8 +7,10 @@ returns protected canvases. Canvases are N x 3 x 224 x 224 RGB floats in [0, 1] 
   photos and applied instantly to photos it never saw. The mask is a key: ``deobfuscate`` removes it.
 - ``kind = "per-image"``: optimises every photo inside ``protect`` (Fawkes, LowKey, TIP-IM, PGD).
 
-Budgets: ``linf`` (max |x' - x| on the 0..1 scale) or ``dssim``; ``Method.budget()`` declares it and the
-harness checks it on every protected photo. Surrogates are targets chosen by the suite (never the evaluated
+Budgets: ``linf`` (max |x' - x| on the 0..1 scale), ``dssim``, ``l2`` (per-photo L2 norm of x' - x) or ``area``
+(the share of canvas pixels a region patch may change, colours unbounded there); ``Method.budget()`` declares it
+and the harness checks the norm bounds on every protected photo (``Budget.violation``). A method with no bound
+at all (an obfuscation, an L2-minimising attack) says so in ``note``. Surrogates are targets chosen by the suite (never the evaluated
 target unless the suite says white-box).
 """
 
@@ -26,8 +28,11 @@ from targets.base import Target
 class Budget:
     linf: float | None = None  # on the 0..1 scale
     dssim: float | None = None  # (1 - SSIM) / 2 upper bound
+    l2: float | None = None  # per-photo L2 norm of x' - x over the whole canvas, on the 0..1 scale
+    area: float | None = None  # largest share of canvas pixels that may change (region patches)
+    note: str | None = None  # what bounds the change when no norm does (e.g. "blur sigma 3 px, unbounded")
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | str]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def text(self) -> str:
@@ -39,7 +44,29 @@ class Budget:
             steps = self.linf * 255
             exact = abs(steps - round(steps)) < 1e-6
             parts.append(f"linf {round(steps)}/255" if exact else f"linf {self.linf:g}")
+        if self.l2 is not None:
+            parts.append(f"l2 {self.l2:g}")
+        if self.area is not None:
+            parts.append(f"area {100 * self.area:.1f}% of the canvas")
+        if self.note:
+            parts.append(self.note)
         return ", ".join(parts) or "none declared"
+
+    def violation(self, protected: torch.Tensor, clean: torch.Tensor) -> str | None:
+        """What exceeds the declared L-inf, L2 or area bound on these photos, or None (DSSIM is the method's own
+        check). Tolerances absorb float rounding only."""
+        if not len(clean):
+            return None
+        diff = (protected - clean).flatten(1)
+        if self.linf is not None and (worst := float(diff.abs().max())) > self.linf + 1e-5:
+            return f"L-inf {worst:.5f} > {self.linf:.5f}"
+        if self.l2 is not None and (worst := float(diff.norm(dim=1).max())) > self.l2 * (1 + 1e-4) + 1e-5:
+            return f"L2 {worst:.4f} > {self.l2:.4f}"
+        if self.area is not None:
+            changed = ((protected - clean).abs() > 1e-6).any(1).flatten(1).float().mean(1)
+            if (worst := float(changed.max())) > self.area + 1e-6:
+                return f"changed {100 * worst:.2f}% of the canvas > area {100 * self.area:.2f}%"
+        return None
 
 
 class Protector:
@@ -91,19 +118,28 @@ class MaskProtector(Protector):
         return {"mask": self.mask.cpu()}
 
 
+GOALS = ("dodging", "impersonation")
+
+
 class Method:
     name: str = "method"
     kind: ClassVar[str] = "universal"  # "universal" | "per-image"
     Config: ClassVar[type]
     paper: ClassVar[str] = ""
+    # "dodging": the user is not recognised as themself; "impersonation": recognised as a chosen other identity.
+    # A class whose presets differ in goal reads it from its config (a property).
+    goal: ClassVar[str] = "dodging"
+    reference: ClassVar[str] = ""  # the paper and the code it follows (repository, library class)
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
 
     @classmethod
     def describe(cls, **preset: Any) -> dict[str, Any]:
-        """For ``bench list``; the budget is read from ``budget()`` of the preset config, so it cannot drift."""
-        return {"kind": cls.kind, "paper": cls.paper, "budget": cls(cls.Config(**preset)).budget().text()}
+        """For ``bench list``; budget and goal are read from the preset's instance, so they cannot drift."""
+        method = cls(cls.Config(**preset))
+        return {"kind": cls.kind, "paper": cls.paper, "budget": method.budget().text(), "goal": method.goal,
+                "reference": cls.reference or cls.paper}
 
     def budget(self) -> Budget:
         eps = getattr(self.config, "epsilon", None)
