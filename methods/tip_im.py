@@ -178,6 +178,7 @@ class TIPIMProtector(Protector):
 @METHODS.register("tip-im")
 class TIPIM(Method):
     kind = "per-image"
+    goal = "impersonation"  # recognised as an identity of the candidate set, chosen greedily
     Config = TIPIMConfig
     paper = ("Yang et al., Towards Face Encryption by Generating Adversarial Identity Masks (TIP-IM), "
              "ICCV 2021")

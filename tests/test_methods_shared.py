@@ -1,0 +1,108 @@
+"""Every registered method, tested by being registered: its description, budget, range, determinism by seed and
+the direction it moves a real face, on LFW photos with the SFace surrogate.
+
+Each method is shortened by config overrides (``FAST``: applied where the method's config has the field) so the
+file stays fast on 2 CPU cores; method-specific behaviour is tested in the per-family files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.registry import METHODS, TARGETS
+from methods._classifier import ClassifierMethod
+from methods.base import GOALS
+
+USER = "Colin_Powell"
+NAMES = METHODS.names()
+# Shortened schedules; invariants do not depend on the number of steps.
+FAST = {
+    "steps": 2, "iterations": 2, "epochs": 1, "queries": 20, "neighbours": 2, "copies": 2,
+    "bank_identities": 6, "bank_photos": 1, "farthest": 3, "candidates": 2, "probe_steps": 1, "views": 0,
+    "anchors": "negation",
+}
+# APGD and CW return a photo unchanged until it fools the surrogate classifier: a few more steps.
+SPECIAL = {"apgd": {"steps": 5}, "cw": {"steps": 20}, "cw-impersonation": {"steps": 20}}
+
+
+def fast_overrides(name: str) -> dict:
+    fields = {f.name for f in dataclasses.fields(METHODS.entry(name).cls.Config)}
+    return {**{k: v for k, v in FAST.items() if k in fields}, **SPECIAL.get(name, {})}
+
+
+@pytest.fixture(scope="module")
+def sface():
+    target = TARGETS.create("sface")
+    ok, reason = type(target).availability()
+    if not ok:
+        pytest.skip(f"sface unavailable: {reason}")
+    target.load()
+    return target
+
+
+@pytest.fixture(scope="module")
+def user(lfw_faces):
+    photos = lfw_faces[USER]
+    return photos[:3], photos[4:5]  # fit photos, the photo to protect
+
+
+_protected: dict = {}
+
+
+def protect(name: str, sface, user, seed: int = 0):
+    """(method, protector, protected photo), cached per (name, seed)."""
+    if (name, seed) not in _protected:
+        method = METHODS.create(name, **fast_overrides(name))
+        fit, probe = user
+        protector = method.fit(fit, [sface], seed)
+        _protected[name, seed] = (method, protector, protector.protect(probe))
+    return _protected[name, seed]
+
+
+def test_at_least_thirty_methods_are_available():
+    available = [n for n in NAMES if METHODS.entry(n).availability()[0]]
+    assert len(available) >= 30, available
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_description(name):
+    row = next(r for r in METHODS.describe() if r["name"] == name)
+    assert row["kind"] in ("universal", "per-image")
+    assert row["goal"] in GOALS
+    assert row["reference"] and row["budget"] != "none declared"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_budget_range_and_determinism(name, sface, user):
+    method, _, protected = protect(name, sface, user)
+    clean = user[1]
+    assert protected.shape == clean.shape and protected.dtype == clean.dtype
+    assert protected.min() >= 0 and protected.max() <= 1
+    assert method.budget().violation(protected, clean) is None
+    assert (protected - clean).abs().max() > 0, "the method left the photo untouched"
+    again = METHODS.create(name, **fast_overrides(name)).fit(user[0], [sface], 0).protect(clean)
+    assert torch.equal(protected, again), "the same seed must give the same photo"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_protection_moves_the_face_away(name, sface, user):
+    """Under SFace the protected photo is further from its clean self; for methods on the identity classifier,
+    the classifier's loss moves the way the goal asks (away from the user, or towards the chosen identity)."""
+    method, protector, protected = protect(name, sface, user)
+    clean = user[1]
+    with torch.no_grad():
+        cos = (sface.embed(protected) * sface.embed(clean)).sum(1)
+    assert (cos < 0.995).all(), f"{name}: cosine to the clean photo {cos.tolist()}"
+    if isinstance(method, ClassifierMethod):
+        model = method.classifier(user[0], [sface], 0)
+        with torch.no_grad():
+            before = F.cross_entropy(model(clean), model.labels(1))
+            after = F.cross_entropy(model(protected), model.labels(1))
+        if method.goal == "dodging":
+            assert after > before, f"{name}: loss at the user's label {before:.3f} -> {after:.3f}"
+        else:
+            assert after < before, f"{name}: loss at the target's label {before:.3f} -> {after:.3f}"
