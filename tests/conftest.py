@@ -60,6 +60,19 @@ def lfw_faces(shared_data, aligner) -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.fixture(scope="session")
+def sface_surrogate():
+    """The SFace target, loaded: the surrogate the method tests optimise against."""
+    from bench.registry import TARGETS
+
+    target = TARGETS.create("sface")
+    ok, reason = type(target).availability()
+    if not ok:
+        pytest.skip(f"sface unavailable: {reason}")
+    target.load()
+    return target
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under BENCH_STRICT=1 (set by .ci/run) a skipped test fails: CI must not hide a model that did not run."""

@@ -18,9 +18,12 @@ from bench.registry import METHODS, TARGETS
 from methods.chameleon import LAMBDA_MAX, LAMBDA_MIN, focal_diversity, next_lambda, select_team
 from methods.opom import affine_hull_residual, convex_hull_weights, project_simplex
 
-UNIVERSAL = [n for n in METHODS.names() if METHODS.entry(n).cls.kind == "universal"]
+# Additive L-inf masks; region patches (area budgets, replaced pixels) are tested in test_methods_baselines.py.
+UNIVERSAL = [n for n in METHODS.names()
+             if METHODS.entry(n).cls.kind == "universal" and METHODS.create(n).budget().linf is not None]
 USER = "Colin_Powell"
-SHORT = {"epochs": 1, "iterations": 1, "views": 0, "anchors": "negation"}
+SMALL_BANK = {"bank_identities": 6, "bank_photos": 1}
+SHORT = {"epochs": 1, "iterations": 1, "views": 0, "anchors": "negation", **SMALL_BANK}
 # Shortened, but with steps large enough to move the mask far in a few updates (the loss-direction test).
 STRONG = {
     "epochs": 3,
@@ -29,6 +32,7 @@ STRONG = {
     "step_size": 2 / 255,
     "views": 0,
     "anchors": "negation",
+    **SMALL_BANK,
 }
 
 
@@ -65,9 +69,8 @@ def fitted(name: str, wanted: dict, sface, fit_photos: torch.Tensor, seed: int =
 
 
 def test_universal_methods_registered():
-    assert {"chameleon", "uap", "facecloak", "opom-convex-hull", "opom-affine-hull", "opom-fi-uap"} <= set(
-        UNIVERSAL
-    )
+    assert {"chameleon", "uap", "facecloak", "opom-convex-hull", "opom-affine-hull", "opom-fi-uap",
+            "universal-mi-di-ti", "universal-mi"} <= set(UNIVERSAL)
 
 
 @pytest.mark.parametrize("name", UNIVERSAL)
