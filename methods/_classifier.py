@@ -120,8 +120,6 @@ class ClassifierMethod(Method):
 
     Config: ClassVar[type] = ClassifierConfig
     needs_gradients: ClassVar[bool] = True
-    # Where this method departs from the paper or the code it follows (shown by `bench list methods --json`).
-    deviations: ClassVar[tuple[str, ...]] = ()
 
     @property
     def goal(self) -> str:  # type: ignore[override]  # presets differ in goal
@@ -129,7 +127,7 @@ class ClassifierMethod(Method):
 
     @classmethod
     def describe(cls, **preset: Any) -> dict[str, Any]:
-        return {**super().describe(**preset), "deviations": list(cls.deviations),
+        return {**super().describe(**preset),
                 "classifier": "scale x cosine to templates of the identity bank and the user (methods._classifier)"}
 
     @classmethod

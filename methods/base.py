@@ -126,10 +126,14 @@ class Method:
     kind: ClassVar[str] = "universal"  # "universal" | "per-image"
     Config: ClassVar[type]
     paper: ClassVar[str] = ""
+    # The authors' code this implementation follows (a repository), or the paper when there is none.
+    reference: ClassVar[str] = ""
+    # What still differs from ``reference``, in words a user reads in `bench list methods --json`; a stand-in
+    # for something the reference has (a generator, a data set) says so here.
+    deviations: ClassVar[tuple[str, ...]] = ()
     # "dodging": the user is not recognised as themself; "impersonation": recognised as a chosen other identity.
     # A class whose presets differ in goal reads it from its config (a property).
     goal: ClassVar[str] = "dodging"
-    reference: ClassVar[str] = ""  # the paper and the code it follows (repository, library class)
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -139,7 +143,7 @@ class Method:
         """For ``bench list``; budget and goal are read from the preset's instance, so they cannot drift."""
         method = cls(cls.Config(**preset))
         return {"kind": cls.kind, "paper": cls.paper, "budget": method.budget().text(), "goal": method.goal,
-                "reference": cls.reference or cls.paper}
+                "reference": cls.reference or cls.paper, "deviations": list(cls.deviations)}
 
     def budget(self) -> Budget:
         eps = getattr(self.config, "epsilon", None)

@@ -16,7 +16,7 @@ on its region, ``methods._regions``); the strengths are ours, chosen to keep the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,7 @@ class Obfuscation(Method):
 
     kind = "per-image"
     paper = REFERENCE
+    deviations: ClassVar[tuple[str, ...]] = ("the strength is ours; the papers sweep several",)
 
     def apply(self, canvases: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

@@ -13,6 +13,7 @@ auto-attack, returns such a photo unchanged, reporting failure: ``BestPointSquar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torchattacks
@@ -49,6 +50,10 @@ class BestPointSquare(torchattacks.Square):
 class Square(TransferAttack):
     Config = SquareConfig
     needs_gradients = False
+    deviations: ClassVar[tuple[str, ...]] = (
+        "one run (no restarts); a photo never misclassified keeps its best point, as in the authors' code "
+        "(torchattacks returns it unchanged)",
+    )
     paper = ("Andriushchenko et al., Square Attack: a Query-Efficient Black-box Adversarial Attack via Random "
              "Search, ECCV 2020")
     reference = f"{paper}; code: github.com/max-andr/square-attack via torchattacks.Square, {TORCHATTACKS}"

@@ -20,7 +20,7 @@ USER = "Colin_Powell"
 NAMES = METHODS.names()
 # Shortened schedules; invariants do not depend on the number of steps.
 FAST = {
-    "steps": 2, "iterations": 2, "epochs": 1, "queries": 20, "neighbours": 2, "copies": 2,
+    "steps": 2, "iterations": 2, "epochs": 1, "queries": 10, "neighbours": 1, "copies": 2,
     "bank_identities": 6, "bank_photos": 1, "farthest": 3, "candidates": 2, "probe_steps": 1, "views": 0,
     "anchors": "negation",
 }
