@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench.leaderboard import white_box_text
+from bench.tables import white_box_text
 
 # Tableau-10: distinguishable for categorical series (methods, adversaries).
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
