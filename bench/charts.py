@@ -180,7 +180,7 @@ def tradeoff_chart(board: dict) -> tuple[str, str]:
             _empty(ax, "no entry has both PSR and image-quality values")
             return _svg(fig, "tradeoff", f"PSR@1 worst case against {xlabel}", {}), note
         ax.set_xlim(0, max(xs) * 1.12 + 1e-3)
-        ax.set_ylim(-0.02, min(max(ys) * 1.25 + 0.08, 1.04))
+        ax.set_ylim(-0.02, min(max(max(ys) * 1.25 + 0.08, 0.25), 1.04))  # room above for labels and legend
         tips = {}
         for i, (e, x, y) in enumerate(zip(plotted, xs, ys, strict=True)):
             gid = f"p{i}"
@@ -254,10 +254,11 @@ def heatmap_chart(board: dict) -> str:
     rows, cols = max(len(entries), 1), max(len(targets), 1)
     with matplotlib.rc_context(STYLE):
         width = 2.6 + len(adversaries or [1]) * (0.62 * cols + 0.3)
-        fig, _ = _figure(width, 1.9 + 0.3 * rows)
+        height = 2.2 + 0.3 * rows  # inches: 1.4 of column heads, 0.8 of colour bar, 0.3 per row
+        fig, _ = _figure(width, height)
         axes = fig.subplots(1, max(len(adversaries), 1), sharey=True, squeeze=False)[0]
-        fig.subplots_adjust(left=2.5 / width, right=0.99, top=1 - 1.4 / (1.9 + 0.3 * rows),
-                            bottom=0.5 / (1.9 + 0.3 * rows), wspace=0.3 / (0.62 * cols))
+        fig.subplots_adjust(left=2.5 / width, right=0.99, top=1 - 1.4 / height, bottom=0.8 / height,
+                            wspace=0.3 / (0.62 * cols))
         norm, tips = Normalize(0, 1), {}
         if not entries or not adversaries or not targets:
             _empty(axes[0], "no PSR cells to show")
@@ -292,7 +293,7 @@ def heatmap_chart(board: dict) -> str:
             for side in ("top", "right", "bottom", "left"):
                 ax.spines[side].set_visible(False)
         axes[0].set_yticks([r + 0.47 for r in range(len(entries))], [e["label"] for e in entries])
-        bar = fig.add_axes((2.5 / width, 0.18 / (1.9 + 0.3 * rows), 0.3, 0.12 / (1.9 + 0.3 * rows)))
+        bar = fig.add_axes((2.5 / width, 0.2 / height, min(3.0 / width, 0.4), 0.12 / height))
         fig.colorbar(matplotlib.cm.ScalarMappable(norm, PSR_CMAP), cax=bar, orientation="horizontal",
                      format=lambda v, _: f"{100 * v:.0f}%")
         bar.set_title("PSR@1 in % (higher: better protection)" + ("; (wb): white-box target" if wb else ""),

@@ -1,9 +1,11 @@
-"""Generate the leaderboard from a run store: JSON (the source of every other view), CSV, Markdown.
+"""The leaderboard of a run store: a dict written as leaderboard.json (the source of every other view), plus its
+CSV and Markdown tables (laid out in ``bench.tables``) and the published copy.
 
 One entry per method and scenario. PSR per target and adversary (top-1 and top-5, with 95% bootstrap intervals
 over users; verification PSR when the target is calibrated), the worst case over every target x adversary cell
-(the primary score: a protection is as good as the recogniser that beats it), image quality on the face box,
-fit seconds per user, protect milliseconds per photo. Results are generated, never edited by hand.
+(the primary score: a protection is as good as the recogniser that beats it), and every per-user measure that
+``bench.metric_registry.METRICS`` declares (image quality on the face box, budget, cost, counts), aggregated over
+users as declared there. Results are generated, never edited by hand.
 """
 
 from __future__ import annotations
