@@ -5,7 +5,7 @@ Paper: Chow et al., "Personalized Privacy Protection Mask Against Unauthorized F
 recognizer matches them against a clean gallery (identification) or a clean photo (verification). The mask is
 also the authorization key: whoever holds it subtracts it (``deobfuscate``) and recognition works again.
 
-Algorithm (PROTOCOL.md, paper defaults):
+Algorithm (docs/protocol.md, "Chameleon"; paper defaults):
 - mask initialised uniform in +-``step``; L-inf budget ``epsilon`` = 16/255 on the 0..1 scale;
 - cross-image optimisation: ``epochs`` = 50 passes over the user's fit photos in shuffled batches of 4; each step
   mask <- clip(mask - step * sign(mean gradient over the batch), -epsilon, epsilon), x' = clip(x + mask, 0, 1);

@@ -2,8 +2,9 @@
 
 Threat model: per photo, L-inf budget ``epsilon`` (8/255 on the 0..1 scale), ``steps`` sign-gradient steps of
 ``step_size`` from a uniform random start in the budget (the start matters: the cosine loss is flat at x' = x,
-see PROTOCOL.md). Loss: the mean over the surrogate ensemble of cos(f(x'), f(x)), minimised, so the protected
-embedding turns away from the clean one. Works on the whole canvas; only pixels a surrogate samples move.
+see docs/protocol.md, "A pitfall shared by angle and cosine losses"). Loss: the mean over the surrogate ensemble
+of cos(f(x'), f(x)), minimised, so the protected embedding turns away from the clean one. Works on the whole
+canvas; only pixels a surrogate samples move.
 """
 
 from __future__ import annotations

@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.calibrate import (
+from bench.calibrate import calibrate, read_lfw_pairs, stale_reason
+from bench.verification import (
     PairSet,
     accuracy_at,
     balance_folds,
     best_threshold,
-    calibrate,
     impostor_top_scores,
     kfold_accuracy,
-    read_lfw_pairs,
-    stale_reason,
     threshold_at_far,
 )
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from bench import leaderboard
+from bench import leaderboard, tables
 from bench.paths import embedded_data_root
 from bench.runner import Reporter, Runner
 from bench.store import RunStore
@@ -169,4 +169,4 @@ def test_a_target_running_a_surrogates_weights_counts_as_white_box():
     assert surrogate_twins(dlib_resnet, [sface]) == []
     board = {"target_info": {"sface": {"white_box": True}, "sface-cv2": {"white_box": True, "same_weights_as": ["sface"]},
                              "faceres": {"white_box": False}}}
-    assert leaderboard.white_box_text(board) == "sface, sface-cv2 (sface's weights)"
+    assert tables.white_box_text(board) == "sface, sface-cv2 (sface's weights)"

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench import leaderboard
+from bench import leaderboard, report, tables
 from bench.commands._ui import wide_console
 from bench.registry import ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
@@ -142,8 +142,9 @@ def run(args) -> int:
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    paths = leaderboard.write(out, ("json", "csv", "md", "html"))
-    console.print(leaderboard.to_markdown(leaderboard.build(runner.store)))
+    board = leaderboard.build(runner.store)
+    paths = {**leaderboard.write_board(board, out), "html": report.write_report(out)}
+    console.print(tables.to_markdown(board))
     console.print(f"run folder {out} ({time.perf_counter() - t0:.0f} s); wrote "
                   + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -28,6 +28,7 @@ from rich.table import Table
 from bench.calibrate import calibrate, save_calibration, stale_reason
 from bench.commands._ui import wide_console
 from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
+from bench.formatting import number, percent
 from bench.registry import TARGETS, UnknownNameError
 
 
@@ -98,13 +99,8 @@ def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Prog
 
 
 def _pct(value: float | None, std: float | None = None) -> str:
-    if value is None:
-        return ""
-    return f"{100 * value:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "" if value is None else format(value, fmt)
+    spread = percent(std, 2, na="")
+    return percent(value, 2, na="") + (f" ± {spread}" if value is not None and spread else "")
 
 
 def _short(reason: str | None, limit: int = 60) -> str:
@@ -127,14 +123,14 @@ def render(rows: list[dict[str, Any]], console: Console) -> None:
             r["name"],
             "yes" if r["available"] else "[red]no[/red]",
             "" if diff is None else ("yes" if diff else "no"),
-            _num(r.get("embedding_dim"), "d"),
-            _num(r.get("input_size"), "d"),
+            number(r.get("embedding_dim"), "d", na=""),
+            number(r.get("input_size"), "d", na=""),
             _pct(r.get("lfw_accuracy"), r.get("lfw_accuracy_std")),
             _pct(r.get("tar_far1e-2")),
-            _num(r.get("threshold_far1e-2"), ".3f"),
-            _num(r.get("threshold_far1e-3"), ".3f"),
-            _num(r.get("ms_per_face"), ".1f"),
-            _num(r.get("cpu_ms_per_face"), ".1f"),
+            number(r.get("threshold_far1e-2"), ".3f", na=""),
+            number(r.get("threshold_far1e-3"), ".3f", na=""),
+            number(r.get("ms_per_face"), ".1f", na=""),
+            number(r.get("cpu_ms_per_face"), ".1f", na=""),
             _short(r.get("reason")),
         )
     console.print(table)
