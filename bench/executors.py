@@ -8,10 +8,10 @@ then rows and status in one transaction, so a killed run loses at most the tasks
 ``LocalExecutor`` runs the tasks one after the other in this process. Another way of running them is a new
 class with the same ``run`` signature, leaving this one alone. A process pool or Ray executor ships
 ``(TaskNode.body, TaskNode.args)`` to workers (bodies are top-level functions found by name in
-``bench.tasks.BODIES``, arguments are plain data), gives each worker a Workspace built the way the runner
-builds its own (``Runner.workspace``: prepared data from the alignment cache, plug-ins created by name), submits
-a task once all its dependencies are recorded as done, and records every returned :class:`TaskOutput` in the
-parent (the SQLite store has one writer).
+``bench.tasks.BODIES``, arguments are plain data), gives each worker a Workspace built the way ``Runner.run``
+builds its own (``prepare_data`` reads the alignment cache, ``Runner.load_plugins`` creates the plug-ins by name),
+submits a task once all its dependencies are recorded as done, and records every returned :class:`TaskOutput`
+in the parent with :func:`record_output` (the SQLite store has one writer).
 """
 
 from __future__ import annotations
