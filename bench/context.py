@@ -12,7 +12,8 @@ never an evaluated user's photo), the public method under test (configured, boun
 cache folder for what it trains. The digest of ``public()`` enters every evaluation key; the method and its
 surrogates already do through the protect tasks' keys.
 
-Outside a run (tests, notebooks) build a context from an explicit data root with :func:`standalone_context`.
+Outside a run (tests, notebooks) build a context from an explicit data root with
+``bench.identity_bank.standalone_context``.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class RunContext:
         self._check_granted("identity_bank", (identities, photos))
         if self.bank_provider is None:
             raise ContextError("this run context has no identity bank: `bench run` supplies one; outside a run use "
-                               "bench.context.standalone_context(data_root=...)")
+                               "bench.identity_bank.standalone_context(data_root=...)")
         bank = self.bank_provider(identities, photos)
         self.used[Need("identity_bank", (identities, photos)).label] = bank.digest
         return bank
@@ -121,15 +122,4 @@ class AdversaryContext:
         return self.run.cache_dir
 
 
-def standalone_context(data_root: str | Path, device: str = "cpu", dataset: str = "lfw",
-                       exclude: tuple[str, ...] = (), cache_dir: Path | None = None) -> RunContext:
-    """A context for using a method outside a run: its identity bank comes from ``data_root`` (the people of
-    ``dataset`` there, minus ``exclude``), aligned on ``device``. It grants whatever the method declares."""
-    from bench.faces import Aligner
-    from bench.identity_bank import BankBuilder
-
-    builder = BankBuilder(Path(data_root), dataset, set(exclude), Aligner(device=device))
-    return RunContext(device=device, data_root=Path(data_root), cache_dir=cache_dir, bank_provider=builder.bank)
-
-
-__all__ = ["RunContext", "AdversaryContext", "PublicPhotos", "Need", "ContextError", "standalone_context"]
+__all__ = ["RunContext", "AdversaryContext", "PublicPhotos", "Need", "ContextError"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.context import ContextError
+from bench.context import ContextError, RunContext
 
 
 class BankError(ContextError):
@@ -141,4 +141,14 @@ class BankBuilder:
         return IdentityBank(names, canvases_to_tensor(canvases), owner, where, bank_digest(names, canvases))
 
 
-__all__ = ["IdentityBank", "BankBuilder", "BankError", "bank_digest"]
+def standalone_context(data_root: str | Path, device: str = "cpu", dataset: str = "lfw",
+                       exclude: tuple[str, ...] = (), cache_dir: Path | None = None) -> RunContext:
+    """A context for using a method outside a run: its identity bank comes from ``data_root`` (the people of
+    ``dataset`` there, minus ``exclude``), aligned on ``device``. It grants whatever the method declares."""
+    from bench.faces import Aligner
+
+    builder = BankBuilder(Path(data_root), dataset, set(exclude), Aligner(device=device))
+    return RunContext(device=device, data_root=Path(data_root), cache_dir=cache_dir, bank_provider=builder.bank)
+
+
+__all__ = ["IdentityBank", "BankBuilder", "BankError", "bank_digest", "standalone_context"]

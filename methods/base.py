@@ -15,7 +15,7 @@ by the suite (never the evaluated target unless the suite says white-box).
 Run state comes from the run: the harness calls ``bind(context)`` before ``fit``, and a method takes from
 ``self.context`` (``bench.context.RunContext``) only what its ``needs()`` declare (e.g. the identity bank), so
 that it enters the task key. A method used outside a run is bound by hand to
-``bench.context.standalone_context(data_root=...)``.
+``bench.identity_bank.standalone_context(data_root=...)``.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Method:
     def context(self) -> RunContext:
         if self._context is None:
             raise ContextError(f"{self.name} is not bound to a run context: `bench run` binds it; outside a run call "
-                               f"method.bind(bench.context.standalone_context(data_root=...)) first")
+                               f"method.bind(bench.identity_bank.standalone_context(data_root=...)) first")
         return self._context
 
     @property

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.canvas import face_region
-from bench.context import ContextError, Need, standalone_context
+from bench.context import ContextError, Need
+from bench.identity_bank import standalone_context
 from bench.quality import dssim
 from bench.registry import METHODS, TARGETS
 from methods._identity_bank import farthest_identities, user_features

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench.canvas import FACE_BOX
-from bench.context import standalone_context
+from bench.identity_bank import standalone_context
 from bench.registry import METHODS, TARGETS
 from methods.chameleon import LAMBDA_MAX, LAMBDA_MIN, focal_diversity, next_lambda, select_team
 from methods.opom import affine_hull_residual, convex_hull_weights, project_simplex
