@@ -33,8 +33,6 @@ class DataInfo:
     fit: dict[str, list[str]]
     user_gallery: dict[str, list[str]]
     public: str  # digest of what an adaptive adversary may train on
-    root: str = ""
-    identities: int = 0
 
 
 @dataclass
@@ -79,6 +77,7 @@ class Plugins:
     adversaries: list[AdversaryInfo]
     surrogates: list[tuple[str, list[str], str]]  # (name, weight digests, code version)
     unavailable_targets: dict[str, str] = field(default_factory=dict)
+    device: str = "cpu"  # where they run (float results differ between devices)
 
 
 @dataclass
@@ -105,7 +104,7 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
                             "adversaries": [a.name for a in plugins.adversaries], "scenarios": list(suite.scenarios)}
     clean_keys: dict[str, str] = {}
     for t in plugins.targets:
-        key = content_key("clean", t.name, t.code, t.weights, data.gallery, data.probe)
+        key = content_key("clean", t.name, t.code, t.weights, data.gallery, data.probe, plugins.device)
         clean_keys[t.name] = key
         tasks.append(TaskNode(key, "clean", f"clean/{t.name}", "clean", {"target": t.name}))
         meta["targets"][t.name] = {"clean_key": key, "white_box": t.white_box, "differentiable": t.differentiable,
@@ -130,7 +129,7 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
                 gallery = data.user_gallery[user] if "gallery" in scenarios else []
                 key = content_key("protect", m.name, m.config, m.code, plugins.surrogates, data.fit[user],
                                   data.probe[user], gallery, seed, suite.quantize, asdict(suite.split), scenarios,
-                                  m.needs)
+                                  m.needs, plugins.device)
                 protect_keys[user] = key
                 tasks.append(TaskNode(key, "protect", f"protect/{m.name}/{user}/{seed}", "protect",
                                       {"method": m.name, "user": user, "seed": seed}))

@@ -70,7 +70,7 @@ class Prepared:
 
         return DataInfo(users=list(self.users), gallery=[digests[p] for p in gallery], gallery_labels=labels,
                         probe=of("probe"), fit=of("fit"), user_gallery=of("gallery"),
-                        public=self.public_digest(), root=str(self.dataset.root), identities=len(self.splits))
+                        public=self.public_digest())
 
 
 def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:

@@ -87,7 +87,7 @@ class Runner:
         workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, methods, targets,
                               adversaries, surrogates, self.store.load_artifact, self.reporter.message)
         plugins = Plugins(method_infos, describe_targets(targets, surrogates, suite, calibration, self.reporter),
-                          adversary_infos, surrogate_ids(surrogates), dict(self.unavailable))
+                          adversary_infos, surrogate_ids(surrogates), dict(self.unavailable), self.device)
         return workspace, plugins
 
     def run(self) -> dict[str, Any]:

@@ -57,9 +57,9 @@ class Workspace:
         """The named method, bound to the run context for this seed."""
         return self.methods[name].bind(self.context, seed)
 
-    def adversary_context(self, method: str | None) -> AdversaryContext:
-        bound = self.methods[method].bind(self.context) if method else None
-        return AdversaryContext(run=self.context, public=self.data.public, method=bound,
+    def adversary_context(self, method: str) -> AdversaryContext:
+        """What an adaptive adversary may use against ``method``: never an evaluated user's photo."""
+        return AdversaryContext(run=self.context, public=self.data.public, method=self.methods[method].bind(self.context),
                                 surrogates=list(self.surrogates))
 
 

@@ -20,7 +20,7 @@ def suite(**changes):
 def data(**changes) -> DataInfo:
     base = DataInfo(users=["ann", "bob"], gallery=["g1", "g2", "g3", "g4"], gallery_labels=["ann", "bob", "cy", "cy"],
                     probe={"ann": ["pa"], "bob": ["pb"]}, fit={"ann": ["fa1", "fa2"], "bob": ["fb"]},
-                    user_gallery={"ann": ["g1"], "bob": ["g2"]}, public="pub0", root="/data", identities=3)
+                    user_gallery={"ann": ["g1"], "bob": ["g2"]}, public="pub0")
     return dataclasses.replace(base, **changes)
 
 
@@ -117,6 +117,11 @@ def test_gallery_photos_enter_protect_keys_only_in_the_gallery_scenario():
     moved = data(user_gallery={"ann": ["other"], "bob": ["g2"]})
     assert not changed(plan_run(probe_only, data(), plugins()), plan_run(probe_only, moved, plugins()))
     assert "protect/mask/ann/0" in changed(plan_run(both, data(), plugins()), plan_run(both, moved, plugins()))
+
+
+def test_the_device_rekeys_everything_computed_on_it():
+    base = plan_run(suite(), data(), plugins())
+    assert changed(base, plan_run(suite(), data(), plugins(device="cuda"))) == set(keys(base))
 
 
 def test_seeds_multiply_protect_and_eval_tasks():
