@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, similarity_fit
 from bench.paths import bench_home
+from bench.weights import sha256_of
 
 
 @dataclass(frozen=True)
@@ -42,18 +43,11 @@ class AlignedFace:
     landmarks: np.ndarray  # 5 x 2 in photo pixels
     box: np.ndarray  # x0, y0, x1, y1
     prob: float
+    digest: str = ""  # SHA-256 of the photo file (the cache key), so callers need not hash it again
 
 
 class FaceError(Exception):
     """A photo that cannot be used: unreadable, or no face found. The message says which and why."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -124,18 +118,20 @@ class Aligner:
 
     def align(self, path: str | os.PathLike) -> AlignedFace:
         try:
-            digest = file_sha256(path)
+            digest = sha256_of(Path(path))
         except OSError as exc:
             raise FaceError(f"cannot read {path}: {exc}") from exc
         cached = self._cache_path(digest)
         if cached.exists():
-            return self._load(cached)
-        try:
-            face = self._align_uncached(read_rgb(path))
-        except FaceError as exc:
-            self._save_failure(cached, str(exc))
-            raise FaceError(f"{path}: {exc}") from exc
-        self._save(cached, face)
+            face = self._load(cached)
+        else:
+            try:
+                face = self._align_uncached(read_rgb(path))
+            except FaceError as exc:
+                self._save_failure(cached, str(exc))
+                raise FaceError(f"{path}: {exc}") from exc
+            self._save(cached, face)
+        face.digest = digest
         return face
 
     def _align_uncached(self, rgb: np.ndarray) -> AlignedFace:

@@ -1,6 +1,7 @@
-"""Verification arithmetic for ``bench targets``: balanced folds, best threshold, k-fold accuracy, FAR thresholds.
+"""Verification arithmetic of a calibration: balanced folds, best-accuracy thresholds, k-fold accuracy and
+thresholds at a false-accept rate. Pure: arrays in, numbers out (``bench.calibrate`` runs it on LFW).
 
-Pure functions of scores and labels (no models, no files); ``bench.calibrate`` runs them on LFW embeddings.
+A pair is accepted as the same person when its cosine similarity is >= the threshold.
 """
 
 from __future__ import annotations
@@ -154,3 +155,7 @@ def threshold_at_far(top_desc: torch.Tensor | np.ndarray, n_impostors: int, far:
     if m == 0:
         return float(np.nextafter(top[0], np.inf))
     return float((top[m - 1] + top[m]) / 2)
+
+
+__all__ = ["PairSet", "balance_folds", "accuracy_at", "best_threshold", "kfold_accuracy", "impostor_top_scores",
+           "threshold_at_far"]

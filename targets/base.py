@@ -11,15 +11,14 @@ whose weights cannot be had reports ``available = False`` with the reason and is
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from bench.calibration_store import load_calibration
 from bench.canvas import Framing
-from bench.paths import bench_home
 from bench.weights import WeightError, WeightSpec, weight_status
 
 
@@ -98,9 +97,12 @@ class Target:
         raise NotImplementedError
 
     # -- calibration -----------------------------------------------------------------------------------
-    def thresholds(self) -> dict[str, float]:
-        """Cosine-similarity thresholds calibrated on LFW (keys ``far1e-2``, ``far1e-3``); empty if not yet run."""
-        return dict(load_calibration(self.name).get("thresholds", {}))
+    def thresholds(self, data: str | None) -> dict[str, float]:
+        """Cosine-similarity thresholds (keys ``far1e-2``, ``far1e-3``) calibrated on the LFW copy whose
+        fingerprint is ``data`` (the run passes the one under its data root); empty if not calibrated there."""
+        if data is None:
+            return {}
+        return dict(load_calibration(self.name, data).get("thresholds", {}))
 
 
 class TorchTarget(Target, torch.nn.Module):
@@ -143,20 +145,6 @@ class BlackBoxTarget(Target):
     def embed(self, canvases: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return super().embed(canvases.detach())
-
-
-def calibration_path(name: str):
-    return bench_home() / "calibration" / f"{name}.json"
-
-
-def load_calibration(name: str) -> dict[str, Any]:
-    path = calibration_path(name)
-    if not name or not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 __all__ = ["Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "WeightError", "load_calibration"]

@@ -20,7 +20,7 @@ from bench.store import ResultRow, RunStore
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 MAX_LINES = 400
 # Split on other branches (issue 9: runner.py on `seams`, tfjs.py on `targets`); drop each once merged.
-PENDING_SPLIT = {"runner.py", "tfjs.py"}
+PENDING_SPLIT = {"tfjs.py"}
 
 
 def _bench_imports(path: Path) -> set[str]:

@@ -1,9 +1,10 @@
 """``bench targets``: measure every registered face recognition target on LFW and show the zoo.
 
 For each available target: balanced 10-fold LFW verification accuracy, TAR at FAR 1e-2, cosine thresholds at
-FAR 1e-2 and 1e-3, and embedding time per face (``bench.calibrate``). Results are cached per target in
-``$BENCH_HOME/calibration/<name>.json`` and reused until the weights, the protocol or the LFW copy change (or
-``--recalibrate``). Unavailable targets are listed with the reason.
+FAR 1e-2 and 1e-3, and embedding time per face (``bench.calibrate``). Results are cached per target and per
+LFW copy in ``$BENCH_HOME/calibration/<name>/<fingerprint>.json`` (``bench.calibration_store``) and reused until
+the weights or the protocol change (or ``--recalibrate``); a run uses the calibration of the LFW copy under its
+own data root. Unavailable targets are listed with the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench.calibrate import calibrate, save_calibration, stale_reason
+from bench.calibrate import calibrate, stale_reason
+from bench.calibration_store import load_calibration, save_calibration
 from bench.commands._ui import wide_console
 from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
 from bench.formatting import number, percent
@@ -49,8 +51,6 @@ def rich_tracker(progress: Progress, prefix: str) -> Callable[[Iterable, int, st
 
 
 def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Progress) -> dict[str, Any]:
-    from targets.base import load_calibration
-
     entry = TARGETS.entry(name)
     ok, reason = entry.availability()
     cls = entry.cls
@@ -66,7 +66,7 @@ def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Prog
         return row
     overrides = {"device": args.device} if args.device else {}
     target = TARGETS.create(name, **overrides)
-    record = load_calibration(name)
+    record = load_calibration(name, fingerprint)
     why = "--recalibrate" if args.recalibrate else stale_reason(record, target, fingerprint)
     if why:
         progress.console.print(f"[bold]{name}[/bold]: calibrating on {lfw_root} ({why})")
