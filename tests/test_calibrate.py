@@ -164,10 +164,10 @@ def test_sface_calibration_on_a_small_lfw_subset(shared_data, aligner):
     assert stale_reason(record, target) == "cached calibration was on a subset of LFW"
 
 
-def _tiny_lfw(shared_data, root):
+def _tiny_lfw(lfw_root, root):
     """A two-fold LFW copy (links to real photos): 4 matched pairs per fold, and mismatched lines of which only
     one per fold names photos present, so each fold needs 3 drawn mismatched pairs."""
-    source = shared_data / "lfw" / "images"
+    source = lfw_root / "lfw" / "images"
     people = [d.name for d in sorted(source.iterdir()) if len(list(d.glob("*.jpg"))) >= 4][:8]
     for name in people:
         (root / "lfw" / "images" / name).mkdir(parents=True)
@@ -183,7 +183,7 @@ def _tiny_lfw(shared_data, root):
 
 
 @pytest.mark.slow
-def test_bench_targets_calibrates_once_then_reuses(shared_data, tmp_path, monkeypatch, capsys):
+def test_bench_targets_calibrates_once_then_reuses(lfw_root, tmp_path, monkeypatch, capsys):
     import json
 
     import targets.base
@@ -193,7 +193,7 @@ def test_bench_targets_calibrates_once_then_reuses(shared_data, tmp_path, monkey
     available, reason = TARGETS.entry("sface").availability()
     if not available:
         pytest.skip(reason)
-    _tiny_lfw(shared_data, tmp_path / "data")
+    _tiny_lfw(lfw_root, tmp_path / "data")
     monkeypatch.setattr(targets.base, "calibration_path", lambda name: tmp_path / "cal" / f"{name}.json")
     argv = ["targets", "--only", "sface", "--data-root", str(tmp_path / "data"), "--json"]
     assert main(argv) == 0
