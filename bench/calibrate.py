@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from bench.data import DataError, load_identity_folders
+from bench.integrity import write_checked
 
 CALIBRATION_VERSION = 1  # bump when the protocol or its arithmetic changes: cached calibrations are then redone
 FARS = {"far1e-2": 1e-2, "far1e-3": 1e-3}
@@ -486,10 +487,7 @@ def save_calibration(record: dict[str, Any]) -> Path:
     from targets.base import calibration_path
 
     path = calibration_path(record["name"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_checked(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
     return path
 
 

@@ -44,13 +44,14 @@ from bench.data import (
     resolve_data_root,
     split_identity,
 )
-from bench.faces import Aligner, FaceError
+from bench.faces import Aligner, IdentityFaces
 from bench.metrics import identity_templates, user_outcome
 from bench.quality import psnr, ssim
 from bench.registry import ATTACKS, METHODS, TARGETS, UnknownNameError
-from bench.store import ResultRow, RunStore
+from bench.store import ResultRow, RunStore, run_lock
 from bench.suites import Suite
-from bench.weights import WeightError, ensure, sha256_of
+from bench.validate import check_run_request
+from bench.weights import WeightError, ensure
 
 
 def content_key(*parts: Any) -> str:
@@ -149,15 +150,24 @@ class Reporter:
 class Runner:
     def __init__(
         self, suite: Suite, run_dir: str | os.PathLike, data_root: str | None = None, device: str = "cpu",
-        threads: int | None = None, reporter: Reporter | None = None,
+        threads: int | None = None, reporter: Reporter | None = None, wait: bool = True,
     ):
         self.suite = suite
-        self.store = RunStore(run_dir)
+        self.run_dir = Path(run_dir)
+        self._store: RunStore | None = None
+        self.wait = wait  # another run holds the folder: wait for it (True) or stop at once
         self.data_root = data_root
         self.device = device
         self.threads = threads or torch.get_num_threads()
         self.reporter = reporter or Reporter()
         self.unavailable: dict[str, str] = {}  # target/method name -> reason
+
+    @property
+    def store(self) -> RunStore:
+        """The run store, opened (and the run folder made) on first use: a refused run writes nothing."""
+        if self._store is None:
+            self._store = RunStore(self.run_dir)
+        return self._store
 
     # -- preparation --------------------------------------------------------------------------------------
     def validate_names(self) -> None:
@@ -198,6 +208,7 @@ class Runner:
         root, how = resolve_data_root(self.data_root)
         self.reporter.message(f"data: {root} ({how})")
         ds = load_identity_folders(root, self.suite.dataset, min_photos=self.suite.min_gallery_photos)
+        self.store.skip_many(ds.too_few.items())
         rng = np.random.default_rng(self.suite.split.seed)
         names = sorted(ds.identities)
         eligible = [n for n in names if len(ds.identities[n]) >= self.suite.min_user_photos]
@@ -220,19 +231,19 @@ class Runner:
                 splits[ident] = split_identity(ident, ds.identities[ident], self.suite.split)
             except DataError as exc:
                 self.store.skip(ident, str(exc))
-        needed = [p for ident, sp in splits.items()
-                  for p in (sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery)]
-        aligner = Aligner(device=self.device)
-        self.reporter.phase("align faces", len(needed))
+        needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
+                  for ident, sp in splits.items()}
+        # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)
+        chooser = IdentityFaces(Aligner(device=self.device, log=self.reporter.message))
+        self.reporter.phase("align faces", sum(map(len, needed.values())))
         canvases, digests = {}, {}
-        for p in needed:
-            try:
-                canvases[p] = aligner.align(p).canvas
-                digests[p] = sha256_of(p)
-            except FaceError as exc:
-                self.store.skip(str(p), str(exc))
-                self.reporter.message(f"[yellow]skipped[/yellow] {exc}")
-            self.reporter.advance()
+        for ident, photos in needed.items():
+            faces, skipped = chooser.align(ident, photos, others=ds.identities[ident], progress=self.reporter.advance)
+            for p, reason in skipped.items():
+                self.store.skip(str(p), reason)
+                self.reporter.message(f"[yellow]skipped[/yellow] {p}: {reason}")
+            for p, face in faces.items():
+                canvases[p], digests[p] = face.canvas, face.key
         for ident in list(splits):
             sp = splits[ident]
             sp.gallery, sp.probe, sp.fit = ([p for p in part if p in canvases] for part in (sp.gallery, sp.probe, sp.fit))
@@ -272,11 +283,11 @@ class Runner:
         tasks: list[Task] = []
         plan: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {}, "adversaries": self.adversary_names(),
                                 "scenarios": list(suite.scenarios)}
-        surrogate_ids = [(s.name, [sha256_of(ensure(w)) for w in type(s).weights], code_version(s)) for s in surrogates]
+        surrogate_ids = [(s.name, s.weight_digests(), code_version(s)) for s in surrogates]
 
         clean_keys = {}
         for tname, target in targets.items():
-            key = content_key("clean", tname, code_version(target), [w.sha256 for w in type(target).weights],
+            key = content_key("clean", tname, code_version(target), target.weight_digests(),
                               [data.digests[p] for p in gallery_photos],
                               {u: [data.digests[p] for p in data.splits[u].probe] for u in data.users})
             clean_keys[tname] = key
@@ -455,15 +466,11 @@ class Runner:
 
     # -- execution ------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        # Everything that can be checked without compute comes first, weights before any face detection, and
+        # nothing is written until it all passes.
+        check_run_request(self.suite, self.run_dir, self.data_root, self.device, self.threads)
         torch.set_num_threads(self.threads)
         self.validate_names()
-        self.store.set_meta("suite", self.suite.as_dict())
-        env = environment(self.device, self.threads)
-        self.store.set_meta("environment", env)
-        # A resumed run mixes tasks from several invocations: keep each one's time and code revision.
-        history = self.store.get_meta("invocations", [])
-        self.store.set_meta("invocations", [*history, {k: env.get(k) for k in ("created", "git_revision", "device")}])
-        data = self.prepare_data()
         targets = self.load_targets(self.target_names())
         extra = self.load_targets([s for s in self.suite.surrogates if s not in targets])
         surrogates = [targets.get(s) or extra.get(s) for s in self.suite.surrogates]
@@ -475,6 +482,17 @@ class Runner:
             if clash:
                 raise ValueError(f"evaluated targets {[t.name for t in clash]} are surrogates or run a surrogate's "
                                  "weights; set white_box=True to allow it")
+        with run_lock(self.run_dir, wait=self.wait, on_wait=self.reporter.message):
+            return self._run_locked(targets, surrogates)
+
+    def _run_locked(self, targets: dict[str, Any], surrogates: list[Any]) -> dict[str, Any]:
+        self.store.set_meta("suite", self.suite.as_dict())
+        env = environment(self.device, self.threads)
+        self.store.set_meta("environment", env)
+        # A resumed run mixes tasks from several invocations: keep each one's time and code revision.
+        history = self.store.get_meta("invocations", [])
+        self.store.set_meta("invocations", [*history, {k: env.get(k) for k in ("created", "git_revision", "device")}])
+        data = self.prepare_data()
         tasks, plan = self.plan(data, targets, surrogates)
         plan["surrogates"] = [s.name for s in surrogates]
         plan["device"] = self.device
@@ -516,6 +534,7 @@ class Runner:
                 self.reporter.advance(task.label)
                 continue
             t0 = time.perf_counter()
+            self.store.begin(task.key, task.label)
             try:
                 info, rows = task.fn()
             except Exception as exc:
