@@ -183,7 +183,7 @@ class Aligner:
                  log: Callable[[str], None] | None = None):
         self.settings = settings or AlignSettings()
         self.device = device
-        self.cache_dir = (cache_dir or bench_home() / "canvases") / self.settings.key()
+        self.cache_dir = (Path(cache_dir) if cache_dir else bench_home() / "canvases") / self.settings.key()
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self._detector: MTCNNDetector | None = None
 
@@ -309,11 +309,16 @@ class IdentityFaces:
             skipped.update({p: f"{len(faces)} faces; cannot tell which is {identity}: {why}"
                             for p, faces in several.items()})
             return {}
-        reference = embed(references).mean(0)
+        try:
+            reference = embed(references).mean(0)
+            sims_of = {path: embed([face.canvas for face in faces]) for path, faces in several.items()}
+        except Exception as exc:  # e.g. a recogniser whose embeddings are not finite: no face is chosen by it
+            self.unavailable, self.embed = f"{type(exc).__name__}: {exc}", None
+            return self._resolve(identity, several, found, others, skipped)
         reference /= max(float(np.linalg.norm(reference)), 1e-12)
         chosen = {}
         for path, faces in several.items():
-            sims = embed([face.canvas for face in faces]) @ reference
+            sims = sims_of[path] @ reference
             best = int(np.argmax(sims))
             if sims[best] >= self.check.min_cosine:
                 chosen[path] = faces[best]

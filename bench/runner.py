@@ -158,7 +158,7 @@ class Runner:
         self.wait = wait  # another run holds the folder: wait for it (True) or stop at once
         self.data_root = data_root
         self.device = device
-        self.threads = threads or torch.get_num_threads()
+        self.threads = torch.get_num_threads() if threads is None else threads
         self.reporter = reporter or Reporter()
         self.unavailable: dict[str, str] = {}  # target/method name -> reason
 
@@ -476,7 +476,9 @@ class Runner:
         surrogates = [targets.get(s) or extra.get(s) for s in self.suite.surrogates]
         surrogates = [s for s in surrogates if s is not None]  # the unavailable ones were reported by load_targets
         if not surrogates:
-            raise ValueError(f"none of the surrogates {list(self.suite.surrogates)} is available and differentiable")
+            why = "; ".join(f"{name}: {self.unavailable[name]}" for name in self.suite.surrogates if name in self.unavailable)
+            raise ValueError(f"none of the surrogates {list(self.suite.surrogates)} is available and differentiable"
+                             + (f" ({why})" if why else ""))
         if not self.suite.white_box:
             clash = [t for t in targets.values() if t.name in self.suite.surrogates or surrogate_twins(t, surrogates)]
             if clash:

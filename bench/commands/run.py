@@ -74,7 +74,7 @@ class LogReporter(Reporter):
                            f"elapsed {_clock(elapsed)} ETA {_clock(eta)} {label}", highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, soft_wrap=True)  # one line per message: logs are read and grepped line by line
 
 
 def _clock(seconds: float) -> str:
@@ -131,10 +131,10 @@ def run(args) -> int:
     try:
         suite = requested_suite(args)
     except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/red]")
+        console.print(f"[red]{escape(exc.args[0])}[/red]", soft_wrap=True)
         return 2
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     out = Path(args.out or f"runs/{suite.name}")
     reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
@@ -146,7 +146,7 @@ def run(args) -> int:
         with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
             runner.run()
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, RunFolderBusy) as exc:
-        console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False)
+        console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
         return 2
     paths = leaderboard.write(out, ("json", "csv", "md", "html"))
     console.print(leaderboard.to_markdown(leaderboard.build(runner.store)))
@@ -156,7 +156,7 @@ def run(args) -> int:
     if failed:
         label, error = failed[0]
         console.print(f"[red]{len(failed)} task(s) failed[/red] and count nowhere; first: {label}: "
-                      + escape(" ".join((error or "").split())), highlight=False)
+                      + escape(" ".join((error or "").split())), highlight=False, soft_wrap=True)
         return 1
     return 0
 
