@@ -101,7 +101,8 @@ def check_output_folder(out: Path) -> None:
             raise UsageError(f"--out {out} is a file, not a folder; choose a new folder or an existing run folder")
         if not os.access(out, os.W_OK | os.X_OK):
             raise UsageError(f"--out {out} is not writable; choose a folder you can write to")
-        if not (out / "store.sqlite").exists() and any(out.iterdir()):
+        # a run folder has its store, or at least the lock of a run that is just starting
+        if not any((out / name).exists() for name in ("store.sqlite", "run.lock")) and any(out.iterdir()):
             raise UsageError(f"--out {out} holds other files and is not a run folder; choose a new or empty folder")
         return
     parent = out.absolute().parent
