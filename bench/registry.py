@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import math
 import pkgutil
 import traceback
 import types
@@ -72,6 +73,8 @@ def build_config(config_cls: type, values: dict[str, Any], where: str) -> Any:
     except Exception:  # an annotation that does not resolve: leave the check to the config itself
         hints = {}
     for key, value in values.items():
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"{where}: {key}=nan is not a value; give a number")
         expected = _expected_type(value, hints.get(key))
         if expected:
             raise ConfigError(f"{where}: {key}={value!r} is not {expected}")
