@@ -73,6 +73,7 @@ class LocalExecutor:
                 reporter.advance(task.label)
                 continue
             t0 = time.perf_counter()
+            store.begin(task.key, task.label)
             try:
                 output = BODIES[task.body](workspace, **task.args)
             except Exception as exc:

@@ -19,7 +19,7 @@ import torch
 from bench.canvas import from_uint8
 from bench.context import PublicPhotos
 from bench.data import DataError, Dataset, IdentitySplit, load_identity_folders, split_identity
-from bench.faces import FaceError
+from bench.faces import IdentityFaces
 from bench.plan import DataInfo
 from bench.progress import Reporter
 from bench.suites import Suite
@@ -92,6 +92,8 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
                  reporter: Reporter) -> Prepared:
     """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
     ds = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
+    for ident, reason in ds.too_few.items():
+        skip(ident, reason)
     users, selected = select_identities(suite, ds)
     splits: dict[str, IdentitySplit] = {}
     for ident in selected:
@@ -99,18 +101,19 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
             splits[ident] = split_identity(ident, ds.identities[ident], suite.split)
         except DataError as exc:
             skip(ident, str(exc))
-    needed = [p for ident, sp in splits.items()
-              for p in (sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery)]
-    reporter.phase("align faces", len(needed))
+    needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
+              for ident, sp in splits.items()}
+    # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)
+    chooser = IdentityFaces(aligner)
+    reporter.phase("align faces", sum(map(len, needed.values())))
     canvases, digests = {}, {}
-    for p in needed:
-        try:
-            face = aligner.align(p)
-            canvases[p], digests[p] = face.canvas, face.digest
-        except FaceError as exc:
-            skip(str(p), str(exc))
-            reporter.message(f"[yellow]skipped[/yellow] {exc}")
-        reporter.advance()
+    for ident, photos in needed.items():
+        faces, skipped = chooser.align(ident, photos, others=ds.identities[ident], progress=reporter.advance)
+        for p, reason in skipped.items():
+            skip(str(p), reason)
+            reporter.message(f"[yellow]skipped[/yellow] {p}: {reason}")
+        for p, face in faces.items():
+            canvases[p], digests[p] = face.canvas, face.key
     for ident in list(splits):
         sp = splits[ident]
         sp.gallery, sp.probe, sp.fit = ([p for p in part if p in canvases] for part in (sp.gallery, sp.probe, sp.fit))

@@ -16,7 +16,7 @@ from bench.progress import Reporter
 from bench.provenance import code_version
 from bench.registry import ATTACKS, METHODS, TARGETS
 from bench.suites import Suite
-from bench.weights import WeightError, ensure, sha256_of
+from bench.weights import WeightError, ensure
 
 
 def expand(names: tuple[str, ...], registry) -> list[str]:
@@ -77,7 +77,7 @@ def surrogate_twins(target: Any, surrogates: list[Any]) -> list[str]:
 
 def surrogate_ids(surrogates: list[Any]) -> list[tuple[str, list[str], str]]:
     """What the protect keys hold of the surrogates: name, digests of the weight files, code version."""
-    return [(s.name, [sha256_of(ensure(w)) for w in type(s).weights], code_version(s)) for s in surrogates]
+    return [(s.name, s.weight_digests(), code_version(s)) for s in surrogates]
 
 
 def describe_targets(targets: dict[str, Any], surrogates: list[Any], suite: Suite, calibration: str | None,
@@ -92,7 +92,7 @@ def describe_targets(targets: dict[str, Any], surrogates: list[Any], suite: Suit
         if not thresholds and calibrations(name):
             reporter.message(f"[yellow]target {name}[/yellow]: calibrated only on other LFW copies than the one under "
                              "this data root; verification PSR is left out (run `bench targets --data-root ...`)")
-        infos.append(TargetInfo(name, code_version(target), [w.sha256 for w in type(target).weights], thresholds,
+        infos.append(TargetInfo(name, code_version(target), target.weight_digests(), thresholds,
                                 calibration if thresholds else None, target.differentiable,
                                 name in suite.surrogates or bool(twins), twins))
     return infos

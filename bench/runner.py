@@ -44,27 +44,38 @@ from bench.resources import (
     surrogate_twins,
     validate_names,
 )
-from bench.store import RunStore
+from bench.store import RunStore, run_lock
 from bench.suites import Suite
 from bench.tasks import Workspace
+from bench.validate import check_run_request
 
 
 class Runner:
     def __init__(
         self, suite: Suite, run_dir: str | os.PathLike, data_root: str | None = None, device: str = "cpu",
         threads: int | None = None, reporter: Reporter | None = None, executor: Executor | None = None,
+        wait: bool = True,
     ):
         self.suite = suite
-        self.store = RunStore(run_dir)
+        self.run_dir = Path(run_dir)
+        self._store: RunStore | None = None
+        self.wait = wait  # another run holds the folder: wait for it (True) or stop at once
         self.data_root = data_root
         self.device = device
-        self.threads = threads or torch.get_num_threads()
+        self.threads = torch.get_num_threads() if threads is None else threads
         self.reporter = reporter or Reporter()
         self.executor = executor or LocalExecutor()
         self.unavailable: dict[str, str] = {}  # target name -> reason
 
-    def load_plugins(self, root: Path, aligner: Aligner, data: Prepared) -> tuple[Workspace, Plugins]:
-        """Targets, surrogates, methods (bound to the run context, needs resolved) and adversaries."""
+    @property
+    def store(self) -> RunStore:
+        """The run store, opened (and the run folder made) on first use: a refused run writes nothing."""
+        if self._store is None:
+            self._store = RunStore(self.run_dir)
+        return self._store
+
+    def load_models(self) -> tuple[dict[str, Any], list[Any]]:
+        """Evaluated targets and surrogates, weights fetched and verified: before any face is detected."""
         suite = self.suite
         targets = load_targets(expand(suite.targets, TARGETS), self.device, self.unavailable, self.reporter)
         extra = load_targets([s for s in suite.surrogates if s not in targets], self.device, self.unavailable,
@@ -72,12 +83,20 @@ class Runner:
         surrogates = [targets.get(s) or extra.get(s) for s in suite.surrogates]
         surrogates = [s for s in surrogates if s is not None]  # the unavailable ones were reported by load_targets
         if not surrogates:
-            raise ValueError(f"none of the surrogates {list(suite.surrogates)} is available and differentiable")
+            why = "; ".join(f"{name}: {self.unavailable[name]}" for name in suite.surrogates if name in self.unavailable)
+            raise ValueError(f"none of the surrogates {list(suite.surrogates)} is available and differentiable"
+                             + (f" ({why})" if why else ""))
         if not suite.white_box:
             clash = [t for t in targets.values() if t.name in suite.surrogates or surrogate_twins(t, surrogates)]
             if clash:
                 raise ValueError(f"evaluated targets {[t.name for t in clash]} are surrogates or run a surrogate's "
                                  "weights; set white_box=True to allow it")
+        return targets, surrogates
+
+    def load_plugins(self, root: Path, aligner: Aligner, data: Prepared, targets: dict[str, Any],
+                     surrogates: list[Any]) -> tuple[Workspace, Plugins]:
+        """Methods (bound to the run context, needs resolved) and adversaries, beside the loaded models."""
+        suite = self.suite
         bank = BankBuilder(root, suite.dataset, set(data.users), aligner, self.reporter)
         context = RunContext(device=self.device, seed=suite.split.seed, data_root=root,
                              cache_dir=self.store.run_dir / "cache", bank_provider=bank.bank)
@@ -91,17 +110,25 @@ class Runner:
         return workspace, plugins
 
     def run(self) -> dict[str, Any]:
+        # Everything that can be checked without compute comes first, weights before any face detection, and
+        # nothing is written until it all passes.
+        check_run_request(self.suite, self.run_dir, self.data_root, self.device, self.threads)
         torch.set_num_threads(self.threads)
         validate_names(self.suite)
+        targets, surrogates = self.load_models()
+        with run_lock(self.run_dir, wait=self.wait, on_wait=self.reporter.message):
+            return self._run_locked(targets, surrogates)
+
+    def _run_locked(self, targets: dict[str, Any], surrogates: list[Any]) -> dict[str, Any]:
         self.store.set_meta("suite", self.suite.as_dict())
         env = environment(self.device, self.threads)
         self.store.set_meta("environment", env)
         record_invocation(self.store, env)
         root, how = resolve_data_root(self.data_root)
         self.reporter.message(f"data: {root} ({how})")
-        aligner = Aligner(device=self.device)
+        aligner = Aligner(device=self.device, log=self.reporter.message)
         data = prepare_data(self.suite, root, aligner, self.store.skip, self.reporter)
-        workspace, plugins = self.load_plugins(root, aligner, data)
+        workspace, plugins = self.load_plugins(root, aligner, data, targets, surrogates)
         graph = plan_run(self.suite, data.describe(), plugins)
         plan = graph.meta
         plan["surrogates"] = [s.name for s in workspace.surrogates]
