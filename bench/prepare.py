@@ -12,17 +12,26 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from bench.canvas import from_uint8
 from bench.context import PublicPhotos
-from bench.data import DataError, Dataset, IdentitySplit, load_identity_folders, split_identity
+from bench.data import (
+    DataError,
+    Dataset,
+    IdentitySplit,
+    load_identity_folders,
+    resolve_data_root,
+    split_identity,
+)
 from bench.faces import IdentityFaces
 from bench.plan import DataInfo
 from bench.progress import Reporter
 from bench.suites import Suite
+from bench.validate import UsageError, check_device, check_output_folder
 
 
 @dataclass
@@ -126,4 +135,25 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
     return Prepared(ds, users, splits, canvases, digests)
 
 
-__all__ = ["Prepared", "prepare_data", "select_identities"]
+def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: str, threads: int | None) -> None:
+    """Everything about a run that can be checked without compute: device, threads, the output folder, the
+    data root and whether it holds enough identities for the suite. Raises :class:`UsageError`."""
+    check_device(device)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"--threads {threads!r} is out of range; allowed: --threads >= 1")
+    check_output_folder(run_dir)
+    try:
+        root, _ = resolve_data_root(data_root)
+        dataset = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    eligible = sum(len(photos) >= suite.min_user_photos for photos in dataset.identities.values())
+    if eligible < suite.users:
+        raise UsageError(
+            f"users={suite.users} is out of range for {dataset.root}: it has {eligible} identities with >= "
+            f"{suite.min_user_photos} photos; allowed: 1 <= users <= {eligible}" if eligible else
+            f"{dataset.root} has no identity with >= {suite.min_user_photos} photos, as a protected user needs"
+        )
+
+
+__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities"]

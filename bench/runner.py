@@ -30,7 +30,7 @@ from bench.executors import Executor, LocalExecutor
 from bench.faces import Aligner
 from bench.identity_bank import BankBuilder
 from bench.plan import Plugins, TaskGraph, plan_run
-from bench.prepare import Prepared, prepare_data
+from bench.prepare import Prepared, check_run_request, prepare_data
 from bench.progress import Reporter
 from bench.provenance import content_key, environment, record_invocation
 from bench.registry import TARGETS, UnknownNameError
@@ -47,7 +47,6 @@ from bench.resources import (
 from bench.store import RunStore, run_lock
 from bench.suites import Suite
 from bench.tasks import Workspace
-from bench.validate import check_run_request
 
 
 class Runner:

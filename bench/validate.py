@@ -112,26 +112,3 @@ def check_output_folder(out: Path) -> None:
         raise UsageError(f"--out {out} cannot be created: {parent} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out} cannot be created: {parent} is not writable")
-
-
-def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: str, threads: int | None) -> None:
-    """Everything about a run that can be checked without compute: device, threads, the output folder, the
-    data root and whether it holds enough identities for the suite. Raises :class:`UsageError`."""
-    from bench.data import DataError, load_identity_folders, resolve_data_root
-
-    check_device(device)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise UsageError(f"--threads {threads!r} is out of range; allowed: --threads >= 1")
-    check_output_folder(run_dir)
-    try:
-        root, _ = resolve_data_root(data_root)
-        dataset = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
-    except DataError as exc:
-        raise UsageError(str(exc)) from None
-    eligible = sum(len(photos) >= suite.min_user_photos for photos in dataset.identities.values())
-    if eligible < suite.users:
-        raise UsageError(
-            f"users={suite.users} is out of range for {dataset.root}: it has {eligible} identities with >= "
-            f"{suite.min_user_photos} photos; allowed: 1 <= users <= {eligible}" if eligible else
-            f"{dataset.root} has no identity with >= {suite.min_user_photos} photos, as a protected user needs"
-        )
