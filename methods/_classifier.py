@@ -3,8 +3,8 @@ universal, patch and query-only attacks) see face recognisers.
 
 Not a plug-in (the leading underscore keeps the registry from importing it as one). torchattacks attacks a
 classifier ``model(images in [0, 1]) -> logits`` with the true class as label. A face recogniser embeds, so the
-classes here are identities with one template each: the ``bank_identities`` people of the identity bank
-(``methods._identity_bank``: people who are not evaluated users) and, last, the user, whose template is the unit
+classes here are identities with one template each: the ``bank_identities`` people of the run's identity bank
+(``bench.identity_bank``, handed over by the run context: people who are not evaluated users) and, last, the user, whose template is the unit
 mean embedding of their fit photos. For canvases x (N x 3 x S x S in [0, 1]; any S, since DI pads to a larger
 square and every target's ``Framing.crop`` resamples any size)
 
@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from methods._identity_bank import BankSpec, IdentityBank, bank_availability, load_bank
 from methods._universal import check_photos, surrogate_name
+from bench.context import Need
+from bench.identity_bank import IdentityBank
 from methods.base import GOALS, Method, Protector, seeded_generator
 from targets.base import Target
 
@@ -44,7 +45,6 @@ class ClassifierConfig:
     scale: float = COSINE_SCALE
     bank_identities: int = 40
     bank_photos: int = 2
-    bank_root: str | None = None
     batch_size: int = 8
 
     def __post_init__(self) -> None:
@@ -52,11 +52,8 @@ class ClassifierConfig:
             raise ValueError(f"goal must be one of {GOALS}, got {self.goal!r}")
         if self.scale <= 0 or self.batch_size < 1:
             raise ValueError("the identity classifier needs scale > 0 and batch_size >= 1")
-        BankSpec(self.bank_identities, self.bank_photos, self.bank_root)  # validates the counts
-
-    @property
-    def bank(self) -> BankSpec:
-        return BankSpec(self.bank_identities, self.bank_photos, self.bank_root)
+        if self.bank_identities < 1 or self.bank_photos < 1:
+            raise ValueError("the identity bank needs bank_identities >= 1 and bank_photos >= 1")
 
 
 def check_linf(name: str, epsilon: float, step_size: float, steps: int) -> None:
@@ -130,13 +127,12 @@ class ClassifierMethod(Method):
         return {**super().describe(**preset),
                 "classifier": "scale x cosine to templates of the identity bank and the user (methods._classifier)"}
 
-    @classmethod
-    def availability(cls, **preset: Any) -> tuple[bool, str | None]:
-        return bank_availability(cls.Config(**preset).bank)
+    def needs(self) -> list[Need]:
+        return [Need("identity_bank", (self.config.bank_identities, self.config.bank_photos))]
 
     def identity_bank(self) -> IdentityBank:
-        """The one place these methods take the identity bank (to become ``self.context.identity_bank``)."""
-        return load_bank(self.config.bank)
+        """The one place these methods take the identity bank: from the run context they are bound to."""
+        return self.context.identity_bank(self.config.bank_identities, self.config.bank_photos)
 
     def check_surrogates(self, surrogates: list[Target]) -> None:
         if not surrogates:

@@ -7,11 +7,17 @@ returns protected canvases. Canvases are N x 3 x 224 x 224 RGB floats in [0, 1] 
   photos and applied instantly to photos it never saw. The mask is a key: ``deobfuscate`` removes it.
 - ``kind = "per-image"``: optimises every photo inside ``protect`` (Fawkes, LowKey, TIP-IM, PGD).
 
-Budgets: ``linf`` (max |x' - x| on the 0..1 scale), ``dssim``, ``l2`` (per-photo L2 norm of x' - x) or ``area``
-(the share of canvas pixels a region patch may change, colours unbounded there); ``Method.budget()`` declares it
-and the harness checks the norm bounds on every protected photo (``Budget.violation``). A method with no bound
-at all (an obfuscation, an L2-minimising attack) says so in ``note``. Surrogates are targets chosen by the suite (never the evaluated
-target unless the suite says white-box).
+Budgets: ``linf`` (max |x' - x| on the 0..1 scale), ``dssim`` ((1 - SSIM) / 2 on the canvas face box,
+``bench.canvas.face_region``), ``l2`` (per-photo L2 norm of x' - x) and/or ``area`` (the share of canvas pixels a
+region patch may change, colours unbounded there); ``Method.budget()`` declares them and the harness checks every
+declared bound on every protected photo (``bench.budget``): a method that exceeds one fails its task. A method with
+no bound at all (an obfuscation, an L2-minimising attack) says what limits its change in ``note``. Surrogates are
+targets chosen by the suite (never the evaluated target unless the suite says white-box).
+
+Run state comes from the run: the harness calls ``bind(context)`` before ``fit``, and a method takes from
+``self.context`` (``bench.context.RunContext``) only what its ``needs()`` declare (e.g. the identity bank), so
+that it enters the task key. A method used outside a run is bound by hand to
+``bench.identity_bank.standalone_context(data_root=...)``.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ from typing import Any, ClassVar
 
 import torch
 
+from bench.context import ContextError, Need, RunContext
 from targets.base import Target
 
 
 @dataclass
 class Budget:
     linf: float | None = None  # on the 0..1 scale
-    dssim: float | None = None  # (1 - SSIM) / 2 upper bound
+    dssim: float | None = None  # (1 - SSIM) / 2 upper bound, on the canvas face box
     l2: float | None = None  # per-photo L2 norm of x' - x over the whole canvas, on the 0..1 scale
     area: float | None = None  # largest share of canvas pixels that may change (region patches)
     note: str | None = None  # what bounds the change when no norm does (e.g. "blur sigma 3 px, unbounded")
@@ -52,21 +59,9 @@ class Budget:
             parts.append(self.note)
         return ", ".join(parts) or "none declared"
 
-    def violation(self, protected: torch.Tensor, clean: torch.Tensor) -> str | None:
-        """What exceeds the declared L-inf, L2 or area bound on these photos, or None (DSSIM is the method's own
-        check). Tolerances absorb float rounding only."""
-        if not len(clean):
-            return None
-        diff = (protected - clean).flatten(1)
-        if self.linf is not None and (worst := float(diff.abs().max())) > self.linf + 1e-5:
-            return f"L-inf {worst:.5f} > {self.linf:.5f}"
-        if self.l2 is not None and (worst := float(diff.norm(dim=1).max())) > self.l2 * (1 + 1e-4) + 1e-5:
-            return f"L2 {worst:.4f} > {self.l2:.4f}"
-        if self.area is not None:
-            changed = ((protected - clean).abs() > 1e-6).any(1).flatten(1).float().mean(1)
-            if (worst := float(changed.max())) > self.area + 1e-6:
-                return f"changed {100 * worst:.2f}% of the canvas > area {100 * self.area:.2f}%"
-        return None
+    def bounds(self) -> dict[str, float]:
+        """The numeric bounds the harness checks on every photo (``bench.budget.check_budget``); ``note`` is text."""
+        return {k: v for k, v in self.as_dict().items() if k != "note"}
 
 
 class Protector:
@@ -134,9 +129,32 @@ class Method:
     # "dodging": the user is not recognised as themself; "impersonation": recognised as a chosen other identity.
     # A class whose presets differ in goal reads it from its config (a property).
     goal: ClassVar[str] = "dodging"
+    _context: RunContext | None = None
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
+
+    def needs(self) -> list[Need]:
+        """What ``fit``/``protect`` take from the run context (resolved and keyed by the harness)."""
+        return []
+
+    def bind(self, context: RunContext, seed: int | None = None) -> Method:
+        """Hand the method its run context (granting exactly what ``needs()`` declares); returns the method."""
+        self._context = context.for_plugin(self.needs(), seed)
+        return self
+
+    @property
+    def context(self) -> RunContext:
+        if self._context is None:
+            raise ContextError(f"{self.name} is not bound to a run context: `bench run` binds it; outside a run call "
+                               f"method.bind(bench.identity_bank.standalone_context(data_root=...)) first")
+        return self._context
+
+    @property
+    def holds_key(self) -> bool:
+        """Whether its protectors hold a key the owner can remove (``Protector.deobfuscate``): universal masks do.
+        The harness measures key-holder accuracy for these."""
+        return self.kind == "universal"
 
     @classmethod
     def describe(cls, **preset: Any) -> dict[str, Any]:
