@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from methods._universal import check_photos, surrogate_name
 from bench.context import Need
 from bench.identity_bank import IdentityBank
+from methods._universal import check_photos, surrogate_name
 from methods.base import GOALS, Method, Protector, seeded_generator
 from targets.base import Target
 

@@ -101,7 +101,7 @@ def lfw_faces(lfw_root, aligner) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
-def sface_surrogate():
+def sface():
     """The SFace target, loaded: the surrogate the method tests optimise against."""
     from bench.registry import TARGETS
 
@@ -111,6 +111,14 @@ def sface_surrogate():
         pytest.skip(f"sface unavailable: {reason}")
     target.load()
     return target
+
+
+@pytest.fixture(scope="module")
+def context(lfw_root, request):
+    """What a run would hand a method: the identity bank from the data root, without the test module's ``USER``."""
+    from bench.identity_bank import standalone_context
+
+    return standalone_context(lfw_root, exclude=(request.module.USER,))
 
 
 @pytest.hookimpl(hookwrapper=True)

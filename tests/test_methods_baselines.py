@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, FACE_BOX
 from bench.budget import check_budget
+from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, FACE_BOX
+from bench.context import ContextError, Need
 from bench.registry import METHODS, TARGETS
 from methods._classifier import seeded
 from methods._regions import REGIONS, region_area, region_map
@@ -21,44 +22,39 @@ SMALL_BANK = {"bank_identities": 6, "bank_photos": 1}
 
 
 @pytest.fixture(scope="module")
-def sface(sface_surrogate):
-    return sface_surrogate
-
-
-@pytest.fixture(scope="module")
 def user(lfw_faces):
     photos = lfw_faces[USER]
     return photos[:3], photos[4:6]
 
 
 @pytest.fixture(scope="module")
-def classifier(sface, user):
-    return METHODS.create("mi-fgsm", **SMALL_BANK).classifier(user[0], [sface], seed=0)
+def classifier(sface, user, context):
+    return METHODS.create("mi-fgsm", **SMALL_BANK).bind(context).classifier(user[0], [sface], seed=0)
 
 
-def test_classifier_recognises_the_user_and_the_bank(classifier, sface, user):
+def test_classifier_recognises_the_user_and_the_bank(classifier, sface, user, context):
     """Clean held-out photos of the user are classified as the user; each bank identity's own photos as itself."""
     with torch.no_grad():
         logits = classifier(user[1])
     assert logits.shape == (2, 7) and classifier.names[-1] == "user"
     assert (logits.argmax(1) == classifier.user_index).all(), logits
     assert classifier.label == classifier.user_index
-    method = METHODS.create("mi-fgsm", **SMALL_BANK)
+    method = METHODS.create("mi-fgsm", **SMALL_BANK).bind(context)
     bank = method.identity_bank()
     with torch.no_grad():
         own = classifier(bank.canvases).argmax(1)
     assert (own == bank.owner).float().mean() >= 0.8, own
 
 
-def test_impersonation_target_is_a_bank_identity_fixed_by_the_seed(sface, user):
-    method = METHODS.create("mi-fgsm-impersonation", **SMALL_BANK)
+def test_impersonation_target_is_a_bank_identity_fixed_by_the_seed(sface, user, context):
+    method = METHODS.create("mi-fgsm-impersonation", **SMALL_BANK).bind(context)
     labels = [method.classifier(user[0], [sface], seed).label for seed in (0, 0, 1, 2, 3)]
     assert labels[0] == labels[1]
     assert all(0 <= label < 6 for label in labels) and len(set(labels)) > 1
 
 
-def test_impersonation_moves_towards_the_target(sface, user):
-    method = METHODS.create("mi-fgsm-impersonation", steps=4, **SMALL_BANK)
+def test_impersonation_moves_towards_the_target(sface, user, context):
+    method = METHODS.create("mi-fgsm-impersonation", steps=4, **SMALL_BANK).bind(context)
     protector = method.fit(user[0], [sface], seed=0)
     protected = protector.protect(user[1])
     model = protector.model
@@ -66,6 +62,13 @@ def test_impersonation_moves_towards_the_target(sface, user):
         before, after = model(user[1]).softmax(1), model(protected).softmax(1)
     assert (after[:, model.label] > before[:, model.label]).all()
     assert protector.info()["label"] == model.names[model.label] != "user"
+
+
+def test_the_bank_comes_from_the_run_context_it_declares(sface, user):
+    method = METHODS.create("mi-fgsm", **SMALL_BANK)
+    assert method.needs() == [Need("identity_bank", (6, 1))]
+    with pytest.raises(ContextError, match="not bound to a run context"):
+        method.fit(user[0], [sface], seed=0)
 
 
 def test_seeded_restores_the_callers_rng():
@@ -87,18 +90,18 @@ def test_attacks_without_a_targeted_mode_refuse_impersonation():
         METHODS.create("mi-fgsm", goal="hiding")
 
 
-def test_square_queries_a_black_box_target(user):
+def test_square_queries_a_black_box_target(user, context):
     """Square needs no gradients: it runs on OpenCV's SFace, a black box, and stays in its L-inf ball."""
     target = TARGETS.create("sface-cv2")
     ok, reason = type(target).availability()
     if not ok:
         pytest.skip(f"sface-cv2 unavailable: {reason}")
-    method = METHODS.create("square", queries=15, **SMALL_BANK)
+    method = METHODS.create("square", queries=15, **SMALL_BANK).bind(context)
     clean = user[1][:1]
     protected = method.fit(user[0], [target], seed=0).protect(clean)
     assert 0 < (protected - clean).abs().max() <= method.config.epsilon + 1e-6
     with pytest.raises(ValueError, match="differentiable"):
-        METHODS.create("mi-fgsm", **SMALL_BANK).fit(user[0], [target], seed=0)
+        METHODS.create("mi-fgsm", **SMALL_BANK).bind(context).fit(user[0], [target], seed=0)
 
 
 def test_regions_sit_on_the_face():
@@ -117,8 +120,8 @@ def test_regions_sit_on_the_face():
     assert region_map("eye-bar", 112).shape[-1] == 112
 
 
-def test_region_patch_changes_only_its_region(sface, user):
-    method = METHODS.create("adv-glasses", iterations=3, **SMALL_BANK)
+def test_region_patch_changes_only_its_region(sface, user, context):
+    method = METHODS.create("adv-glasses", iterations=3, **SMALL_BANK).bind(context)
     protector = method.fit(user[0], [sface], seed=0)
     protected = protector.protect(user[1])
     region = protector.state()["region"].bool().expand_as(protected)

@@ -15,7 +15,7 @@ import torch
 
 from bench.canvas import FACE_BOX
 from bench.identity_bank import standalone_context
-from bench.registry import METHODS, TARGETS
+from bench.registry import METHODS
 from methods.chameleon import LAMBDA_MAX, LAMBDA_MIN, focal_diversity, next_lambda, select_team
 from methods.opom import affine_hull_residual, convex_hull_weights, project_simplex
 
@@ -43,16 +43,6 @@ def overrides(name: str, wanted: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def sface():
-    target = TARGETS.create("sface")
-    ok, reason = type(target).availability()
-    if not ok:
-        pytest.skip(f"sface unavailable: {reason}")
-    target.load()
-    return target
-
-
-@pytest.fixture(scope="module")
 def user(lfw_faces):
     photos = lfw_faces[USER]
     return photos[:4], photos[4:]  # fit photos, held-out photos
@@ -61,10 +51,10 @@ def user(lfw_faces):
 _fitted: dict = {}
 
 
-def fitted(name: str, wanted: dict, sface, fit_photos: torch.Tensor, seed: int = 0):
+def fitted(name: str, wanted: dict, sface, context, fit_photos: torch.Tensor, seed: int = 0):
     key = (name, tuple(sorted(wanted.items())), len(fit_photos), seed)
     if key not in _fitted:
-        method = METHODS.create(name, **overrides(name, wanted))
+        method = METHODS.create(name, **overrides(name, wanted)).bind(context)
         _fitted[key] = (method, method.fit(fit_photos, [sface], seed=seed))
     return _fitted[key]
 
@@ -75,9 +65,9 @@ def test_universal_methods_registered():
 
 
 @pytest.mark.parametrize("name", UNIVERSAL)
-def test_budget_range_and_face_box(name, sface, user):
+def test_budget_range_and_face_box(name, sface, user, context):
     fit_photos, held = user
-    method, protector = fitted(name, SHORT, sface, fit_photos[:2])
+    method, protector = fitted(name, SHORT, sface, context, fit_photos[:2])
     protected = protector.protect(held)
     eps = method.budget().linf
     assert eps is not None and protected.shape == held.shape
@@ -93,10 +83,10 @@ def test_budget_range_and_face_box(name, sface, user):
 
 
 @pytest.mark.parametrize("name", UNIVERSAL)
-def test_same_seed_same_mask(name, sface, user):
+def test_same_seed_same_mask(name, sface, user, context):
     fit_photos = user[0][:2]
-    _, first = fitted(name, SHORT, sface, fit_photos)
-    method = METHODS.create(name, **overrides(name, SHORT))
+    _, first = fitted(name, SHORT, sface, context, fit_photos)
+    method = METHODS.create(name, **overrides(name, SHORT)).bind(context)
     again = method.fit(fit_photos, [sface], seed=0).state()["mask"]
     other = method.fit(fit_photos, [sface], seed=1).state()["mask"]
     assert torch.equal(first.state()["mask"], again)
@@ -104,11 +94,11 @@ def test_same_seed_same_mask(name, sface, user):
 
 
 @pytest.mark.parametrize("name", UNIVERSAL)
-def test_fitted_mask_moves_unseen_photos_away(name, sface, user):
+def test_fitted_mask_moves_unseen_photos_away(name, sface, user, context):
     """On photos the mask never saw, the fitted mask turns SFace further from the clean embedding than a control
     of the same per-pixel magnitudes with random signs does."""
     fit_photos, held = user
-    _, protector = fitted(name, STRONG, sface, fit_photos)
+    _, protector = fitted(name, STRONG, sface, context, fit_photos)
     mask = protector.state()["mask"]
     gen = torch.Generator().manual_seed(7)
     control = mask.abs() * (torch.randint(0, 2, mask.shape, generator=gen) * 2 - 1)
@@ -121,9 +111,9 @@ def test_fitted_mask_moves_unseen_photos_away(name, sface, user):
     )
 
 
-def test_chameleon_deobfuscate_restores_clean_embedding(sface, user):
+def test_chameleon_deobfuscate_restores_clean_embedding(sface, user, context):
     fit_photos, held = user
-    _, protector = fitted("chameleon", STRONG, sface, fit_photos)
+    _, protector = fitted("chameleon", STRONG, sface, context, fit_photos)
     assert protector.has_key
     with torch.no_grad():
         clean = sface.embed(held)
