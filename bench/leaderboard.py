@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bench.metrics import summarise
+from bench.robustness import adaptation_seconds, robustness_fields
 from bench.store import RunStore
 
 PRIMARY_SCORE = "psr_top1_worst"
@@ -91,7 +92,10 @@ def build(store: RunStore) -> dict[str, Any]:
                         eval_rows[(aname, tname)] = None
                         entry.setdefault("failed_cells", {})[f"{tname}|{aname}"] = (store.task(key) or {}).get("error")
         for scenario in plan.get("scenarios", ["probe"]):
-            entries.append(_scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario))
+            scored = _scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario)
+            scored.update(robustness_fields(scored["psr"], plan.get("adversary_kinds", {}), m.get("unseen_targets", [])),
+                          surrogates=m.get("surrogates"), adapt_s=adaptation_seconds(eval_rows) or None)
+            entries.append(scored)
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
     clean = {}
     for tname, key in plan.get("clean_eval", {}).items():

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 import bench
 from bench.canvas import face_region, from_uint8, to_uint8
+from bench.context import AdversaryContext, RunContext
 from bench.data import (
     DataError,
     Dataset,
@@ -46,6 +47,8 @@ from bench.data import (
 )
 from bench.faces import Aligner, FaceError
 from bench.metrics import identity_templates, user_outcome
+from bench.paths import bench_home
+from bench.public import owner_photos
 from bench.quality import psnr, ssim
 from bench.registry import ATTACKS, METHODS, TARGETS, UnknownNameError
 from bench.store import ResultRow, RunStore
@@ -172,6 +175,12 @@ class Runner:
                              f"(its methods: {', '.join(self.method_names())})")
         for mname in self.method_names():  # a bad config key or value fails here, not hours into the run
             METHODS.create(mname, **self.suite.method_overrides.get(mname, {}))
+        stray = sorted(set(self.suite.adversary_overrides) - set(self.adversary_names()))
+        if stray:
+            raise ValueError(f"config overrides for adversaries {stray}, which this run does not include "
+                             f"(its adversaries: {', '.join(self.adversary_names())})")
+        for aname in self.adversary_names():
+            ATTACKS.create(aname, **self.suite.adversary_overrides.get(aname, {}))
         black_box = [name for name in self.suite.surrogates if not TARGETS.entry(name).cls.differentiable]
         if black_box:
             usable = [n for n in TARGETS.names() if TARGETS.entry(n).cls.differentiable]
@@ -270,7 +279,9 @@ class Runner:
         gallery_photos, gallery_labels = data.gallery()
         split_desc = asdict(suite.split)
         tasks: list[Task] = []
+        adversaries = {a: ATTACKS.create(a, **suite.adversary_overrides.get(a, {})) for a in self.adversary_names()}
         plan: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {}, "adversaries": self.adversary_names(),
+                                "adversary_kinds": {a: adv.kind for a, adv in adversaries.items()},
                                 "scenarios": list(suite.scenarios)}
         surrogate_ids = [(s.name, [sha256_of(ensure(w)) for w in type(s).weights], code_version(s)) for s in surrogates]
 
@@ -304,7 +315,9 @@ class Runner:
                 entry["status"], entry["reason"] = "unavailable", reason
                 continue
             entry.update(kind=method.kind, budget=method.budget().as_dict(), config=asdict(method.config),
-                         status="planned")
+                         status="planned", surrogates=[s.name for s in surrogates],
+                         unseen_targets=[t for t, v in plan["targets"].items()
+                                         if "unavailable" not in v and not v["white_box"]])
             for seed in suite.seeds:
                 for user in data.users:
                     sp = data.splits[user]
@@ -316,8 +329,7 @@ class Runner:
                                       self._protect_task(key, method, surrogates, data, user, seed)))
             for seed in suite.seeds:
                 protect_keys = entry["protect"][str(seed)]
-                for aname in self.adversary_names():
-                    adversary = ATTACKS.create(aname)
+                for aname, adversary in adversaries.items():
                     for tname, target in targets.items():
                         key = content_key("eval", mname, aname, asdict(adversary.config), code_version(adversary),
                                           tname, clean_keys[tname], protect_keys, target.thresholds(),
@@ -325,7 +337,7 @@ class Runner:
                         entry["eval"].setdefault(str(seed), {}).setdefault(aname, {})[tname] = key
                         tasks.append(Task(key, "eval", f"eval/{mname}/{aname}/{tname}",
                                           self._eval_task(key, mname, adversary, target, clean_keys[tname],
-                                                          protect_keys, data),
+                                                          protect_keys, data, method, surrogates),
                                           deps=[clean_keys[tname], *protect_keys.values()]))
         plan["clean_eval"] = {}
         for tname, target in targets.items():
@@ -406,11 +418,24 @@ class Runner:
             self.reporter.message(f"[yellow]LPIPS unavailable[/yellow]: {exc}")
             return None
 
-    def _eval_task(self, key, mname, adversary, target, clean_key, protect_keys, data: Prepared):
+    def _adversary_context(self, data: Prepared, method, surrogates) -> AdversaryContext:
+        """What an adaptive adversary may use: its own people (never this run's), the method, its surrogates."""
+        def public():
+            if getattr(self, "_public", None) is None:
+                self._public = owner_photos(data.dataset, set(data.splits) | set(data.users), identities=32, photos=5,
+                                            aligner=Aligner(device=self.device))
+            return self._public
+
+        run = RunContext(device=self.device, data_root=data.dataset.root, cache_dir=bench_home() / "adversaries")
+        return AdversaryContext(run=run, public=public, method=method, surrogates=list(surrogates))
+
+    def _eval_task(self, key, mname, adversary, target, clean_key, protect_keys, data: Prepared,
+                   protection=None, surrogates=()):
         def run():
             clean = self.store.load_artifact(clean_key)
             labels = self.store.task(clean_key)["info"]["gallery_labels"]
-            eval_target = adversary.adapt(target)
+            eval_target = adversary.adapt(target, self._adversary_context(data, protection, surrogates))
+            adapted = adversary.info()
             with torch.no_grad():
                 if eval_target is target:
                     gallery_emb = clean["gallery"].to(self.device)
@@ -449,7 +474,10 @@ class Runner:
                         auth = user_outcome(user, restored, templates, names, ks=(1,))
                         rows.append(ResultRow("authorized_top1_accuracy", 1 - auth.psr["top1"], method=method,
                                               adversary=adversary.name, target=target.name, user=user))
-            return {"gallery_identities": len(names)}, rows
+            if "adapt_s" in adapted:
+                rows.append(ResultRow("adapt_s", adapted["adapt_s"], method=method, adversary=adversary.name,
+                                      target=target.name))
+            return {"gallery_identities": len(names), **({"adaptation": adapted} if adapted else {})}, rows
 
         return run
 

@@ -19,7 +19,7 @@ from rich.progress import (
 
 from bench import leaderboard
 from bench.commands._ui import wide_console
-from bench.registry import ConfigError, UnknownNameError
+from bench.registry import ATTACKS, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.suites import get_suite
 
@@ -127,8 +127,12 @@ def run(args) -> int:
     try:
         if args.scenarios:
             suite = suite.with_overrides(scenarios=tuple(args.scenarios.split(",")))
-        if args.set:
-            suite = suite.with_overrides(method_overrides=method_overrides(suite.method_overrides, args.set))
+        if args.set:  # NAME.KEY=VALUE: NAME is a method of the run or a registered adversary
+            merged = method_overrides({**suite.method_overrides, **suite.adversary_overrides}, args.set)
+            adversaries = set(ATTACKS.names())
+            suite = suite.with_overrides(
+                method_overrides={k: v for k, v in merged.items() if k not in adversaries},
+                adversary_overrides={k: v for k, v in merged.items() if k in adversaries})
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
@@ -164,7 +168,8 @@ def add_parser(sub) -> None:
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
-    p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
-                   help="override one config value of a method, e.g. --set opom-class-center.iterations=100 "
-                        "(repeatable; `bench list methods --json` shows each method's config)")
+    p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
+                   help="override one config value of a method or an adversary, e.g. --set "
+                        "opom-class-center.iterations=100 or --set jpeg-75.quality=60 (repeatable; `bench list "
+                        "methods --json` / `bench list attacks --json` show each config)")
     p.set_defaults(func=run)

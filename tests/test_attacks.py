@@ -1,0 +1,107 @@
+"""Adversaries on real faces: input transforms, mask estimation, and the training adversaries with a real
+method, real targets and the owner's own LFW people."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.registry import ATTACKS, ConfigError
+
+
+def sign_noise(shape, amplitude: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 2, shape, generator=g).float() * 2 - 1) * amplitude
+
+
+def published(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+@pytest.mark.parametrize("name, overrides, allowed", [
+    ("jpeg-75", {"quality": 0}, "[1, 95]"),
+    ("webp-75", {"quality": 101}, "[1, 100]"),
+    ("gaussian-blur-1", {"sigma": -1.0}, "(0, 10]"),
+    ("median-3", {"size": 4}, "odd"),
+    ("bilateral", {"sigma_color": 0}, "(0, 255]"),
+    ("nl-means-10", {"h": -2}, "(0, 100]"),
+    ("tv-denoise-0.1", {"weight": 0}, "(0, 10]"),
+    ("wavelet", {"sigma": -0.1}, "(0, 1]"),
+    ("wavelet", {"wavelet": "nope"}, "discrete PyWavelets"),
+    ("bit-depth-4", {"bits": 8}, "[1, 7]"),
+    ("resize-0.5", {"scale": 0}, "(0.1, 1]"),
+    ("resize-pad", {"min_scale": 1.5}, "(0.5, 1]"),
+    ("mask-estimation", {"estimator": "magic"}, "mean-highpass"),
+    ("purification", {"steps": 0}, "[1,"),
+    ("robust-finetune", {"lr": -1e-4}, "(0, 1]"),
+])
+def test_bad_adversary_config_names_value_and_range(name, overrides, allowed):
+    with pytest.raises(ConfigError) as err:
+        ATTACKS.create(name, **overrides)
+    msg = str(err.value)
+    assert allowed in msg and repr(next(iter(overrides.values()))) in msg, msg
+
+
+def test_bad_adversary_config_fails_the_run_before_any_work(tmp_path):
+    from bench.runner import Runner
+    from bench.suites import get_suite
+
+    suite = get_suite("smoke").with_overrides(adversaries=("none", "gaussian-blur-1"),
+                                              adversary_overrides={"gaussian-blur-1": {"sigma": -1.0}})
+    runner = Runner(suite, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"sigma must be in \(0, 10\], got -1.0"):
+        runner.run()
+    assert runner.store.get_meta("plan") is None and not runner.store.skipped()
+
+
+DENOISERS = ["gaussian-blur-1", "median-3", "median-5", "bilateral", "nl-means-10", "tv-denoise-0.1", "wavelet",
+             "resize-0.5", "jpeg-50", "webp-50"]
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+def test_denoisers_bring_a_noisy_face_closer_to_the_clean_one(name, lfw_faces):
+    clean = lfw_faces["Colin_Powell"][:3]
+    noisy = published(clean + sign_noise(clean.shape, 8 / 255, seed=1))
+    restored = ATTACKS.create(name).apply(noisy)
+    before = (noisy - clean).abs().mean()
+    after = (restored - clean).abs().mean()
+    assert after < 0.8 * before, f"{name}: mean error {255 * after:.2f} vs {255 * before:.2f} grey levels"
+
+
+def test_bit_depth_keeps_levels_and_erases_what_is_below_half_a_level(lfw_faces):
+    clean = published(lfw_faces["Tony_Blair"][:2])
+    squeezed = ATTACKS.create("bit-depth-3").apply(clean)
+    assert len(torch.unique(squeezed)) <= 8
+    levels = torch.round(clean * 7) / 7  # exactly representable photo: a small change vanishes
+    nudged = published(levels + sign_noise(levels.shape, 4 / 255, seed=2))
+    assert torch.equal(ATTACKS.create("bit-depth-3").apply(nudged), levels)
+
+
+def test_resize_pad_is_seeded(lfw_faces):
+    x = lfw_faces["Tony_Blair"][:3]
+    a, b = ATTACKS.create("resize-pad").apply(x), ATTACKS.create("resize-pad").apply(x)
+    c = ATTACKS.create("resize-pad", seed=7).apply(x)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert (a == 0).all(dim=1).any()  # padded somewhere
+
+
+def smooth_universal_mask(amplitude: float, seed: int) -> torch.Tensor:
+    """A sign-like mask (universal masks saturate at their budget) with 2-pixel structure, 3 x 224 x 224."""
+    coarse = sign_noise((1, 3, 112, 112), amplitude, seed)
+    return torch.nn.functional.interpolate(coarse, scale_factor=2, mode="nearest")[0]
+
+
+@pytest.mark.parametrize("name", ["mask-mean-highpass", "mask-median-denoised", "mask-low-rank", "mask-estimation"])
+def test_mask_estimation_removes_a_shared_mask_but_not_per_photo_noise(name, lfw_faces):
+    clean = lfw_faces["George_W_Bush"]
+    adversary = ATTACKS.create(name)
+    assert adversary.kind == "estimation"
+    universal = published(clean + smooth_universal_mask(8 / 255, seed=3))
+    restored = adversary.apply(universal)
+    before, after = (universal - clean).abs().mean(), (restored - clean).abs().mean()
+    assert after < 0.6 * before, f"{name}: {255 * after:.2f} vs {255 * before:.2f} grey levels"
+    per_image = published(clean + torch.stack([smooth_universal_mask(8 / 255, seed=10 + i) for i in range(len(clean))]))
+    gain = (per_image - clean).abs().mean() - (adversary.apply(per_image) - clean).abs().mean()
+    assert gain < 0.5 * (before - after), "a per-photo perturbation must not be estimated as well as a shared one"
+    one = universal[:1]
+    assert torch.equal(adversary.apply(one), one)  # one photo: nothing to estimate from
