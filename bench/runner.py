@@ -422,7 +422,7 @@ class Runner:
         """What an adaptive adversary may use: its own people (never this run's), the method, its surrogates."""
         def public():
             if getattr(self, "_public", None) is None:
-                self._public = owner_photos(data.dataset, set(data.splits) | set(data.users), identities=32, photos=5,
+                self._public = owner_photos(data.dataset, set(data.splits) | set(data.users), identities=16, photos=4,
                                             aligner=Aligner(device=self.device))
             return self._public
 

@@ -92,6 +92,8 @@ SUITES: dict[str, Suite] = {
         adversaries=("none", "purification", "robust-finetune"),
         users=4,
         gallery_identities=50,
+        # Fawkes and LowKey protect what the recogniser enrols (gallery); the masks protect queries (probe).
+        scenarios=("probe", "gallery"),
         white_box=True,
         split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
     ),

@@ -105,3 +105,103 @@ def test_mask_estimation_removes_a_shared_mask_but_not_per_photo_noise(name, lfw
     assert gain < 0.5 * (before - after), "a per-photo perturbation must not be estimated as well as a shared one"
     one = universal[:1]
     assert torch.equal(adversary.apply(one), one)  # one photo: nothing to estimate from
+
+
+# -- the training adversaries: a real method (PGD on SFace), real targets, the owner's own LFW people ----------
+
+@pytest.fixture(scope="module")
+def owner_people(shared_data, aligner, lfw_faces):
+    """Four LFW people who are none of the evaluated ones (lfw_faces), three photos each."""
+    from bench.data import load_identity_folders
+    from bench.public import owner_photos
+
+    dataset = load_identity_folders(shared_data, "lfw", min_photos=3)
+    return owner_photos(dataset, exclude=set(lfw_faces), identities=4, photos=3, aligner=aligner)
+
+
+@pytest.fixture(scope="module")
+def sface():
+    from bench.registry import TARGETS
+
+    target = TARGETS.create("sface")
+    target.load()
+    return target
+
+
+def adversary_context(cache_dir, public, surrogates):
+    from bench.context import AdversaryContext, RunContext
+    from bench.registry import METHODS
+
+    method = METHODS.create("pgd", steps=3)
+    return AdversaryContext(run=RunContext(cache_dir=cache_dir), public=lambda: public, method=method,
+                            surrogates=surrogates)
+
+
+def test_owner_photos_never_hold_an_evaluated_user(owner_people, lfw_faces):
+    assert len(set(owner_people.labels)) == 4 and len(owner_people.labels) == 12
+    assert not set(owner_people.labels) & set(lfw_faces)
+    assert owner_people.canvases.shape == (12, 3, 224, 224)
+
+
+def test_adaptive_adversaries_need_a_context(sface):
+    for name in ("purification", "robust-finetune"):
+        with pytest.raises(ValueError, match="AdversaryContext"):
+            ATTACKS.create(name).adapt(sface)
+
+
+def test_purification_learns_to_undo_the_method_and_is_cached(tmp_path, owner_people, sface, lfw_faces):
+    context = adversary_context(tmp_path, owner_people, [sface])
+    settings = dict(identities=4, photos=3, steps=120, batch=8, width=16, layers=4)
+    adversary = ATTACKS.create("purification", **settings)
+    assert adversary.kind == "adaptation"
+    purified_target = adversary.adapt(sface, context)
+    info = adversary.info()
+    assert info["cached"] is False and info["pairs"] == 12 and info["adapt_s"] > 0
+    assert purified_target is not sface and purified_target.thresholds() == sface.thresholds()
+    # An evaluated user's photos, protected by the same public method: the purifier moves them back.
+    clean = lfw_faces["Colin_Powell"][:3]
+    protected = published(context.method.fit(clean, [sface], seed=5).protect(clean).detach())
+    restored = purified_target.purify(protected)
+    assert (restored - clean).abs().mean() < 0.85 * (protected - clean).abs().mean()
+    assert purified_target.embed(protected).shape == (3, sface.embedding_dim)
+    again = ATTACKS.create("purification", **settings)
+    again.adapt(sface, context)
+    assert again.info()["cached"] is True and again.info()["train_s"] == info["train_s"]
+
+
+def test_robust_finetune_pulls_protected_to_clean_and_is_cached(tmp_path, owner_people, sface):
+    from attacks._adaptive import protected_pairs
+    from bench.registry import TARGETS
+
+    mobileface = TARGETS.create("mobileface")
+    mobileface.load()
+    before = {k: v.clone() for k, v in mobileface.network.state_dict().items()}
+    context = adversary_context(tmp_path, owner_people, [mobileface])
+    settings = dict(identities=4, photos=3, epochs=4, batch=6, lr=1e-4)
+    adversary = ATTACKS.create("robust-finetune", **settings)
+    tuned = adversary.adapt(mobileface, context)
+    info = adversary.info()
+    assert tuned is not mobileface and info["cached"] is False and info["adapt_s"] > 0
+    assert all(torch.equal(v, mobileface.network.state_dict()[k]) for k, v in before.items())  # original untouched
+    pairs = protected_pairs(context, 4, 3, seed=0)
+    assert pairs.cached  # the purifier and the fine-tuning share the owner's protected photos
+    with torch.no_grad():
+        anchor = mobileface.embed(pairs.clean)
+        was = (mobileface.embed(pairs.protected) * anchor).sum(1).mean()
+        now = (tuned.embed(pairs.protected) * anchor).sum(1).mean()
+        kept = (tuned.embed(pairs.clean) * anchor).sum(1).mean()
+    assert now > was + 0.01 and kept > 0.9, (float(was), float(now), float(kept))
+    again = ATTACKS.create("robust-finetune", **settings)
+    reused = again.adapt(mobileface, context)
+    assert again.info()["cached"] is True
+    with torch.no_grad():
+        assert torch.allclose(reused.embed(pairs.protected), tuned.embed(pairs.protected), atol=1e-5)
+
+
+def test_robust_finetune_refuses_a_black_box(tmp_path, owner_people, sface):
+    from bench.registry import TARGETS
+
+    black_box = TARGETS.create("dlib")
+    context = adversary_context(tmp_path, owner_people, [sface])
+    with pytest.raises(ValueError, match="differentiable"):
+        ATTACKS.create("robust-finetune").adapt(black_box, context)
