@@ -36,6 +36,7 @@ from attacks.base import Adversary, check_range
 from bench.canvas import FACE_BOX
 from bench.context import AdversaryContext
 from bench.registry import ATTACKS
+from bench.runner import code_version
 from targets.base import Target
 
 
@@ -149,7 +150,7 @@ class Purification(Adversary):
         cfg = self.config
         pairs = protected_pairs(context, cfg.identities, cfg.photos, cfg.seed)
         device = torch.device(context.device)
-        key = cache_key("purifier", pairs.key, dataclasses.asdict(cfg))
+        key = cache_key("purifier", code_version(self), pairs.key, dataclasses.asdict(cfg))
         path = cache_path(context, "purification", key)
         net = Denoiser(cfg.width, cfg.layers).to(device)
         facts = {"protect_public_s": pairs.seconds, "pairs": len(pairs.protected), "identities": pairs.identities,

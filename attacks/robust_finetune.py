@@ -35,6 +35,7 @@ from attacks._adaptive import cache_key, cache_path, protected_pairs, require_co
 from attacks.base import Adversary, check_range
 from bench.context import AdversaryContext
 from bench.registry import ATTACKS
+from bench.runner import code_version
 from targets.base import Target
 
 
@@ -86,8 +87,8 @@ class RobustFinetune(Adversary):
         t0 = time.perf_counter()
         cfg = self.config
         pairs = protected_pairs(context, cfg.identities, cfg.photos, cfg.seed)
-        key = cache_key("robust-finetune", pairs.key, target.name, [w.sha256 for w in type(target).weights],
-                        dataclasses.asdict(cfg))
+        key = cache_key("robust-finetune", code_version(self), pairs.key, target.name,
+                        [w.sha256 for w in type(target).weights], dataclasses.asdict(cfg))
         path = cache_path(context, "robust-finetune", key)
         tuned = copy.deepcopy(target)
         facts = {"protect_public_s": pairs.seconds, "pairs": len(pairs.protected), "identities": pairs.identities,
@@ -138,6 +139,6 @@ class RobustFinetune(Adversary):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
         last_epoch = losses[-max(1, -(-len(pairs.clean) // cfg.batch)) :]
         return time.perf_counter() - t0, sum(last_epoch) / len(last_epoch)
