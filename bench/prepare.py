@@ -8,7 +8,6 @@ without a gallery (or a user without probes or fit photos) leaves the run, with 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.canvas import from_uint8
-from bench.context import PublicPhotos
 from bench.data import (
     DataError,
     Dataset,
@@ -55,20 +52,6 @@ class Prepared:
             labels += [ident] * len(split.gallery)
         return photos, labels
 
-    def public_photos(self) -> list[Path]:
-        """What a recogniser owner holds of its own people: the gallery photos of every identity that is not an
-        evaluated user (an adaptive adversary's training data; never a user's photo)."""
-        return [p for ident, split in sorted(self.splits.items()) if ident not in self.users for p in split.gallery]
-
-    def public(self) -> PublicPhotos:
-        photos = self.public_photos()
-        labels = [p.parent.name for p in photos]
-        canvases = from_uint8(self.stack(photos)) if photos else torch.zeros(0, 3, 224, 224)
-        return PublicPhotos(canvases, labels, self.public_digest())
-
-    def public_digest(self) -> str:
-        return hashlib.sha256("".join(self.digests[p] for p in self.public_photos()).encode()).hexdigest()[:24]
-
     def describe(self) -> DataInfo:
         """What the planner needs to know of the data (digests, not pixels)."""
         gallery, labels = self.gallery()
@@ -78,8 +61,7 @@ class Prepared:
             return {u: [digests[p] for p in getattr(self.splits[u], part)] for u in self.users}
 
         return DataInfo(users=list(self.users), gallery=[digests[p] for p in gallery], gallery_labels=labels,
-                        probe=of("probe"), fit=of("fit"), user_gallery=of("gallery"),
-                        public=self.public_digest())
+                        probe=of("probe"), fit=of("fit"), user_gallery=of("gallery"))
 
 
 def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:

@@ -100,7 +100,7 @@ class Runner:
         context = RunContext(device=self.device, seed=suite.split.seed, data_root=root,
                              cache_dir=self.store.run_dir / "cache", bank_provider=bank.bank)
         methods, method_infos = create_methods(suite, context, self.reporter)
-        adversaries, adversary_infos = create_adversaries(suite)
+        adversaries, adversary_infos = create_adversaries(suite, context, self.reporter)
         calibration = lfw_fingerprint(root)
         workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, methods, targets,
                               adversaries, surrogates, self.store.load_artifact, self.reporter.message)

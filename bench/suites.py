@@ -35,6 +35,7 @@ class Suite:
     # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey).
     scenarios: tuple[str, ...] = ("probe",)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adversary_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     quantize: bool = True  # protected photos are published as 8-bit images
     white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
     examples: int = 4  # example crops per method kept for the report
@@ -65,6 +66,9 @@ class Suite:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+# The methods the benchmark started with: personalised masks and per-image cloaks.
+SEED_METHODS = ("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey")
+
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
         name="smoke",
@@ -82,13 +86,29 @@ SUITES: dict[str, Suite] = {
     "quick": Suite(
         name="quick",
         description="personalized masks and per-image methods vs 4 targets (2 surrogates, 2 unseen), 4 users, "
-                    "none/JPEG-75; TIP-IM (minutes per photo on CPU) is left to `full`",
-        methods=("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey"),
+                    "no adversary, JPEG-75 and mask estimation; TIP-IM (minutes per photo on CPU) is left to `full`",
+        methods=SEED_METHODS,
         targets=("sface", "dlib-resnet", "faceres", "mobileface"),
         surrogates=("sface", "dlib-resnet"),
-        adversaries=("none", "jpeg-75"),
+        adversaries=("none", "jpeg-75", "mask-estimation"),
         users=4,
         gallery_identities=50,
+        white_box=True,
+        split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
+    ),
+    "adaptive": Suite(
+        name="adaptive",
+        description="the training adversaries (learned purification, robust fine-tuning) against the seed methods: "
+                    "the owner protects 12 of its own people with each method and trains; SFace (a surrogate) and "
+                    "MobileFace (never seen) judge, 4 users",
+        methods=SEED_METHODS,
+        targets=("sface", "mobileface"),
+        surrogates=("sface", "dlib-resnet"),
+        adversaries=("none", "purification", "robust-finetune"),
+        users=4,
+        gallery_identities=50,
+        # Fawkes and LowKey protect what the recogniser enrols (gallery); the masks protect queries (probe).
+        scenarios=("probe", "gallery"),
         white_box=True,
         split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
     ),

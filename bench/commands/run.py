@@ -21,7 +21,7 @@ from rich.progress import (
 from bench import leaderboard, report, tables
 from bench.commands._ui import wide_console
 from bench.data import DataError
-from bench.registry import ConfigError, UnknownNameError
+from bench.registry import ATTACKS, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
 from bench.suites import Suite, get_suite
@@ -99,14 +99,14 @@ def parse_value(text: str):
 
 
 def method_overrides(base: dict, settings: list[str]) -> dict:
-    """``METHOD.KEY=VALUE`` settings merged over a suite's method overrides (the keys are checked when the
+    """``NAME.KEY=VALUE`` settings merged over a suite's method (or adversary) overrides (the keys are checked when the
     method is built, with the list of valid ones)."""
     merged = {m: dict(v) for m, v in base.items()}
     for item in settings:
         target, eq, value = item.partition("=")
         method, dot, key = target.rpartition(".")
         if not (eq and dot and method and key):
-            raise UsageError(f"--set takes METHOD.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
+            raise UsageError(f"--set takes NAME.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
                              f"{item!r}")
         merged.setdefault(method, {})[key] = parse_value(value)
     return merged
@@ -121,8 +121,11 @@ def requested_suite(args) -> Suite:
         text = getattr(args, name)
         if text is not None:
             changes[name] = tuple(part for part in text.split(",") if part)
-    if args.set:
-        changes["method_overrides"] = method_overrides(suite.method_overrides, args.set)
+    if args.set:  # NAME.KEY=VALUE: NAME is a registered adversary or else a method of the run
+        merged = method_overrides({**suite.method_overrides, **suite.adversary_overrides}, args.set)
+        adversaries = set(ATTACKS.names())
+        changes["method_overrides"] = {k: v for k, v in merged.items() if k not in adversaries}
+        changes["adversary_overrides"] = {k: v for k, v in merged.items() if k in adversaries}
     return suite.with_overrides(**changes)
 
 
@@ -177,9 +180,10 @@ def add_parser(sub) -> None:
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
-    p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
-                   help="override one config value of a method, e.g. --set opom-class-center.iterations=100 "
-                        "(repeatable; `bench list methods --json` shows each method's config)")
+    p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
+                   help="override one config value of a method or an adversary, e.g. --set "
+                        "opom-class-center.iterations=100 or --set jpeg-75.quality=60 (repeatable; `bench list "
+                        "methods --json` / `bench list attacks --json` show each config)")
     p.add_argument("--no-wait", action="store_true",
                    help="if another run is using the run folder, stop at once (default: wait for it, then reuse "
                         "its finished tasks)")
