@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, similarity_fit
 from bench.paths import bench_home
 from bench.weights import sha256_of
+from bench.work import WorkLog
 
 
 @dataclass(frozen=True)
@@ -107,30 +108,41 @@ def warp_to_canvas(rgb: np.ndarray, landmarks: np.ndarray, size: int = CANVAS_SI
 class Aligner:
     """Detect, align and cache. ``align(path)`` returns an :class:`AlignedFace` or raises :class:`FaceError`."""
 
-    def __init__(self, settings: AlignSettings | None = None, device: str = "cpu", cache_dir: Path | None = None):
+    def __init__(self, settings: AlignSettings | None = None, device: str = "cpu", cache_dir: Path | None = None,
+                 work: WorkLog | None = None):
         self.settings = settings or AlignSettings()
         self.device = device
         self.cache_dir = (cache_dir or bench_home() / "canvases") / self.settings.key()
         self._detector: MTCNNDetector | None = None
+        self.work = work  # notes every photo it detects and aligns (not cache hits), see bench.work
 
     def _cache_path(self, digest: str) -> Path:
         return self.cache_dir / digest[:2] / f"{digest}.npz"
 
-    def align(self, path: str | os.PathLike) -> AlignedFace:
+    def align(self, path: str | os.PathLike, cached: bool = True) -> AlignedFace:
+        """``cached=False`` detects and aligns even when the cache holds the photo (``bench perf``'s naive loop)."""
         try:
             digest = sha256_of(Path(path))
         except OSError as exc:
             raise FaceError(f"cannot read {path}: {exc}") from exc
-        cached = self._cache_path(digest)
-        if cached.exists():
-            face = self._load(cached)
+        if not cached:
+            if self.work is not None:
+                self.work.note("aligned", self.settings.key(), [digest])
+            face = self._align_uncached(read_rgb(path))
+            face.digest = digest
+            return face
+        where = self._cache_path(digest)
+        if where.exists():
+            face = self._load(where)
         else:
+            if self.work is not None:
+                self.work.note("aligned", self.settings.key(), [digest])
             try:
                 face = self._align_uncached(read_rgb(path))
             except FaceError as exc:
-                self._save_failure(cached, str(exc))
+                self._save_failure(where, str(exc))
                 raise FaceError(f"{path}: {exc}") from exc
-            self._save(cached, face)
+            self._save(where, face)
         face.digest = digest
         return face
 

@@ -7,15 +7,23 @@
   the time the fit's surrogate passes would take at the raw rates (every image passed through a surrogate during
   the fit is counted, with and without gradients) over the fit's actual time. 1.0 means the method spends all its
   time in the surrogates' forward and backward passes; less is overhead of its own.
+- per run (a smoke-like suite, shortened, on the run's own data): ``recomputations`` (photos aligned and clean
+  photos embedded more than once by the same model, counted by the harness: ``bench.work``), ``scaling_2x`` (the
+  suite's time for twice the users over its time for the users, gallery held fixed; ``tasks_scaling_2x`` the
+  same for the tasks alone, without loading) and ``speedup_vs_naive`` (a naive per-image loop doing the same
+  work: every photo detected and aligned where it is used, every image through every model alone, nothing
+  cached, over the suite's time).
 """
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -52,41 +60,93 @@ class TargetRates:
     forward_backward_ips: float | None  # with gradients back to the canvas pixels
     raw_forward_ips: float | None  # the network alone on prepared inputs
     eval_ratio: float | None  # forward_ips / raw_forward_ips
+    # forward+backward rate on 4 x the batch over the rate on the batch: what batching several users' masks in
+    # one pass would gain on this device
+    batch_gain: float | None = None
+    # the network's forward+backward rate with its weights in channels-last memory format over the default one
+    channels_last_gain: float | None = None
 
     def seconds_per_image(self, grad: bool) -> float:
         rate = self.forward_backward_ips if grad and self.forward_backward_ips else self.forward_ips
         return 1.0 / rate
 
 
-def target_rates(target: Any, canvases: torch.Tensor, repeat: int = 3) -> TargetRates:
+def target_rates(target: Any, canvases: torch.Tensor, repeat: int = 3, extras: bool = False) -> TargetRates:
+    """Rates on ``canvases`` (timed in turns); ``extras`` adds ``batch_gain`` and ``channels_last_gain``."""
     n = len(canvases)
 
     def forward() -> None:
-        with torch.no_grad():
+        with torch.inference_mode():
             target.embed(canvases)
 
-    timed: dict[str, Callable[[], Any]] = {"forward": forward}
-    if target.differentiable:
-        def forward_backward() -> None:
-            x = canvases.clone().requires_grad_(True)
-            target.embed(x).sum().backward()
+    def forward_backward(batch: torch.Tensor = canvases) -> None:
+        x = batch.clone().requires_grad_(True)
+        target.embed(x).sum().backward()
 
-        timed["forward_backward"] = forward_backward
+    timed_fns: dict[str, Callable[[], Any]] = {"forward": forward}
+    images = {"forward": n}
+    if target.differentiable:
+        timed_fns["forward_backward"] = forward_backward
+        images["forward_backward"] = n
         network = getattr(target, "network", None)
         if network is not None:
             with torch.no_grad():
                 prepared = target.preprocess(target.framing.crop(canvases))
 
             def raw_forward() -> None:
-                with torch.no_grad():
+                with torch.inference_mode():
                     for i in range(0, n, target.config.batch_size):
                         network(prepared[i : i + target.config.batch_size])
 
-            timed["raw_forward"] = raw_forward
-    rate = {k: n / s for k, s in median_seconds(timed, canvases.device, repeat).items()}
+            timed_fns["raw_forward"] = raw_forward
+            images["raw_forward"] = n
+            if extras:
+                large = canvases.repeat(4, 1, 1, 1)
+                timed_fns["forward_backward_4x"] = lambda: forward_backward(large)
+                images["forward_backward_4x"] = 4 * n
+                timed_fns.update(_memory_format_pair(network, prepared))
+                images.update({"raw_fb_default": n, "raw_fb_channels_last": n})
+    seconds = median_seconds(timed_fns, canvases.device, repeat)
+    rate = {k: images[k] / s for k, s in seconds.items()}
     raw = rate.get("raw_forward")
-    return TargetRates(target.name, bool(target.differentiable), rate["forward"], rate.get("forward_backward"), raw,
-                       rate["forward"] / raw if raw else None)
+    return TargetRates(
+        target.name, bool(target.differentiable), rate["forward"], rate.get("forward_backward"), raw,
+        rate["forward"] / raw if raw else None,
+        rate["forward_backward_4x"] / rate["forward_backward"] if "forward_backward_4x" in rate else None,
+        rate["raw_fb_channels_last"] / rate["raw_fb_default"] if "raw_fb_default" in rate else None)
+
+
+def _memory_format_pair(network: torch.nn.Module, prepared: torch.Tensor) -> dict[str, Callable[[], Any]]:
+    """Forward+backward of the network on prepared inputs, as it is and as a channels-last copy."""
+    twin = copy.deepcopy(network).to(memory_format=torch.channels_last)
+
+    def run(net: torch.nn.Module, x: torch.Tensor) -> None:
+        x = x.clone().requires_grad_(True)
+        net(x).sum().backward()
+
+    last = prepared.contiguous(memory_format=torch.channels_last)
+    return {"raw_fb_default": lambda: run(network, prepared), "raw_fb_channels_last": lambda: run(twin, last)}
+
+
+def faces(data_root: str | None, count: int, device: str, aligner: Any = None) -> torch.Tensor:
+    """``count`` aligned canvases of the first identity (by name) under the data root with that many usable
+    photos, on ``device``."""
+    from bench.data import load_identity_folders, resolve_data_root
+    from bench.faces import Aligner, FaceError, canvases_to_tensor
+
+    root, _ = resolve_data_root(data_root)
+    ds = load_identity_folders(root, "lfw", min_photos=count)
+    aligner = aligner or Aligner(device=device)
+    for name in sorted(ds.identities):
+        canvases = []
+        for path in ds.identities[name]:
+            try:
+                canvases.append(aligner.align(path).canvas)
+            except FaceError:
+                continue
+            if len(canvases) == count:
+                return canvases_to_tensor(canvases).to(device)
+    raise ValueError(f"no identity under {root} has {count} photos with a usable face")
 
 
 @dataclass
@@ -133,19 +193,30 @@ class MethodCost:
     passes: dict[str, int]
 
 
+def timed(fn: Callable[[], Any], device: torch.device | str) -> tuple[float, Any]:
+    """(seconds, result) of one call, the device's queue drained before and after."""
+    _sync(device)
+    t0 = time.perf_counter()
+    result = fn()
+    _sync(device)
+    return time.perf_counter() - t0, result
+
+
+def time_calls(method: Any, surrogates: list[Any], fit_photos: torch.Tensor, probes: torch.Tensor,
+               seed: int = 0) -> tuple[float, float]:
+    """Seconds of one fit on ``fit_photos`` and of protecting ``probes`` with the fitted protector."""
+    fit_s, protector = timed(lambda: method.fit(fit_photos, surrogates, seed), fit_photos.device)
+    protect_s, _ = timed(lambda: protector.protect(probes), probes.device)
+    return fit_s, protect_s
+
+
 def method_cost(method: Any, surrogates: list[Any], fit_photos: torch.Tensor, probes: torch.Tensor,
                 rates: dict[str, TargetRates], seed: int = 0) -> MethodCost:
     device = fit_photos.device
     with counting_passes(surrogates) as fit_counter:
-        _sync(device)
-        t0 = time.perf_counter()
-        protector = method.fit(fit_photos, surrogates, seed)
-        _sync(device)
-        fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    protector.protect(probes)
-    _sync(device)
-    protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(probes))
+        fit_s, protector = timed(lambda: method.fit(fit_photos, surrogates, seed), device)
+    protect_s, _ = timed(lambda: protector.protect(probes), device)
+    protect_ms = 1000 * protect_s / max(1, len(probes))
     ratio = None
     if method.kind == "universal" and fit_counter.grad:
         ratio = ideal_seconds(fit_counter, rates) / fit_s
@@ -154,5 +225,148 @@ def method_cost(method: Any, surrogates: list[Any], fit_photos: torch.Tensor, pr
     return MethodCost(method.name, method.kind, fit_s, protect_ms, ratio, passes)
 
 
-__all__ = ["MethodCost", "PassCounter", "TargetRates", "counting_passes", "ideal_seconds", "median_seconds",
-           "method_cost", "target_rates"]
+def shortened(suite: Any, effort: int) -> Any:
+    """The suite with every method's effort knob (``Method.effort``) capped at ``effort``: a ratio of times does
+    not depend on the step count, and the run takes minutes."""
+    from bench.registry import METHODS
+    from bench.resources import expand
+
+    overrides = {m: dict(v) for m, v in suite.method_overrides.items()}
+    for name in expand(suite.methods, METHODS):
+        method = METHODS.create(name, **overrides.get(name, {}))
+        if method.effort:
+            overrides.setdefault(name, {})[method.effort] = min(effort, getattr(method.config, method.effort))
+    return suite.with_overrides(method_overrides=overrides)
+
+
+@dataclass
+class SuiteTiming:
+    seconds: float  # the whole run: data, loading, tasks
+    task_seconds: float  # the tasks alone, as the store recorded them
+    work: dict[str, Any]  # bench.work summary
+
+
+def time_suite(suite: Any, run_dir: Any, data_root: str | None, device: str, threads: int) -> SuiteTiming:
+    from bench.runner import Runner
+
+    runner = Runner(suite, run_dir, data_root=data_root, device=device, threads=threads)
+    seconds, _ = timed(runner.run, device)
+    task_seconds = runner.store.db.execute("SELECT SUM(seconds) FROM tasks WHERE status = 'done'").fetchone()[0]
+    work = runner.store.get_meta("work", {})
+    runner.store.close()
+    return SuiteTiming(seconds, float(task_seconds or 0.0), work)
+
+
+def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) -> float:
+    """The suite's work done the naive way, timed: every photo is detected and aligned where it is used, every
+    image goes through every model on its own, nothing is cached or batched. Per method and user: fit on the
+    user's fit photos, protect each probe alone, its quality; per method, adversary and target: embed every
+    gallery photo and every seen probe one at a time and rank; the clean baseline and the key holder's view
+    likewise. Probe scenario only (the perf suite's)."""
+    from bench.canvas import from_uint8, to_uint8
+    from bench.context import RunContext
+    from bench.data import resolve_data_root
+    from bench.faces import Aligner
+    from bench.identity_bank import BankBuilder
+    from bench.metrics import identity_templates, user_outcome
+    from bench.prepare import split_files
+    from bench.progress import Reporter
+    from bench.registry import TARGETS
+    from bench.resources import create_adversaries, create_methods, expand, load_targets
+    from bench.tasks import quality_rows
+
+    if "gallery" in suite.scenarios:
+        raise ValueError("the naive loop times the probe scenario only")
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    root, _ = resolve_data_root(data_root)
+    aligner = Aligner(device=device)
+    _, users, splits = split_files(suite, root, lambda item, reason: None)
+
+    def canvas(path: Any) -> torch.Tensor:
+        return from_uint8(torch.from_numpy(aligner.align(path, cached=False).canvas).permute(2, 0, 1)[None]).to(device)
+
+    reporter = Reporter()
+    unavailable: dict[str, str] = {}
+    targets = load_targets(expand(suite.targets, TARGETS), device, unavailable, reporter)
+    extra = load_targets([n for n in suite.surrogates if n not in targets], device, unavailable, reporter)
+    surrogates = [targets.get(n) or extra.get(n) for n in suite.surrogates]
+    bank = BankBuilder(root, suite.dataset, set(users), _Uncached(aligner), None)
+    context = RunContext(device=device, seed=suite.split.seed, data_root=root, bank_provider=bank.bank)
+    methods, _ = create_methods(suite, context, reporter)
+    adversaries, _ = create_adversaries(suite)
+    scratch = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
+    gallery = [(p, ident) for ident, sp in sorted(splits.items()) for p in sp.gallery]
+
+    def rank(target: Any, seen: dict[str, list[torch.Tensor]]) -> None:
+        with torch.no_grad():
+            emb = torch.cat([target.embed(canvas(p)) for p, _ in gallery])
+            templates, names = identity_templates(emb, [ident for _, ident in gallery])
+            for user, photos in seen.items():
+                user_outcome(user, torch.cat([target.embed(x) for x in photos]), templates, names)
+
+    for target in targets.values():  # the clean baseline
+        rank(target, {u: [canvas(p) for p in splits[u].probe] for u in users})
+    for method in methods.values():
+        protected: dict[str, list[torch.Tensor]] = {}
+        keys = {}
+        for user in users:
+            bound = method.bind(context, suite.seeds[0])
+            fit = torch.cat([canvas(p) for p in splits[user].fit])
+            protector = bound.fit(fit, surrogates, suite.seeds[0])
+            protected[user] = []
+            for path in splits[user].probe:
+                clean = canvas(path)
+                shown = from_uint8(to_uint8(protector.protect(clean).detach()))
+                quality_rows(scratch, shown, clean)
+                protected[user].append(shown)
+            keys[user] = protector
+        for adversary in adversaries.values():
+            for target in targets.values():
+                rank(target, {u: [adversary.apply(x) for x in photos] for u, photos in protected.items()})
+        if method.holds_key:
+            for target in targets.values():
+                rank(target, {u: [keys[u].deobfuscate(x) for x in photos] for u, photos in protected.items()})
+    return time.perf_counter() - t0
+
+
+class _Uncached:
+    """An aligner that detects every time (the naive loop's identity bank)."""
+
+    def __init__(self, aligner: Any):
+        self.aligner = aligner
+
+    def align(self, path: Any) -> Any:
+        return self.aligner.align(path, cached=False)
+
+
+def suite_measures(suite: Any, workdir: Any, data_root: str | None, device: str, threads: int,
+                   users: int) -> dict[str, Any]:
+    """recomputations, scaling_2x and speedup_vs_naive on ``suite`` (shortened by the caller) with ``users`` and
+    twice as many users (gallery identities fixed), each in a fresh run folder under ``workdir``."""
+    from pathlib import Path
+
+    from bench.data import resolve_data_root
+    from bench.faces import Aligner
+    from bench.prepare import prepare_data
+    from bench.progress import Reporter
+
+    one, two = suite.with_overrides(users=users), suite.with_overrides(users=2 * users)
+    root, _ = resolve_data_root(data_root)
+    prepare_data(two, root, Aligner(device=device), lambda item, reason: None, Reporter())  # fill the cache
+    first = time_suite(one, Path(workdir) / "users-1x", str(root), device, threads)
+    second = time_suite(two, Path(workdir) / "users-2x", str(root), device, threads)
+    naive = naive_seconds(one, str(root), device, threads)
+    recomputations = first.work.get("recomputations", 0) + second.work.get("recomputations", 0)
+    return {
+        "users": users, "seconds": first.seconds, "seconds_2x": second.seconds,
+        "scaling_2x": second.seconds / first.seconds,
+        "tasks_scaling_2x": second.task_seconds / first.task_seconds if first.task_seconds else None,
+        "naive_seconds": naive, "speedup_vs_naive": naive / first.seconds,
+        "recomputations": recomputations, "work": first.work, "work_2x": second.work,
+    }
+
+
+__all__ = ["MethodCost", "PassCounter", "TargetRates", "counting_passes", "faces", "ideal_seconds",
+           "median_seconds", "method_cost", "naive_seconds", "shortened", "suite_measures", "target_rates", "time_calls",
+           "time_suite", "timed"]

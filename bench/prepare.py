@@ -88,9 +88,9 @@ def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:
     return users, sorted(users + others)
 
 
-def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
-                 reporter: Reporter) -> Prepared:
-    """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
+def split_files(suite: Suite, root: Path,
+                skip: Callable[[str, str], None]) -> tuple[Dataset, list[str], dict[str, IdentitySplit]]:
+    """Load, select and split file lists (nothing aligned yet): the dataset, the users, each identity's split."""
     ds = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
     users, selected = select_identities(suite, ds)
     splits: dict[str, IdentitySplit] = {}
@@ -99,6 +99,27 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
             splits[ident] = split_identity(ident, ds.identities[ident], suite.split)
         except DataError as exc:
             skip(ident, str(exc))
+    return ds, users, splits
+
+
+def describe_files(suite: Suite, root: Path) -> DataInfo:
+    """The planner's description of the data from file lists alone (paths stand in for digests): what a dry run
+    plans on, before any photo is aligned. A photo that would fail alignment is still counted."""
+    _, users, splits = split_files(suite, root, lambda item, reason: None)
+    gallery = [(str(p), ident) for ident, sp in sorted(splits.items()) for p in sp.gallery]
+
+    def of(part: str) -> dict[str, list[str]]:
+        return {u: [str(p) for p in getattr(splits[u], part)] for u in users if u in splits}
+
+    return DataInfo(users=[u for u in users if u in splits], gallery=[p for p, _ in gallery],
+                    gallery_labels=[i for _, i in gallery], probe=of("probe"), fit=of("fit"),
+                    user_gallery=of("gallery"), public="")
+
+
+def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
+                 reporter: Reporter) -> Prepared:
+    """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
+    ds, users, splits = split_files(suite, root, skip)
     needed = [p for ident, sp in splits.items()
               for p in (sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery)]
     reporter.phase("align faces", len(needed))
@@ -123,4 +144,4 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
     return Prepared(ds, users, splits, canvases, digests)
 
 
-__all__ = ["Prepared", "prepare_data", "select_identities"]
+__all__ = ["Prepared", "prepare_data", "select_identities", "split_files", "describe_files"]

@@ -24,6 +24,7 @@ from bench.metric_registry import METRICS
 from bench.metrics import identity_templates, user_outcome
 from bench.prepare import Prepared
 from bench.store import ResultRow
+from bench.work import WorkLog
 
 
 @dataclass
@@ -49,9 +50,17 @@ class Workspace:
     load_artifact: Callable[[str], dict[str, torch.Tensor]]
     message: Callable[[str], None] = print
     unavailable_metrics: dict[str, str] = field(default_factory=dict)  # quality metric -> why it cannot run
+    work: WorkLog = field(default_factory=WorkLog)  # what the bodies computed (recomputations show there)
 
     def canvases(self, photos) -> torch.Tensor:
         return from_uint8(self.data.stack(photos)).to(self.device)
+
+    def embed_clean(self, recogniser: Any, photos: list, model: str | None = None) -> torch.Tensor:
+        """Clean photos through a recogniser (``model`` names it when it is not the target as loaded, e.g. as an
+        adversary adapted it), noted in ``work``; inference mode, as nothing flows back through them."""
+        self.work.note("clean-embedded", model or recogniser.name, (self.data.digests[p] for p in photos))
+        with torch.inference_mode():
+            return recogniser.embed(self.canvases(photos))
 
     def method(self, name: str, seed: int) -> Any:
         """The named method, bound to the run context for this seed."""
@@ -87,10 +96,9 @@ def quality_rows(ws: Workspace, shown: torch.Tensor, clean: torch.Tensor, **tags
 def clean(ws: Workspace, target: str) -> TaskOutput:
     recogniser = ws.targets[target]
     gallery_photos, gallery_labels = ws.data.gallery()
-    with torch.no_grad():
-        tensors = {"gallery": recogniser.embed(ws.canvases(gallery_photos))}
-        for user in ws.data.users:
-            tensors[f"probe/{user}"] = recogniser.embed(ws.canvases(ws.data.splits[user].probe))
+    tensors = {"gallery": ws.embed_clean(recogniser, gallery_photos)}
+    for user in ws.data.users:
+        tensors[f"probe/{user}"] = ws.embed_clean(recogniser, ws.data.splits[user].probe)
     return TaskOutput({"gallery_labels": gallery_labels, "target": recogniser.name}, [], tensors)
 
 
@@ -136,13 +144,13 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
     clean_emb = ws.load_artifact(clean_key)
     labels = ws.data.gallery()[1]
     eval_target = adv.adapt(recogniser, ws.adversary_context(method))
-    with torch.no_grad():
-        if eval_target is recogniser:
-            gallery_emb = clean_emb["gallery"].to(ws.device)
-            clean_probe = {u: clean_emb[f"probe/{u}"].to(ws.device) for u in ws.data.users}
-        else:  # an adapted recogniser re-embeds everything it sees
-            gallery_emb = eval_target.embed(ws.canvases(ws.data.gallery()[0]))
-            clean_probe = {u: eval_target.embed(ws.canvases(ws.data.splits[u].probe)) for u in ws.data.users}
+    if eval_target is recogniser:
+        gallery_emb = clean_emb["gallery"].to(ws.device)
+        clean_probe = {u: clean_emb[f"probe/{u}"].to(ws.device) for u in ws.data.users}
+    else:  # an adapted recogniser is another model: it re-embeds everything it sees
+        model = f"{target} adapted by {adversary} against {method}"
+        gallery_emb = ws.embed_clean(eval_target, ws.data.gallery()[0], model)
+        clean_probe = {u: ws.embed_clean(eval_target, ws.data.splits[u].probe, model) for u in ws.data.users}
     templates, names = identity_templates(gallery_emb, labels)
     rows: list[ResultRow] = []
 

@@ -107,6 +107,7 @@ class LowKeyProtector(Protector):
 class LowKey(Method):
     kind = "per-image"
     Config = LowKeyConfig
+    effort = "steps"
     paper = ("Cherepanova et al., LowKey: Leveraging Adversarial Attacks to Protect Social Media Users from "
              "Facial Recognition, ICLR 2021")
 
