@@ -106,22 +106,22 @@ def protect(ws: Workspace, method: str, user: str, seed: int) -> TaskOutput:
     m = ws.method(method, seed)
     split = ws.data.splits[user]
     fit_photos, probes = ws.canvases(split.fit), ws.canvases(split.probe)
+    # The user's photos to protect, in one call: a per-image method batches over all of them.
+    clean_gallery = ws.canvases(split.gallery) if "gallery" in ws.scenarios else probes[:0]
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     protector = m.fit(fit_photos, ws.surrogates, seed)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    protected = protector.protect(probes)
-    protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(probes))
-    protected = protected.detach()
+    out = protector.protect(torch.cat([probes, clean_gallery])).detach()
+    protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(out))
+    protected, enrolled = out[: len(probes)], out[len(probes):]
     linf = float((protected - probes).abs().max()) if len(probes) else 0.0
     budget = m.budget().as_dict()
     measured = check_budget(m.name, budget, protected, probes, f"{user}'s probe photo")
     published = to_uint8(protected) if ws.quantize else protected
     tensors = {"protected": published}
     if "gallery" in ws.scenarios:
-        clean_gallery = ws.canvases(split.gallery)
-        enrolled = protector.protect(clean_gallery).detach()
         check_budget(m.name, budget, enrolled, clean_gallery, f"{user}'s gallery photo")
         tensors["protected_gallery"] = to_uint8(enrolled) if ws.quantize else enrolled
     if protector.has_key:
@@ -159,18 +159,22 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
         rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
         rows.append(ResultRow("queries", outcome.queries, **tags))
 
-    for user in ws.data.users:
-        art = ws.load_artifact(protect_keys[user])
-        with torch.no_grad():
-            if "probe" in ws.scenarios:
-                seen = eval_target.embed(adv.apply(from_uint8(art["protected"]).to(ws.device)))
-                add("probe", user, user_outcome(user, seen, templates, names, thresholds))
-            if "gallery" in ws.scenarios:
-                # The recogniser enrols the user's protected photos and is queried with clean ones.
-                enrolled = eval_target.embed(adv.apply(from_uint8(art["protected_gallery"]).to(ws.device)))
-                swapped = templates.clone()
-                swapped[names.index(user)] = F.normalize(enrolled.sum(0), dim=0)
-                add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
+    # What the adversary makes of each user's photos (one user at a time: an estimating adversary looks at all of
+    # a user's photos together), then one embedding pass over everyone's.
+    parts = [(scenario, user) for user in ws.data.users for scenario in ("probe", "gallery")
+             if scenario in ws.scenarios]
+    with torch.no_grad():
+        arts = {user: ws.load_artifact(protect_keys[user]) for user in ws.data.users}
+        seen = [adv.apply(from_uint8(arts[user]["protected" if scenario == "probe" else "protected_gallery"])
+                          .to(ws.device)) for scenario, user in parts]
+        embedded = eval_target.embed(torch.cat(seen)).split([len(x) for x in seen]) if seen else []
+    for (scenario, user), emb in zip(parts, embedded, strict=True):
+        if scenario == "probe":
+            add("probe", user, user_outcome(user, emb, templates, names, thresholds))
+        else:  # the recogniser enrols the user's protected photos and is queried with clean ones
+            swapped = templates.clone()
+            swapped[names.index(user)] = F.normalize(emb.sum(0), dim=0)
+            add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
     return TaskOutput({"gallery_identities": len(names)}, rows)
 
 
