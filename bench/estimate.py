@@ -43,8 +43,9 @@ from bench.registry import TARGETS
 from bench.resources import create_adversaries, create_methods, expand, load_targets
 from bench.suites import Suite
 
-# A per-image method slower than this per photo on a CPU is flagged in the plan.
-SLOW_PER_PHOTO_S = 5.0
+# A per-image method slower than this per photo (half a minute: minutes at full settings on a busy CPU) is
+# flagged in the plan.
+SLOW_PER_PHOTO_S = 30.0
 
 
 def machine_key(device: str, threads: int) -> str:
@@ -142,6 +143,16 @@ class Planned:
 
 def task_kind(label: str) -> str:
     return "eval-clean" if label.startswith("eval/clean/") else label.split("/", 1)[0]
+
+
+def measured_kinds(store: Any) -> dict[str, KindCost]:
+    """What a finished run's tasks took, per kind (the store's task seconds): to hold an estimate against."""
+    kinds: dict[str, KindCost] = {}
+    for label, seconds in store.db.execute("SELECT label, seconds FROM tasks WHERE status = 'done'"):
+        cost = kinds.setdefault(task_kind(label), KindCost())
+        cost.tasks += 1
+        cost.seconds += seconds or 0.0
+    return kinds
 
 
 class Estimator:
@@ -326,4 +337,5 @@ class Estimator:
         return Estimate(kinds, per_method, sorted(set(notes)), dict(self.unavailable), str(self.cache.path))
 
 
-__all__ = ["Estimate", "Estimator", "KindCost", "Linear", "RateCache", "machine_key", "task_kind", "time_method"]
+__all__ = ["Estimate", "Estimator", "KindCost", "Linear", "RateCache", "machine_key", "measured_kinds", "task_kind",
+           "time_method"]

@@ -65,6 +65,8 @@ class TargetRates:
     batch_gain: float | None = None
     # the network's forward+backward rate with its weights in channels-last memory format over the default one
     channels_last_gain: float | None = None
+    # the forward rate in inference mode (how the harness embeds clean photos) over plain no-grad mode
+    inference_mode_gain: float | None = None
 
     def seconds_per_image(self, grad: bool) -> float:
         rate = self.forward_backward_ips if grad and self.forward_backward_ips else self.forward_ips
@@ -101,6 +103,12 @@ def target_rates(target: Any, canvases: torch.Tensor, repeat: int = 3, extras: b
             timed_fns["raw_forward"] = raw_forward
             images["raw_forward"] = n
             if extras:
+                def no_grad_forward() -> None:
+                    with torch.no_grad():
+                        target.embed(canvases)
+
+                timed_fns["forward_no_grad"] = no_grad_forward
+                images["forward_no_grad"] = n
                 large = canvases.repeat(4, 1, 1, 1)
                 timed_fns["forward_backward_4x"] = lambda: forward_backward(large)
                 images["forward_backward_4x"] = 4 * n
@@ -113,7 +121,8 @@ def target_rates(target: Any, canvases: torch.Tensor, repeat: int = 3, extras: b
         target.name, bool(target.differentiable), rate["forward"], rate.get("forward_backward"), raw,
         rate["forward"] / raw if raw else None,
         rate["forward_backward_4x"] / rate["forward_backward"] if "forward_backward_4x" in rate else None,
-        rate["raw_fb_channels_last"] / rate["raw_fb_default"] if "raw_fb_default" in rate else None)
+        rate["raw_fb_channels_last"] / rate["raw_fb_default"] if "raw_fb_default" in rate else None,
+        rate["forward"] / rate["forward_no_grad"] if "forward_no_grad" in rate else None)
 
 
 def _memory_format_pair(network: torch.nn.Module, prepared: torch.Tensor) -> dict[str, Callable[[], Any]]:
@@ -341,9 +350,11 @@ class _Uncached:
 
 
 def suite_measures(suite: Any, workdir: Any, data_root: str | None, device: str, threads: int,
-                   users: int) -> dict[str, Any]:
+                   users: int, repeat: int = 2) -> dict[str, Any]:
     """recomputations, scaling_2x and speedup_vs_naive on ``suite`` (shortened by the caller) with ``users`` and
-    twice as many users (gallery identities fixed), each in a fresh run folder under ``workdir``."""
+    twice as many users (gallery identities fixed). Each run is a fresh run folder under ``workdir``; after one
+    untimed run (imports, caches), the three are timed in turns ``repeat`` times and the medians kept, so that
+    the load of a shared machine falls on all three alike."""
     from pathlib import Path
 
     from bench.data import resolve_data_root
@@ -354,16 +365,23 @@ def suite_measures(suite: Any, workdir: Any, data_root: str | None, device: str,
     one, two = suite.with_overrides(users=users), suite.with_overrides(users=2 * users)
     root, _ = resolve_data_root(data_root)
     prepare_data(two, root, Aligner(device=device), lambda item, reason: None, Reporter())  # fill the cache
-    first = time_suite(one, Path(workdir) / "users-1x", str(root), device, threads)
-    second = time_suite(two, Path(workdir) / "users-2x", str(root), device, threads)
-    naive = naive_seconds(one, str(root), device, threads)
-    recomputations = first.work.get("recomputations", 0) + second.work.get("recomputations", 0)
+    time_suite(one, Path(workdir) / "warm-up", str(root), device, threads)
+    firsts, seconds, naives = [], [], []
+    for r in range(repeat):
+        firsts.append(time_suite(one, Path(workdir) / f"users-1x-{r}", str(root), device, threads))
+        seconds.append(time_suite(two, Path(workdir) / f"users-2x-{r}", str(root), device, threads))
+        naives.append(naive_seconds(one, str(root), device, threads))
+    first = statistics.median(t.seconds for t in firsts)
+    second = statistics.median(t.seconds for t in seconds)
+    first_tasks = statistics.median(t.task_seconds for t in firsts)
+    second_tasks = statistics.median(t.task_seconds for t in seconds)
+    naive = statistics.median(naives)
     return {
-        "users": users, "seconds": first.seconds, "seconds_2x": second.seconds,
-        "scaling_2x": second.seconds / first.seconds,
-        "tasks_scaling_2x": second.task_seconds / first.task_seconds if first.task_seconds else None,
-        "naive_seconds": naive, "speedup_vs_naive": naive / first.seconds,
-        "recomputations": recomputations, "work": first.work, "work_2x": second.work,
+        "users": users, "repeat": repeat, "seconds": first, "seconds_2x": second, "scaling_2x": second / first,
+        "tasks_scaling_2x": second_tasks / first_tasks if first_tasks else None,
+        "naive_seconds": naive, "speedup_vs_naive": naive / first,
+        "recomputations": sum(t.work.get("recomputations", 0) for t in (*firsts, *seconds)),
+        "work": firsts[0].work, "work_2x": seconds[0].work,
     }
 
 

@@ -66,9 +66,13 @@ SUITES: dict[str, Suite] = {
     ),
     "quick": Suite(
         name="quick",
-        description="personalized masks and per-image methods vs 4 targets (2 surrogates, 2 unseen), 4 users, "
-                    "none/JPEG-75; TIP-IM (minutes per photo on CPU) is left to `full`",
-        methods=("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey"),
+        description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
+                    "class-center, UAP) and two per-image ones (PGD, Fawkes low), every method at its paper's "
+                    "settings; 4 targets (the 2 surrogates white-box, 2 unseen), none/JPEG-75, 4 users with 20 "
+                    "photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` for their cost "
+                    "on a CPU: LowKey (about a minute per photo), TIP-IM (minutes per photo), FaceCloak, OPOM's "
+                    "other losses, Fawkes mid/high",
+        methods=("chameleon", "opom-class-center", "uap", "pgd", "fawkes-low"),
         targets=("sface", "dlib-resnet", "faceres", "mobileface"),
         surrogates=("sface", "dlib-resnet"),
         adversaries=("none", "jpeg-75"),

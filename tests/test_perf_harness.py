@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench import devices
-from bench.estimate import Estimator, Linear, RateCache, task_kind
+from bench.estimate import Estimator, Linear, RateCache, measured_kinds, task_kind
 from bench.metric_registry import METRICS
 from bench.paths import bench_home, embedded_data_root
 from bench.prepare import describe_files
@@ -138,3 +138,16 @@ def test_dry_run_prices_the_plan_from_cached_rates(tmp_path):
     assert estimate.kinds["eval"].seconds == pytest.approx(2 * n_probe * (1 / 10.0 + 0.01))
     assert estimate.kinds["eval-clean"].seconds == 0.0
     assert estimate.methods["pgd"]["users"] == 2 and estimate.notes == []
+
+
+@pytest.mark.slow
+def test_the_estimate_is_within_a_factor_of_two_of_the_run(tmp_path):
+    suite = tiny_suite(method_overrides={"pgd": {"steps": 5}})
+    cache = RateCache("cpu", 1, path=tmp_path / "rates.json")
+    estimate = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter(), cache=cache).estimate()
+    Runner(suite, tmp_path / "run", data_root=str(embedded_data_root()), device="cpu", threads=1).run()
+    actual = measured_kinds(RunStore.open_existing(tmp_path / "run"))
+    assert {k: c.tasks for k, c in actual.items()} == {k: c.tasks for k, c in estimate.kinds.items()}
+    total = sum(c.seconds for c in actual.values())
+    assert 0.5 <= estimate.seconds / total <= 2, (estimate.kinds, actual)
+    assert 0.5 <= estimate.kinds["protect"].seconds / actual["protect"].seconds <= 2

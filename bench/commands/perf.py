@@ -77,7 +77,8 @@ def measure(args, device: str) -> dict:
         suite = shortened(get_suite("smoke").with_overrides(gallery_identities=args.suite_gallery), args.effort)
         with tempfile.TemporaryDirectory(prefix="bench-perf-") as workdir:
             result["suite"] = {"name": suite.name, "effort": args.effort, "gallery_identities": args.suite_gallery,
-                               **suite_measures(suite, workdir, args.data_root, device, threads, args.suite_users)}
+                               **suite_measures(suite, workdir, args.data_root, device, threads, args.suite_users,
+                                               max(1, args.repeat - 1))}
     result["ratios"] = ratios(result)
     return result
 
@@ -85,12 +86,12 @@ def measure(args, device: str) -> dict:
 def _table(result: dict) -> list[Table]:
     t = Table(title=f"targets on {result['device']} ({result['threads']} threads, batch {result['batch']})")
     for col in ("target", "forward img/s", "fwd+bwd img/s", "raw forward img/s", "eval_ratio", "batch x4 gain",
-                "channels-last gain"):
+                "channels-last gain", "inference-mode gain"):
         t.add_column(col, justify="right" if col != "target" else "left")
     for r in result["targets"]:
         t.add_row(r["name"], f"{r['forward_ips']:.1f}", _fmt(r["forward_backward_ips"], ".1f"),
                   _fmt(r["raw_forward_ips"], ".1f"), _fmt(r["eval_ratio"], ".2f"), _fmt(r["batch_gain"], ".2f"),
-                  _fmt(r["channels_last_gain"], ".2f"))
+                  _fmt(r["channels_last_gain"], ".2f"), _fmt(r["inference_mode_gain"], ".2f"))
     m = Table(title="methods (shortened settings as named)")
     for col in ("method", "setting", "fit s/user", "ms/photo", "fit_ratio"):
         m.add_column(col, justify="right" if col not in ("method", "setting") else "left")
