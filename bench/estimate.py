@@ -9,10 +9,14 @@ The dry run plans on file lists (``bench.prepare.describe_files``: nothing is al
 - ``eval/<m>/<a>/<t>``: the adversary's transform and the target's forward pass on every user's protected photos;
 - ``authorized/<m>/<t>``: the de-obfuscated photos through the target; ``eval/clean/<t>``: ranking only.
 
+Costs are read on ``bench.perf.cost_clock``: on a CPU the CPU time of the process (all its threads), which the
+load of a shared machine does not inflate (with one thread, the wall time of an idle machine; with more, the
+idle wall time lies between CPU time / threads and CPU time); on a GPU the wall time. Runs record each task's CPU
+time beside its wall time (``cpu_seconds``), which ``measured_kinds`` sums per kind to check an estimate.
+
 Rates are cached in ``$BENCH_HOME/perf/rates.json`` under a key of the machine (host, processor, torch, device,
 threads), each under a key of what was measured (name, config, code version, surrogates, batch); ``remeasure``
-replaces them. The load of the machine when the rates were measured carries into the estimate: on a shared
-machine an estimate is as good as the load is steady. Adversaries that adapt the recogniser (fine-tuning) are
+replaces them (wall-clock rates on a GPU carry the load of the moment they were measured). Adversaries that adapt the recogniser (fine-tuning) are
 not priced (their training depends on the public photos); the plan says so.
 """
 
@@ -34,7 +38,7 @@ from bench.context import RunContext
 from bench.faces import Aligner
 from bench.identity_bank import BankBuilder
 from bench.paths import bench_home
-from bench.perf import faces, target_rates, time_calls
+from bench.perf import cost_clock, faces, time_calls, timed
 from bench.plan import DataInfo, Plugins, TargetInfo, TaskGraph, plan_run
 from bench.prepare import describe_files
 from bench.progress import Reporter
@@ -48,8 +52,13 @@ from bench.suites import Suite
 SLOW_PER_PHOTO_S = 30.0
 
 
+# Bumped when what a cached rate means changes (2: CPU time on a CPU).
+RATES_FORMAT = 2
+
+
 def machine_key(device: str, threads: int) -> str:
-    parts = (platform.node(), platform.processor() or platform.machine(), torch.__version__, device, threads)
+    parts = (RATES_FORMAT, platform.node(), platform.processor() or platform.machine(), torch.__version__, device,
+             threads)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -103,7 +112,7 @@ def time_method(method_factory, surrogates: list[Any], fit_photos: torch.Tensor,
     times: dict[int, tuple[float, float]] = {}
     for k in (runs[0], *runs):  # the first run warms up
         method = method_factory({effort: k} if effort else {})
-        fit_s, protect_s = time_calls(method, surrogates, fit_photos, probes)
+        fit_s, protect_s = time_calls(method, surrogates, fit_photos, probes, clock=cost_clock(fit_photos.device))
         times[k] = (fit_s, protect_s)
     if not effort:
         k = runs[0]
@@ -145,13 +154,15 @@ def task_kind(label: str) -> str:
     return "eval-clean" if label.startswith("eval/clean/") else label.split("/", 1)[0]
 
 
-def measured_kinds(store: Any) -> dict[str, KindCost]:
-    """What a finished run's tasks took, per kind (the store's task seconds): to hold an estimate against."""
+def measured_kinds(store: Any, cpu: bool = True) -> dict[str, KindCost]:
+    """What a finished run's tasks took, per kind, to hold an estimate against: their CPU time (``cpu``, what an
+    estimate on a CPU is in) or their wall time."""
     kinds: dict[str, KindCost] = {}
-    for label, seconds in store.db.execute("SELECT label, seconds FROM tasks WHERE status = 'done'"):
+    rows = store.db.execute("SELECT label, seconds, info FROM tasks WHERE status = 'done'")
+    for label, seconds, info in rows:
         cost = kinds.setdefault(task_kind(label), KindCost())
         cost.tasks += 1
-        cost.seconds += seconds or 0.0
+        cost.seconds += (json.loads(info or "{}").get("cpu_seconds", 0.0) if cpu else seconds) or 0.0
     return kinds
 
 
@@ -169,6 +180,17 @@ class Estimator:
         self.aligner = Aligner(device=device)
 
     # -- what is measured --------------------------------------------------------------------------------
+    def _seconds(self, fn, inference: bool = False) -> float:
+        """Seconds of one call after a warm-up call, on the cost clock (CPU time on a CPU)."""
+        def call():
+            if inference:
+                with torch.inference_mode():
+                    return fn()
+            return fn()
+
+        call()
+        return timed(call, self.device, cost_clock(self.device))[0]
+
     def photos(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch`` fit photos and ``batch`` other photos of one identity of the run's data."""
         if self._photos is None:
@@ -191,8 +213,8 @@ class Estimator:
             if target is None:
                 return None
             self.reporter.message(f"measuring {name}'s forward rate on {self.device}")
-            rates = target_rates(target, torch.cat(self.photos()), repeat=2)
-            cached = {"forward_ips": rates.forward_ips}
+            photos = torch.cat(self.photos())
+            cached = {"forward_ips": len(photos) / self._seconds(lambda: target.embed(photos), inference=True)}
             self.cache.put(key, cached)
         return cached["forward_ips"]
 
@@ -227,10 +249,8 @@ class Estimator:
             clean = self.photos()[0]
             shown = (clean + 0.01 * torch.randn_like(clean)).clamp(0, 1)
             probe = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
-            quality_rows(probe, shown, clean)  # warm-up: loads LPIPS
-            t0 = time.perf_counter()
-            quality_rows(probe, shown, clean)
-            cached = {"seconds_per_photo": (time.perf_counter() - t0) / len(clean)}
+            seconds = self._seconds(lambda: quality_rows(probe, shown, clean))
+            cached = {"seconds_per_photo": seconds / len(clean)}
             self.cache.put(key, cached)
         return cached["seconds_per_photo"]
 
@@ -239,10 +259,7 @@ class Estimator:
         cached = self.cache.get(key)
         if cached is None or self.remeasure:
             photos = torch.cat(self.photos())
-            adversary.apply(photos)
-            t0 = time.perf_counter()
-            adversary.apply(photos)
-            cached = {"seconds_per_photo": (time.perf_counter() - t0) / len(photos)}
+            cached = {"seconds_per_photo": self._seconds(lambda: adversary.apply(photos)) / len(photos)}
             self.cache.put(key, cached)
         return cached["seconds_per_photo"]
 

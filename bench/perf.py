@@ -202,20 +202,28 @@ class MethodCost:
     passes: dict[str, int]
 
 
-def timed(fn: Callable[[], Any], device: torch.device | str) -> tuple[float, Any]:
-    """(seconds, result) of one call, the device's queue drained before and after."""
+def cost_clock(device: torch.device | str) -> Callable[[], float]:
+    """The clock a cost is read on: on a CPU the CPU time of this process (all its threads), which the load of a
+    shared machine does not inflate (with one thread it is the wall time of an idle machine); on a GPU the wall
+    time (the host mostly waits for the device)."""
+    return time.process_time if torch.device(device).type == "cpu" else time.perf_counter
+
+
+def timed(fn: Callable[[], Any], device: torch.device | str,
+          clock: Callable[[], float] = time.perf_counter) -> tuple[float, Any]:
+    """(seconds on ``clock``, result) of one call, the device's queue drained before and after."""
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     result = fn()
     _sync(device)
-    return time.perf_counter() - t0, result
+    return clock() - t0, result
 
 
 def time_calls(method: Any, surrogates: list[Any], fit_photos: torch.Tensor, probes: torch.Tensor,
-               seed: int = 0) -> tuple[float, float]:
+               seed: int = 0, clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
     """Seconds of one fit on ``fit_photos`` and of protecting ``probes`` with the fitted protector."""
-    fit_s, protector = timed(lambda: method.fit(fit_photos, surrogates, seed), fit_photos.device)
-    protect_s, _ = timed(lambda: protector.protect(probes), probes.device)
+    fit_s, protector = timed(lambda: method.fit(fit_photos, surrogates, seed), fit_photos.device, clock)
+    protect_s, _ = timed(lambda: protector.protect(probes), probes.device, clock)
     return fit_s, protect_s
 
 
@@ -385,6 +393,6 @@ def suite_measures(suite: Any, workdir: Any, data_root: str | None, device: str,
     }
 
 
-__all__ = ["MethodCost", "PassCounter", "TargetRates", "counting_passes", "faces", "ideal_seconds",
+__all__ = ["MethodCost", "PassCounter", "TargetRates", "cost_clock", "counting_passes", "faces", "ideal_seconds",
            "median_seconds", "method_cost", "naive_seconds", "shortened", "suite_measures", "target_rates", "time_calls",
            "time_suite", "timed"]

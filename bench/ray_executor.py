@@ -68,9 +68,10 @@ def run_task(spec: WorkerSpec, key: str, body: str, args: dict[str, Any]) -> tup
     """One task in a worker: (its output without tensors, seconds, what it computed). The artifact, when the
     task keeps one, is written to the shared run folder before returning."""
     workspace = worker_workspace(spec)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     output = BODIES[body](workspace, **args)
     seconds = time.perf_counter() - t0
+    output.info["cpu_seconds"] = time.process_time() - cpu0
     if output.tensors is not None:
         ArtifactReader(spec.run_dir).save_artifact(key, output.tensors)
         output = TaskOutput(output.info, output.rows, None)

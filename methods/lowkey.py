@@ -133,5 +133,4 @@ class LowKey(Method):
             raise ValueError("lowkey needs at least one differentiable surrogate")
         from bench.lpips import get_lpips
 
-        device = photos.device if len(photos) else torch.device("cpu")
-        return LowKeyProtector(self.config, surrogates, seed, get_lpips(device))
+        return LowKeyProtector(self.config, surrogates, seed, get_lpips(photos.device))

@@ -3,11 +3,17 @@ and `bench run --dry-run`, on real faces (embedded LFW subset, SFace, PGD)."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 import torch
 
+import attacks
+import bench
+import methods
 from bench import devices
 from bench.estimate import Estimator, Linear, RateCache, measured_kinds, task_kind
 from bench.metric_registry import METRICS
@@ -111,15 +117,9 @@ def test_linear_cost_scales_with_effort_and_photos():
     assert Linear(a=-5.0, b=0.0, batch=4).seconds(4, 1) == 0.0  # never negative
 
 
-def test_dry_run_prices_the_plan_from_cached_rates(tmp_path):
-    suite = tiny_suite()
-    cache = RateCache("cpu", 1, path=tmp_path / "rates.json")
-    estimator = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter(), cache=cache)
-    planned = estimator.plan()
-    kinds = [task_kind(t.label) for t in planned.graph.tasks]
-    # clean/sface, protect x 2 users, eval x 2 adversaries, eval/clean/sface
-    assert sorted(kinds) == ["clean", "eval", "eval", "eval-clean", "protect", "protect"]
-    # rates put in by hand: the estimate is their arithmetic, nothing is measured
+def prefill(cache: RateCache, planned) -> None:
+    """Rates put in by hand (so nothing is measured): sface 10 img/s, PGD 0.4 s + 0.2 s per step for 4 photos,
+    quality 0.1 s per photo, each adversary 0.01 s per photo."""
     pgd = planned.methods["pgd"]
     cache.put(f"target/sface/{code_version(TARGETS.entry('sface').cls)}", {"forward_ips": 10.0})
     cache.put("method/pgd/" + content_key(dataclasses.asdict(pgd.config), code_version(pgd), ["sface"], 4),
@@ -128,16 +128,42 @@ def test_dry_run_prices_the_plan_from_cached_rates(tmp_path):
     for name, adversary in planned.adversaries.items():
         cache.put(f"adversary/{name}/" + content_key(dataclasses.asdict(adversary.config), code_version(adversary)),
                   {"seconds_per_photo": 0.01})
-    estimate = estimator.estimate()
+
+
+def expected_seconds(suite) -> dict[str, float]:
     info = describe_files(suite, embedded_data_root())
     n_probe = sum(len(v) for v in info.probe.values())
-    clean_photos = len(info.gallery) + n_probe
-    assert estimate.kinds["clean"].seconds == pytest.approx(clean_photos / 10.0)
     # PGD at 1 step: (0.4 + 0.2 * 1) s per 4 photos, plus 0.1 s of quality per probe
-    assert estimate.kinds["protect"].seconds == pytest.approx(n_probe * (0.6 / 4 + 0.1))
-    assert estimate.kinds["eval"].seconds == pytest.approx(2 * n_probe * (1 / 10.0 + 0.01))
-    assert estimate.kinds["eval-clean"].seconds == 0.0
+    return {"clean": (len(info.gallery) + n_probe) / 10.0, "protect": n_probe * (0.6 / 4 + 0.1),
+            "eval": 2 * n_probe * (1 / 10.0 + 0.01), "eval-clean": 0.0}
+
+
+def test_dry_run_prices_the_plan_from_cached_rates(tmp_path):
+    suite = tiny_suite()
+    cache = RateCache("cpu", 1, path=tmp_path / "rates.json")
+    estimator = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter(), cache=cache)
+    planned = estimator.plan()
+    kinds = [task_kind(t.label) for t in planned.graph.tasks]
+    # clean/sface, protect x 2 users, eval x 2 adversaries, eval/clean/sface
+    assert sorted(kinds) == ["clean", "eval", "eval", "eval-clean", "protect", "protect"]
+    prefill(cache, planned)
+    estimate = estimator.estimate()
+    assert {k: c.seconds for k, c in estimate.kinds.items()} == pytest.approx(expected_seconds(suite))
     assert estimate.methods["pgd"]["users"] == 2 and estimate.notes == []
+
+
+def test_bench_run_dry_run_prints_tasks_and_time_per_kind(fresh_home, capsys):
+    from bench.cli import main
+
+    suite = tiny_suite()
+    prefill(RateCache("cpu", 1), Estimator(suite, embedded_data_root(), "cpu", 1, Reporter()).plan())
+    args = ["run", "--suite", "smoke", "--users", "2", "--gallery-identities", "6", "--set", "pgd.steps=1",
+            "--data-root", str(embedded_data_root()), "--device", "cpu", "--threads", "1", "--dry-run", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {k: v["tasks"] for k, v in out["kinds"].items()} == {"clean": 1, "protect": 2, "eval": 2, "eval-clean": 1}
+    assert {k: v["seconds"] for k, v in out["kinds"].items()} == pytest.approx(expected_seconds(suite))
+    assert out["device"] == "cpu" and out["rates"].startswith(str(fresh_home))
 
 
 @pytest.mark.slow
@@ -151,3 +177,22 @@ def test_the_estimate_is_within_a_factor_of_two_of_the_run(tmp_path):
     total = sum(c.seconds for c in actual.values())
     assert 0.5 <= estimate.seconds / total <= 2, (estimate.kinds, actual)
     assert 0.5 <= estimate.kinds["protect"].seconds / actual["protect"].seconds <= 2
+
+
+HOT_MODULES = sorted({*Path(methods.__file__).parent.glob("*.py"), *Path(attacks.__file__).parent.glob("*.py"),
+                      *(Path(bench.__file__).parent / name for name in ("tasks.py", "executors.py", "ray_executor.py",
+                                                                       "metrics.py", "quality.py"))})
+
+
+@pytest.mark.parametrize("path", HOT_MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_hard_coded_cpu_and_no_host_copy_inside_a_loop(path):
+    """Tensors stay on the run's device: no "cpu" literal, and no ``.cpu()``/``.numpy()`` in a loop body of
+    the methods, adversaries and task bodies (a host copy per step stalls a GPU)."""
+    tree = ast.parse(path.read_text())
+    literals = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == "cpu"]
+    assert not literals, f"{path.name}: hard-coded 'cpu' at lines {literals}"
+    copies = sorted({n.lineno for loop in ast.walk(tree) if isinstance(loop, (ast.For, ast.While))
+                     for stmt in loop.body for n in ast.walk(stmt)
+                     if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                     and n.func.attr in ("cpu", "numpy", "tolist")})
+    assert not copies, f"{path.name}: host copies inside a loop at lines {copies}"

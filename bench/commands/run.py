@@ -137,9 +137,11 @@ def run(args) -> int:
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     if args.dry_run:
-        return dry_run(suite, args, console, reporter)
+        # with --json, stdout holds the JSON alone: progress and notes go to stderr
+        shown = Console(stderr=True, width=console.width) if args.json else console
+        return dry_run(suite, args, shown, RichReporter(shown) if shown.is_terminal else LogReporter(shown))
+    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     out = Path(args.out or f"runs/{suite.name}")
     t0 = time.perf_counter()
     try:
@@ -174,7 +176,7 @@ def make_executor(name: str, address: str | None, suite):
 
 def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
     """Plan the suite on file lists and price it from rates measured on this machine (bench/estimate.py)."""
-    from bench.estimate import Estimator
+    from bench.estimate import Estimator, KindCost
 
     try:
         device, threads = resolve_device(args.device), args.threads or default_threads()
@@ -187,21 +189,27 @@ def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    on_cpu = device == "cpu"
+    clock = "cpu" if on_cpu else "wall"
     if args.json:
-        print(json.dumps({"suite": suite.name, "device": device, "threads": threads,
+        print(json.dumps({"suite": suite.name, "device": device, "threads": threads, "clock": clock,
                           "kinds": {k: vars(v) for k, v in estimate.kinds.items()}, "methods": estimate.methods,
                           "seconds": estimate.seconds, "notes": estimate.notes,
                           "unavailable": estimate.unavailable, "rates": estimate.cache}, indent=2))
         return 0
+
+    def idle_wall(seconds: float) -> str:  # CPU time of all threads -> the wall time of an idle machine
+        return _clock(seconds) if threads == 1 else f"{_clock(seconds / threads)} to {_clock(seconds)}"
+
     kinds = Table(title=f"{suite.name}: tasks and estimated time on {device} ({threads} thread(s))")
-    for col in ("kind", "tasks", "estimated time"):
+    for col in ("kind", "tasks", "CPU time" if on_cpu else "wall time", *(("wall time, idle machine",) if on_cpu else ())):
         kinds.add_column(col, justify="left" if col == "kind" else "right")
-    for kind, cost in estimate.kinds.items():
-        kinds.add_row(kind, str(cost.tasks), _clock(cost.seconds))
-    kinds.add_row("all", str(sum(c.tasks for c in estimate.kinds.values())), _clock(estimate.seconds))
+    for kind, cost in [*estimate.kinds.items(), ("all", KindCost(sum(c.tasks for c in estimate.kinds.values()),
+                                                                 estimate.seconds))]:
+        kinds.add_row(kind, str(cost.tasks), _clock(cost.seconds), *((idle_wall(cost.seconds),) if on_cpu else ()))
     console.print(kinds)
     methods = Table(title="protect tasks per method")
-    for col in ("method", "kind", "users", "fit s/user", "protect s/photo", "estimated time"):
+    for col in ("method", "kind", "users", "fit s/user", "protect s/photo", f"{clock} time"):
         methods.add_column(col, justify="left" if col in ("method", "kind") else "right")
     for name, m in sorted(estimate.methods.items(), key=lambda kv: -kv[1]["seconds"]):
         methods.add_row(name, m["kind"], str(m["users"]), f"{m['fit_s_per_user']:.1f}",
@@ -211,7 +219,9 @@ def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
         console.print(f"[yellow]{name} unavailable[/yellow]: {reason}")
     for note in estimate.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
-    console.print(f"rates measured on this machine, cached in {estimate.cache} (--remeasure to measure again)")
+    console.print(f"rates measured on this machine, cached in {estimate.cache} (--remeasure to measure again)"
+                  + ("; CPU time of the process, all threads: the load of other work does not enter it" if on_cpu
+                     else ""))
     return 0
 
 
