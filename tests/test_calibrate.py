@@ -165,10 +165,10 @@ def test_sface_calibration_on_a_small_lfw_subset(shared_data, aligner):
     assert stale_reason(record, target) == "cached calibration was on a subset of LFW"
 
 
-def _tiny_lfw(shared_data, root):
+def _tiny_lfw(lfw_root, root):
     """A two-fold LFW copy (links to real photos): 4 matched pairs per fold, and mismatched lines of which only
     one per fold names photos present, so each fold needs 3 drawn mismatched pairs."""
-    source = shared_data / "lfw" / "images"
+    source = lfw_root / "lfw" / "images"
     people = [d.name for d in sorted(source.iterdir()) if len(list(d.glob("*.jpg"))) >= 4][:8]
     for name in people:
         (root / "lfw" / "images" / name).mkdir(parents=True)
@@ -184,7 +184,7 @@ def _tiny_lfw(shared_data, root):
 
 
 @pytest.mark.slow
-def test_bench_targets_calibrates_once_then_reuses(shared_data, tmp_path, monkeypatch, capsys):
+def test_bench_targets_calibrates_once_then_reuses(lfw_root, tmp_path, monkeypatch, capsys):
     import json
 
     import bench.calibration_store
@@ -195,7 +195,7 @@ def test_bench_targets_calibrates_once_then_reuses(shared_data, tmp_path, monkey
     available, reason = TARGETS.entry("sface").availability()
     if not available:
         pytest.skip(reason)
-    _tiny_lfw(shared_data, tmp_path / "data")
+    _tiny_lfw(lfw_root, tmp_path / "data")
     monkeypatch.setattr(bench.calibration_store, "calibration_dir", lambda: tmp_path / "cal")
     argv = ["targets", "--only", "sface", "--data-root", str(tmp_path / "data"), "--json"]
     assert main(argv) == 0

@@ -46,9 +46,9 @@ def user(lfw_faces):
 
 
 @pytest.fixture(scope="module")
-def context(shared_data):
+def context(lfw_root):
     """What a run would hand the methods: the identity bank from the shared LFW, the user left out."""
-    return standalone_context(shared_data, exclude=(USER,))
+    return standalone_context(lfw_root, exclude=(USER,))
 
 
 def protect(name: str, sface, user, context, seed: int = 0, **overrides):
@@ -167,16 +167,16 @@ def test_tip_im_impersonates_a_candidate_and_dodges(sface, user, context):
     assert picks.shape == (len(clean), len(bank)) and (picks.sum(1) == 5).all()
 
 
-def test_bank_is_disjoint_from_the_users_deterministic_and_keyed(shared_data, context):
+def test_bank_is_disjoint_from_the_users_deterministic_and_keyed(lfw_root, context):
     bank = context.identity_bank(6, 1)
     assert USER not in bank.names and len(set(bank.names)) == 6
     assert context.identity_bank(2, 1).names == bank.names[:2]
     assert bank.canvases.shape == (6, 3, 224, 224)
     # an evaluated user never enters the bank: the next candidate takes the place
-    without = standalone_context(shared_data, exclude=(USER, bank.names[0])).identity_bank(6, 1)
+    without = standalone_context(lfw_root, exclude=(USER, bank.names[0])).identity_bank(6, 1)
     assert without.names[:5] == bank.names[1:] and bank.names[0] not in without.names
     assert without.digest != bank.digest and len(bank.digest) == 24
-    assert standalone_context(shared_data, exclude=(USER,)).identity_bank(6, 1).digest == bank.digest
+    assert standalone_context(lfw_root, exclude=(USER,)).identity_bank(6, 1).digest == bank.digest
 
 
 def test_a_method_takes_from_its_context_only_what_it_declares(sface, user, context):
