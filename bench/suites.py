@@ -67,12 +67,11 @@ SUITES: dict[str, Suite] = {
     "quick": Suite(
         name="quick",
         description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
-                    "class-center, UAP) and two per-image ones (PGD, Fawkes low), every method at its paper's "
-                    "settings; 4 targets (the 2 surrogates white-box, 2 unseen), none/JPEG-75, 4 users with 20 "
-                    "photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` for their cost "
-                    "on a CPU: LowKey (about a minute per photo), TIP-IM (minutes per photo), FaceCloak, OPOM's "
-                    "other losses, Fawkes mid/high",
-        methods=("chameleon", "opom-class-center", "uap", "pgd", "fawkes-low"),
+                    "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 4 targets (the 2 "
+                    "surrogates white-box, 2 unseen), none/JPEG-75, 4 users with 20 photos (4 gallery / 6 probe / "
+                    "10 fit), a 50-identity gallery. Left to `full` for their CPU cost: Fawkes (10 s a photo in "
+                    "low mode), LowKey (12 s), TIP-IM (minutes), FaceCloak, OPOM's other losses",
+        methods=("chameleon", "opom-class-center", "uap", "pgd"),
         targets=("sface", "dlib-resnet", "faceres", "mobileface"),
         surrogates=("sface", "dlib-resnet"),
         adversaries=("none", "jpeg-75"),
