@@ -13,6 +13,10 @@
   same for the tasks alone, without loading) and ``speedup_vs_naive`` (a naive per-image loop doing the same
   work: every photo detected and aligned where it is used, every image through every model alone, nothing
   cached, over the suite's time).
+
+Every time is read on ``cost_clock``: on a CPU the CPU time of the process (all its threads), which other work
+on a shared machine barely changes (wall seconds there can double from one hour to the next); on a GPU the wall
+time. Things compared are also timed in turns (a, b, a, b ...).
 """
 
 from __future__ import annotations
@@ -34,10 +38,18 @@ def _sync(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
+def cost_clock(device: torch.device | str) -> Callable[[], float]:
+    """The clock a cost is read on: on a CPU the CPU time of this process (all its threads), which the load of a
+    shared machine does not inflate (with one thread it is the wall time of an idle machine); on a GPU the wall
+    time (the host mostly waits for the device)."""
+    return time.process_time if torch.device(device).type == "cpu" else time.perf_counter
+
+
 def median_seconds(fns: dict[str, Callable[[], Any]], device: torch.device | str, repeat: int = 3,
                    warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each function, timed in turns (a, b, a, b ...) so that load on a shared machine falls on
-    all of them alike and their ratio holds."""
+    """Median seconds of each function on the cost clock, timed in turns (a, b, a, b ...) so that what load on a
+    shared machine still does to it falls on all of them alike and their ratio holds."""
+    clock = cost_clock(device)
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -45,10 +57,10 @@ def median_seconds(fns: dict[str, Callable[[], Any]], device: torch.device | str
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -202,13 +214,6 @@ class MethodCost:
     passes: dict[str, int]
 
 
-def cost_clock(device: torch.device | str) -> Callable[[], float]:
-    """The clock a cost is read on: on a CPU the CPU time of this process (all its threads), which the load of a
-    shared machine does not inflate (with one thread it is the wall time of an idle machine); on a GPU the wall
-    time (the host mostly waits for the device)."""
-    return time.process_time if torch.device(device).type == "cpu" else time.perf_counter
-
-
 def timed(fn: Callable[[], Any], device: torch.device | str,
           clock: Callable[[], float] = time.perf_counter) -> tuple[float, Any]:
     """(seconds on ``clock``, result) of one call, the device's queue drained before and after."""
@@ -231,8 +236,8 @@ def method_cost(method: Any, surrogates: list[Any], fit_photos: torch.Tensor, pr
                 rates: dict[str, TargetRates], seed: int = 0) -> MethodCost:
     device = fit_photos.device
     with counting_passes(surrogates) as fit_counter:
-        fit_s, protector = timed(lambda: method.fit(fit_photos, surrogates, seed), device)
-    protect_s, _ = timed(lambda: protector.protect(probes), device)
+        fit_s, protector = timed(lambda: method.fit(fit_photos, surrogates, seed), device, cost_clock(device))
+    protect_s, _ = timed(lambda: protector.protect(probes), device, cost_clock(device))
     protect_ms = 1000 * protect_s / max(1, len(probes))
     ratio = None
     if method.kind == "universal" and fit_counter.grad:
@@ -264,11 +269,12 @@ class SuiteTiming:
 
 
 def time_suite(suite: Any, run_dir: Any, data_root: str | None, device: str, threads: int) -> SuiteTiming:
+    from bench.estimate import measured_kinds
     from bench.runner import Runner
 
     runner = Runner(suite, run_dir, data_root=data_root, device=device, threads=threads)
-    seconds, _ = timed(runner.run, device)
-    task_seconds = runner.store.db.execute("SELECT SUM(seconds) FROM tasks WHERE status = 'done'").fetchone()[0]
+    seconds, _ = timed(runner.run, device, cost_clock(device))
+    task_seconds = sum(k.seconds for k in measured_kinds(runner.store, cpu=torch.device(device).type == "cpu").values())
     work = runner.store.get_meta("work", {})
     runner.store.close()
     return SuiteTiming(seconds, float(task_seconds or 0.0), work)
@@ -295,7 +301,8 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
     if "gallery" in suite.scenarios:
         raise ValueError("the naive loop times the probe scenario only")
     torch.set_num_threads(threads)
-    t0 = time.perf_counter()
+    clock = cost_clock(device)
+    t0 = clock()
     root, _ = resolve_data_root(data_root)
     aligner = Aligner(device=device)
     _, users, splits = split_files(suite, root, lambda item, reason: None)
@@ -344,7 +351,7 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
         if method.holds_key:
             for target in targets.values():
                 rank(target, {u: [keys[u].deobfuscate(x) for x in photos] for u, photos in protected.items()})
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 class _Uncached:
