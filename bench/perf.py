@@ -75,6 +75,9 @@ class TargetRates:
     # forward+backward rate on 4 x the batch over the rate on the batch: what batching several users' masks in
     # one pass would gain on this device
     batch_gain: float | None = None
+    # the forward rate on 4 x the batch over the rate on the batch: what an evaluation gains by embedding every
+    # user's photos in one pass instead of user by user
+    forward_batch_gain: float | None = None
     # the network's forward+backward rate with its weights in channels-last memory format over the default one
     channels_last_gain: float | None = None
     # the forward rate in inference mode (how the harness embeds clean photos) over plain no-grad mode
@@ -124,6 +127,13 @@ def target_rates(target: Any, canvases: torch.Tensor, repeat: int = 3, extras: b
                 large = canvases.repeat(4, 1, 1, 1)
                 timed_fns["forward_backward_4x"] = lambda: forward_backward(large)
                 images["forward_backward_4x"] = 4 * n
+
+                def forward_4x() -> None:
+                    with torch.inference_mode():
+                        target.embed(large)
+
+                timed_fns["forward_4x"] = forward_4x
+                images["forward_4x"] = 4 * n
                 timed_fns.update(_memory_format_pair(network, prepared))
                 images.update({"raw_fb_default": n, "raw_fb_channels_last": n})
     seconds = median_seconds(timed_fns, canvases.device, repeat)
@@ -133,6 +143,7 @@ def target_rates(target: Any, canvases: torch.Tensor, repeat: int = 3, extras: b
         target.name, bool(target.differentiable), rate["forward"], rate.get("forward_backward"), raw,
         rate["forward"] / raw if raw else None,
         rate["forward_backward_4x"] / rate["forward_backward"] if "forward_backward_4x" in rate else None,
+        rate["forward_4x"] / rate["forward"] if "forward_4x" in rate else None,
         rate["raw_fb_channels_last"] / rate["raw_fb_default"] if "raw_fb_default" in rate else None,
         rate["forward"] / rate["forward_no_grad"] if "forward_no_grad" in rate else None)
 

@@ -85,12 +85,13 @@ def measure(args, device: str) -> dict:
 
 def _table(result: dict) -> list[Table]:
     t = Table(title=f"targets on {result['device']} ({result['threads']} threads, batch {result['batch']})")
-    for col in ("target", "forward img/s", "fwd+bwd img/s", "raw forward img/s", "eval_ratio", "batch x4 gain",
-                "channels-last gain", "inference-mode gain"):
+    for col in ("target", "forward img/s", "fwd+bwd img/s", "raw forward img/s", "eval_ratio", "fwd+bwd x4 gain",
+                "forward x4 gain", "channels-last gain", "inference-mode gain"):
         t.add_column(col, justify="right" if col != "target" else "left")
     for r in result["targets"]:
         t.add_row(r["name"], f"{r['forward_ips']:.1f}", _fmt(r["forward_backward_ips"], ".1f"),
                   _fmt(r["raw_forward_ips"], ".1f"), _fmt(r["eval_ratio"], ".2f"), _fmt(r["batch_gain"], ".2f"),
+                  _fmt(r["forward_batch_gain"], ".2f"),
                   _fmt(r["channels_last_gain"], ".2f"), _fmt(r["inference_mode_gain"], ".2f"))
     m = Table(title="methods (shortened settings as named)")
     for col in ("method", "setting", "fit s/user", "ms/photo", "fit_ratio"):
