@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.integrity import IntegrityError, file_sha256, mismatch, record, sidecar, write_checked
 from bench.paths import bench_home
 
 
@@ -25,6 +26,15 @@ def calibration_path(name: str, data: str) -> Path:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """A calibration file's record. One whose bytes no longer match the checksum recorded when it was written
+    raises :class:`IntegrityError`; one written before checksums were kept is adopted as found."""
+    if not sidecar(path).exists():
+        record(path, file_sha256(path))
+    problem = mismatch(path)
+    if problem:
+        raise IntegrityError(f"calibration {path.parent.name}: {problem}; run `bench targets --only "
+                             f"{path.parent.name if path.parent != calibration_dir() else path.stem} --recalibrate` "
+                             "to measure it again")
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -59,10 +69,7 @@ def load_calibration(name: str, data: str | None = None) -> dict[str, Any]:
 
 def save_calibration(record: dict[str, Any]) -> Path:
     path = calibration_path(record["name"], record["data"]["fingerprint"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_checked(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
     return path
 
 

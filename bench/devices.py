@@ -8,21 +8,16 @@ from pathlib import Path
 
 import torch
 
+from bench.validate import check_device
+
 
 def resolve_device(name: str | None) -> str:
-    """``auto``/None -> "cuda" if available else "cpu"; an explicit CUDA device that is absent is an error."""
+    """``auto``/None -> "cuda" if available else "cpu"; any other name is checked (``UsageError`` when the device
+    is not a torch device or is absent here)."""
     if name in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"--device {name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available here (use --device cpu or auto)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return str(device)
+    check_device(name)
+    return str(torch.device(name))
 
 
 def available_cores() -> int:

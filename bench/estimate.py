@@ -270,7 +270,7 @@ class Estimator:
         bank = BankBuilder(self.root, self.suite.dataset, set(data.users), self.aligner, None)
         context = RunContext(device=self.device, seed=self.suite.split.seed, data_root=self.root, bank_provider=bank.bank)
         methods, method_infos = create_methods(self.suite, context, self.reporter)
-        adversaries, adversary_infos = create_adversaries(self.suite)
+        adversaries, adversary_infos = create_adversaries(self.suite, context, self.reporter)
         targets = []
         for name in expand(self.suite.targets, TARGETS):
             ok, reason = TARGETS.entry(name).availability()

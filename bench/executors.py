@@ -75,6 +75,7 @@ class LocalExecutor:
                 reporter.advance(task.label)
                 continue
             t0, cpu0 = time.perf_counter(), time.process_time()
+            store.begin(task.key, task.label)
             try:
                 output = BODIES[task.body](workspace, **task.args)
             except Exception as exc:

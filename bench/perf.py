@@ -329,7 +329,7 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
     bank = BankBuilder(root, suite.dataset, set(users), _Uncached(aligner), None)
     context = RunContext(device=device, seed=suite.split.seed, data_root=root, bank_provider=bank.bank)
     methods, _ = create_methods(suite, context, reporter)
-    adversaries, _ = create_adversaries(suite)
+    adversaries, _ = create_adversaries(suite, context, reporter)
     scratch = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
     gallery = [(p, ident) for ident, sp in sorted(splits.items()) for p in sp.gallery]
 

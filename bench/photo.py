@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, invert_affine, similarity_fit
+from bench.faces import to_rgb
 
 EXIF_ORIENTATION = 0x0112
 SAVE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
@@ -45,27 +46,15 @@ class Photo:
 
 
 def _to_rgb8(im: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """8-bit RGB (and alpha) from any PIL mode."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit (and 32-bit integer) grey: PIL's convert("RGB") clips at 255 and turns the photo white
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 or im.mode.startswith("I;16") else 255.0
-        grey = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+    """8-bit RGB (and alpha, kept apart to be written back) from any PIL mode."""
+    if im.mode.startswith("I") or im.mode == "F":
         notes.append(f"{im.mode} grey scaled to 8 bits")
-        return np.repeat(grey[..., None], 3, axis=2), None
-    if im.mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        top = 1.0 if arr.max() <= 1.0 else 255.0
-        grey = np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-        notes.append("floating-point grey scaled to 8 bits")
-        return np.repeat(grey[..., None], 3, axis=2), None
     if im.mode == "CMYK":
         notes.append("CMYK converted to RGB (saved as RGB)")
-    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-    if has_alpha:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = np.asarray(im.convert("RGBA"))
         return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
-    return np.asarray(im.convert("RGB")), None
+    return to_rgb(im), None
 
 
 def load_photo(path: str | os.PathLike) -> Photo:

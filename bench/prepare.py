@@ -8,21 +8,27 @@ without a gallery (or a user without probes or fit photos) leaves the run, with 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from bench.canvas import from_uint8
-from bench.context import PublicPhotos
-from bench.data import DataError, Dataset, IdentitySplit, load_identity_folders, split_identity
-from bench.faces import FaceError
+from bench.data import (
+    DataError,
+    Dataset,
+    IdentitySplit,
+    load_identity_folders,
+    resolve_data_root,
+    split_identity,
+)
+from bench.faces import IdentityFaces
 from bench.plan import DataInfo
 from bench.progress import Reporter
 from bench.suites import Suite
+from bench.validate import UsageError, check_device, check_output_folder
 
 
 @dataclass
@@ -46,20 +52,6 @@ class Prepared:
             labels += [ident] * len(split.gallery)
         return photos, labels
 
-    def public_photos(self) -> list[Path]:
-        """What a recogniser owner holds of its own people: the gallery photos of every identity that is not an
-        evaluated user (an adaptive adversary's training data; never a user's photo)."""
-        return [p for ident, split in sorted(self.splits.items()) if ident not in self.users for p in split.gallery]
-
-    def public(self) -> PublicPhotos:
-        photos = self.public_photos()
-        labels = [p.parent.name for p in photos]
-        canvases = from_uint8(self.stack(photos)) if photos else torch.zeros(0, 3, 224, 224)
-        return PublicPhotos(canvases, labels, self.public_digest())
-
-    def public_digest(self) -> str:
-        return hashlib.sha256("".join(self.digests[p] for p in self.public_photos()).encode()).hexdigest()[:24]
-
     def describe(self) -> DataInfo:
         """What the planner needs to know of the data (digests, not pixels)."""
         gallery, labels = self.gallery()
@@ -69,8 +61,7 @@ class Prepared:
             return {u: [digests[p] for p in getattr(self.splits[u], part)] for u in self.users}
 
         return DataInfo(users=list(self.users), gallery=[digests[p] for p in gallery], gallery_labels=labels,
-                        probe=of("probe"), fit=of("fit"), user_gallery=of("gallery"),
-                        public=self.public_digest())
+                        probe=of("probe"), fit=of("fit"), user_gallery=of("gallery"))
 
 
 def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:
@@ -92,6 +83,8 @@ def split_files(suite: Suite, root: Path,
                 skip: Callable[[str, str], None]) -> tuple[Dataset, list[str], dict[str, IdentitySplit]]:
     """Load, select and split file lists (nothing aligned yet): the dataset, the users, each identity's split."""
     ds = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
+    for ident, reason in ds.too_few.items():
+        skip(ident, reason)
     users, selected = select_identities(suite, ds)
     splits: dict[str, IdentitySplit] = {}
     for ident in selected:
@@ -113,25 +106,26 @@ def describe_files(suite: Suite, root: Path) -> DataInfo:
 
     return DataInfo(users=[u for u in users if u in splits], gallery=[p for p, _ in gallery],
                     gallery_labels=[i for _, i in gallery], probe=of("probe"), fit=of("fit"),
-                    user_gallery=of("gallery"), public="")
+                    user_gallery=of("gallery"))
 
 
 def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
                  reporter: Reporter) -> Prepared:
     """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
     ds, users, splits = split_files(suite, root, skip)
-    needed = [p for ident, sp in splits.items()
-              for p in (sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery)]
-    reporter.phase("align faces", len(needed))
+    needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
+              for ident, sp in splits.items()}
+    # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)
+    chooser = IdentityFaces(aligner)
+    reporter.phase("align faces", sum(map(len, needed.values())))
     canvases, digests = {}, {}
-    for p in needed:
-        try:
-            face = aligner.align(p)
-            canvases[p], digests[p] = face.canvas, face.digest
-        except FaceError as exc:
-            skip(str(p), str(exc))
-            reporter.message(f"[yellow]skipped[/yellow] {exc}")
-        reporter.advance()
+    for ident, photos in needed.items():
+        faces, skipped = chooser.align(ident, photos, others=ds.identities[ident], progress=reporter.advance)
+        for p, reason in skipped.items():
+            skip(str(p), reason)
+            reporter.message(f"[yellow]skipped[/yellow] {p}: {reason}")
+        for p, face in faces.items():
+            canvases[p], digests[p] = face.canvas, face.key
     for ident in list(splits):
         sp = splits[ident]
         sp.gallery, sp.probe, sp.fit = ([p for p in part if p in canvases] for part in (sp.gallery, sp.probe, sp.fit))
@@ -144,4 +138,25 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
     return Prepared(ds, users, splits, canvases, digests)
 
 
-__all__ = ["Prepared", "prepare_data", "select_identities", "split_files", "describe_files"]
+def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: str, threads: int | None) -> None:
+    """Everything about a run that can be checked without compute: device, threads, the output folder, the
+    data root and whether it holds enough identities for the suite. Raises :class:`UsageError`."""
+    check_device(device)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"--threads {threads!r} is out of range; allowed: --threads >= 1")
+    check_output_folder(run_dir)
+    try:
+        root, _ = resolve_data_root(data_root)
+        dataset = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    eligible = sum(len(photos) >= suite.min_user_photos for photos in dataset.identities.values())
+    if eligible < suite.users:
+        raise UsageError(
+            f"users={suite.users} is out of range for {dataset.root}: it has {eligible} identities with >= "
+            f"{suite.min_user_photos} photos; allowed: 1 <= users <= {eligible}" if eligible else
+            f"{dataset.root} has no identity with >= {suite.min_user_photos} photos, as a protected user needs"
+        )
+
+
+__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities", "split_files", "describe_files"]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.calibration_store import load_calibration
 from bench.canvas import from_uint8, to_uint8
 from bench.photo import PhotoError, align_face, detect_faces, load_photo, put_back, save_photo
 
@@ -37,13 +38,14 @@ class PhotoResult:
 
 class UserMatcher:
     """Tells the user's face from others: cosine similarity of a face's embedding under one surrogate to the user's
-    template, against that surrogate's threshold at FAR 1e-2 when it is calibrated (``bench targets``); without a
-    calibration, the best-matching face of each photo is taken, and the summary says so."""
+    template, against that surrogate's threshold at FAR 1e-2 when it is calibrated (``bench targets``; the most
+    recent calibration of any LFW copy: protecting photos is no benchmark run); without one, the best-matching face
+    of each photo is taken, and the summary says so."""
 
     def __init__(self, surrogate: Any, template: torch.Tensor):
         self.surrogate = surrogate
         self.template = F.normalize(template.flatten().float(), dim=0)
-        self.threshold = surrogate.thresholds().get("far1e-2")
+        self.threshold = load_calibration(surrogate.name).get("thresholds", {}).get("far1e-2")
 
     def pick(self, canvases: torch.Tensor) -> tuple[list[int], list[float]]:
         with torch.no_grad():

@@ -58,7 +58,8 @@ def worker_workspace(spec: WorkerSpec) -> Workspace:
 
         runner = Runner(spec.suite, spec.run_dir, data_root=spec.data_root, device=spec.device,
                         threads=spec.threads, store=ArtifactReader(spec.run_dir))
-        workspace, _ = runner.prepare()
+        torch.set_num_threads(runner.threads)
+        workspace, _ = runner.prepare(*runner.load_models())
         _WORKSPACES.clear()
         _WORKSPACES[spec.key()] = workspace
     return _WORKSPACES[spec.key()]

@@ -31,7 +31,7 @@ from bench.executors import Executor, LocalExecutor
 from bench.faces import Aligner
 from bench.identity_bank import BankBuilder
 from bench.plan import Plugins, TaskGraph, plan_run
-from bench.prepare import Prepared, prepare_data
+from bench.prepare import Prepared, check_run_request, prepare_data
 from bench.progress import Reporter
 from bench.provenance import content_key, environment, record_invocation
 from bench.registry import TARGETS, UnknownNameError
@@ -45,7 +45,7 @@ from bench.resources import (
     surrogate_twins,
     validate_names,
 )
-from bench.store import ArtifactReader, RunStore
+from bench.store import ArtifactReader, RunStore, run_lock
 from bench.suites import Suite
 from bench.tasks import Workspace
 from bench.work import WorkLog
@@ -55,21 +55,31 @@ class Runner:
     def __init__(
         self, suite: Suite, run_dir: str | os.PathLike, data_root: str | None = None, device: str = "auto",
         threads: int | None = None, reporter: Reporter | None = None, executor: Executor | None = None,
-        store: RunStore | ArtifactReader | None = None,
+        wait: bool = True, store: RunStore | ArtifactReader | None = None,
     ):
         self.suite = suite
+        self.run_dir = Path(run_dir)
         # a worker of a distributed executor reads artifacts and never writes the store (``ArtifactReader``)
-        self.store = store if store is not None else RunStore(run_dir)
+        self._store = store
+        self.wait = wait  # another run holds the folder: wait for it (True) or stop at once
         self.data_root = data_root
-        self.device = resolve_device(device)
-        self.threads = threads or default_threads()
+        # "auto" picks CUDA when it is there; an explicit device is checked with the rest of the request in run()
+        self.device = resolve_device(device) if device in (None, "", "auto") else device
+        self.threads = default_threads() if threads is None else threads
         self.reporter = reporter or Reporter()
         self.executor = executor or LocalExecutor()
         self.unavailable: dict[str, str] = {}  # target name -> reason
         self.work = WorkLog()  # alignments and clean embeddings, to show recomputations (bench.work)
 
-    def load_plugins(self, root: Path, aligner: Aligner, data: Prepared) -> tuple[Workspace, Plugins]:
-        """Targets, surrogates, methods (bound to the run context, needs resolved) and adversaries."""
+    @property
+    def store(self) -> RunStore:
+        """The run store, opened (and the run folder made) on first use: a refused run writes nothing."""
+        if self._store is None:
+            self._store = RunStore(self.run_dir)
+        return self._store
+
+    def load_models(self) -> tuple[dict[str, Any], list[Any]]:
+        """Evaluated targets and surrogates, weights fetched and verified: before any face is detected."""
         suite = self.suite
         targets = load_targets(expand(suite.targets, TARGETS), self.device, self.unavailable, self.reporter)
         extra = load_targets([s for s in suite.surrogates if s not in targets], self.device, self.unavailable,
@@ -77,17 +87,25 @@ class Runner:
         surrogates = [targets.get(s) or extra.get(s) for s in suite.surrogates]
         surrogates = [s for s in surrogates if s is not None]  # the unavailable ones were reported by load_targets
         if not surrogates:
-            raise ValueError(f"none of the surrogates {list(suite.surrogates)} is available and differentiable")
+            why = "; ".join(f"{name}: {self.unavailable[name]}" for name in suite.surrogates if name in self.unavailable)
+            raise ValueError(f"none of the surrogates {list(suite.surrogates)} is available and differentiable"
+                             + (f" ({why})" if why else ""))
         if not suite.white_box:
             clash = [t for t in targets.values() if t.name in suite.surrogates or surrogate_twins(t, surrogates)]
             if clash:
                 raise ValueError(f"evaluated targets {[t.name for t in clash]} are surrogates or run a surrogate's "
                                  "weights; set white_box=True to allow it")
+        return targets, surrogates
+
+    def load_plugins(self, root: Path, aligner: Aligner, data: Prepared, targets: dict[str, Any],
+                     surrogates: list[Any]) -> tuple[Workspace, Plugins]:
+        """Methods (bound to the run context, needs resolved) and adversaries, beside the loaded models."""
+        suite = self.suite
         bank = BankBuilder(root, suite.dataset, set(data.users), aligner, self.reporter)
         context = RunContext(device=self.device, seed=suite.split.seed, data_root=root,
                              cache_dir=self.store.run_dir / "cache", bank_provider=bank.bank)
         methods, method_infos = create_methods(suite, context, self.reporter)
-        adversaries, adversary_infos = create_adversaries(suite)
+        adversaries, adversary_infos = create_adversaries(suite, context, self.reporter)
         calibration = lfw_fingerprint(root)
         workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, methods, targets,
                               adversaries, surrogates, self.store.load_artifact, self.reporter.message,
@@ -96,23 +114,31 @@ class Runner:
                           adversary_infos, surrogate_ids(surrogates), dict(self.unavailable), self.device)
         return workspace, plugins
 
-    def prepare(self) -> tuple[Workspace, Plugins]:
+    def prepare(self, targets: dict[str, Any], surrogates: list[Any]) -> tuple[Workspace, Plugins]:
         """The data and the plug-ins: what the task bodies run on (a distributed executor's workers call this
         too, on the same suite and data root, and read the alignment cache the driver filled)."""
-        torch.set_num_threads(self.threads)
         root, how = resolve_data_root(self.data_root)
         self.reporter.message(f"data: {root} ({how})")
-        aligner = Aligner(device=self.device, work=self.work)
+        aligner = Aligner(device=self.device, log=self.reporter.message, work=self.work)
         data = prepare_data(self.suite, root, aligner, self.store.skip, self.reporter)
-        return self.load_plugins(root, aligner, data)
+        return self.load_plugins(root, aligner, data, targets, surrogates)
 
     def run(self) -> dict[str, Any]:
+        # Everything that can be checked without compute comes first, weights before any face detection, and
+        # nothing is written until it all passes.
+        check_run_request(self.suite, self.run_dir, self.data_root, self.device, self.threads)
+        torch.set_num_threads(self.threads)
         validate_names(self.suite)
+        targets, surrogates = self.load_models()
+        with run_lock(self.run_dir, wait=self.wait, on_wait=self.reporter.message):
+            return self._run_locked(targets, surrogates)
+
+    def _run_locked(self, targets: dict[str, Any], surrogates: list[Any]) -> dict[str, Any]:
         self.store.set_meta("suite", self.suite.as_dict())
         env = environment(self.device, self.threads)
         self.store.set_meta("environment", env)
         record_invocation(self.store, env)
-        workspace, plugins = self.prepare()
+        workspace, plugins = self.prepare(targets, surrogates)
         data = workspace.data
         graph = plan_run(self.suite, data.describe(), plugins)
         plan = graph.meta

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bench.data import SplitSpec
+from bench.validate import COUNT, UsageError, at_least, check_ranges
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Suite:
     # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey).
     scenarios: tuple[str, ...] = ("probe",)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adversary_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     quantize: bool = True  # protected photos are published as 8-bit images
     white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
     examples: int = 4  # example crops per method kept for the report
@@ -41,7 +43,21 @@ class Suite:
     def __post_init__(self) -> None:
         unknown = set(self.scenarios) - {"probe", "gallery"}
         if unknown or not self.scenarios:
-            raise ValueError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
+            raise UsageError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
+        where = f"suite '{self.name}': "
+        # a protected user needs a gallery, a probe and a fit photo
+        check_ranges(self, where, users=COUNT, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
+                     examples=at_least(0, whole=True))
+        if self.gallery_identities is not None:
+            check_ranges(self, where, gallery_identities=COUNT)
+            if self.gallery_identities < self.users:  # the gallery holds the users and distractors
+                raise UsageError(f"{where}users={self.users} exceeds gallery_identities={self.gallery_identities}; "
+                                 f"allowed: users <= gallery_identities (raise --gallery-identities or lower --users)")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise UsageError(f"{where}seeds={self.seeds!r}; allowed: one or more whole numbers")
+        for field_name in ("methods", "targets", "surrogates", "adversaries"):
+            if not getattr(self, field_name):
+                raise UsageError(f"{where}{field_name} is empty; allowed: one or more names")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +65,9 @@ class Suite:
     def with_overrides(self, **changes: Any) -> Suite:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+
+# The methods the benchmark started with: personalised masks and per-image cloaks.
+SEED_METHODS = ("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey")
 
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
@@ -68,15 +87,32 @@ SUITES: dict[str, Suite] = {
         name="quick",
         description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
                     "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 4 targets (the 2 "
-                    "surrogates white-box, 2 unseen), none/JPEG-75, 4 users with 20 photos (4 gallery / 6 probe / "
-                    "10 fit), a 50-identity gallery. Left to `full` for their CPU cost: Fawkes (10 s a photo in "
-                    "low mode), LowKey (12 s), TIP-IM (minutes), FaceCloak, OPOM's other losses",
+                    "surrogates white-box, 2 unseen), no adversary, JPEG-75 and mask estimation, 4 users with 20 "
+                    "photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` for their CPU "
+                    "cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), FaceCloak, OPOM's "
+                    "other losses",
         methods=("chameleon", "opom-class-center", "uap", "pgd"),
         targets=("sface", "dlib-resnet", "faceres", "mobileface"),
         surrogates=("sface", "dlib-resnet"),
-        adversaries=("none", "jpeg-75"),
+        adversaries=("none", "jpeg-75", "mask-estimation"),
         users=4,
         gallery_identities=50,
+        white_box=True,
+        split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
+    ),
+    "adaptive": Suite(
+        name="adaptive",
+        description="the training adversaries (learned purification, robust fine-tuning) against the seed methods: "
+                    "the owner protects 12 of its own people with each method and trains; SFace (a surrogate) and "
+                    "MobileFace (never seen) judge, 4 users",
+        methods=SEED_METHODS,
+        targets=("sface", "mobileface"),
+        surrogates=("sface", "dlib-resnet"),
+        adversaries=("none", "purification", "robust-finetune"),
+        users=4,
+        gallery_identities=50,
+        # Fawkes and LowKey protect what the recogniser enrols (gallery); the masks protect queries (probe).
+        scenarios=("probe", "gallery"),
         white_box=True,
         split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
     ),

@@ -66,10 +66,11 @@ class Workspace:
         """The named method, bound to the run context for this seed."""
         return self.methods[name].bind(self.context, seed)
 
-    def adversary_context(self, method: str) -> AdversaryContext:
-        """What an adaptive adversary may use against ``method``: never an evaluated user's photo."""
-        return AdversaryContext(run=self.context, public=self.data.public, method=self.methods[method].bind(self.context),
-                                surrogates=list(self.surrogates))
+    def adversary_context(self, adversary: str, method: str) -> AdversaryContext:
+        """What an adaptive adversary may use against ``method``: what its ``needs()`` declare (never an
+        evaluated user's photo), the method under test and its surrogates."""
+        return AdversaryContext(run=self.context.for_plugin(self.adversaries[adversary].needs()),
+                                method=self.methods[method].bind(self.context), surrogates=list(self.surrogates))
 
 
 def quality_rows(ws: Workspace, shown: torch.Tensor, clean: torch.Tensor, **tags: Any) -> list[ResultRow]:
@@ -143,7 +144,8 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
     adv, recogniser = ws.adversaries[adversary], ws.targets[target]
     clean_emb = ws.load_artifact(clean_key)
     labels = ws.data.gallery()[1]
-    eval_target = adv.adapt(recogniser, ws.adversary_context(method))
+    eval_target = adv.adapt(recogniser, ws.adversary_context(adversary, method))
+    adapted = adv.info()  # what the adaptation cost, whether it came from the cache
     if eval_target is recogniser:
         gallery_emb = clean_emb["gallery"].to(ws.device)
         clean_probe = {u: clean_emb[f"probe/{u}"].to(ws.device) for u in ws.data.users}
@@ -175,7 +177,9 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
             swapped = templates.clone()
             swapped[names.index(user)] = F.normalize(emb.sum(0), dim=0)
             add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
-    return TaskOutput({"gallery_identities": len(names)}, rows)
+    if "adapt_s" in adapted:
+        rows.append(ResultRow("adapt_s", adapted["adapt_s"], method=method, adversary=adversary, target=target))
+    return TaskOutput({"gallery_identities": len(names), **({"adaptation": adapted} if adapted else {})}, rows)
 
 
 def evaluate_clean(ws: Workspace, target: str, clean_key: str, thresholds: dict[str, float]) -> TaskOutput:

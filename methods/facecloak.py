@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE
 from bench.context import ContextError, Need
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, at_least, check_ranges, positive
 from methods._identity_bank import farthest_identities
 from methods._universal import (
     apply_mask,
@@ -75,14 +76,11 @@ class FaceCloakConfig:
     region: str = "face-box"
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.step <= 0 or self.iterations < 1 or self.views < 0:
-            raise ValueError("facecloak needs 0 < epsilon <= 1, step > 0, iterations >= 1, views >= 0")
+        check_ranges(self, epsilon=FRACTION, step=positive(), iterations=COUNT, views=at_least(0, whole=True))
         if self.anchors not in ANCHOR_SOURCES:
             raise ValueError(f"facecloak anchors must be one of {ANCHOR_SOURCES}, got {self.anchors!r}")
-        if not 0 < self.region_floor <= 1 or self.region_sigma <= 0 or self.highpass_sigma < 0:
-            raise ValueError("facecloak needs 0 < region_floor <= 1, region_sigma > 0, highpass_sigma >= 0")
-        if self.batch_size < 1 or self.margin < 0:
-            raise ValueError("facecloak needs batch_size >= 1 and margin >= 0")
+        check_ranges(self, region_floor=FRACTION, region_sigma=positive(), highpass_sigma=at_least(0),
+                     batch_size=COUNT, margin=at_least(0))
         check_region(self.region)
 
 

@@ -41,6 +41,7 @@ from bench.context import Need
 from bench.identity_bank import IdentityBank
 from bench.quality import dssim
 from bench.registry import METHODS
+from bench.validate import COUNT, Interval, check_ranges, positive
 from methods._identity_bank import farthest_identities, user_features
 from methods.base import Budget, Method, Protector, seeded_generator
 from targets.base import Target
@@ -76,8 +77,7 @@ class FawkesConfig:
         self.dssim_budget = budget if self.dssim_budget is None else self.dssim_budget
         self.steps = steps if self.steps is None else self.steps
         self.lr = lr if self.lr is None else self.lr
-        if not 0 < self.dssim_budget < 0.5 or self.steps < 1 or self.lr <= 0:
-            raise ValueError("fawkes needs 0 < dssim_budget < 0.5, steps >= 1, lr > 0")
+        check_ranges(self, dssim_budget=Interval(0, 0.5, low_open=True, high_open=True), steps=COUNT, lr=positive())
         if self.farthest < 1 or self.farthest > self.bank_identities:
             raise ValueError("fawkes needs 1 <= farthest <= bank_identities")
         if not 0 < self.max_change <= 1:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, check_ranges, positive
 from methods.base import Method, Protector, seeded_generator
 from targets.base import Target
 
@@ -27,8 +28,7 @@ class PGDConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.steps < 1:
-            raise ValueError("PGD needs 0 < epsilon <= 1, step_size > 0, steps >= 1")
+        check_ranges(self, epsilon=FRACTION, step_size=positive(), steps=COUNT, batch_size=COUNT)
 
 
 def cosine_to_clean(surrogates: list[Target], x: torch.Tensor, clean: list[torch.Tensor]) -> torch.Tensor:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from bench.context import Need
 from bench.identity_bank import IdentityBank
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
 from methods._identity_bank import user_features
 from methods.base import Method, Protector, seeded_generator
 from targets.base import Target
@@ -52,13 +53,10 @@ class TIPIMConfig:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.steps < 1:
-            raise ValueError("tip-im needs 0 < epsilon <= 1 and steps >= 1")
+        check_ranges(self, epsilon=FRACTION, steps=COUNT)
         self.step_size = 1.5 * self.epsilon / self.steps if self.step_size is None else self.step_size
-        if self.step_size <= 0 or self.candidates < 1 or self.gamma < 0:
-            raise ValueError("tip-im needs step_size > 0, candidates >= 1, gamma >= 0")
-        if not 0 <= self.diversity_prob <= 1 or not 0 < self.diversity_min_scale <= 1:
-            raise ValueError("tip-im needs 0 <= diversity_prob <= 1 and 0 < diversity_min_scale <= 1")
+        check_ranges(self, step_size=positive(), candidates=COUNT, gamma=at_least(0),
+                     diversity_prob=Interval(0, 1), diversity_min_scale=FRACTION)
 
 
 def patches(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -109,3 +109,22 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under BENCH_STRICT=1 (CI installs everything the tests need): {reason}"
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch) -> Path:
+    """A BENCH_HOME of the test's own (weights, converted files, calibrations), sharing the aligned-canvas cache
+    and the LPIPS checkpoint with the real one, so tests may damage files without touching anyone's cache."""
+    from bench.paths import bench_home
+
+    shared = bench_home()
+    home = tmp_path / "bench-home"
+    home.mkdir()
+    (shared / "canvases").mkdir(exist_ok=True)
+    (home / "canvases").symlink_to(shared / "canvases")
+    ckpt = shared / "weights" / "lpips-alex" / "alexnet.ckpt"
+    if ckpt.is_file():
+        (home / "weights" / "lpips-alex").mkdir(parents=True)
+        (home / "weights" / "lpips-alex" / "alexnet.ckpt").symlink_to(ckpt)
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    return home

@@ -19,8 +19,6 @@ from bench.store import ResultRow, RunStore
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 MAX_LINES = 400
-# Split on other branches (issue 9: runner.py on `seams`, tfjs.py on `targets`); drop each once merged.
-PENDING_SPLIT = {"tfjs.py"}
 
 
 def _bench_imports(path: Path) -> set[str]:
@@ -65,7 +63,7 @@ def test_bench_has_no_import_cycle():
 
 def test_no_bench_module_is_oversized():
     sizes = {p.relative_to(BENCH).as_posix(): len(p.read_text().splitlines()) for p in BENCH.rglob("*.py")}
-    over = {name: n for name, n in sizes.items() if n > MAX_LINES and name not in PENDING_SPLIT}
+    over = {name: n for name, n in sizes.items() if n > MAX_LINES}
     assert not over, f"bench modules over {MAX_LINES} lines (split them by job): {over}"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,9 +25,11 @@ from bench.commands._ui import wide_console
 from bench.data import DataError, resolve_data_root
 from bench.devices import default_threads, resolve_device
 from bench.executors import LocalExecutor
-from bench.registry import ConfigError, UnknownNameError
+from bench.registry import ATTACKS, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
-from bench.suites import get_suite
+from bench.store import RunFolderBusy
+from bench.suites import Suite, get_suite
+from bench.validate import UsageError
 
 
 class RichReporter(Reporter):
@@ -75,7 +78,7 @@ class LogReporter(Reporter):
                            f"elapsed {_clock(elapsed)} ETA {_clock(eta)} {label}", highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, soft_wrap=True)  # one line per message: logs are read and grepped line by line
 
 
 def _clock(seconds: float) -> str:
@@ -88,54 +91,57 @@ def parse_value(text: str):
     else the text itself."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, an integer too long to convert, or nested too deep
         pass
     num, sep, den = text.partition("/")
     if sep:
         try:
             return float(num) / float(den)
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             pass
     return text
 
 
 def method_overrides(base: dict, settings: list[str]) -> dict:
-    """``METHOD.KEY=VALUE`` settings merged over a suite's method overrides (the keys are checked when the
+    """``NAME.KEY=VALUE`` settings merged over a suite's method (or adversary) overrides (the keys are checked when the
     method is built, with the list of valid ones)."""
     merged = {m: dict(v) for m, v in base.items()}
     for item in settings:
         target, eq, value = item.partition("=")
         method, dot, key = target.rpartition(".")
         if not (eq and dot and method and key):
-            raise ValueError(f"--set takes METHOD.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
+            raise UsageError(f"--set takes NAME.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
                              f"{item!r}")
         merged.setdefault(method, {})[key] = parse_value(value)
     return merged
 
 
+def requested_suite(args) -> Suite:
+    """The suite named by ``--suite`` with the command line's overrides; raises ``KeyError`` for an unknown
+    suite and :class:`UsageError` for a bad value."""
+    suite = get_suite(args.suite)
+    changes = {"users": args.users, "gallery_identities": args.gallery_identities}
+    for name in ("methods", "targets", "adversaries", "surrogates", "scenarios"):
+        text = getattr(args, name)
+        if text is not None:
+            changes[name] = tuple(part for part in text.split(",") if part)
+    if args.set:  # NAME.KEY=VALUE: NAME is a registered adversary or else a method of the run
+        merged = method_overrides({**suite.method_overrides, **suite.adversary_overrides}, args.set)
+        adversaries = set(ATTACKS.names())
+        changes["method_overrides"] = {k: v for k, v in merged.items() if k not in adversaries}
+        changes["adversary_overrides"] = {k: v for k, v in merged.items() if k in adversaries}
+    return suite.with_overrides(**changes)
+
+
 def run(args) -> int:
     console = wide_console()
     try:
-        suite = get_suite(args.suite)
+        suite = requested_suite(args)
     except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/red]")
+        console.print(f"[red]{escape(exc.args[0])}[/red]", soft_wrap=True)
         return 2
-    suite = suite.with_overrides(users=args.users, gallery_identities=args.gallery_identities)
-    if args.methods:
-        suite = suite.with_overrides(methods=tuple(args.methods.split(",")))
-    if args.targets:
-        suite = suite.with_overrides(targets=tuple(args.targets.split(",")))
-    if args.adversaries:
-        suite = suite.with_overrides(adversaries=tuple(args.adversaries.split(",")))
-    if args.surrogates:
-        suite = suite.with_overrides(surrogates=tuple(args.surrogates.split(",")))
-    try:
-        if args.scenarios:
-            suite = suite.with_overrides(scenarios=tuple(args.scenarios.split(",")))
-        if args.set:
-            suite = suite.with_overrides(method_overrides=method_overrides(suite.method_overrides, args.set))
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     if args.dry_run:
         # with --json, stdout holds the JSON alone: progress and notes go to stderr
@@ -144,21 +150,29 @@ def run(args) -> int:
     reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     out = Path(args.out or f"runs/{suite.name}")
     t0 = time.perf_counter()
+    started = time.time()
     try:
         device, threads = resolve_device(args.device), args.threads or default_threads()
         executor = make_executor(args.executor, args.address, suite)
         runner = Runner(suite, out, data_root=args.data_root, device=device, threads=threads, reporter=reporter,
-                        executor=executor)
+                        executor=executor, wait=not args.no_wait)
         with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
             runner.run()
-    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, ImportError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, ImportError,
+            RunFolderBusy) as exc:
+        console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
         return 2
     board = leaderboard.build(runner.store)
     paths = {**leaderboard.write_board(board, out), "html": report.write_report(out)}
     console.print(tables.to_markdown(board))
     console.print(f"run folder {out} ({time.perf_counter() - t0:.0f} s); wrote "
                   + ", ".join(str(p) for p in paths.values()))
+    failed = runner.store.failed_since(started)
+    if failed:
+        label, error = failed[0]
+        console.print(f"[red]{len(failed)} task(s) failed[/red] and count nowhere; first: {label}: "
+                      + escape(" ".join((error or "").split())), highlight=False, soft_wrap=True)
+        return 1
     return 0
 
 
@@ -251,7 +265,11 @@ def add_parser(sub) -> None:
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
-    p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
-                   help="override one config value of a method, e.g. --set opom-class-center.iterations=100 "
-                        "(repeatable; `bench list methods --json` shows each method's config)")
+    p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
+                   help="override one config value of a method or an adversary, e.g. --set "
+                        "opom-class-center.iterations=100 or --set jpeg-75.quality=60 (repeatable; `bench list "
+                        "methods --json` / `bench list attacks --json` show each config)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="if another run is using the run folder, stop at once (default: wait for it, then reuse "
+                        "its finished tasks)")
     p.set_defaults(func=run)

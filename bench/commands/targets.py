@@ -32,6 +32,7 @@ from bench.commands._ui import wide_console
 from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
 from bench.devices import resolve_device
 from bench.formatting import number, percent
+from bench.integrity import IntegrityError
 from bench.registry import TARGETS, UnknownNameError
 
 
@@ -66,8 +67,11 @@ def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Prog
     if not ok:
         return row
     target = TARGETS.create(name, device=args.device)
-    record = load_calibration(name, fingerprint)
-    why = "--recalibrate" if args.recalibrate else stale_reason(record, target, fingerprint)
+    try:
+        record = load_calibration(name, fingerprint)
+        why = "--recalibrate" if args.recalibrate else stale_reason(record, target, fingerprint)
+    except IntegrityError as exc:  # a cached calibration whose bytes changed: measure again
+        record, why = {}, str(exc)
     if why:
         progress.console.print(f"[bold]{name}[/bold]: calibrating on {lfw_root} ({why})")
         try:
