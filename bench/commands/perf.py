@@ -19,7 +19,8 @@ from rich.table import Table
 from bench.commands._ui import wide_console
 from bench.commands.run import method_overrides
 from bench.devices import default_threads, resolve_device
-from bench.perf import faces, method_cost, shortened, suite_measures, target_rates
+from bench.perf import faces, method_cost, shortened, target_rates
+from bench.perf_suite import suite_measures
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
 from bench.suites import get_suite
 from bench.weights import WeightError, ensure

@@ -152,7 +152,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     started = time.time()
     try:
-        device, threads = resolve_device(args.device), args.threads or default_threads()
+        device, threads = resolve_device(args.device), default_threads() if args.threads is None else args.threads
         executor = make_executor(args.executor, args.address, suite)
         runner = Runner(suite, out, data_root=args.data_root, device=device, threads=threads, reporter=reporter,
                         executor=executor, wait=not args.no_wait)
@@ -193,7 +193,7 @@ def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
     from bench.estimate import Estimator, KindCost
 
     try:
-        device, threads = resolve_device(args.device), args.threads or default_threads()
+        device, threads = resolve_device(args.device), default_threads() if args.threads is None else args.threads
         torch.set_num_threads(threads)
         root, how = resolve_data_root(args.data_root)
         console.print(f"data: {root} ({how}); pricing on {device}, {threads} thread(s)")

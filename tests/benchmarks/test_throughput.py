@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from bench.paths import embedded_data_root
-from bench.perf import faces, method_cost, shortened, suite_measures, target_rates
+from bench.perf import faces, method_cost, shortened, target_rates
+from bench.perf_suite import suite_measures
 from bench.registry import METHODS, TARGETS
 from bench.suites import get_suite
 
