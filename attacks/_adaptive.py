@@ -102,7 +102,7 @@ def protected_pairs(context: AdversaryContext, identities: int, photos: int, see
                              int(saved["identities"]), float(saved["seconds"]), cached=True, key=key)
     device = torch.device(context.device)
     clean = to_uint8(canvases)
-    protected = torch.empty_like(clean)
+    protected = torch.empty_like(clean, device=device)  # kept on the device: one copy back at the end
     t0 = time.perf_counter()
     count = int(owner.max()) + 1
     for k in range(count):
@@ -110,12 +110,13 @@ def protected_pairs(context: AdversaryContext, identities: int, photos: int, see
         photos_k = from_uint8(clean[rows]).to(device)
         torch.manual_seed(seed + k)
         protector = context.method.fit(photos_k, list(context.surrogates), seed + k)
-        protected[rows] = to_uint8(protector.protect(photos_k).detach()).cpu()
+        protected[rows.to(device)] = to_uint8(protector.protect(photos_k).detach())
         if log is not None:
             elapsed = time.perf_counter() - t0
             log(f"protected the owner's person {k + 1}/{count} with {method_identity(context)['method']} "
                 f"({elapsed:.0f} s, ETA {elapsed / (k + 1) * (count - k - 1):.0f} s)")
     seconds = time.perf_counter() - t0
+    protected = protected.cpu()
     save_atomic({"protected": protected, "clean": clean, "owner": owner, "identities": count, "seconds": seconds},
                 path)
     return TrainingPairs(from_uint8(protected), from_uint8(clean), owner, count, seconds, cached=False, key=key)

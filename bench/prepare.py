@@ -79,9 +79,9 @@ def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:
     return users, sorted(users + others)
 
 
-def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
-                 reporter: Reporter) -> Prepared:
-    """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
+def split_files(suite: Suite, root: Path,
+                skip: Callable[[str, str], None]) -> tuple[Dataset, list[str], dict[str, IdentitySplit]]:
+    """Load, select and split file lists (nothing aligned yet): the dataset, the users, each identity's split."""
     ds = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
     for ident, reason in ds.too_few.items():
         skip(ident, reason)
@@ -92,6 +92,27 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
             splits[ident] = split_identity(ident, ds.identities[ident], suite.split)
         except DataError as exc:
             skip(ident, str(exc))
+    return ds, users, splits
+
+
+def describe_files(suite: Suite, root: Path) -> DataInfo:
+    """The planner's description of the data from file lists alone (paths stand in for digests): what a dry run
+    plans on, before any photo is aligned. A photo that would fail alignment is still counted."""
+    _, users, splits = split_files(suite, root, lambda item, reason: None)
+    gallery = [(str(p), ident) for ident, sp in sorted(splits.items()) for p in sp.gallery]
+
+    def of(part: str) -> dict[str, list[str]]:
+        return {u: [str(p) for p in getattr(splits[u], part)] for u in users if u in splits}
+
+    return DataInfo(users=[u for u in users if u in splits], gallery=[p for p, _ in gallery],
+                    gallery_labels=[i for _, i in gallery], probe=of("probe"), fit=of("fit"),
+                    user_gallery=of("gallery"))
+
+
+def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
+                 reporter: Reporter) -> Prepared:
+    """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
+    ds, users, splits = split_files(suite, root, skip)
     needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
               for ident, sp in splits.items()}
     # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)
@@ -138,4 +159,4 @@ def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: 
         )
 
 
-__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities"]
+__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities", "split_files", "describe_files"]

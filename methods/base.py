@@ -103,6 +103,9 @@ class Method:
     kind: ClassVar[str] = "universal"  # "universal" | "per-image"
     Config: ClassVar[type]
     paper: ClassVar[str] = ""
+    # The config field the optimisation's work grows with linearly (steps, epochs, iterations), or None: cost
+    # estimates (`bench perf`, `bench run --dry-run`) time the method at a few values of it and scale.
+    effort: ClassVar[str | None] = None
     _context: RunContext | None = None
 
     def __init__(self, config: Any = None):

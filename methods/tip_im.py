@@ -174,6 +174,7 @@ class TIPIMProtector(Protector):
 class TIPIM(Method):
     kind = "per-image"
     Config = TIPIMConfig
+    effort = "steps"
     paper = ("Yang et al., Towards Face Encryption by Generating Adversarial Identity Masks (TIP-IM), "
              "ICCV 2021")
 
