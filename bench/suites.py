@@ -25,7 +25,7 @@ class Suite:
     surrogates: tuple[str, ...]
     adversaries: tuple[str, ...] = ("none", "jpeg-75")
     dataset: str = "lfw"
-    users: int = 4  # protected identities
+    users: int | str = 4  # protected identities; "all": every identity with at least min_user_photos photos
     gallery_identities: int | None = 20  # users included; None = every identity with enough photos
     min_user_photos: int = 10
     min_gallery_photos: int = 3
@@ -46,9 +46,11 @@ class Suite:
             raise UsageError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
         where = f"suite '{self.name}': "
         # a protected user needs a gallery, a probe and a fit photo
-        check_ranges(self, where, users=COUNT, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
+        check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
                      examples=at_least(0, whole=True))
-        if self.gallery_identities is not None:
+        if self.users != "all":
+            check_ranges(self, where, users=COUNT)
+        if self.gallery_identities is not None and self.users != "all":
             check_ranges(self, where, gallery_identities=COUNT)
             if self.gallery_identities < self.users:  # the gallery holds the users and distractors
                 raise UsageError(f"{where}users={self.users} exceeds gallery_identities={self.gallery_identities}; "
@@ -118,14 +120,16 @@ SUITES: dict[str, Suite] = {
     ),
     "full": Suite(
         name="full",
-        description="every registered method, target and adversary; probe and gallery scenarios; 10 users "
-                    "against every LFW identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which "
-                    "Chameleon picks its team of 2 by focal diversity",
+        description="every registered method, target and adversary; probe and gallery scenarios; 50 users "
+                    "(`--users all`: every identity with 10+ photos, 135 in the shared LFW) against every LFW "
+                    "identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which Chameleon picks its "
+                    "team of 2 by focal diversity. Hours on a GPU: price it first with `bench run --suite full "
+                    "--dry-run`",
         methods=("*",),
         targets=("*",),
         surrogates=("sface", "dlib-resnet", "faceres-deep"),
         adversaries=("*",),
-        users=10,
+        users=50,  # enough that a transfer figure survives a new draw of people (docs/protocol.md)
         gallery_identities=None,
         scenarios=("probe", "gallery"),
         white_box=True,

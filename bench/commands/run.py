@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import time
@@ -114,6 +115,16 @@ def method_overrides(base: dict, settings: list[str]) -> dict:
                              f"{item!r}")
         merged.setdefault(method, {})[key] = parse_value(value)
     return merged
+
+
+def user_count(text: str) -> int | str:
+    """``--users``: a whole number, or ``all``."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--users takes a whole number or all, got {text!r}") from None
 
 
 def requested_suite(args) -> Suite:
@@ -257,7 +268,8 @@ def add_parser(sub) -> None:
                    help="local: tasks one after the other in this process; ray: tasks as Ray tasks (pip install "
                         "'cloakbench[ray]'), the run folder on a path every worker shares")
     p.add_argument("--address", help="with --executor ray: the cluster to join (default: start a local one)")
-    p.add_argument("--users", type=int, help="override the suite's number of protected users")
+    p.add_argument("--users", type=user_count, help="override the suite's number of protected users (a number, or "
+                                                   "all: every identity with enough photos)")
     p.add_argument("--gallery-identities", type=int, help="override the suite's gallery size")
     p.add_argument("--methods", help="comma-separated methods instead of the suite's")
     p.add_argument("--targets", help="comma-separated targets instead of the suite's")
