@@ -25,7 +25,7 @@ class Suite:
     surrogates: tuple[str, ...]
     adversaries: tuple[str, ...] = ("none", "jpeg-75")
     dataset: str = "lfw"
-    users: int = 4  # protected identities
+    users: int | str = 4  # protected identities; "all": every identity with at least min_user_photos photos
     gallery_identities: int | None = 20  # users included; None = every identity with enough photos
     min_user_photos: int = 10
     min_gallery_photos: int = 3
@@ -35,6 +35,7 @@ class Suite:
     # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey).
     scenarios: tuple[str, ...] = ("probe",)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    adversary_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     quantize: bool = True  # protected photos are published as 8-bit images
     white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
     examples: int = 4  # example crops per method kept for the report
@@ -45,9 +46,11 @@ class Suite:
             raise UsageError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
         where = f"suite '{self.name}': "
         # a protected user needs a gallery, a probe and a fit photo
-        check_ranges(self, where, users=COUNT, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
+        check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
                      examples=at_least(0, whole=True))
-        if self.gallery_identities is not None:
+        if self.users != "all":
+            check_ranges(self, where, users=COUNT)
+        if self.gallery_identities is not None and self.users != "all":
             check_ranges(self, where, gallery_identities=COUNT)
             if self.gallery_identities < self.users:  # the gallery holds the users and distractors
                 raise UsageError(f"{where}users={self.users} exceeds gallery_identities={self.gallery_identities}; "
@@ -65,6 +68,9 @@ class Suite:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+# The methods the benchmark started with: personalised masks and per-image cloaks.
+SEED_METHODS = ("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey")
+
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
         name="smoke",
@@ -81,27 +87,49 @@ SUITES: dict[str, Suite] = {
     ),
     "quick": Suite(
         name="quick",
-        description="personalized masks and per-image methods vs 4 targets (2 surrogates, 2 unseen), 4 users, "
-                    "none/JPEG-75; TIP-IM (minutes per photo on CPU) is left to `full`",
-        methods=("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey"),
+        description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
+                    "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 4 targets (the 2 "
+                    "surrogates white-box, 2 unseen), no adversary, JPEG-75 and mask estimation, 4 users with 20 "
+                    "photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` for their CPU "
+                    "cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), FaceCloak, OPOM's "
+                    "other losses",
+        methods=("chameleon", "opom-class-center", "uap", "pgd"),
         targets=("sface", "dlib-resnet", "faceres", "mobileface"),
         surrogates=("sface", "dlib-resnet"),
-        adversaries=("none", "jpeg-75"),
+        adversaries=("none", "jpeg-75", "mask-estimation"),
         users=4,
         gallery_identities=50,
         white_box=True,
         split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
     ),
+    "adaptive": Suite(
+        name="adaptive",
+        description="the training adversaries (learned purification, robust fine-tuning) against the seed methods: "
+                    "the owner protects 12 of its own people with each method and trains; SFace (a surrogate) and "
+                    "MobileFace (never seen) judge, 4 users",
+        methods=SEED_METHODS,
+        targets=("sface", "mobileface"),
+        surrogates=("sface", "dlib-resnet"),
+        adversaries=("none", "purification", "robust-finetune"),
+        users=4,
+        gallery_identities=50,
+        # Fawkes and LowKey protect what the recogniser enrols (gallery); the masks protect queries (probe).
+        scenarios=("probe", "gallery"),
+        white_box=True,
+        split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
+    ),
     "full": Suite(
         name="full",
-        description="every registered method, target and adversary; probe and gallery scenarios; 10 users "
-                    "against every LFW identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which "
-                    "Chameleon picks its team of 2 by focal diversity",
+        description="every registered method, target and adversary; probe and gallery scenarios; 50 users "
+                    "(`--users all`: every identity with 10+ photos, 135 in the shared LFW) against every LFW "
+                    "identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which Chameleon picks its "
+                    "team of 2 by focal diversity. Hours on a GPU: price it first with `bench run --suite full "
+                    "--dry-run`",
         methods=("*",),
         targets=("*",),
         surrogates=("sface", "dlib-resnet", "faceres-deep"),
         adversaries=("*",),
-        users=10,
+        users=50,  # enough that a transfer figure survives a new draw of people (docs/protocol.md)
         gallery_identities=None,
         scenarios=("probe", "gallery"),
         white_box=True,

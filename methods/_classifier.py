@@ -197,6 +197,7 @@ class TransferAttack(ClassifierMethod):
     """A per-image torchattacks attack on the identity classifier. Subclasses build the attack in ``attack``."""
 
     kind = "per-image"
+    effort: ClassVar[str | None] = "steps"  # one gradient step per iteration (none for single-step FGSM)
     targeted_mode: ClassVar[bool] = True  # whether the torchattacks class has a targeted mode
 
     def __init__(self, config: Any = None):

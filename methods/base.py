@@ -129,6 +129,9 @@ class Method:
     # "dodging": the user is not recognised as themself; "impersonation": recognised as a chosen other identity.
     # A class whose presets differ in goal reads it from its config (a property).
     goal: ClassVar[str] = "dodging"
+    # The config field the optimisation's work grows with linearly (steps, epochs, iterations), or None: cost
+    # estimates (`bench perf`, `bench run --dry-run`) time the method at a few values of it and scale.
+    effort: ClassVar[str | None] = None
     _context: RunContext | None = None
 
     def __init__(self, config: Any = None):

@@ -131,6 +131,7 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class FaceCloak(Method):
     kind = "universal"
     Config = FaceCloakConfig
+    effort = "iterations"
     paper = "FaceCloak (2025); generated photo set replaced by an augmentation stand-in"
 
     @classmethod

@@ -217,6 +217,7 @@ class FawkesProtector(Protector):
 class Fawkes(Method):
     kind = "per-image"
     Config = FawkesConfig
+    effort = "steps"
     paper = "Shan et al., Fawkes: Protecting Privacy against Unauthorized Deep Learning Models, USENIX Security 2020"
 
     @classmethod

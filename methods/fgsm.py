@@ -35,6 +35,7 @@ class FGSMConfig(ClassifierConfig):
 @METHODS.register("fgsm")
 class FGSM(TransferAttack):
     Config = FGSMConfig
+    effort = None  # a single step
     paper = "Goodfellow et al., Explaining and Harnessing Adversarial Examples, ICLR 2015"
     reference = f"{paper}; code: torchattacks.FGSM, {TORCHATTACKS}"
 

@@ -106,6 +106,7 @@ class LowKeyProtector(Protector):
 class LowKey(Method):
     kind = "per-image"
     Config = LowKeyConfig
+    effort = "steps"
     paper = ("Cherepanova et al., LowKey: Leveraging Adversarial Attacks to Protect Social Media Users from "
              "Facial Recognition, ICLR 2021")
 
@@ -131,5 +132,4 @@ class LowKey(Method):
             raise ValueError("lowkey needs at least one differentiable surrogate")
         from bench.lpips import get_lpips
 
-        device = photos.device if len(photos) else torch.device("cpu")
-        return LowKeyProtector(self.config, surrogates, seed, get_lpips(device))
+        return LowKeyProtector(self.config, surrogates, seed, get_lpips(photos.device))

@@ -136,6 +136,7 @@ def subspace_distance(
 class OPOM(Method):
     kind = "universal"
     Config = OPOMConfig
+    effort = "iterations"
     paper = "Zhong & Deng, OPOM: Customized Invisible Cloak towards Face Privacy Protection, IEEE TPAMI 2022"
 
     @classmethod

@@ -70,6 +70,7 @@ class PGDProtector(Protector):
 class PGD(Method):
     kind = "per-image"
     Config = PGDConfig
+    effort = "steps"
     paper = "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
 
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:

@@ -79,6 +79,7 @@ class PatchProtector(Protector):
 class RegionPatch(ClassifierMethod):
     kind = "universal"
     Config = RegionPatchConfig
+    effort = "iterations"
     PAPERS: ClassVar[dict[str, str]] = {
         "eyeglass-frame": "Sharif et al., Accessorize to a Crime: Real and Stealthy Attacks on State-of-the-Art Face "
                           "Recognition, ACM CCS 2016",

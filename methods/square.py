@@ -49,6 +49,7 @@ class BestPointSquare(torchattacks.Square):
 @METHODS.register("square-impersonation", goal="impersonation")
 class Square(TransferAttack):
     Config = SquareConfig
+    effort = "queries"  # at most; a photo stops once fooled
     needs_gradients = False
     deviations: ClassVar[tuple[str, ...]] = (
         "one run (no restarts); a photo never misclassified keeps its best point, as in the authors' code "

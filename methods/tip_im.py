@@ -175,6 +175,7 @@ class TIPIM(Method):
     kind = "per-image"
     goal = "impersonation"  # recognised as an identity of the candidate set, chosen greedily
     Config = TIPIMConfig
+    effort = "steps"
     paper = ("Yang et al., Towards Face Encryption by Generating Adversarial Identity Masks (TIP-IM), "
              "ICCV 2021")
 

@@ -49,6 +49,7 @@ class UAPConfig:
 class UAP(Method):
     kind = "universal"
     Config = UAPConfig
+    effort = "iterations"
     paper = "Moosavi-Dezfooli et al., Universal adversarial perturbations, CVPR 2017 (sign-gradient form)"
 
     @classmethod

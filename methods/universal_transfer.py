@@ -53,6 +53,7 @@ class UniversalTransferConfig(ClassifierConfig):
 class UniversalTransfer(ClassifierMethod):
     kind = "universal"
     Config = UniversalTransferConfig
+    effort = "iterations"
     paper = ("universal form of MI-DI-TI: Dong et al., CVPR 2018 and CVPR 2019; Xie et al., CVPR 2019 "
              "(one mask per user as in OPOM, Zhong & Deng, TPAMI 2022)")
     reference = f"{paper}; DI and TI from torchattacks.TIFGSM"

@@ -109,3 +109,18 @@ def test_corrupt_and_faceless_photos_give_clear_errors(tmp_path):
         aligner.align(blank)
     with pytest.raises(FaceError, match="cached result"):  # remembered, not re-detected
         aligner.align(blank)
+
+
+def test_a_suite_can_take_every_eligible_identity_as_a_user(tmp_path):
+    from bench.data import load_identity_folders
+    from bench.prepare import select_identities
+    from bench.suites import get_suite
+    from bench.validate import UsageError
+
+    suite = get_suite("smoke").with_overrides(users="all", gallery_identities=None)
+    dataset = load_identity_folders(embedded_data_root(), "lfw", min_photos=suite.min_gallery_photos)
+    eligible = sorted(n for n, p in dataset.identities.items() if len(p) >= suite.min_user_photos)
+    users, selected = select_identities(suite, dataset)
+    assert users == eligible and len(users) >= 10 and set(users) <= set(selected)
+    with pytest.raises(UsageError, match="users"):
+        get_suite("smoke").with_overrides(users="many")

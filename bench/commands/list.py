@@ -14,7 +14,7 @@ TABLE_COLUMNS = {
     "methods": ("kind", "budget"),
     "attacks": ("kind",),
     "targets": ("differentiable", "embedding_dim", "input_size", "lfw_accuracy", "threshold_far1e-3"),
-    "suites": ("description",),
+    "suites": ("users", "description"),
 }
 
 
@@ -22,8 +22,8 @@ def rows_for(kind: str) -> list[dict]:
     if kind == "suites":
         from bench.suites import SUITES
 
-        return [{"name": n, "available": True, "reason": None, "description": s.description}
-                for n, s in sorted(SUITES.items())]
+        # every setting of the suite (users a number or "all"), beside the listing's own fields
+        return [{"name": n, "available": True, "reason": None, **s.as_dict()} for n, s in sorted(SUITES.items())]
     registry = {"methods": METHODS, "attacks": ATTACKS, "targets": TARGETS}[kind]
     return registry.describe()
 
