@@ -18,6 +18,7 @@ seed and the attack runs in torchattacks' targeted mode (that identity's logit r
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import torchattacks
 from bench.context import Need
 from bench.identity_bank import IdentityBank
 from methods._universal import check_photos, surrogate_name
-from methods.base import GOALS, Method, Protector, seeded_generator
+from methods.base import GOALS, Method, Protector
 from targets.base import Target
 
 COSINE_SCALE = 64.0
@@ -156,7 +157,7 @@ class ClassifierMethod(Method):
         names = [*bank.names, "user"]
         label = len(bank)
         if self.config.goal == "impersonation":
-            label = int(torch.randint(len(bank), (1,), generator=seeded_generator(seed, "cpu")))
+            label = random.Random(seed).randrange(len(bank))  # the same target on every device
         return IdentityClassifier(surrogates, templates, names, label, self.config.scale, device, transform)
 
     def base_info(self, model: IdentityClassifier, surrogates: list[Target]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class BIMConfig(ClassifierConfig):
 @METHODS.register("bim")
 class BIM(TransferAttack):
     Config = BIMConfig
+    effort = None  # steps 0 means the paper's rule, which depends on epsilon
     paper = "Kurakin et al., Adversarial Examples in the Physical World, ICLR workshop 2017"
     reference = f"{paper}; code: torchattacks.BIM, {TORCHATTACKS}"
 
