@@ -27,6 +27,9 @@ class Suite:
     dataset: str = "lfw"
     users: int | str = 4  # protected identities; "all": every identity with at least min_user_photos photos
     gallery_identities: int | None = 20  # users included; None = every identity with enough photos
+    # Which disjoint draw of users (``bench run --repeats``): the users are the draw-th block of ``users`` in the
+    # seeded order of eligible identities, so draws never share a user.
+    draw: int = 0
     min_user_photos: int = 10
     min_gallery_photos: int = 3
     split: SplitSpec = field(default_factory=SplitSpec)
@@ -47,7 +50,9 @@ class Suite:
         where = f"suite '{self.name}': "
         # a protected user needs a gallery, a probe and a fit photo
         check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
-                     examples=at_least(0, whole=True))
+                     examples=at_least(0, whole=True), draw=at_least(0, whole=True))
+        if self.users == "all" and self.draw:
+            raise UsageError(f"{where}users=all takes every eligible identity: there is no other draw (draw=0)")
         if self.users != "all":
             check_ranges(self, where, users=COUNT)
         if self.gallery_identities is not None and self.users != "all":
