@@ -24,7 +24,7 @@ from bench.paths import bench_home
 
 @dataclass(frozen=True)
 class AlignSettings:
-    detector: str = "mtcnn"  # facenet-pytorch 2.5.3 MTCNN (weights ship in its wheel)
+    detector: str = "mtcnn"  # facenet-pytorch 2.5.3 MTCNN (weights ship in its wheel), or "scrfd" (bench.scrfd)
     pick: str = "center"  # which face when several: "center" (LFW's labelling rule) or "largest"
     min_prob: float = 0.90
     canvas_size: int = CANVAS_SIZE
@@ -87,6 +87,17 @@ class MTCNNDetector:
         return np.asarray(boxes, np.float64), np.asarray(probs, np.float64), np.asarray(points, np.float64)
 
 
+def make_detector(name: str, device: str = "cpu"):
+    """The face detector named by ``AlignSettings.detector``."""
+    if name == "mtcnn":
+        return MTCNNDetector(device)
+    if name == "scrfd":
+        from bench.scrfd import SCRFDDetector
+
+        return SCRFDDetector(device)
+    raise ValueError(f"unknown face detector '{name}' (use 'mtcnn' or 'scrfd')")
+
+
 def choose_face(boxes: np.ndarray, probs: np.ndarray, shape: tuple[int, int], settings: AlignSettings) -> int:
     keep = np.flatnonzero(probs >= settings.min_prob)
     if len(keep) == 0:
@@ -140,7 +151,7 @@ class Aligner:
 
     def _align_uncached(self, rgb: np.ndarray) -> AlignedFace:
         if self._detector is None:
-            self._detector = MTCNNDetector(self.device)
+            self._detector = make_detector(self.settings.detector, self.device)
         boxes, probs, points = self._detector.detect(rgb)
         if len(boxes) == 0:
             raise FaceError("no face found")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -37,6 +38,8 @@ class Target:
     weights: ClassVar[tuple[WeightSpec, ...]] = ()
     # Short human description of preprocessing, shown by `bench targets`.
     preprocessing: ClassVar[str] = ""
+    # What users must know before trusting its results (unknown provenance, ...), shown by `bench list targets`.
+    notes: ClassVar[str] = ""
     Config = TargetConfig
 
     def __init__(self, config: TargetConfig | None = None):
@@ -58,17 +61,26 @@ class Target:
         return True, None
 
     @classmethod
+    def convert_weights(cls) -> list[Path]:
+        """The files this target converts once from its verified weights, built now if missing (none here)."""
+        return []
+
+    @classmethod
     def describe(cls, name: str | None = None, **_preset: Any) -> dict[str, Any]:
         row: dict[str, Any] = {
             "differentiable": cls.differentiable,
             "embedding_dim": cls.embedding_dim,
             "input_size": cls.framing.size,
             "weights": [s.name for s in cls.weights],
+            "license": "; ".join(dict.fromkeys(s.license for s in cls.weights if s.license)),
         }
         cal = load_calibration(name or getattr(cls, "registered_names", ("",))[0])
         if cal:
             row["lfw_accuracy"] = cal.get("lfw_accuracy")
             row["threshold_far1e-3"] = cal.get("thresholds", {}).get("far1e-3")
+            row["weak"] = is_weak(cal.get("lfw_accuracy"))
+        if cls.notes:
+            row["notes"] = cls.notes
         return row
 
     # -- model -----------------------------------------------------------------------------------------
@@ -145,6 +157,13 @@ class BlackBoxTarget(Target):
             return super().embed(canvases.detach())
 
 
+WEAK_LFW_ACCURACY = 0.90  # below this balanced LFW accuracy a target is listed as weak
+
+
+def is_weak(lfw_accuracy: float | None) -> bool:
+    return lfw_accuracy is not None and lfw_accuracy < WEAK_LFW_ACCURACY
+
+
 def calibration_path(name: str):
     return bench_home() / "calibration" / f"{name}.json"
 
@@ -159,4 +178,4 @@ def load_calibration(name: str) -> dict[str, Any]:
         return {}
 
 
-__all__ = ["Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "WeightError", "load_calibration"]
+__all__ = ["Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "WeightError", "is_weak", "load_calibration"]
