@@ -66,10 +66,10 @@ SUITES: dict[str, Suite] = {
     ),
     "quick": Suite(
         name="quick",
-        description="personalized masks and per-image methods vs 4 targets (2 surrogates, 2 unseen), 4 users, "
-                    "none/JPEG-75; TIP-IM (minutes per photo on CPU) is left to `full`",
+        description="personalized masks and per-image methods vs 5 targets (2 surrogates, 3 unseen incl. "
+                    "ArcFace), 4 users, none/JPEG-75; TIP-IM (minutes per photo on CPU) is left to `full`",
         methods=("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey"),
-        targets=("sface", "dlib-resnet", "faceres", "mobileface"),
+        targets=("sface", "dlib-resnet", "faceres", "mobileface", "arcface-mbf"),
         surrogates=("sface", "dlib-resnet"),
         adversaries=("none", "jpeg-75"),
         users=4,
