@@ -1,5 +1,6 @@
 """Recognisers whose weights travel inside registry packages: arcface-mbf (+ its insightface twin), facenet-casia,
-facenet-128 and faceplugin; the SCRFD detector; the frozen-graph reader; conversions built once by fetch.
+facenet-128 and faceplugin, each against its own reference runtime (what every target must do on real faces is in
+test_targets_common.py); the SCRFD detector; the frozen-graph reader; conversions built once by fetch.
 
 Real weights (fetched through their registries once, SHA-256 verified) on real faces from the shared data.
 """
@@ -13,63 +14,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from target_checks import (
-    check_gradient_reaches_canvas,
-    check_lfw_identities_cluster,
-    check_same_person_closer,
-    check_shape_norm_determinism,
-)
+from targets_helpers import load_or_skip
 
 from bench.registry import TARGETS
 from bench.weights import cache_dir, ensure
-
-NAMES = ["arcface-mbf", "facenet-casia", "facenet-128", "faceplugin"]
-
-
-def _target(name: str):
-    ok, reason = TARGETS.entry(name).availability()
-    if not ok and "not fetched" not in (reason or ""):
-        pytest.skip(reason)
-    target = TARGETS.create(name)
-    try:
-        target.load()
-    except Exception as exc:  # the registry cannot be reached: the weights cannot be had here
-        pytest.skip(f"{name} weights unavailable: {exc}")
-    return target
-
-
-@pytest.fixture(scope="module", params=NAMES)
-def target(request):
-    return _target(request.param)
-
-
-@pytest.fixture(scope="module")
-def wild(wild_faces):
-    names = sorted(wild_faces)
-    return names, torch.stack([wild_faces[n] for n in names])
 
 
 def _lfw_batch(lfw_faces, per_person: int = 4) -> torch.Tensor:
     return torch.cat([lfw_faces[n][:per_person] for n in sorted(lfw_faces)])
 
 
-# -- every new target on real faces --------------------------------------------------------------------------
-
-
-def test_shape_norm_determinism(target, wild):
-    check_shape_norm_determinism(target, wild[1])
-
-
-def test_gradient_reaches_canvas_pixels(target, wild):
-    check_gradient_reaches_canvas(target, wild[1])
-
-
-def test_same_person_closer_than_impostors(target, wild):
-    check_same_person_closer(target, *wild)
-
-
-def test_lfw_identities_cluster(target, lfw_faces):
-    check_lfw_identities_cluster(target, lfw_faces)
+# -- listing ---------------------------------------------------------------------------------------------------
 
 
 def test_listing_shows_licence_and_provenance():
@@ -85,7 +40,7 @@ def test_listing_shows_licence_and_provenance():
 def test_arcface_torch_equals_onnxruntime(lfw_faces):
     import onnxruntime as ort
 
-    target = _target("arcface-mbf")
+    target = load_or_skip("arcface-mbf")
     x = target.preprocess(target.framing.crop(_lfw_batch(lfw_faces, 2)))
     session = ort.InferenceSession(str(ensure(target.weights[0])), providers=["CPUExecutionProvider"])
     ref = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
@@ -97,8 +52,8 @@ def test_arcface_torch_equals_onnxruntime(lfw_faces):
 def test_insightface_twin_agrees_and_is_marked_white_box(lfw_faces):
     from bench.runner import surrogate_twins
 
-    twin = _target("arcface-mbf-insightface")
-    torch_target = _target("arcface-mbf")
+    twin = load_or_skip("arcface-mbf-insightface")
+    torch_target = load_or_skip("arcface-mbf")
     x = _lfw_batch(lfw_faces)
     cos = (twin.embed(x) * torch_target.embed(x)).sum(1)
     assert cos.min() > 0.99, cos  # only the 8-bit crop differs
@@ -109,7 +64,7 @@ def test_insightface_twin_agrees_and_is_marked_white_box(lfw_faces):
 def test_facenet_casia_equals_the_frozen_graph_in_opencv(lfw_faces):
     import cv2
 
-    target = _target("facenet-casia")
+    target = load_or_skip("facenet-casia")
     x = target.preprocess(target.framing.crop(lfw_faces["Tony_Blair"][:2]))
     net = cv2.dnn.readNetFromTensorflow(str(ensure(target.weights[0])))
     ref = []
@@ -122,7 +77,7 @@ def test_facenet_casia_equals_the_frozen_graph_in_opencv(lfw_faces):
 
 
 def test_facenet_128_prewhitens_each_image():
-    target = _target("facenet-128")
+    target = load_or_skip("facenet-128")
     crops = torch.rand(2, 3, 160, 160) * torch.tensor([0.5, 1.0]).view(2, 1, 1, 1)
     x = target.preprocess(crops)
     torch.testing.assert_close(x.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
@@ -132,7 +87,7 @@ def test_facenet_128_prewhitens_each_image():
 def test_faceplugin_takes_any_batch_like_the_batch1_original(lfw_faces):
     import onnxruntime as ort
 
-    target = _target("faceplugin")
+    target = load_or_skip("faceplugin")
     x = target.preprocess(target.framing.crop(_lfw_batch(lfw_faces, 1)))
     session = ort.InferenceSession(str(ensure(target.weights[0])), providers=["CPUExecutionProvider"])
     ref = np.concatenate([session.run(None, {"input": one[None].numpy()})[0] for one in x])  # batch 1 only
@@ -219,7 +174,7 @@ def test_scrfd_finds_the_faces_mtcnn_finds(scrfd, shared_data):
     from bench.faces import MTCNNDetector, read_rgb
 
     mtcnn = MTCNNDetector()
-    for path in sorted((shared_data / "wild").glob("*.jpg")):
+    for path in sorted((shared_data / "wild").glob("*_1.jpg")):  # three people, full-size photos
         rgb = read_rgb(path)
         boxes, scores, points = scrfd.detect(rgb)
         assert boxes.shape[1:] == (4,) and points.shape[1:] == (5, 2) and len(scores) == len(boxes)
@@ -236,7 +191,7 @@ def test_scrfd_aligner_gives_the_same_identity(scrfd, shared_data, tmp_path):
     photos = sorted((shared_data / "wild").glob("person_a_*.jpg"))
     by_scrfd = Aligner(AlignSettings(detector="scrfd", min_prob=0.5), cache_dir=tmp_path)
     by_mtcnn = Aligner(cache_dir=tmp_path)
-    target = _target("arcface-mbf")
+    target = load_or_skip("arcface-mbf")
     a = target.embed(canvases_to_tensor([by_scrfd.align(p).canvas for p in photos]))
     b = target.embed(canvases_to_tensor([by_mtcnn.align(p).canvas for p in photos]))
     assert (a * b).sum(1).min() > 0.8  # same photo, either detector: the same identity

