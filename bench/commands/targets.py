@@ -131,7 +131,8 @@ def render(rows: list[dict[str, Any]], console: Console) -> None:
             "" if diff is None else ("yes" if diff else "no"),
             _num(r.get("embedding_dim"), "d"),
             _num(r.get("input_size"), "d"),
-            _pct(r.get("lfw_accuracy"), r.get("lfw_accuracy_std")) + (" [yellow]weak[/yellow]" if r.get("weak") else ""),
+            _pct(r.get("lfw_accuracy"), r.get("lfw_accuracy_std"))
+            + (" [yellow]weak[/yellow]" if r.get("weak") else ""),
             _pct(r.get("tar_far1e-2")),
             _num(r.get("threshold_far1e-2"), ".3f"),
             _num(r.get("threshold_far1e-3"), ".3f"),
