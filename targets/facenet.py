@@ -329,6 +329,14 @@ class FaceNet128(FaceNet):
     preprocessing = "160 MTCNN crop (margin 32), RGB, prewhiten (per-image mean and std)"
 
     @classmethod
+    def runtime_available(cls) -> tuple[bool, str | None]:
+        try:
+            import h5py  # noqa: F401
+        except ImportError as exc:
+            return False, f"h5py is not installed ({exc}); pip install h5py"
+        return super().runtime_available()
+
+    @classmethod
     def convert_weights(cls) -> list[Path]:
         return [derived(KERAS_128_H5, "inception_resnet_v1-128.pt", convert_keras_h5)]
 
