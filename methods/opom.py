@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
 from methods._universal import (
     apply_mask,
     check_photos,
@@ -71,10 +72,8 @@ class OPOMConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"opom loss must be one of {LOSSES}, got {self.loss!r}")
-        if not 0 < self.epsilon <= 1 or self.step <= 0 or self.iterations < 1 or self.batch_size < 1:
-            raise ValueError("opom needs 0 < epsilon <= 1, step > 0, iterations >= 1, batch_size >= 1")
-        if self.momentum < 0 or not 0 <= self.dfanet_rate < 1 or self.hull_steps < 1:
-            raise ValueError("opom needs momentum >= 0, 0 <= dfanet_rate < 1, hull_steps >= 1")
+        check_ranges(self, epsilon=FRACTION, step=positive(), iterations=COUNT, batch_size=COUNT,
+                     momentum=at_least(0), dfanet_rate=Interval(0, 1, high_open=True), hull_steps=COUNT)
         check_region(self.region)
 
 

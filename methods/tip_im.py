@@ -18,8 +18,8 @@ candidate identity and keeps the step with the largest value of the set function
 on S = (identities picked so far) + the candidate, i.e. the largest marginal gain of a facility-location
 (max-coverage) objective, which is monotone submodular in S; the picked identity joins S. The paper states the
 gain as effectiveness (resemblance to the target set) against the user's identity; the exact set function,
-gamma and the patch MMD are our reading, documented here. Candidates: ``candidates`` identities of
-``methods._identity_bank`` (TIP-IM draws them from a public face set; we ship none).
+gamma and the patch MMD are our reading, documented here. Candidates: ``candidates`` identities of the run's
+identity bank (``bench.identity_bank``; TIP-IM draws them from a public face set, we ship none).
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bench.context import Need
+from bench.identity_bank import IdentityBank
 from bench.registry import METHODS
-from methods._identity_bank import BankSpec, IdentityBank, bank_availability, load_bank, user_features
+from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
+from methods._identity_bank import user_features
 from methods.base import Method, Protector, seeded_generator
 from targets.base import Target
 
@@ -47,21 +50,13 @@ class TIPIMConfig:
     diversity_min_scale: float = 0.9
     candidates: int = 10  # target identities tried at every step
     bank_photos: int = 2
-    bank_root: str | None = None
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.steps < 1:
-            raise ValueError("tip-im needs 0 < epsilon <= 1 and steps >= 1")
+        check_ranges(self, epsilon=FRACTION, steps=COUNT)
         self.step_size = 1.5 * self.epsilon / self.steps if self.step_size is None else self.step_size
-        if self.step_size <= 0 or self.candidates < 1 or self.gamma < 0:
-            raise ValueError("tip-im needs step_size > 0, candidates >= 1, gamma >= 0")
-        if not 0 <= self.diversity_prob <= 1 or not 0 < self.diversity_min_scale <= 1:
-            raise ValueError("tip-im needs 0 <= diversity_prob <= 1 and 0 < diversity_min_scale <= 1")
-
-    @property
-    def bank(self) -> BankSpec:
-        return BankSpec(self.candidates, self.bank_photos, self.bank_root)
+        check_ranges(self, step_size=positive(), candidates=COUNT, gamma=at_least(0),
+                     diversity_prob=Interval(0, 1), diversity_min_scale=FRACTION)
 
 
 def patches(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -187,14 +182,14 @@ class TIPIM(Method):
         return {
             **super().describe(**preset),
             "loss": "||f(x') - c_t||^2 - ||f(x') - f(x)||^2 + gamma * MMD; greedy submodular target pick per step",
-            "target": "bank identities (methods._identity_bank)",
+            "target": "identities of the run's identity bank (bench.identity_bank)",
         }
 
-    @classmethod
-    def availability(cls, **preset) -> tuple[bool, str | None]:
-        return bank_availability(TIPIMConfig(**preset).bank)
+    def needs(self) -> list[Need]:
+        return [Need("identity_bank", (self.config.candidates, self.config.bank_photos))]
 
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         if not surrogates:
             raise ValueError("tip-im needs at least one differentiable surrogate")
-        return TIPIMProtector(self.config, surrogates, seed, load_bank(self.config.bank))
+        bank = self.context.identity_bank(self.config.candidates, self.config.bank_photos)
+        return TIPIMProtector(self.config, surrogates, seed, bank)

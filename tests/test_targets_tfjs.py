@@ -144,13 +144,13 @@ def _native_dlib():
             dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat")))
 
 
-def test_dlib_resnet_matches_native_dlib(shared_data, aligner):
+def test_dlib_resnet_matches_native_dlib(lfw_root, aligner):
     from bench.faces import canvases_to_tensor, read_rgb
     from targets.dlib_resnet import DLIB_DIVISOR, DLIB_MEAN_RGB
 
     dlib, detector, predictor, recognizer = _native_dlib()
     target = load_or_skip("dlib-resnet")
-    photos = [sorted((shared_data / "lfw" / "images" / n).glob("*.jpg"))[0]
+    photos = [sorted((lfw_root / "lfw" / "images" / n).glob("*.jpg"))[0]
               for n in ("Colin_Powell", "George_W_Bush", "Tony_Blair", "Gerhard_Schroeder")]
     native, chip_emb, canvases = [], [], []
     for path in photos:
