@@ -7,7 +7,6 @@ Real weights (fetched through their registries once, SHA-256 verified) on real f
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -144,12 +143,13 @@ def test_fetch_converts_once(tmp_path, monkeypatch, capsys):
 
 
 def test_weak_targets_are_marked(tmp_path, monkeypatch, capsys):
+    from bench.calibration_store import save_calibration
     from bench.cli import main
 
     monkeypatch.setenv("BENCH_HOME", str(tmp_path))
-    (tmp_path / "calibration").mkdir()
-    (tmp_path / "calibration" / "faceplugin.json").write_text(json.dumps({"lfw_accuracy": 0.85}))
-    (tmp_path / "calibration" / "arcface-mbf.json").write_text(json.dumps({"lfw_accuracy": 0.99}))
+    for name, accuracy in (("faceplugin", 0.85), ("arcface-mbf", 0.99)):
+        save_calibration({"name": name, "lfw_accuracy": accuracy, "data": {"fingerprint": "lfw-copy"},
+                          "date": "2026-11-30T00:00:00+00:00"})
     rows = {r["name"]: r for r in TARGETS.describe()}
     assert rows["faceplugin"]["weak"] and not rows["arcface-mbf"]["weak"]
     assert main(["list", "targets"]) == 0
