@@ -7,9 +7,9 @@ non-commercial research only). A second detector with the same interface as MTCN
 InsightFace's own pipeline would align faces with (``AlignSettings(detector="scrfd")``).
 
 Runtime: ``insightface`` 2.1, installed with ``pip install --no-deps insightface==2.1`` (its ``opencv-python``
-requirement would put a second ``cv2`` beside ``opencv-python-headless``; every other requirement is already a
-dependency here). Photos are detected at InsightFace's default 640 x 640 input, score threshold 0.5, on
-onnxruntime's CPU provider whatever the aligner's device. SCRFD's scores run lower than MTCNN's probabilities:
+requirement would put a second ``cv2`` beside ``opencv-python-headless``; of its other requirements only
+scikit-image is not a dependency here, it is in the ``test`` extra). Photos are detected at InsightFace's
+default 640 x 640 input, score threshold 0.5, on onnxruntime's CPU provider whatever the aligner's device. SCRFD's scores run lower than MTCNN's probabilities:
 pair it with ``AlignSettings(detector="scrfd", min_prob=0.5)``.
 """
 
@@ -48,8 +48,8 @@ class SCRFDDetector:
                 try:
                     from insightface.model_zoo.scrfd import SCRFD
                 except ImportError as exc:
-                    raise ImportError(f"the SCRFD detector needs insightface ({exc}): pip install --no-deps "
-                                      "insightface==2.1") from exc
+                    raise ImportError(f"the SCRFD detector needs insightface ({exc}): pip install scikit-image && "
+                                      "pip install --no-deps insightface==2.1") from exc
                 model = SCRFD(model_file=str(ensure(SCRFD_ONNX)))
                 model.prepare(-1, input_size=INPUT_SIZE, det_thresh=SCORE_THRESHOLD)
                 SCRFDDetector._model = model

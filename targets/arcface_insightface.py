@@ -9,7 +9,8 @@ Input: the 112 ArcFace crop as 8-bit BGR, which ``ArcFaceONNX.get_feat`` turns i
 512-d, unit-normalised here. Runtime: ``insightface`` 2.1 (MIT code; its models are for non-commercial research
 only), installed with ``pip install --no-deps insightface==2.1``: its metadata asks for ``opencv-python`` beside
 this project's ``opencv-python-headless``, and two OpenCV distributions in one environment overwrite each
-other's ``cv2`` files. Every other requirement of insightface is already a dependency of this project.
+other's ``cv2`` files. Its other requirements come with this project's dependencies, except scikit-image (in
+the ``test`` extra), which ``insightface.model_zoo`` imports.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from bench.weights import ensure
 from targets.arcface import ARCFACE_MBF_ONNX, ArcFaceMobileFaceNet
 from targets.base import BlackBoxTarget
 
-INSIGHTFACE_INSTALL = "pip install --no-deps insightface==2.1 (--no-deps keeps opencv-python-headless the only cv2)"
+INSIGHTFACE_INSTALL = ("pip install scikit-image && pip install --no-deps insightface==2.1 (--no-deps keeps "
+                       "opencv-python-headless the only cv2)")
 
 
 @TARGETS.register("arcface-mbf-insightface")
@@ -39,7 +41,7 @@ class ArcFaceInsightFace(BlackBoxTarget):
         try:
             from insightface.model_zoo.arcface_onnx import ArcFaceONNX  # noqa: F401
         except ImportError as exc:
-            return False, f"insightface is not installed ({exc}); {INSIGHTFACE_INSTALL}"
+            return False, f"insightface cannot be imported ({exc}); {INSIGHTFACE_INSTALL}"
         return True, None
 
     def _load(self) -> None:

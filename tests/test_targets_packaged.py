@@ -33,6 +33,16 @@ def test_listing_shows_licence_and_provenance():
     assert rows["facenet-128"]["embedding_dim"] == 128 and rows["facenet-casia"]["embedding_dim"] == 512
 
 
+def test_suites_cover_the_new_targets():
+    from bench.resources import expand
+    from bench.suites import get_suite
+
+    quick, full = get_suite("quick"), get_suite("full")
+    assert "arcface-mbf" in quick.targets and "arcface-mbf" not in quick.surrogates  # an unseen recogniser
+    new = {"arcface-mbf", "arcface-mbf-insightface", "facenet-casia", "facenet-128", "faceplugin", "mobilefacenet"}
+    assert new <= set(expand(full.targets, TARGETS)) == set(TARGETS.names())
+
+
 # -- each against its own reference runtime --------------------------------------------------------------------
 
 
