@@ -93,13 +93,13 @@ SUITES: dict[str, Suite] = {
     "quick": Suite(
         name="quick",
         description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
-                    "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 4 targets (the 2 "
-                    "surrogates white-box, 2 unseen), no adversary, JPEG-75 and mask estimation, 4 users with 20 "
-                    "photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` for their CPU "
-                    "cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), FaceCloak, OPOM's "
-                    "other losses",
+                    "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 5 targets (the 2 "
+                    "surrogates white-box, 3 unseen including ArcFace), no adversary, JPEG-75 and mask estimation, "
+                    "4 users with 20 photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` "
+                    "for their CPU cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), "
+                    "FaceCloak, OPOM's other losses",
         methods=("chameleon", "opom-class-center", "uap", "pgd"),
-        targets=("sface", "dlib-resnet", "faceres", "mobileface"),
+        targets=("sface", "dlib-resnet", "faceres", "mobileface", "arcface-mbf"),
         surrogates=("sface", "dlib-resnet"),
         adversaries=("none", "jpeg-75", "mask-estimation"),
         users=4,
