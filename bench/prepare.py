@@ -156,8 +156,10 @@ def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: 
     needed = 1 if suite.users == "all" else suite.users * (suite.draw + 1)
     if eligible < needed:
         raise UsageError(
-            f"users={suite.users} (draw {suite.draw}) is out of range for {dataset.root}: it has {eligible} "
-            f"identities with >= {suite.min_user_photos} photos; allowed: users x draws <= {eligible}" if eligible else
+            f"users={suite.users}{f' (draw {suite.draw})' if suite.draw else ''} is out of range for {dataset.root}: "
+            f"it has {eligible} "
+            f"identities with >= {suite.min_user_photos} photos; allowed: "
+            + (f"1 <= users <= {eligible}" if suite.draw == 0 else f"users x draws <= {eligible}") if eligible else
             f"{dataset.root} has no identity with >= {suite.min_user_photos} photos, as a protected user needs"
         )
 
