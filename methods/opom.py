@@ -40,6 +40,8 @@ with the reference: one shared mask started uniform in +-step, stepped by the *m
 (mask <- clip(mask + step * mean_i sign(g_i))), FI-UAP+ as the mean (non-squared) distance to the user's clean
 features, no hull warm-up, and feature dropout at every Conv2d. The sign average cancels where photos disagree:
 on LFW with the SFace surrogate the mask used about half its amplitude and protected far less.
+
+What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ centroid of two photos each, losses summed rather than averaged over embedding d
 
 Candidates come from ``methods._identity_bank`` (the reference reads 10 fixed photos listed in its
 ``targets/target_attacks.txt``; we ship no such list).
+
+What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
 
 from __future__ import annotations
