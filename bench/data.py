@@ -129,6 +129,11 @@ class SplitSpec:
             raise ValueError("gallery_fraction + probe_fraction must leave photos to fit on (< 1)")
 
 
+# Named presets. Chameleon (ECCV 2024, git-disl/Chameleon): probe / gallery / train = 10% / 20% / 70%, seed 2023.
+CHAMELEON_SPLIT = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
+SPLITS = {"chameleon": CHAMELEON_SPLIT}
+
+
 @dataclass
 class IdentitySplit:
     gallery: list[Path]

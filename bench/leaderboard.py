@@ -12,19 +12,26 @@ import csv
 import io
 import json
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.metrics import summarise
+from bench.registry import METHODS, UnknownNameError
 from bench.store import RunStore
 
 PRIMARY_SCORE = "psr_top1_worst"
 # Suite fields that must agree for runs to share one leaderboard (with the users, data, surrogates, targets and
 # adversaries): the same people, gallery and split, judged by the same recognisers.
 PROTOCOL_FIELDS = ("dataset", "gallery_identities", "min_user_photos", "min_gallery_photos", "split", "seeds",
-                   "quantize")
+                   "quantize", "protocol")
+PROTOCOL_TEXT = {
+    "templates": "probe queries ranked against one template per gallery identity (the mean of its clean photos)",
+    "opom-pairs": "OPOM's protocol: each probe query ranked against ONE clean photo of the user plus every other "
+                  "gallery photo as a distractor, over all query/photo pairs",
+}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -33,6 +40,16 @@ def _mean(values: list[float]) -> float | None:
 
 def _per_user(rows: list[dict], metric: str) -> list[float]:
     return [r["value"] for r in rows if r["metric"] == metric]
+
+
+def paper_facts(method: str) -> dict[str, Any]:
+    """The method's reference and the numbers its paper reports on LFW, as its class declares them."""
+    try:
+        cls = METHODS.entry(method).cls
+    except UnknownNameError:
+        return {}
+    return {"reference": getattr(cls, "reference", None),
+            "reported": [asdict(r) for r in getattr(cls, "reported", ())]}
 
 
 def build(store: RunStore) -> dict[str, Any]:
@@ -49,6 +66,7 @@ def build(store: RunStore) -> dict[str, Any]:
             "budget": m.get("budget"), "config": m.get("config"), "overrides": m.get("overrides") or {},
             "psr": {}, "device": plan.get("device"),
             "seeds": [int(s) for s in m.get("protect", {})],
+            "protocol": suite.get("protocol", "templates"), **paper_facts(mname),
         }
         if m.get("status") == "unavailable":
             entry.update(status="unavailable", reason=m.get("reason"))
@@ -196,7 +214,7 @@ def flat_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per entry: fixed columns, then PSR top-1 per target|adversary."""
     rows = []
     for e in board["entries"]:
-        row = {k: e.get(k) for k in ("method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean",
+        row = {k: e.get(k) for k in ("method", "kind", "scenario", "protocol", "status", PRIMARY_SCORE, "psr_top1_mean",
                                      "ssim", "psnr", "lpips", "fit_s_per_user", "protect_ms_per_photo", "device",
                                      "users", "probes")}
         for t in board["targets"]:
@@ -267,6 +285,12 @@ def to_markdown(board: dict[str, Any]) -> str:
         f"sorted by the worst case over targets x adversaries. White-box targets (surrogates, or running a "
         f"surrogate's weights): {white_box_text(board)}.",
     ]
+    protocols = sorted({e.get("protocol", "templates") for e in board["entries"]})
+    notes.append("Protocol: " + "; ".join(f"{p}: {PROTOCOL_TEXT.get(p, p)}" for p in protocols) + ".")
+    for e in board["entries"]:
+        for r in e.get("reported") or []:
+            notes.append(f"Reported for {e['method']} by its paper ({r['source']}): {r['metric']} "
+                         f"{_pct(r['value'])} on {r['target']} ({r['setting']}).")
     notes.append("Key-holder top-1: rank-1 accuracy after the key holder removes the mask (methods whose mask is "
                  "a key), mean over targets; compare with clean accuracy.")
     changed = {e["method"]: e["overrides"] for e in board["entries"] if e.get("overrides")}

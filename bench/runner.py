@@ -45,7 +45,7 @@ from bench.data import (
     split_identity,
 )
 from bench.faces import Aligner, FaceError
-from bench.metrics import identity_templates, user_outcome
+from bench.metrics import identity_templates, probe_outcome, user_outcome
 from bench.quality import psnr, ssim
 from bench.registry import ATTACKS, METHODS, TARGETS, UnknownNameError
 from bench.store import ResultRow, RunStore
@@ -321,7 +321,7 @@ class Runner:
                     for tname, target in targets.items():
                         key = content_key("eval", mname, aname, asdict(adversary.config), code_version(adversary),
                                           tname, clean_keys[tname], protect_keys, target.thresholds(),
-                                          sorted(suite.scenarios))
+                                          sorted(suite.scenarios), suite.protocol)
                         entry["eval"].setdefault(str(seed), {}).setdefault(aname, {})[tname] = key
                         tasks.append(Task(key, "eval", f"eval/{mname}/{aname}/{tname}",
                                           self._eval_task(key, mname, adversary, target, clean_keys[tname],
@@ -329,7 +329,7 @@ class Runner:
                                           deps=[clean_keys[tname], *protect_keys.values()]))
         plan["clean_eval"] = {}
         for tname, target in targets.items():
-            key = content_key("eval-clean", tname, clean_keys[tname], target.thresholds())
+            key = content_key("eval-clean", tname, clean_keys[tname], target.thresholds(), suite.protocol)
             plan["clean_eval"][tname] = key
             tasks.append(Task(key, "eval", f"eval/clean/{tname}",
                               self._eval_task(key, None, ATTACKS.create("none"), target, clean_keys[tname], {}, data),
@@ -431,13 +431,15 @@ class Runner:
 
             for user in data.users:
                 if mname is None:
-                    add("probe", user, user_outcome(user, clean_probe[user], templates, names, thresholds))
+                    add("probe", user, probe_outcome(self.suite.protocol, user, clean_probe[user], gallery_emb,
+                                                     labels, thresholds))
                     continue
                 art = self.store.load_artifact(protect_keys[user])
                 with torch.no_grad():
                     if "probe" in self.suite.scenarios:
                         seen = eval_target.embed(adversary.apply(from_uint8(art["protected"]).to(self.device)))
-                        add("probe", user, user_outcome(user, seen, templates, names, thresholds))
+                        add("probe", user, probe_outcome(self.suite.protocol, user, seen, gallery_emb, labels,
+                                                         thresholds))
                     if "gallery" in self.suite.scenarios:
                         # The recogniser enrols the user's protected photos and is queried with clean ones.
                         enrolled = eval_target.embed(adversary.apply(from_uint8(art["protected_gallery"]).to(self.device)))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bench.data import SplitSpec
+from bench.data import CHAMELEON_SPLIT, SplitSpec
+from bench.metrics import PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class Suite:
     scenarios: tuple[str, ...] = ("probe",)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     quantize: bool = True  # protected photos are published as 8-bit images
+    # How probe-scenario queries are scored (bench.metrics.probe_outcome): "templates", one template per gallery
+    # identity (ours); "opom-pairs", OPOM's protocol: each query vs ONE clean photo of the user plus
+    # distractors, over all query/photo pairs, top-1/5/10.
+    protocol: str = "templates"
     white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
     examples: int = 4  # example crops per method kept for the report
 
@@ -42,6 +47,8 @@ class Suite:
         unknown = set(self.scenarios) - {"probe", "gallery"}
         if unknown or not self.scenarios:
             raise ValueError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"suite '{self.name}': protocol must be one of {PROTOCOLS}; got {self.protocol!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +97,7 @@ SUITES: dict[str, Suite] = {
         gallery_identities=None,
         scenarios=("probe", "gallery"),
         white_box=True,
+        split=CHAMELEON_SPLIT,
     ),
 }
 

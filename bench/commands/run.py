@@ -19,6 +19,8 @@ from rich.progress import (
 
 from bench import leaderboard
 from bench.commands._ui import wide_console
+from bench.data import SPLITS
+from bench.metrics import PROTOCOLS
 from bench.registry import ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.suites import get_suite
@@ -127,6 +129,12 @@ def run(args) -> int:
     try:
         if args.scenarios:
             suite = suite.with_overrides(scenarios=tuple(args.scenarios.split(",")))
+        if args.protocol:
+            suite = suite.with_overrides(protocol=args.protocol)
+        if args.split:
+            if args.split not in SPLITS:
+                raise ValueError(f"unknown split preset {args.split!r}; known: {', '.join(SPLITS)}")
+            suite = suite.with_overrides(split=SPLITS[args.split])
         if args.set:
             suite = suite.with_overrides(method_overrides=method_overrides(suite.method_overrides, args.set))
     except ValueError as exc:
@@ -164,6 +172,10 @@ def add_parser(sub) -> None:
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
+    p.add_argument("--protocol", choices=PROTOCOLS,
+                   help="how probe queries are scored: templates (one per identity) or opom-pairs (OPOM: each query "
+                        "vs one clean photo of the user plus distractors, all pairs, top-1/5/10)")
+    p.add_argument("--split", help=f"a named split preset instead of the suite's ({', '.join(SPLITS)})")
     p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
                    help="override one config value of a method, e.g. --set opom-class-center.iterations=100 "
                         "(repeatable; `bench list methods --json` shows each method's config)")
