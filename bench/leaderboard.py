@@ -214,9 +214,9 @@ def flat_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per entry: fixed columns, then PSR top-1 per target|adversary."""
     rows = []
     for e in board["entries"]:
-        row = {k: e.get(k) for k in ("method", "kind", "scenario", "protocol", "status", PRIMARY_SCORE, "psr_top1_mean",
+        row = {k: e.get(k) for k in ("method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean",
                                      "ssim", "psnr", "lpips", "fit_s_per_user", "protect_ms_per_photo", "device",
-                                     "users", "probes")}
+                                     "users", "probes", "protocol")}
         for t in board["targets"]:
             for a in board["adversaries"]:
                 row[f"psr_top1[{t}|{a}]"] = e.get("psr", {}).get(t, {}).get(a, {}).get("top1")
