@@ -127,7 +127,7 @@ def resize_pad(x: torch.Tensor, prob: float, min_scale: float, gen: torch.Genera
     return F.pad(small, (left, size - new - left, top, size - new - top))
 
 
-def _masked_resample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+def masked_resample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Affine resample that zeroes every pixel whose source is not wholly inside the image (the reference's
     ``affine``: a resampled all-ones image below 0.9999 marks them)."""
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -183,8 +183,8 @@ class TIPIMProtector(Protector):
             return resize_pad(x, cfg.diversity_prob, cfg.diversity_min_scale, gen)
         side = (FACE_BOX[1] - FACE_BOX[0]) / CANVAS_SIZE
         theta, rotation = random_affine(n, gen, side)
-        x = _masked_resample(x, theta.to(x.device, x.dtype).repeat(k, 1, 1))
-        return _masked_resample(x, rotation.to(x.device, x.dtype).repeat(k, 1, 1))
+        x = masked_resample(x, theta.to(x.device, x.dtype).repeat(k, 1, 1))
+        return masked_resample(x, rotation.to(x.device, x.dtype).repeat(k, 1, 1))
 
     def _protect_batch(self, x: torch.Tensor, centroids: list[torch.Tensor], gen: torch.Generator):
         cfg = self.config
