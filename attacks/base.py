@@ -6,8 +6,10 @@ Three shapes behind one interface, all applied to one user's protected canvases 
 - ``kind = "transform"``: an input transform on each photo (JPEG, denoising, resizing); ``apply`` only.
 - ``kind = "estimation"``: uses all of a user's protected photos together (a universal mask is the same in
   every photo); ``apply`` sees the whole batch of the user.
-- ``kind = "adaptation"``: changes the recogniser (fine-tuning on protected data); ``adapt`` returns the
-  target the adversary will use.
+- ``kind = "adaptation"``: changes the recogniser (fine-tuning); ``adapt(target, context)`` returns the
+  target the adversary will use. ``context`` (``bench.context.AdversaryContext``) holds what it may train on:
+  the owner's own people (never an evaluated user), the public method under test with its surrogates, a cache
+  folder.
 
 ``none`` is the oblivious adversary.
 """
@@ -18,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from bench.context import AdversaryContext
 from targets.base import Target
 
 
@@ -37,6 +40,6 @@ class Adversary:
         """What the recogniser sees of one user's protected canvases."""
         return protected
 
-    def adapt(self, target: Target) -> Target:
+    def adapt(self, target: Target, context: AdversaryContext) -> Target:
         """The recogniser the adversary uses (model adaptation overrides this)."""
         return target

@@ -20,12 +20,10 @@ threshold. Timing is embedding only (from aligned canvases), at batch 32, after 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +31,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from bench.data import DataError, load_identity_folders
+from bench.lfw_pairs import read_lfw_pairs
+from bench.verification import PairSet, balance_folds, impostor_top_scores, kfold_accuracy, threshold_at_far
 
 CALIBRATION_VERSION = 1  # bump when the protocol or its arithmetic changes: cached calibrations are then redone
 FARS = {"far1e-2": 1e-2, "far1e-3": 1e-3}
@@ -49,265 +48,6 @@ def no_progress(items: Iterable[T], total: int, description: str) -> Iterator[T]
     yield from items
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Pure math: folds, threshold search, FAR thresholds
-# ------------------------------------------------------------------------------------------------------------
-@dataclass
-class PairSet:
-    """Verification pairs as photo indices: ``pairs`` P x 2, ``same`` (P,) bool, ``fold`` (P,) int."""
-
-    pairs: np.ndarray
-    same: np.ndarray
-    fold: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.same)
-
-    def select(self, keep: np.ndarray) -> PairSet:
-        return PairSet(self.pairs[keep], self.same[keep], self.fold[keep])
-
-
-def balance_folds(pairs: PairSet, labels: np.ndarray, pools: dict[int, np.ndarray], seed: int) -> PairSet:
-    """Add mismatched pairs in each fold until there are as many as matched ones.
-
-    ``labels[i]`` is the identity of photo i; ``pools[f]`` the photo indices of fold f's identities that new
-    pairs may use. Two distinct identities of the pool are drawn uniformly, then one photo of each; a pair
-    already present (in either order) is drawn again. Each fold has its own generator seeded by (seed, fold),
-    so a fold's pairs do not depend on which other folds are present.
-    """
-    out_pairs, out_same, out_fold = [pairs.pairs], [pairs.same], [pairs.fold]
-    for f in np.unique(pairs.fold):
-        in_fold = pairs.fold == f
-        need = int(pairs.same[in_fold].sum() - (~pairs.same[in_fold]).sum())
-        if need <= 0:
-            continue
-        pool = np.asarray(pools.get(int(f), []), dtype=np.int64)
-        by_identity = {ident: pool[labels[pool] == ident] for ident in np.unique(labels[pool])}
-        identities = np.array(sorted(by_identity))
-        if len(identities) < 2:
-            raise ValueError(f"fold {f} has fewer than two identities to draw mismatched pairs from")
-        seen = {(min(a, b), max(a, b)) for a, b in pairs.pairs[in_fold].tolist()}
-        rng = np.random.default_rng([seed, int(f)])
-        added: list[tuple[int, int]] = []
-        attempts = 0
-        while len(added) < need:
-            attempts += 1
-            if attempts > 100 * need + 1000:
-                raise ValueError(f"fold {f}: cannot draw {need} distinct mismatched pairs from its photos")
-            id_a, id_b = rng.choice(identities, size=2, replace=False)
-            a = int(rng.choice(by_identity[id_a]))
-            b = int(rng.choice(by_identity[id_b]))
-            key = (min(a, b), max(a, b))
-            if key not in seen:
-                seen.add(key)
-                added.append((a, b))
-        out_pairs.append(np.array(added, dtype=np.int64).reshape(-1, 2))
-        out_same.append(np.zeros(need, dtype=bool))
-        out_fold.append(np.full(need, f, dtype=pairs.fold.dtype))
-    return PairSet(np.concatenate(out_pairs), np.concatenate(out_same), np.concatenate(out_fold))
-
-
-def accuracy_at(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
-    """Fraction of pairs judged right when a pair is accepted iff its score >= threshold."""
-    return float(np.mean((np.asarray(scores) >= threshold) == np.asarray(same, dtype=bool)))
-
-
-def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """The threshold of best accuracy on (scores, same) and that accuracy.
-
-    Candidates lie midway between consecutive distinct sorted scores (and just outside both ends); the first
-    best one (lowest threshold) is taken. O(P log P).
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    same = np.asarray(same, dtype=bool)
-    if len(scores) == 0:
-        raise ValueError("best_threshold needs at least one pair")
-    order = np.argsort(scores, kind="stable")
-    s, y = scores[order], same[order]
-    # rejecting the k lowest scores (k = 0..P): right = mismatched among them + matched among the rest
-    mismatched_below = np.concatenate([[0], np.cumsum(~y)])
-    matched_above = y.sum() - np.concatenate([[0], np.cumsum(y)])
-    right = mismatched_below + matched_above
-    # a cut between two equal scores is not realisable
-    valid = np.ones(len(s) + 1, dtype=bool)
-    valid[1:-1] = s[1:] > s[:-1]
-    k = int(np.flatnonzero(valid)[np.argmax(right[valid])])
-    if k == 0:
-        threshold = s[0]
-    elif k == len(s):
-        threshold = float(np.nextafter(s[-1], np.inf))
-    else:
-        threshold = (s[k - 1] + s[k]) / 2
-    return float(threshold), float(right[k] / len(s))
-
-
-def kfold_accuracy(scores: np.ndarray, same: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per held-out fold: the threshold chosen on the other folds and the accuracy it gives on this one."""
-    folds = np.unique(fold)
-    if len(folds) < 2:
-        raise ValueError("k-fold accuracy needs at least two folds")
-    accs, thresholds = [], []
-    for f in folds:
-        test = fold == f
-        thr, _ = best_threshold(scores[~test], same[~test])
-        thresholds.append(thr)
-        accs.append(accuracy_at(scores[test], same[test], thr))
-    return np.array(accs), np.array(thresholds)
-
-
-def impostor_top_scores(
-    embeddings: torch.Tensor, labels: torch.Tensor, k: int, chunk: int = 1024
-) -> tuple[torch.Tensor, int]:
-    """The ``k`` highest cosine scores over all pairs i < j of different identity (descending) and their count.
-
-    Rows are processed ``chunk`` at a time, so memory stays at chunk x N scores plus the running top k.
-    ``embeddings`` are unit-norm N x D; ``labels`` (N,) identity ids on the same device.
-    """
-    n = len(embeddings)
-    top = embeddings.new_empty(0)
-    count = 0
-    cols = torch.arange(n, device=embeddings.device)
-    for start in range(0, n, chunk):
-        rows = cols[start : start + chunk]
-        block = embeddings[rows] @ embeddings.T
-        keep = (cols[None, :] > rows[:, None]) & (labels[None, :] != labels[rows][:, None])
-        values = block[keep]
-        count += values.numel()
-        merged = torch.cat([top, values])
-        top = merged.topk(min(k, merged.numel())).values
-    return top, count
-
-
-def threshold_at_far(top_desc: torch.Tensor | np.ndarray, n_impostors: int, far: float) -> float:
-    """The threshold accepting at most ``far`` of the impostor pairs (accept iff score >= threshold).
-
-    ``top_desc`` holds the highest impostor scores in descending order, at least floor(far * n) + 1 of them.
-    With m = floor(far * n), the threshold lies midway between the m-th and (m+1)-th highest score, so exactly
-    m impostors (barring ties) are accepted.
-    """
-    top = np.asarray(top_desc.cpu() if isinstance(top_desc, torch.Tensor) else top_desc, dtype=np.float64)
-    if n_impostors <= 0:
-        raise ValueError("no impostor pairs: the photos must cover at least two identities")
-    m = int(math.floor(far * n_impostors))
-    if len(top) < m + 1:
-        raise ValueError(f"need the {m + 1} highest impostor scores for FAR {far}, got {len(top)}")
-    if m == 0:
-        return float(np.nextafter(top[0], np.inf))
-    return float((top[m - 1] + top[m]) / 2)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# LFW pairs
-# ------------------------------------------------------------------------------------------------------------
-@dataclass
-class LfwPairs:
-    """Usable official pairs of LFW View 2, with the photos they (and the sampling pools) draw on."""
-
-    photos: list[Path]  # index -> photo
-    identities: list[str]  # index -> identity name
-    pairs: PairSet  # official pairs, indices into photos
-    pools: dict[int, list[int]]  # fold -> photo indices mismatched pairs may be drawn from
-    dropped: int  # official pairs naming a photo absent from this copy (or in LFW's errata)
-    data_fingerprint: str
-
-
-def locate_pairs_file(images_folder: Path, lfw_root: Path) -> Path:
-    for cand in (images_folder.parent / "labels" / "pairs.txt", lfw_root / "labels" / "pairs.txt",
-                 lfw_root / "pairs.txt", images_folder.parent / "pairs.txt"):
-        if cand.is_file():
-            return cand
-    raise DataError(
-        f"no LFW pairs file under {lfw_root}: calibration needs View 2's pairs.txt at "
-        f"{images_folder.parent / 'labels' / 'pairs.txt'} (from the LFW site, unchanged)"
-    )
-
-
-def read_lfw_pairs(
-    lfw_root: str | os.PathLike,
-    folds: Sequence[int] | None = None,
-    pairs_per_fold: int | None = None,
-    extra_photos_per_identity: int | None = None,
-) -> LfwPairs:
-    """Parse pairs.txt and keep the pairs whose photos are in this copy.
-
-    ``folds`` (0-based) and ``pairs_per_fold`` (at most that many matched and that many mismatched official
-    pairs per fold, in file order) shrink the set for quick runs. Each fold's sampling pool is every photo of
-    its identities, or only those in its pairs plus the first ``extra_photos_per_identity`` of each.
-    """
-    lfw_root = Path(lfw_root)
-    dataset = load_identity_folders(lfw_root, "lfw")
-    pairs_file = locate_pairs_file(dataset.root, lfw_root)
-    lines = [ln.split() for ln in pairs_file.read_text().splitlines() if ln.strip()]
-    try:
-        n_folds, per_half = int(lines[0][0]), int(lines[0][1])
-    except (IndexError, ValueError):
-        raise DataError(f"{pairs_file}: first line must be '<folds> <pairs per half-fold>'") from None
-    rows = lines[1:]
-    if len(rows) != n_folds * 2 * per_half:
-        raise DataError(f"{pairs_file}: expected {n_folds * 2 * per_half} pair lines, found {len(rows)}")
-    present = {p: ident for ident, photos in dataset.identities.items() for p in photos}
-
-    def photo(name: str, number: str) -> Path:
-        return dataset.root / name / f"{name}_{int(number):04d}.jpg"
-
-    index: dict[Path, int] = {}
-    photos: list[Path] = []
-
-    def idx(path: Path) -> int:
-        if path not in index:
-            index[path] = len(photos)
-            photos.append(path)
-        return index[path]
-
-    chosen = range(n_folds) if folds is None else folds
-    pair_rows, same_rows, fold_rows, dropped = [], [], [], 0
-    for f in chosen:
-        if not 0 <= f < n_folds:
-            raise DataError(f"fold {f} does not exist: {pairs_file} has folds 0..{n_folds - 1}")
-        taken = {True: 0, False: 0}
-        for row in rows[f * 2 * per_half : (f + 1) * 2 * per_half]:
-            if len(row) == 3:
-                a, b, same = photo(row[0], row[1]), photo(row[0], row[2]), True
-            elif len(row) == 4:
-                a, b, same = photo(row[0], row[1]), photo(row[2], row[3]), False
-            else:
-                raise DataError(f"{pairs_file}: malformed pair line {' '.join(row)!r}")
-            if a not in present or b not in present:
-                dropped += 1
-                continue
-            if pairs_per_fold is not None and taken[same] >= pairs_per_fold:
-                continue
-            taken[same] += 1
-            pair_rows.append((idx(a), idx(b)))
-            same_rows.append(same)
-            fold_rows.append(f)
-    if not pair_rows:
-        raise DataError(f"no pair of {pairs_file} has both photos under {dataset.root}")
-    pools: dict[int, list[int]] = {}
-    fold_arr = np.array(fold_rows)
-    pair_arr = np.array(pair_rows, dtype=np.int64)
-    for f in np.unique(fold_arr):
-        members = sorted(set(pair_arr[fold_arr == f].ravel().tolist()))
-        fold_identities = sorted({present[photos[i]] for i in members})
-        for ident in fold_identities:
-            extra = dataset.identities[ident]
-            if extra_photos_per_identity is not None:
-                extra = extra[:extra_photos_per_identity]
-            members.extend(idx(p) for p in extra)
-        pools[int(f)] = sorted(set(members))
-    return LfwPairs(
-        photos=photos,
-        identities=[present[p] for p in photos],
-        pairs=PairSet(pair_arr, np.array(same_rows, dtype=bool), fold_arr),
-        pools=pools,
-        dropped=dropped,
-        data_fingerprint=dataset.fingerprint(),
-    )
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Alignment, embedding, timing
-# ------------------------------------------------------------------------------------------------------------
 def align_photos(aligner, photos: Sequence[Path], track: Tracker = no_progress) -> tuple[np.ndarray, list[str]]:
     """Align every photo (cached); returns the mask of photos that aligned and the failure messages."""
     from bench.faces import FaceError
@@ -373,9 +113,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# ------------------------------------------------------------------------------------------------------------
-# The whole calibration
-# ------------------------------------------------------------------------------------------------------------
 def code_version() -> str:
     try:
         version = metadata.version("cloakbench")
@@ -480,17 +217,6 @@ def calibrate(
         "code_version": code_version(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def save_calibration(record: dict[str, Any]) -> Path:
-    from targets.base import calibration_path
-
-    path = calibration_path(record["name"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
-    return path
 
 
 def stale_reason(record: dict[str, Any], target, data_fingerprint: str | None = None) -> str | None:

@@ -2,7 +2,8 @@
 
 The baseline is a reduced copy of a run's ``leaderboard.json``, written only by an explicit
 ``bench check RUN_DIR --update-baseline FILE``: per method its status, PSR@1 per target x adversary, the worst-case
-PSR@1, and SSIM / PSNR / LPIPS. A check fails when a value moves beyond its tolerance in either direction (a
+PSR@1, and every metric ``bench.metric_registry.METRICS`` declares a check tolerance for (SSIM, PSNR, LPIPS
+today). A check fails when a value moves beyond its tolerance in either direction (a
 better score also means the baseline no longer describes the code), when a method or a PSR cell of the baseline
 is missing, or when a method that was ``ok`` is now unavailable or failed. Methods, cells and values that are new
 are reported but do not fail the check.
@@ -11,15 +12,26 @@ are reported but do not fail the check.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.formatting import finer, finite
+from bench.metric_registry import METRICS
+
 BASELINE_FORMAT = "cloakbench-baseline/1"
 PSR_TOLERANCE = 0.05  # absolute, PSR is a fraction in [0, 1]
-QUALITY_TOLERANCES = {"ssim": 0.01, "psnr": 0.5, "lpips": 0.01}  # absolute: SSIM units, dB, LPIPS units
-QUALITY_HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "lpips": False}
+
+
+def default_tolerances() -> dict[str, float]:
+    """Leaderboard field -> absolute tolerance, for every metric the registry declares a tolerance for."""
+    return {m.entry: m.tolerance for m in METRICS.checked()}
+
+
+def value_format(metric: str) -> str:
+    """Format spec for a checked value: one decimal finer than the metric's display (PSR: a fraction, 4 places)."""
+    known = {m.entry: m.fmt for m in METRICS.all()}
+    return finer(known[metric]) if metric in known else ".4f"
 
 
 @dataclass(frozen=True)
@@ -43,12 +55,6 @@ class Finding:
         return self.verdict == "fail"
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _entry_key(entry: dict) -> str:
     method, scenario = str(entry.get("method")), entry.get("scenario")
     return method if scenario in (None, "probe") else f"{method} [{scenario}]"
@@ -63,14 +69,14 @@ def reduce_board(board: dict[str, Any]) -> dict[str, Any]:
         psr = {}
         for target, per_adv in (entry.get("psr") or {}).items():
             for adversary, cell in (per_adv or {}).items():
-                top1 = _number(cell.get("top1")) if isinstance(cell, dict) else None
+                top1 = finite(cell.get("top1")) if isinstance(cell, dict) else None
                 if top1 is not None:
                     psr[f"{target}|{adversary}"] = top1
         methods[_entry_key(entry)] = {
             "status": entry.get("status", "ok"),
-            "psr_top1_worst": _number(entry.get("psr_top1_worst")),
+            "psr_top1_worst": finite(entry.get("psr_top1_worst")),
             "psr_top1": psr,
-            **{q: _number(entry.get(q)) for q in QUALITY_TOLERANCES},
+            **{m.entry: finite(entry.get(m.entry)) for m in METRICS.checked()},
         }
     run = board.get("run") or {}
     return {"format": BASELINE_FORMAT, "suite": run.get("suite"), "created": run.get("created"),
@@ -110,7 +116,7 @@ def write_baseline(board: dict[str, Any], path: str | Path) -> Path:
 
 
 def _compare_value(method: str, metric: str, base: float | None, now: float | None, tol: float,
-                   higher_is_better: bool) -> Finding | None:
+                   higher_is_better: bool | None) -> Finding | None:
     if base is None:
         return None if now is None else Finding(method, metric, None, now, tol, "new", "no baseline value")
     if now is None:
@@ -118,14 +124,17 @@ def _compare_value(method: str, metric: str, base: float | None, now: float | No
     delta = now - base
     if abs(delta) <= tol + 1e-12:
         return None
+    if higher_is_better is None:
+        return Finding(method, metric, base, now, tol, "fail", "changed")
     better = (delta > 0) == higher_is_better
     return Finding(method, metric, base, now, tol, "fail", "better: update the baseline" if better else "worse")
 
 
 def compare(baseline: dict[str, Any], board: dict[str, Any], psr_tolerance: float = PSR_TOLERANCE,
-            quality_tolerances: dict[str, float] | None = None) -> list[Finding]:
-    """Every difference between the baseline and the run that matters (failures and new things)."""
-    tolerances = {**QUALITY_TOLERANCES, **(quality_tolerances or {})}
+            tolerances: dict[str, float] | None = None) -> list[Finding]:
+    """Every difference between the baseline and the run that matters (failures and new things).
+    ``tolerances`` overrides the registry's tolerance of some metrics (leaderboard field -> value)."""
+    tolerances = {**default_tolerances(), **(tolerances or {})}
     now = reduce_board(board)
     findings: list[Finding] = []
     if baseline.get("suite") != now.get("suite"):
@@ -151,10 +160,10 @@ def compare(baseline: dict[str, Any], board: dict[str, Any], psr_tolerance: floa
         for cell, value in cur["psr_top1"].items():
             if cell not in (base.get("psr_top1") or {}):
                 findings.append(Finding(method, f"psr_top1[{cell}]", None, value, psr_tolerance, "new", "new cell"))
-        for q, tol in tolerances.items():
-            checks.append((q, base.get(q), cur.get(q), tol, QUALITY_HIGHER_IS_BETTER.get(q, True)))
+        for m in METRICS.checked():
+            checks.append((m.entry, base.get(m.entry), cur.get(m.entry), tolerances[m.entry], m.higher_is_better))
         for metric, b, n, tol, higher in checks:
-            finding = _compare_value(method, metric, _number(b), _number(n), tol, higher)
+            finding = _compare_value(method, metric, finite(b), finite(n), tol, higher)
             if finding is not None:
                 findings.append(finding)
     for method, cur in now["methods"].items():
@@ -169,9 +178,9 @@ def parse_tolerances(items: list[str] | None) -> dict[str, float]:
     for item in items or []:
         name, _, value = item.partition("=")
         name = name.strip().lower()
-        if name not in QUALITY_TOLERANCES:
-            raise ValueError(f"unknown quality metric '{name}' in --quality-tolerance {item!r}; use one of "
-                             f"{', '.join(QUALITY_TOLERANCES)}")
+        if name not in default_tolerances():
+            raise ValueError(f"unknown checked metric '{name}' in --quality-tolerance {item!r}; use one of "
+                             f"{', '.join(default_tolerances())}")
         try:
             out[name] = float(value)
         except ValueError:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.paths import embedded_data_root
+from bench.validate import Interval, UsageError, check_ranges
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -51,6 +52,7 @@ class Dataset:
     root: Path
     identities: dict[str, list[Path]]  # identity -> photos, sorted by name
     excluded: dict[str, str] = field(default_factory=dict)  # relative path -> why it was left out
+    too_few: dict[str, str] = field(default_factory=dict)  # identity left out for its photo count -> why
 
     @property
     def num_photos(self) -> int:
@@ -83,7 +85,8 @@ def load_identity_folders(
     root: str | os.PathLike, dataset: str = "lfw", min_photos: int = 1, max_identities: int | None = None
 ) -> Dataset:
     """Load ``identity/photo`` folders. LFW's errata list (labels/known_mislabeled_images_in_subset.txt), when
-    present, removes photos that show someone else."""
+    present, removes photos that show someone else. Identities with fewer than ``min_photos`` photos are left
+    out and listed in ``too_few`` with the reason."""
     root = Path(root)
     folder = find_identity_folder(root, dataset)
     excluded: dict[str, str] = {}
@@ -94,6 +97,7 @@ def load_identity_folders(
             if line and not line.startswith("#"):
                 excluded[line] = "listed in LFW errata as a different person"
     identities: dict[str, list[Path]] = {}
+    too_few: dict[str, str] = {}
     for d in sorted(folder.iterdir()):
         if not d.is_dir():
             continue
@@ -103,11 +107,13 @@ def load_identity_folders(
         )
         if len(photos) >= min_photos:
             identities[d.name] = photos
+        else:
+            too_few[d.name] = f"{len(photos)} usable photo(s); at least {min_photos} needed"
     if max_identities is not None:
         identities = dict(list(identities.items())[:max_identities])
     if not identities:
         raise DataError(f"no identity under {folder} has {min_photos}+ photos")
-    return Dataset(dataset, folder, identities, excluded)
+    return Dataset(dataset, folder, identities, excluded, too_few)
 
 
 @dataclass(frozen=True)
@@ -123,10 +129,11 @@ class SplitSpec:
     seed: int = 2023
 
     def __post_init__(self) -> None:
-        if not (0 < self.gallery_fraction < 1 and 0 < self.probe_fraction < 1):
-            raise ValueError("gallery_fraction and probe_fraction must lie in (0, 1)")
+        share = Interval(0, 1, low_open=True, high_open=True)
+        check_ranges(self, "split: ", gallery_fraction=share, probe_fraction=share)
         if self.gallery_fraction + self.probe_fraction >= 1:
-            raise ValueError("gallery_fraction + probe_fraction must leave photos to fit on (< 1)")
+            raise UsageError(f"split: gallery_fraction + probe_fraction = "
+                             f"{self.gallery_fraction + self.probe_fraction:g}; allowed: < 1 (photos are left to fit on)")
 
 
 # Named presets. Chameleon (ECCV 2024, git-disl/Chameleon): probe / gallery / train = 10% / 20% / 70%, seed 2023.

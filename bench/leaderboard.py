@@ -1,45 +1,57 @@
-"""Generate the leaderboard from a run store: JSON (the source of every other view), CSV, Markdown.
+"""The leaderboard of a run store: a dict written as leaderboard.json (the source of every other view), plus its
+CSV and Markdown tables (laid out in ``bench.tables``) and the published copy.
 
 One entry per method and scenario. PSR per target and adversary (top-1 and top-5, with 95% bootstrap intervals
 over users; verification PSR when the target is calibrated), the worst case over every target x adversary cell
-(the primary score: a protection is as good as the recogniser that beats it), image quality on the face box,
-fit seconds per user, protect milliseconds per photo. Results are generated, never edited by hand.
+(the primary score: a protection is as good as the recogniser that beats it), and every per-user measure that
+``bench.metric_registry.METRICS`` declares (image quality on the face box, budget, cost, counts), aggregated over
+users as declared there. Results are generated, never edited by hand.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 
+from bench.metric_registry import Metric
 from bench.metrics import summarise
 from bench.registry import METHODS, UnknownNameError
 from bench.store import RunStore
+from bench.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
 
-PRIMARY_SCORE = "psr_top1_worst"
 # Suite fields that must agree for runs to share one leaderboard (with the users, data, surrogates, targets and
 # adversaries): the same people, gallery and split, judged by the same recognisers.
 PROTOCOL_FIELDS = ("dataset", "gallery_identities", "min_user_photos", "min_gallery_photos", "split", "seeds",
                    "quantize", "protocol")
-PROTOCOL_TEXT = {
-    "templates": "probe queries ranked against one template per gallery identity (the mean of its clean photos)",
-    "opom-pairs": "OPOM's protocol: each probe query ranked against ONE clean photo of the user plus every other "
-                  "gallery photo as a distractor, over all query/photo pairs",
-}
+ROW_COLUMNS = ["task_key", "method", "scenario", "adversary", "target", "user", "metric", "value"]
 
 
-def _mean(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """Result rows (``RunStore.rows``) as a table, in the store's order."""
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
-def _per_user(rows: list[dict], metric: str) -> list[float]:
-    return [r["value"] for r in rows if r["metric"] == metric]
+def _values(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """The per-user values of one metric."""
+    return frame.loc[frame["metric"] == metric, "value"]
+
+
+def _mean(values: pd.Series) -> float | None:
+    return None if values.empty else float(values.mean(skipna=False))
+
+
+def _aggregate(values: pd.Series, metric: Metric) -> float | int | None:
+    """One metric over users, as the registry declares (a sum of an integer metric stays an integer)."""
+    if metric.aggregate == "sum":
+        total = values.sum(skipna=False)
+        return int(total) if metric.fmt.endswith("d") else float(total)
+    if metric.aggregate == "max":
+        return None if values.empty else float(values.max(skipna=False))
+    return _mean(values)
 
 
 def paper_facts(method: str) -> dict[str, Any]:
@@ -57,7 +69,7 @@ def build(store: RunStore) -> dict[str, Any]:
     if plan is None:
         raise ValueError(f"{store.run_dir} holds no finished plan yet; run `bench run --out {store.run_dir}`")
     env = store.get_meta("environment", {})
-    suite = store.get_meta("suite", {})
+    suite = {"protocol": "templates", **store.get_meta("suite", {})}  # runs from before protocols used templates
     targets = [t for t, v in plan["targets"].items() if "unavailable" not in v]
     entries = []
     for mname, m in plan["methods"].items():
@@ -66,7 +78,7 @@ def build(store: RunStore) -> dict[str, Any]:
             "budget": m.get("budget"), "config": m.get("config"), "overrides": m.get("overrides") or {},
             "psr": {}, "device": plan.get("device"),
             "seeds": [int(s) for s in m.get("protect", {})],
-            "protocol": suite.get("protocol", "templates"), **paper_facts(mname),
+            "protocol": suite["protocol"], **paper_facts(mname),
         }
         if m.get("status") == "unavailable":
             entry.update(status="unavailable", reason=m.get("reason"))
@@ -82,41 +94,52 @@ def build(store: RunStore) -> dict[str, Any]:
         elif missing:
             entry.update(status="incomplete", reason=f"{missing} of {len(records)} protect tasks have not run yet; "
                                                      "rerun the same command to resume")
-        prow = store.rows(protect_keys)
-        entry["ssim"] = _mean(_per_user(prow, "ssim"))
-        entry["psnr"] = _mean(_per_user(prow, "psnr"))
-        entry["lpips"] = _mean(_per_user(prow, "lpips"))
-        entry["linf_max"] = max(_per_user(prow, "linf"), default=None)
-        entry["fit_s_per_user"] = _mean(_per_user(prow, "fit_s"))
-        entry["protect_ms_per_photo"] = _mean(_per_user(prow, "protect_ms_per_photo"))
-        entry["users"] = len({r["user"] for r in prow})
-        entry["probes"] = int(sum(_per_user(prow, "probes")))
+        prow = _frame(store.rows(protect_keys))
+        entry.update({m.entry: _aggregate(_values(prow, m.row), m) for m in measures()})
+        entry["users"] = int(prow["user"].nunique(dropna=False))
+        entry.update({m.entry: _aggregate(_values(prow, m.row), m) for m in counts()})
         # What each fit chose (Chameleon's team and diversity, TIP-IM's targets ...), per user (and seed).
         seeds = m["protect"]
         infos = {(user if len(seeds) == 1 else f"{user}/seed{seed}"): store.task(key)["info"].get("info", {})
                  for seed, per_user in seeds.items() for user, key in per_user.items() if store.is_done(key)}
         if any(infos.values()):
             entry["protector_info"] = infos
-        eval_rows: dict[tuple[str, str], list[dict]] = {}
+        # rows of every seed per (adversary, target) cell; None when a task of the cell failed (a failed seed
+        # fails the cell)
+        eval_keys: dict[tuple[str, str], list[str] | None] = {}
         for per_seed in m["eval"].values():
             for aname, per_target in per_seed.items():
                 for tname, key in per_target.items():
-                    if eval_rows.get((aname, tname), []) is None:
-                        continue  # a failed seed fails the cell
+                    if eval_keys.get((aname, tname), []) is None:
+                        continue
                     if store.is_done(key):
-                        eval_rows.setdefault((aname, tname), []).extend(store.rows([key]))
+                        eval_keys.setdefault((aname, tname), []).append(key)
                     else:
-                        eval_rows[(aname, tname)] = None
+                        eval_keys[(aname, tname)] = None
                         entry.setdefault("failed_cells", {})[f"{tname}|{aname}"] = (store.task(key) or {}).get("error")
+        # rows key by key, in seed order (one query for several keys returns them in the index's order)
+        eval_rows = {cell: None if keys is None else _frame([r for k in keys for r in store.rows([k])])
+                     for cell, keys in eval_keys.items()}
+        # key-holder accuracy: its own tasks, one per target and seed (methods whose mask is a key)
+        authorized: dict[str, list[float]] = {}
+        for per_seed in m.get("authorized", {}).values():
+            for tname, key in per_seed.items():
+                if store.is_done(key):
+                    authorized.setdefault(tname, []).extend(
+                        _values(_frame(store.rows([key])), "authorized_top1_accuracy").tolist())
         for scenario in plan.get("scenarios", ["probe"]):
-            entries.append(_scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario))
+            scenario_entry = _scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario)
+            # the key holder un-masks the user's published (query) photos: a probe-scenario measure
+            scenario_entry["authorized_accuracy"] = ({t: _mean(pd.Series(v, dtype=float)) for t, v in
+                                                      authorized.items() if v} or None) if scenario == "probe" else None
+            entries.append(scenario_entry)
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
     clean = {}
     for tname, key in plan.get("clean_eval", {}).items():
         if store.is_done(key):
-            rows = store.rows([key])
-            clean[tname] = {"top1_accuracy": 1 - _mean(_per_user(rows, "psr_top1")),
-                            "top5_accuracy": 1 - _mean(_per_user(rows, "psr_top5"))}
+            rows = _frame(store.rows([key]))
+            clean[tname] = {"top1_accuracy": 1 - _mean(_values(rows, "psr_top1")),
+                            "top5_accuracy": 1 - _mean(_values(rows, "psr_top5"))}
     return {
         "run": {"suite": suite.get("name"), "created": env.get("created"), "environment": env,
                 "primary_score": PRIMARY_SCORE, "data": plan.get("data"), "surrogates": plan.get("surrogates"),
@@ -186,154 +209,64 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
     return {**first, "run": run, "entries": entries, "clean": clean}
 
 
-def _scenario_entry(entry: dict[str, Any], eval_rows: dict, scenario: str) -> dict[str, Any]:
-    """Fill one method's entry for one scenario: PSR cells with intervals, worst case, authorized accuracy."""
-    cells, auth = [], defaultdict(list)
+def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.DataFrame | None],
+                    scenario: str) -> dict[str, Any]:
+    """Fill one method's entry for one scenario: PSR cells with intervals and the worst case."""
+    cells = []
     for (aname, tname), rows in eval_rows.items():
         if rows is None:
             entry["psr"].setdefault(tname, {})[aname] = {"status": "failed"}
             continue
-        mine = [r for r in rows if r["scenario"] == scenario]
+        mine = rows[(rows["scenario"] == scenario) & rows["metric"].str.startswith("psr_")]
         cell: dict[str, Any] = {}
-        for metric in sorted({r["metric"] for r in mine if r["metric"].startswith("psr_")}):
-            s = summarise(_per_user(mine, metric))
+        for metric, values in mine.groupby("metric")["value"]:  # sorted by name
+            s = summarise(values.tolist())
             name = metric[len("psr_"):]
             cell[name], cell[f"{name}_ci"] = s["mean"], s["ci"]
         entry["psr"].setdefault(tname, {})[aname] = cell
         if "top1" in cell:
             cells.append(cell["top1"])
-        if scenario == "probe":
-            auth[tname] += _per_user(rows, "authorized_top1_accuracy")
     entry["psr_top1_worst"] = min(cells) if cells else None
-    entry["psr_top1_mean"] = _mean(cells)
-    entry["authorized_accuracy"] = {t: _mean(v) for t, v in auth.items() if v} or None
+    entry["psr_top1_mean"] = _mean(pd.Series(cells, dtype=float))
     return entry
 
 
-def flat_rows(board: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per entry: fixed columns, then PSR top-1 per target|adversary."""
-    rows = []
-    for e in board["entries"]:
-        row = {k: e.get(k) for k in ("method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean",
-                                     "ssim", "psnr", "lpips", "fit_s_per_user", "protect_ms_per_photo", "device",
-                                     "users", "probes", "protocol")}
-        for t in board["targets"]:
-            for a in board["adversaries"]:
-                row[f"psr_top1[{t}|{a}]"] = e.get("psr", {}).get(t, {}).get(a, {}).get("top1")
-        auth = e.get("authorized_accuracy") or {}
-        for t in board["targets"]:
-            if auth.get(t) is not None:
-                row[f"authorized_top1[{t}]"] = auth[t]
-        row["reason"] = e.get("reason")
-        rows.append(row)
-    return rows
+def to_json(board: dict[str, Any]) -> str:
+    return json.dumps(board, indent=2, default=str) + "\n"
 
 
-def to_csv(board: dict[str, Any]) -> str:
-    rows = flat_rows(board)
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
-    return buf.getvalue()
+FILES = {"json": ("leaderboard.json", to_json), "csv": ("leaderboard.csv", to_csv),
+         "md": ("leaderboard.md", to_markdown)}
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}"
-
-
-def _num(v: float | None, fmt: str) -> str:
-    return "n/a" if v is None else format(v, fmt)
-
-
-def white_box_text(board: dict[str, Any]) -> str:
-    """E.g. "sface, dlib-resnet, sface-cv2 (sface's weights)"."""
-    names = [t + (f" ({', '.join(v['same_weights_as'])}'s weights)" if v.get("same_weights_as") else "")
-             for t, v in board.get("target_info", {}).items() if v.get("white_box")]
-    return ", ".join(names) or "none"
-
-
-def to_markdown(board: dict[str, Any]) -> str:
-    targets, advs = board["targets"], board["adversaries"]
-    scenarios = sorted({e.get("scenario") for e in board["entries"]})
-    head = ["method", "kind", "scenario", "PSR@1 worst"]
-    head += [f"{t} ({'/'.join(advs)})" for t in targets]
-    head += ["SSIM", "PSNR", "LPIPS", "fit s/user", "ms/photo", "key-holder top-1"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in board["entries"]:
-        if e["status"] == "unavailable":
-            lines.append(f"| {e['method']} | {e.get('kind') or ''} | {e['scenario']} | unavailable: {e.get('reason')} |"
-                         + " |" * (len(head) - 4))
-            continue
-        changed = "†" if e.get("overrides") else ""
-        cells = [e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"), e.get("kind") or "",
-                 e["scenario"], _pct(e.get(PRIMARY_SCORE))]
-        for t in targets:
-            per = e.get("psr", {}).get(t, {})
-            cells.append(" / ".join(_pct(per.get(a, {}).get("top1")) for a in advs))
-        cells += [_num(e.get("ssim"), ".3f"), _num(e.get("psnr"), ".1f"), _num(e.get("lpips"), ".3f"),
-                  _num(e.get("fit_s_per_user"), ".2f"), _num(e.get("protect_ms_per_photo"), ".0f"),
-                  _pct(_mean([v for v in (e.get("authorized_accuracy") or {}).values() if v is not None]))]
-        lines.append("| " + " | ".join(cells) + " |")
-    notes = [
-        "",
-        f"PSR@1 in % ({', '.join(scenarios)} scenario): probe = share of protected query photos whose identity is "
-        f"not ranked first against a clean gallery; gallery = share of clean queries not matched to the user's "
-        f"enrolled protected photos; "
-        f"sorted by the worst case over targets x adversaries. White-box targets (surrogates, or running a "
-        f"surrogate's weights): {white_box_text(board)}.",
-    ]
-    protocols = sorted({e.get("protocol", "templates") for e in board["entries"]})
-    notes.append("Protocol: " + "; ".join(f"{p}: {PROTOCOL_TEXT.get(p, p)}" for p in protocols) + ".")
-    for e in board["entries"]:
-        for r in e.get("reported") or []:
-            notes.append(f"Reported for {e['method']} by its paper ({r['source']}): {r['metric']} "
-                         f"{_pct(r['value'])} on {r['target']} ({r['setting']}).")
-    notes.append("Key-holder top-1: rank-1 accuracy after the key holder removes the mask (methods whose mask is "
-                 "a key), mean over targets; compare with clean accuracy.")
-    changed = {e["method"]: e["overrides"] for e in board["entries"] if e.get("overrides")}
-    for method, overrides in changed.items():
-        notes.append(f"† {method}: config changed from its registered defaults: "
-                     + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ".")
-    if board.get("clean"):
-        notes.append("Clean photos, rank-1 accuracy: " + ", ".join(
-            f"{t} {_pct(v['top1_accuracy'])}" for t, v in board["clean"].items()) + ".")
-    unavailable = {t: v["unavailable"] for t, v in board.get("target_info", {}).items() if "unavailable" in v}
-    for t, why in unavailable.items():
-        notes.append(f"Target {t}: unavailable ({why}).")
-    return "\n".join(lines + notes) + "\n"
+def write_board(board: dict[str, Any], run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md")
+                ) -> dict[str, Path]:
+    """Write a run's leaderboard files. leaderboard.json, the source every other view (and the HTML report)
+    reads, is always written."""
+    unknown = [f for f in formats if f not in FILES]
+    if unknown:
+        raise ValueError(f"unknown leaderboard format(s) {', '.join(unknown)} (known: {', '.join(FILES)})")
+    out = {}
+    for fmt in dict.fromkeys(("json", *formats)):
+        name, render = FILES[fmt]
+        out[fmt] = Path(run_dir) / name
+        out[fmt].write_text(render(board))
+    return out
 
 
 def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md")) -> dict[str, Path]:
-    """Write the leaderboard files of a run. leaderboard.json, the source every other view (and the HTML
-    report) reads, is always written."""
-    board = build_runs([run_dir])
-    run_dir = Path(run_dir)
-    out = {"json": run_dir / "leaderboard.json"}
-    out["json"].write_text(json.dumps(board, indent=2, default=str) + "\n")
-    for fmt in formats:
-        if fmt == "csv":
-            out[fmt] = run_dir / "leaderboard.csv"
-            out[fmt].write_text(to_csv(board))
-        elif fmt == "md":
-            out[fmt] = run_dir / "leaderboard.md"
-            out[fmt].write_text(to_markdown(board))
-        elif fmt == "html":
-            from bench.report import write_report
-
-            out[fmt] = write_report(run_dir)
-        elif fmt != "json":
-            raise ValueError(f"unknown leaderboard format '{fmt}' (json, csv, md, html)")
-    return out
+    """Build the leaderboard of one run folder from its store and write its files (``write_board``)."""
+    return write_board(build_runs([run_dir]), run_dir, formats)
 
 
 def publish(run_dirs: str | Path | list[str | Path], dest: str | Path) -> list[Path]:
     """Publish runs as generated data (RobustBench style): leaderboard.{json,csv,md} and one JSON per entry
     (method and scenario) with its numbers, configuration, seeds, code version and environment. Several runs of
     one protocol are merged into one leaderboard (``merge``)."""
-    board = build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs])
+    return publish_board(build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs]), dest)
+
+
+def publish_board(board: dict[str, Any], dest: str | Path) -> list[Path]:
     dest = Path(dest)
     entries_dir = dest / "entries"
     entries_dir.mkdir(parents=True, exist_ok=True)
@@ -345,11 +278,6 @@ def publish(run_dirs: str | Path | list[str | Path], dest: str | Path) -> list[P
     for e in board["entries"]:
         path = entries_dir / f"{e['method']}--{e['scenario']}.json"
         facts = {**run_facts, **e.get("run", {})}  # a merged entry carries its own run's suite and environment
-        path.write_text(json.dumps({**e, "run": facts, "targets": board["targets"],
-                                    "adversaries": board["adversaries"]}, indent=2, default=str) + "\n")
+        path.write_text(to_json({**e, "run": facts, "targets": board["targets"], "adversaries": board["adversaries"]}))
         written.append(path)
-    for name, text in (("leaderboard.json", json.dumps(board, indent=2, default=str) + "\n"),
-                       ("leaderboard.csv", to_csv(board)), ("leaderboard.md", to_markdown(board))):
-        (dest / name).write_text(text)
-        written.append(dest / name)
-    return written
+    return written + list(write_board(board, dest).values())

@@ -119,7 +119,11 @@ class LPIPSDistance(nn.Module):
                              f"{tuple(x.shape)} and {tuple(y.shape)}")
         if min(x.shape[-2:]) < 32:
             raise ValueError(f"LPIPS (AlexNet) needs images of at least 32 x 32 pixels, got {tuple(x.shape[-2:])}")
-        return self.model(x, y, normalize=True).flatten()
+        dist = self.model(x, y, normalize=True).flatten()
+        if not torch.isfinite(dist.detach()).all():
+            raise WeightError("LPIPS gave non-finite distances: its converted weights may be corrupt; "
+                              "run `bench weights verify lpips-alex`")
+        return dist
 
 
 _CACHE: dict[str, LPIPSDistance] = {}

@@ -7,16 +7,20 @@ the baseline with ``tolerance`` in the metric's own ``direction``. Adding a metr
 
 PSR metrics are not declared here: they come out of the evaluation tasks, one per rank/threshold, and flow
 through the leaderboard by name.
+
+Metrics from pyiqa (the optional ``[iqa]`` extra: ``pip install 'cloakbench[iqa]'``) register only when pyiqa
+imports: MS-SSIM and GMSD, which pyiqa computes with no downloaded weights.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-# protected, clean (N x 3 x H x W in [0, 1], face box) -> one value per photo (N,)
+# protected, clean (N x 3 x H x W in [0, 1], the metric's region) -> one value per photo (N,)
 PerPhoto = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -33,10 +37,13 @@ class Metric:
     aggregate: str = "mean"  # over users: "mean" | "max" | "sum"
     compute: PerPhoto | None = None  # quality metrics: computed by the runner on every protected batch
     clamp_max: float | None = None  # e.g. PSNR of identical photos is +inf: shown as this value
+    region: str = "face"  # what ``compute`` is given: "face" (the canvas face box) or "canvas" (all of it)
 
     def __post_init__(self) -> None:
         if self.aggregate not in ("mean", "max", "sum"):
             raise ValueError(f"metric {self.row}: aggregate must be mean, max or sum, not {self.aggregate!r}")
+        if self.region not in ("face", "canvas"):
+            raise ValueError(f"metric {self.row}: region must be face or canvas, not {self.region!r}")
 
 
 class MetricRegistry:
@@ -102,3 +109,33 @@ METRICS.register(Metric("protect_ms_per_photo", "protect_ms_per_photo", "ms/phot
                         "milliseconds to protect one photo", False, ".0f"))
 METRICS.register(Metric("probes", "probes", "probes", "count", "protected query photos", None, "d",
                         aggregate="sum"))
+
+
+def register_pyiqa(registry: MetricRegistry) -> list[Metric]:
+    """Register pyiqa's weight-free metrics when pyiqa imports (the ``[iqa]`` extra); otherwise none."""
+    try:
+        pyiqa = importlib.import_module("pyiqa")
+    except ImportError:
+        return []
+    models: dict[tuple[str, str], Callable] = {}
+
+    def pyiqa_metric(name: str) -> PerPhoto:
+        def compute(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            key = (name, str(x.device))
+            if key not in models:
+                models[key] = pyiqa.create_metric(name, device=x.device, as_loss=False)
+            return models[key](x, y).flatten().to(x.dtype)
+
+        return compute
+
+    declared = [
+        # five scales of an 11 x 11 window need 161+ pixels: the 140-pixel face box is too small
+        Metric("ms_ssim", "ms_ssim", "MS-SSIM", "quality", "MS-SSIM (Wang 2003; pyiqa, Y channel) on the whole "
+               "canvas", True, ".3f", tolerance=0.01, compute=pyiqa_metric("ms_ssim"), region="canvas"),
+        Metric("gmsd", "gmsd", "GMSD", "quality", "GMSD (Xue 2014; pyiqa) on the face box", False, ".4f",
+               tolerance=0.005, compute=pyiqa_metric("gmsd")),
+    ]
+    return [registry.register(m) for m in declared]
+
+
+register_pyiqa(METRICS)

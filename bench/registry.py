@@ -13,8 +13,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import math
 import pkgutil
 import traceback
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -59,20 +62,54 @@ def _accepts_kwargs(fn: Callable) -> bool:
 
 
 def build_config(config_cls: type, values: dict[str, Any], where: str) -> Any:
-    """Instantiate a dataclass config, rejecting unknown keys with the list of valid ones."""
+    """Instantiate a dataclass config, rejecting unknown keys with the list of valid ones and values whose type
+    does not fit the field (a word where a number goes, 2.5 steps)."""
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown config key(s) {unknown}; valid keys: {sorted(names)}")
     try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # an annotation that does not resolve: leave the check to the config itself
+        hints = {}
+    for key, value in values.items():
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(f"{where}: {key}=nan is not a value; give a number")
+        expected = _expected_type(value, hints.get(key))
+        if expected:
+            raise ConfigError(f"{where}: {key}={value!r} is not {expected}")
+    try:
         return config_cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from exc
+
+
+_SIMPLE_TYPES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def _expected_type(value: Any, hint: Any) -> str | None:
+    """What ``value`` should have been for an annotation of simple types (None when it fits or is not checked)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if any(option not in (*_SIMPLE_TYPES, type(None)) for option in options):
+        return None  # a container, Literal or class: checked by the config itself
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return None
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return None
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None
+        if option is str and isinstance(value, str):
+            return None
+    return " or ".join(_SIMPLE_TYPES.get(o, "null") for o in options)
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, group: str):
+    def __init__(self, kind: str, group: str, plural: str | None = None):
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self.group = group
         self._entries: dict[str, Entry] = {}
         self._broken: dict[str, str] = {}
@@ -136,7 +173,7 @@ class Registry(Generic[T]):
             hint = ""
             if self._broken:
                 hint = f"; modules that failed to import: {', '.join(sorted(self._broken))}"
-            raise UnknownNameError(f"unknown {self.kind} '{name}'. Known {self.kind}s: {known}{hint}") from None
+            raise UnknownNameError(f"unknown {self.kind} '{name}'. Known {self.plural}: {known}{hint}") from None
 
     def create(self, name: str, **overrides: Any) -> T:
         """Instantiate ``name`` with its preset config, overridden by ``overrides``."""
@@ -183,5 +220,5 @@ def _short_error(exc: BaseException) -> str:
 
 
 METHODS: Registry = Registry("method", "cloakbench.methods")
-ATTACKS: Registry = Registry("adversary", "cloakbench.attacks")
+ATTACKS: Registry = Registry("adversary", "cloakbench.attacks", plural="adversaries")
 TARGETS: Registry = Registry("target", "cloakbench.targets")

@@ -4,19 +4,27 @@ Tables
 - ``meta``: suite, environment (versions, git revision, device, threads, seed) as JSON values.
 - ``tasks``: one row per finished or failed task: content key, kind, label, status, seconds, info, error.
 - ``results``: metric rows (task key, method, scenario, adversary, target, user, metric, value).
-- ``skipped``: inputs left out, with the reason (a corrupt photo, a photo with no face).
+- ``skipped``: inputs left out, with the reason (a corrupt photo, a photo with no face, too few photos).
+- ``attempts``: every start of a task (key, label, process, time): a task started more often than it finished
+  was lost to a crash or a kill and computed again.
 
 A task's rows and its status are written in one transaction, after its artifact file is in place, so a killed
 run loses at most the task in flight and a rerun skips every task whose key is recorded as done.
+
+One run at a time computes in a run folder: :func:`run_lock` holds ``run.lock`` (an OS file lock, released by
+the kernel when the process ends, even on ``kill -9``) and records who holds it; a second run into the same
+folder waits for it, saying who holds it, or stops at once, and then reuses what the first one finished.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +43,7 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_task ON results(task_key);
 CREATE TABLE IF NOT EXISTS skipped (item TEXT PRIMARY KEY, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (key TEXT NOT NULL, label TEXT NOT NULL, pid INTEGER, host TEXT, started REAL);
 """
 
 
@@ -121,8 +130,26 @@ class RunStore:
         return out
 
     def skip(self, item: str, reason: str) -> None:
+        self.skip_many([(item, reason)])
+
+    def skip_many(self, items: Iterable[tuple[str, str]]) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?)", (item, reason))
+            self.db.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?)", list(items))
+
+    def begin(self, key: str, label: str) -> None:
+        """Note that a task starts computing (an attempt that never finishes was lost to a crash or kill)."""
+        with self.db:
+            self.db.execute("INSERT INTO attempts VALUES (?, ?, ?, ?, ?)",
+                            (key, label, os.getpid(), socket.gethostname(), time.time()))
+
+    def attempts(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT key, label, pid, host, started FROM attempts ORDER BY started")
+        return [dict(zip(("key", "label", "pid", "host", "started"), row, strict=True)) for row in cur]
+
+    def failed_since(self, since: float) -> list[tuple[str, str]]:
+        """(label, error) of the tasks recorded as failed at or after ``since`` (a time.time() value)."""
+        return self.db.execute("SELECT label, error FROM tasks WHERE status = 'failed' AND finished >= ? "
+                               "ORDER BY finished", (since,)).fetchall()
 
     def skipped(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT item, reason FROM skipped").fetchall())
@@ -143,3 +170,46 @@ class RunStore:
 
     def has_artifact(self, key: str) -> bool:
         return self.artifact_path(key).exists()
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process is running into the same run folder; the message says which, where and since when."""
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["since"]))
+        return f"pid {info['pid']} on host {info['host']} since {since}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another bench run"
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike, wait: bool = True,
+             on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the run folder for one run. A second run waits for the holder to finish (``wait``) after saying who
+    it is, or raises :class:`RunFolderBusy` naming it. The OS releases the lock when its process ends."""
+    import fcntl
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "run.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            message = f"run folder {run_dir} is in use by {_holder(path)}"
+            if not wait:
+                raise RunFolderBusy(f"{message}; wait for it to finish (or stop it), or choose another --out") \
+                    from None
+            if on_wait:
+                on_wait(f"{message}; waiting for it to finish, then its finished tasks are reused")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.data import CHAMELEON_SPLIT, SplitSpec
 from bench.metrics import PROTOCOLS
+from bench.validate import COUNT, UsageError, at_least, check_ranges
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,23 @@ class Suite:
     def __post_init__(self) -> None:
         unknown = set(self.scenarios) - {"probe", "gallery"}
         if unknown or not self.scenarios:
-            raise ValueError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
+            raise UsageError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
+        where = f"suite '{self.name}': "
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"suite '{self.name}': protocol must be one of {PROTOCOLS}; got {self.protocol!r}")
+            raise UsageError(f"{where}protocol={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
+        # a protected user needs a gallery, a probe and a fit photo
+        check_ranges(self, where, users=COUNT, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
+                     examples=at_least(0, whole=True))
+        if self.gallery_identities is not None:
+            check_ranges(self, where, gallery_identities=COUNT)
+            if self.gallery_identities < self.users:  # the gallery holds the users and distractors
+                raise UsageError(f"{where}users={self.users} exceeds gallery_identities={self.gallery_identities}; "
+                                 f"allowed: users <= gallery_identities (raise --gallery-identities or lower --users)")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise UsageError(f"{where}seeds={self.seeds!r}; allowed: one or more whole numbers")
+        for field_name in ("methods", "targets", "surrogates", "adversaries"):
+            if not getattr(self, field_name):
+                raise UsageError(f"{where}{field_name} is empty; allowed: one or more names")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.weights import WeightError, WeightSpec, cache_dir, candidate_path, sha256_of
+from bench.weights import WeightError, WeightSpec, cache_dir, candidate_path, note_file, sha256_of
 
 
 def missing_message(spec: WeightSpec, path: str = "") -> str:
@@ -42,14 +42,13 @@ def locate_user_file(spec: WeightSpec, path: str = "", sha256: str = "") -> Path
     if where is None or not where.is_file():
         raise WeightError(missing_message(spec, path))
     expected = (sha256 or spec.sha256).lower()
-    if expected:
-        got = sha256_of(where)
-        if got != expected:
-            raise WeightError(
-                f"{where} ({rule}) has SHA-256 {got}, expected {expected} for '{spec.name}': it is a different "
-                "or corrupt file; fetch it again or fix the configured digest"
-            )
-    return where
+    got = sha256_of(where)
+    if expected and got != expected:
+        raise WeightError(
+            f"{where} ({rule}) has SHA-256 {got}, expected {expected} for '{spec.name}': it is a different "
+            "or corrupt file; fetch it again or fix the configured digest"
+        )
+    return note_file(where, got)
 
 
 def load_state_dict(path: Path, name: str) -> dict:

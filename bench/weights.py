@@ -10,12 +10,13 @@ A :class:`WeightSpec` names one file and where it comes from:
 
 Files land in ``$BENCH_HOME/weights/<name>/``; a conversion step (``convert``) may derive a file from the
 verified original once. A missing tool, failed fetch or bad checksum raises :class:`WeightError` with one
-clear message that says how to get the file.
+clear message that says how to get the file. A converted file records its own SHA-256 when it is made
+(``bench.integrity``) and is rebuilt when it no longer matches. Every file handed out inside
+:func:`recording` is noted with its digest, so a target knows the content of everything it loaded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -24,11 +25,14 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from bench.integrity import file_sha256 as sha256_of
+from bench.integrity import mismatch, recorded_sha256, write_checked
 from bench.paths import bench_home
 
 
@@ -65,14 +69,6 @@ class WeightSpec:
 
 def cache_dir(spec: WeightSpec) -> Path:
     return bench_home() / "weights" / spec.name
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verified(path: Path, spec: WeightSpec) -> bool:
@@ -119,8 +115,34 @@ def weight_status(spec: WeightSpec) -> tuple[bool, str | None]:
     return False, f"weights '{spec.name}' not fetched: {spec.how_to_get()}"
 
 
+_RECORDINGS: list[dict[str, str]] = []
+
+
+@contextmanager
+def recording() -> Iterator[dict[str, str]]:
+    """Collect ``path -> SHA-256`` of every weight or converted file handed out inside the block: what a model
+    was built from, by content (it enters task keys)."""
+    files: dict[str, str] = {}
+    _RECORDINGS.append(files)
+    try:
+        yield files
+    finally:
+        _RECORDINGS.remove(files)
+
+
+def note_file(path: Path, digest: str) -> Path:
+    """Tell the open :func:`recording` blocks that ``path`` (with this verified digest) was used."""
+    for files in _RECORDINGS:
+        files[str(path)] = digest
+    return path
+
+
 def ensure(spec: WeightSpec, log: Callable[[str], None] | None = None) -> Path:
     """Return the path of the verified weight file, fetching it through its source if needed."""
+    return note_file(_ensure(spec, log), spec.sha256)
+
+
+def _ensure(spec: WeightSpec, log: Callable[[str], None] | None = None) -> Path:
     log = log or (lambda msg: print(msg, file=sys.stderr))
     user = os.environ.get(spec.env_var)
     if user:
@@ -221,12 +243,32 @@ def _fetch_url(spec: WeightSpec, target: Path, log: Callable[[str], None]) -> No
     os.replace(tmp, target)
 
 
-def derived(spec: WeightSpec, suffix: str, build: Callable[[Path, Path], None]) -> Path:
-    """A file converted once from a verified original, cached next to it and keyed by the original's hash."""
+def derived(spec: WeightSpec, suffix: str, build: Callable[[Path, Path], None],
+            log: Callable[[str], None] | None = None) -> Path:
+    """A file converted once from a verified original, cached next to it and keyed by the original's hash.
+
+    Its SHA-256 is recorded when it is made; a file that no longer matches (or has no record) is rebuilt."""
     src = ensure(spec)
-    out = cache_dir(spec) / f"{spec.sha256[:12]}-{suffix}"
-    if not out.is_file():
-        tmp = out.with_name(out.name + ".part")
-        build(src, tmp)
-        os.replace(tmp, out)
-    return out
+    out = derived_path(spec, suffix)
+    problem = mismatch(out) if out.exists() else None
+    if problem:
+        (log or (lambda msg: print(msg, file=sys.stderr)))(f"[weights] refusing converted file: {problem}; rebuilding it")
+    if problem or not out.exists():
+        digest = write_checked(out, lambda tmp: build(src, tmp))
+    else:
+        digest = recorded_sha256(out) or ""
+    return note_file(out, digest)
+
+
+def derived_path(spec: WeightSpec, suffix: str) -> Path:
+    return cache_dir(spec) / f"{spec.sha256[:12]}-{suffix}"
+
+
+def derived_files(spec: WeightSpec) -> list[tuple[Path, str | None]]:
+    """The converted files made from ``spec``'s original that are at hand, each with why it cannot be trusted
+    (None when it matches its recorded checksum)."""
+    folder = cache_dir(spec)
+    if not spec.sha256 or not folder.is_dir():
+        return []
+    return [(p, mismatch(p)) for p in sorted(folder.glob(f"{spec.sha256[:12]}-*"))
+            if not p.name.endswith((".sha256", ".part"))]

@@ -7,9 +7,15 @@ returns protected canvases. Canvases are N x 3 x 224 x 224 RGB floats in [0, 1] 
   photos and applied instantly to photos it never saw. The mask is a key: ``deobfuscate`` removes it.
 - ``kind = "per-image"``: optimises every photo inside ``protect`` (Fawkes, LowKey, TIP-IM, PGD).
 
-Budgets: ``linf`` (max |x' - x| on the 0..1 scale) or ``dssim``; ``Method.budget()`` declares it and the
-harness checks it on every protected photo. Surrogates are targets chosen by the suite (never the evaluated
-target unless the suite says white-box).
+Budgets: ``linf`` (max |x' - x| on the 0..1 scale) and/or ``dssim`` ((1 - SSIM) / 2 on the canvas face box,
+``bench.canvas.face_region``); ``Method.budget()`` declares them and the harness checks every declared bound on
+every protected photo (``bench.budget``): a method that exceeds one fails its task. Surrogates are targets chosen
+by the suite (never the evaluated target unless the suite says white-box).
+
+Run state comes from the run: the harness calls ``bind(context)`` before ``fit``, and a method takes from
+``self.context`` (``bench.context.RunContext``) only what its ``needs()`` declare (e.g. the identity bank), so
+that it enters the task key. A method used outside a run is bound by hand to
+``bench.identity_bank.standalone_context(data_root=...)``.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from typing import Any, ClassVar
 
 import torch
 
+from bench.context import ContextError, Need, RunContext
 from targets.base import Target
 
 
 @dataclass
 class Budget:
     linf: float | None = None  # on the 0..1 scale
-    dssim: float | None = None  # (1 - SSIM) / 2 upper bound
+    dssim: float | None = None  # (1 - SSIM) / 2 upper bound, on the canvas face box
 
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -114,16 +121,40 @@ class Method:
     # for something the reference has (a generator, a data set) says so here.
     deviations: ClassVar[tuple[str, ...]] = ()
     reported: ClassVar[tuple[Reported, ...]] = ()
+    _context: RunContext | None = None
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
 
+    def needs(self) -> list[Need]:
+        """What ``fit``/``protect`` take from the run context (resolved and keyed by the harness)."""
+        return []
+
+    def bind(self, context: RunContext, seed: int | None = None) -> Method:
+        """Hand the method its run context (granting exactly what ``needs()`` declares); returns the method."""
+        self._context = context.for_plugin(self.needs(), seed)
+        return self
+
+    @property
+    def context(self) -> RunContext:
+        if self._context is None:
+            raise ContextError(f"{self.name} is not bound to a run context: `bench run` binds it; outside a run call "
+                               f"method.bind(bench.identity_bank.standalone_context(data_root=...)) first")
+        return self._context
+
+    @property
+    def holds_key(self) -> bool:
+        """Whether its protectors hold a key the owner can remove (``Protector.deobfuscate``): universal masks do.
+        The harness measures key-holder accuracy for these."""
+        return self.kind == "universal"
+
     @classmethod
     def describe(cls, **preset: Any) -> dict[str, Any]:
         """For ``bench list``; the budget is read from ``budget()`` of the preset config, so it cannot drift."""
-        return {"kind": cls.kind, "paper": cls.paper, "reference": cls.reference,
-                "deviations": list(cls.deviations), "reported": [asdict(r) for r in cls.reported],
-                "budget": cls(cls.Config(**preset)).budget().text()}
+        method = cls(cls.Config(**preset))
+        return {"kind": cls.kind, "paper": cls.paper, "budget": method.budget().text(),
+                "reference": cls.reference or cls.paper, "deviations": list(cls.deviations),
+                "reported": [asdict(r) for r in cls.reported]}
 
     def budget(self) -> Budget:
         eps = getattr(self.config, "epsilon", None)

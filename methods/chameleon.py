@@ -5,7 +5,7 @@ Paper: Chow et al., "Personalized Privacy Protection Mask Against Unauthorized F
 recognizer matches them against a clean gallery (identification) or a clean photo (verification). The mask is
 also the authorization key: whoever holds it subtracts it (``deobfuscate``) and recognition works again.
 
-Algorithm (PROTOCOL.md, paper defaults):
+Algorithm (docs/protocol.md, "Chameleon"; paper defaults):
 - mask initialised uniform in +-``step``; L-inf budget ``epsilon`` = 16/255 on the 0..1 scale;
 - cross-image optimisation: ``epochs`` = 50 passes over the user's fit photos in shuffled batches of 4; each step
   mask <- clip(mask - step * sign(mean gradient over the batch), -epsilon, epsilon), x' = clip(x + mask, 0, 1);
@@ -58,6 +58,7 @@ import torch
 from bench.canvas import CANVAS_SIZE, FACE_BOX, face_region
 from bench.quality import dssim
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, at_least, check_ranges, positive
 from methods._universal import (
     angle,
     apply_mask,
@@ -94,19 +95,10 @@ class ChameleonConfig:
     probe_step: float = 1 / 255
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.step <= 0 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("chameleon needs 0 < epsilon <= 1, step > 0, epochs >= 1, batch_size >= 1")
-        if self.team_size < 2:
-            raise ValueError("chameleon team_size must be >= 2 (focal diversity compares members of a team)")
-        if (
-            self.dssim_threshold < 0
-            or self.probe_steps < 1
-            or self.probe_step <= 0
-            or self.probe_epsilon <= 0
-        ):
-            raise ValueError(
-                "chameleon needs dssim_threshold >= 0, probe_steps >= 1, probe_step > 0, probe_epsilon > 0"
-            )
+        check_ranges(self, epsilon=FRACTION, step=positive(), epochs=COUNT, batch_size=COUNT,
+                     # focal diversity compares members of a team
+                     team_size=at_least(2, whole=True),
+                     dssim_threshold=at_least(0), probe_steps=COUNT, probe_step=positive(), probe_epsilon=FRACTION)
         if self.dssim_area not in DSSIM_AREAS:
             raise ValueError(f"chameleon dssim_area must be one of {DSSIM_AREAS}, got {self.dssim_area!r}")
         check_region(self.region)

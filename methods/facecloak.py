@@ -41,8 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.canvas import ARCFACE_112, CANVAS_OFFSET, CANVAS_SCALE, CANVAS_SIZE, CANVAS_TEMPLATE
+from bench.context import ContextError, Need
 from bench.registry import METHODS
-from methods._identity_bank import BankError, BankSpec, farthest_identities, load_bank
+from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
+from methods._identity_bank import farthest_identities
 from methods._universal import (
     apply_mask,
     check_photos,
@@ -78,14 +80,11 @@ class FaceCloakProjectedConfig:
     region: str = "face-box"
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.step <= 0 or self.iterations < 1 or self.views < 0:
-            raise ValueError("facecloak needs 0 < epsilon <= 1, step > 0, iterations >= 1, views >= 0")
+        check_ranges(self, epsilon=FRACTION, step=positive(), iterations=COUNT, views=at_least(0, whole=True))
         if self.anchors not in ANCHOR_SOURCES:
             raise ValueError(f"facecloak anchors must be one of {ANCHOR_SOURCES}, got {self.anchors!r}")
-        if not 0 < self.region_floor <= 1 or self.region_sigma <= 0 or self.highpass_sigma < 0:
-            raise ValueError("facecloak needs 0 < region_floor <= 1, region_sigma > 0, highpass_sigma >= 0")
-        if self.batch_size < 1 or self.margin < 0:
-            raise ValueError("facecloak needs batch_size >= 1 and margin >= 0")
+        check_ranges(self, region_floor=FRACTION, region_sigma=positive(), highpass_sigma=at_least(0),
+                     batch_size=COUNT, margin=at_least(0))
         check_region(self.region)
 
 
@@ -140,11 +139,11 @@ class FaceCloakProjected(Method):
     - **Augmentation stand-in for the generated set**, of every fit photo: ``views`` augmented copies of each
       (seeded random small rotation, scale and shift of the canvas, mirror, brightness/contrast jitter) plus the
       photo itself.
-    - **Anchor identities** from the shared identity bank (``methods._identity_bank``: people with the fewest
-      photos in the data root, clear of benchmark users). Triplet per photo and surrogate, with d = 1 - cos:
+    - **Anchor identities** from the run's identity bank (``bench.identity_bank``: people with the fewest
+      photos in the run's data, never an evaluated user). Triplet per photo and surrogate, with d = 1 - cos:
       relu(d(f', far) - d(f', f(x)) + margin) + relu(d(f', far) - d(f', near) + margin): towards the bank
       identity farthest from the user, away from the user's own clean feature and away from the bank identity
-      most similar to the user. If no bank can be built (no data root), or ``anchors = "negation"``, the
+      most similar to the user. If the run cannot build the bank (too few people), or ``anchors = "negation"``, the
       fallback anchor is the negated user centroid and the look-alike term is dropped; ``info()["anchors"]``
       says which was used.
     - **Projected sign steps** on the mask, batch gradients summed over the set.
@@ -179,6 +178,11 @@ class FaceCloakProjected(Method):
             "stand_in": "augmentations of the user's photos instead of the paper's generated set",
         }
 
+    def needs(self) -> list[Need]:
+        if self.config.anchors != "bank":
+            return []
+        return [Need("identity_bank", (self.config.bank_identities, self.config.bank_photos), optional=True)]
+
     def anchor_features(
         self, surrogates: list[Target], user: list[torch.Tensor], device: torch.device
     ) -> tuple[list[torch.Tensor], list[torch.Tensor | None], dict]:
@@ -186,9 +190,10 @@ class FaceCloakProjected(Method):
         cfg = self.config
         reason = "anchors = 'negation' requested"
         if cfg.anchors == "bank":
+            context = self.context  # unbound: a clear error, not a silent fallback
             try:
-                bank = load_bank(BankSpec(identities=cfg.bank_identities, photos=cfg.bank_photos))
-            except BankError as exc:
+                bank = context.identity_bank(cfg.bank_identities, cfg.bank_photos)
+            except ContextError as exc:
                 reason = f"no identity bank ({exc})"
             else:
                 order = farthest_identities(bank, surrogates, user, device)
@@ -256,10 +261,8 @@ class FaceCloakConfig:
     region: str = "face-box"
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.step <= 0 or self.iterations < 1 or self.views < 0:
-            raise ValueError("facecloak needs 0 < epsilon <= 1, step > 0, iterations >= 1, views >= 0")
-        if self.attention_lr < 0 or not 0 <= self.sticker_max <= 1:
-            raise ValueError("facecloak needs attention_lr >= 0 and 0 <= sticker_max <= 1")
+        check_ranges(self, epsilon=FRACTION, step=positive(), iterations=COUNT, views=at_least(0, whole=True),
+                     attention_lr=at_least(0), sticker_max=Interval(0, 1))
         if self.anchors not in ANCHOR_SOURCES:
             raise ValueError(f"facecloak anchors must be one of {ANCHOR_SOURCES}, got {self.anchors!r}")
         check_region(self.region)
@@ -323,13 +326,18 @@ class FaceCloak(Method):
         cfg = self.config
         return Budget(linf=cfg.epsilon + (cfg.sticker_max if cfg.stickers else 0.0))
 
+    def needs(self) -> list[Need]:
+        # the far anchor: one photo of the bank's first identity (optional: without it, the negated user)
+        return [Need("identity_bank", (1, 1), optional=True)] if self.config.anchors == "bank" else []
+
     def anchors(self, surrogates: list[Target], user: list[torch.Tensor], device) -> tuple[list, dict]:
         """Per surrogate, the far anchor (1 x D): a fixed bank photo, or the negated user embedding."""
         reason = "anchors = 'negation' requested"
         if self.config.anchors == "bank":
+            context = self.context  # unbound: a clear error, not a silent fallback
             try:
-                bank = load_bank(BankSpec(identities=1, photos=1))
-            except BankError as exc:
+                bank = context.identity_bank(1, 1)
+            except ContextError as exc:
                 reason = f"no identity bank ({exc})"
             else:
                 photo = bank.canvases[:1].to(device)

@@ -4,7 +4,8 @@ Threat model: the recognizer enrols (or trains on) the user's protected photos; 
 Each photo is cloaked on its own (per-image), towards a *target identity*: among candidate identities, those
 whose features are farthest from the user's (the smallest distance to any user photo, sorted descending), Fawkes
 draws one at random from the 20 farthest, and pairs every user photo with a random photo of that identity.
-Candidates come from ``methods._identity_bank`` (LFW people with the fewest photos; Fawkes bundles a public set).
+Candidates come from the run's identity bank (``bench.identity_bank``: people of the run's data with the fewest
+photos, never an evaluated user; Fawkes bundles a public set).
 
 Optimisation (v1.0 ``differentiator.py``), per photo x with target photo t, surrogate ensemble f_m:
   x'(m) = tanh(arctanh((x - 0.5) * k) + m) / k + 0.5,  k = 2 - 1e-6  (tanh space keeps x' inside [0, 1])
@@ -38,16 +39,12 @@ from dataclasses import dataclass
 import torch
 
 from bench.canvas import FACE_BOX, face_region
+from bench.context import Need
+from bench.identity_bank import IdentityBank
 from bench.quality import dssim
 from bench.registry import METHODS
-from methods._identity_bank import (
-    BankSpec,
-    IdentityBank,
-    bank_availability,
-    farthest_identities,
-    load_bank,
-    user_features,
-)
+from bench.validate import COUNT, Interval, check_ranges, positive
+from methods._identity_bank import farthest_identities, user_features
 from methods.base import Budget, Method, Protector, seeded_generator
 from targets.base import Target
 
@@ -72,7 +69,6 @@ class FawkesConfig:
     farthest: int = 20  # draw the target among this many farthest candidates
     bank_identities: int = 40
     bank_photos: int = 2
-    bank_root: str | None = None
     bisection_steps: int = 12  # perturbation scale found to 2^-12
     batch_size: int = 8
 
@@ -83,16 +79,11 @@ class FawkesConfig:
         self.dssim_budget = budget if self.dssim_budget is None else self.dssim_budget
         self.steps = steps if self.steps is None else self.steps
         self.lr = lr if self.lr is None else self.lr
-        if not 0 < self.dssim_budget < 0.5 or self.steps < 1 or self.lr <= 0:
-            raise ValueError("fawkes needs 0 < dssim_budget < 0.5, steps >= 1, lr > 0")
+        check_ranges(self, dssim_budget=Interval(0, 0.5, low_open=True, high_open=True), steps=COUNT, lr=positive())
         if self.farthest < 1 or self.farthest > self.bank_identities:
             raise ValueError("fawkes needs 1 <= farthest <= bank_identities")
         if not 0 < self.max_change <= 1:
             raise ValueError("fawkes needs 0 < max_change <= 1")
-
-    @property
-    def bank(self) -> BankSpec:
-        return BankSpec(self.bank_identities, self.bank_photos, self.bank_root)
 
 
 def face_box_mask(like: torch.Tensor) -> torch.Tensor:
@@ -248,9 +239,8 @@ class Fawkes(Method):
             "target": f"one of the {cfg.farthest} farthest of {cfg.bank_identities} bank identities",
         }
 
-    @classmethod
-    def availability(cls, **preset) -> tuple[bool, str | None]:
-        return bank_availability(FawkesConfig(**preset).bank)
+    def needs(self) -> list[Need]:
+        return [Need("identity_bank", (self.config.bank_identities, self.config.bank_photos))]
 
     def budget(self) -> Budget:
         return Budget(linf=self.config.max_change, dssim=self.config.dssim_budget)
@@ -258,7 +248,7 @@ class Fawkes(Method):
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         if not surrogates:
             raise ValueError("fawkes needs at least one differentiable surrogate")
-        bank = load_bank(self.config.bank)
+        bank = self.context.identity_bank(self.config.bank_identities, self.config.bank_photos)
         if self.config.farthest > len(bank):
             raise ValueError(f"fawkes draws among {self.config.farthest} farthest, the bank holds {len(bank)}")
         user = user_features(surrogates, photos) if len(photos) else None

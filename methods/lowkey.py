@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from bench.canvas import CANVAS_SCALE, face_region
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, at_least, check_ranges, positive
 from methods.base import Method, Protector, seeded_generator
 from targets.base import Target
 
@@ -42,10 +43,8 @@ class LowKeyConfig:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.steps < 1:
-            raise ValueError("lowkey needs 0 < epsilon <= 1, step_size > 0, steps >= 1")
-        if self.lpips_weight < 0 or self.random_start < 0 or self.blur_kernel < 1 or self.blur_sigma <= 0:
-            raise ValueError("lowkey needs lpips_weight >= 0, random_start >= 0, blur_kernel >= 1, blur_sigma > 0")
+        check_ranges(self, epsilon=FRACTION, step_size=positive(), steps=COUNT, lpips_weight=at_least(0),
+                     random_start=at_least(0), blur_kernel=COUNT, blur_sigma=positive())
 
 
 def gaussian_blur(x: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:

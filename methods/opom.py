@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
 from methods._universal import (
     apply_mask,
     check_photos,
@@ -96,10 +97,9 @@ class OPOMConfig:
                              ("fi_uap_plus", PLUS_FORMS), ("dfanet_layers", DROPOUT_LAYERS)):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"opom {key} must be one of {allowed}, got {getattr(self, key)!r}")
-        if not 0 < self.epsilon <= 1 or self.step <= 0 or self.iterations < 1 or self.batch_size < 1:
-            raise ValueError("opom needs 0 < epsilon <= 1, step > 0, iterations >= 1, batch_size >= 1")
-        if self.momentum < 0 or not 0 <= self.dfanet_rate < 1 or self.hull_steps < 1 or self.hull_warmup < 0:
-            raise ValueError("opom needs momentum >= 0, 0 <= dfanet_rate < 1, hull_steps >= 1, hull_warmup >= 0")
+        check_ranges(self, epsilon=FRACTION, step=positive(), iterations=COUNT, batch_size=COUNT,
+                     momentum=at_least(0), dfanet_rate=Interval(0, 1, high_open=True), hull_steps=COUNT,
+                     hull_warmup=at_least(0, whole=True))
         if self.update == "sign-average" and self.start == "per-photo":
             raise ValueError("opom update 'sign-average' steps one shared mask: use start = 'mask' with it")
         check_region(self.region)

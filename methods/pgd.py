@@ -2,8 +2,9 @@
 
 Threat model: per photo, L-inf budget ``epsilon`` (8/255 on the 0..1 scale), ``steps`` sign-gradient steps of
 ``step_size`` from a uniform random start in the budget (the start matters: the cosine loss is flat at x' = x,
-see PROTOCOL.md). Loss: the mean over the surrogate ensemble of cos(f(x'), f(x)), minimised, so the protected
-embedding turns away from the clean one. Works on the whole canvas; only pixels a surrogate samples move.
+see docs/protocol.md, "A pitfall shared by angle and cosine losses"). Loss: the mean over the surrogate ensemble
+of cos(f(x'), f(x)), minimised, so the protected embedding turns away from the clean one. Works on the whole
+canvas; only pixels a surrogate samples move.
 
 What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, check_ranges, positive
 from methods.base import Method, Protector, seeded_generator
 from targets.base import Target
 
@@ -28,8 +30,7 @@ class PGDConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.steps < 1:
-            raise ValueError("PGD needs 0 < epsilon <= 1, step_size > 0, steps >= 1")
+        check_ranges(self, epsilon=FRACTION, step_size=positive(), steps=COUNT, batch_size=COUNT)
 
 
 def cosine_to_clean(surrogates: list[Target], x: torch.Tensor, clean: list[torch.Tensor]) -> torch.Tensor:

@@ -24,8 +24,8 @@ photo's median patch distance), input diversity by resize-and-pad with probabili
 gain over the targets picked so far (F(S) = max_{s in S} cos(f(x'), c_s) - cos(f(x'), f(x))), targets as the
 centroid of two photos each, losses summed rather than averaged over embedding dimensions.
 
-Candidates come from ``methods._identity_bank`` (the reference reads 10 fixed photos listed in its
-``targets/target_attacks.txt``; we ship no such list).
+Candidates come from the run's identity bank (``bench.identity_bank``); the reference reads 10 fixed photos
+listed in its ``targets/target_attacks.txt``, and we ship no such list.
 
 What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
@@ -39,8 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from bench.canvas import CANVAS_SIZE, FACE_BOX
+from bench.context import Need
+from bench.identity_bank import IdentityBank
 from bench.registry import METHODS
-from methods._identity_bank import BankSpec, IdentityBank, bank_availability, load_bank, user_features
+from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
+from methods._identity_bank import user_features
 from methods.base import Method, Protector, seeded_generator
 from targets.base import Target
 
@@ -68,24 +71,16 @@ class TIPIMConfig:
     gain: str = "reference"  # log(1 + max_s exp(...)); "facility-location": ours
     candidates: int = 10  # target identities tried at every step
     bank_photos: int = 1  # photos per target identity (the reference: one photo each)
-    bank_root: str | None = None
     batch_size: int = 8
 
     def __post_init__(self) -> None:
         for key, allowed in (("norm", NORMS), ("mmd", MMDS), ("diversity", DIVERSITIES), ("gain", GAINS)):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"tip-im {key} must be one of {allowed}, got {getattr(self, key)!r}")
-        if not 0 < self.epsilon <= 1 or self.steps < 1:
-            raise ValueError("tip-im needs 0 < epsilon <= 1 and steps >= 1")
+        check_ranges(self, epsilon=FRACTION, steps=COUNT)
         self.step_size = 1.5 * self.epsilon / self.steps if self.step_size is None else self.step_size
-        if self.step_size <= 0 or self.candidates < 1 or self.gamma < 0:
-            raise ValueError("tip-im needs step_size > 0, candidates >= 1, gamma >= 0")
-        if not 0 <= self.diversity_prob <= 1 or not 0 < self.diversity_min_scale <= 1:
-            raise ValueError("tip-im needs 0 <= diversity_prob <= 1 and 0 < diversity_min_scale <= 1")
-
-    @property
-    def bank(self) -> BankSpec:
-        return BankSpec(self.candidates, self.bank_photos, self.bank_root)
+        check_ranges(self, step_size=positive(), candidates=COUNT, gamma=at_least(0),
+                     diversity_prob=Interval(0, 1), diversity_min_scale=FRACTION)
 
 
 def patches(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -304,13 +299,13 @@ class TIPIM(Method):
                 "by resize-and-pad, a facility-location gain over the targets picked so far, 2 photos per target",
                 *row["deviations"],
             ]
-        return {**row, "target": "bank identities (methods._identity_bank)"}
+        return {**row, "target": "identities of the run's identity bank (bench.identity_bank)"}
 
-    @classmethod
-    def availability(cls, **preset) -> tuple[bool, str | None]:
-        return bank_availability(TIPIMConfig(**preset).bank)
+    def needs(self) -> list[Need]:
+        return [Need("identity_bank", (self.config.candidates, self.config.bank_photos))]
 
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         if not surrogates:
             raise ValueError("tip-im needs at least one differentiable surrogate")
-        return TIPIMProtector(self.config, surrogates, seed, load_bank(self.config.bank))
+        bank = self.context.identity_bank(self.config.candidates, self.config.bank_photos)
+        return TIPIMProtector(self.config, surrogates, seed, bank)

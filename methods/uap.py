@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.registry import METHODS
+from bench.validate import COUNT, FRACTION, check_ranges, positive
 from methods._universal import (
     apply_mask,
     check_photos,
@@ -42,8 +43,7 @@ class UAPConfig:
     region: str = "face-box"
 
     def __post_init__(self) -> None:
-        if not 0 < self.epsilon <= 1 or self.step_size <= 0 or self.iterations < 1 or self.batch_size < 1:
-            raise ValueError("uap needs 0 < epsilon <= 1, step_size > 0, iterations >= 1, batch_size >= 1")
+        check_ranges(self, epsilon=FRACTION, step_size=positive(), iterations=COUNT, batch_size=COUNT)
         check_region(self.region)
 
 

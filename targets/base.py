@@ -6,21 +6,27 @@ order, mean and scale. ``TorchTarget`` subclasses are differentiable end to end;
 run a foreign runtime (native dlib, OpenCV) without gradients.
 
 Weights are named by ``bench.weights.WeightSpec`` entries and fetched/verified by ``bench.weights``; a target
-whose weights cannot be had reports ``available = False`` with the reason and is marked ``unavailable``.
+whose weights cannot be had reports ``available = False`` with the reason and is marked ``unavailable``. A loaded
+target knows the digest of every file it was built from (``weight_digests``, for task keys), and an embedding
+that is not finite (NaN or inf: corrupt weights, a broken conversion) raises instead of ranking as a number.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from bench.calibration_store import calibrations, load_calibration
 from bench.canvas import Framing
-from bench.paths import bench_home
-from bench.weights import WeightError, WeightSpec, weight_status
+from bench.integrity import IntegrityError
+from bench.weights import WeightError, WeightSpec, recording, weight_status
+
+
+class NonFiniteEmbeddingError(RuntimeError):
+    """A target produced NaN or infinite embeddings: its result must not count."""
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Target:
     def __init__(self, config: TargetConfig | None = None):
         self.config = config or self.Config()
         self._loaded = False
+        self.weight_files: dict[str, str] = {}  # path -> SHA-256 of each file the model was built from
 
     # -- registry hooks ------------------------------------------------------------------------------
     @classmethod
@@ -65,7 +72,11 @@ class Target:
             "input_size": cls.framing.size,
             "weights": [s.name for s in cls.weights],
         }
-        cal = load_calibration(name or getattr(cls, "registered_names", ("",))[0])
+        try:
+            cal = load_calibration(name or getattr(cls, "registered_names", ("",))[0])
+        except IntegrityError as exc:
+            row["calibration_error"] = str(exc)
+            cal = {}
         if cal:
             row["lfw_accuracy"] = cal.get("lfw_accuracy")
             row["threshold_far1e-3"] = cal.get("thresholds", {}).get("far1e-3")
@@ -77,10 +88,18 @@ class Target:
         return torch.device(self.config.device)
 
     def load(self) -> None:
-        """Fetch/verify weights and build the model; idempotent."""
+        """Fetch/verify weights, build the model and check its calibration file; idempotent."""
         if not self._loaded:
-            self._load()
+            with recording() as files:
+                self._load()
+            calibrations(self.name)  # a calibration file that fails its checksum stops the target here
+            self.weight_files = files
             self._loaded = True
+
+    def weight_digests(self) -> list[str]:
+        """SHA-256 of every file the loaded model was built from (originals and converted files), sorted."""
+        self.load()
+        return sorted(set(self.weight_files.values()))
 
     def _load(self) -> None:
         raise NotImplementedError
@@ -92,15 +111,25 @@ class Target:
         outs = [self._embed_batch(canvases[i : i + bs]) for i in range(0, len(canvases), bs)]
         if not outs:
             return torch.zeros(0, self.embedding_dim, device=canvases.device)
-        return torch.cat(outs)
+        out = torch.cat(outs)
+        bad = int((~torch.isfinite(out.detach())).any(1).sum())
+        if bad:
+            raise NonFiniteEmbeddingError(
+                f"target {self.name}: {bad} of {len(out)} embeddings are not finite (NaN or inf); its weights or "
+                "converted files are likely corrupt: run `bench weights verify`"
+            )
+        return out
 
     def _embed_batch(self, canvases: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     # -- calibration -----------------------------------------------------------------------------------
-    def thresholds(self) -> dict[str, float]:
-        """Cosine-similarity thresholds calibrated on LFW (keys ``far1e-2``, ``far1e-3``); empty if not yet run."""
-        return dict(load_calibration(self.name).get("thresholds", {}))
+    def thresholds(self, data: str | None) -> dict[str, float]:
+        """Cosine-similarity thresholds (keys ``far1e-2``, ``far1e-3``) calibrated on the LFW copy whose
+        fingerprint is ``data`` (the run passes the one under its data root); empty if not calibrated there."""
+        if data is None:
+            return {}
+        return dict(load_calibration(self.name, data).get("thresholds", {}))
 
 
 class TorchTarget(Target, torch.nn.Module):
@@ -145,18 +174,5 @@ class BlackBoxTarget(Target):
             return super().embed(canvases.detach())
 
 
-def calibration_path(name: str):
-    return bench_home() / "calibration" / f"{name}.json"
-
-
-def load_calibration(name: str) -> dict[str, Any]:
-    path = calibration_path(name)
-    if not name or not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-__all__ = ["Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "WeightError", "load_calibration"]
+__all__ = ["Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "WeightError", "load_calibration",
+           "NonFiniteEmbeddingError"]

@@ -3,20 +3,21 @@ file, and a real SFace calibration on a small LFW subset."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from bench.calibrate import (
+from bench.calibrate import calibrate, stale_reason
+from bench.lfw_pairs import read_lfw_pairs
+from bench.verification import (
     PairSet,
     accuracy_at,
     balance_folds,
     best_threshold,
-    calibrate,
     impostor_top_scores,
     kfold_accuracy,
-    read_lfw_pairs,
-    stale_reason,
     threshold_at_far,
 )
 
@@ -164,10 +165,10 @@ def test_sface_calibration_on_a_small_lfw_subset(shared_data, aligner):
     assert stale_reason(record, target) == "cached calibration was on a subset of LFW"
 
 
-def _tiny_lfw(shared_data, root):
+def _tiny_lfw(lfw_root, root):
     """A two-fold LFW copy (links to real photos): 4 matched pairs per fold, and mismatched lines of which only
     one per fold names photos present, so each fold needs 3 drawn mismatched pairs."""
-    source = shared_data / "lfw" / "images"
+    source = lfw_root / "lfw" / "images"
     people = [d.name for d in sorted(source.iterdir()) if len(list(d.glob("*.jpg"))) >= 4][:8]
     for name in people:
         (root / "lfw" / "images" / name).mkdir(parents=True)
@@ -183,18 +184,19 @@ def _tiny_lfw(shared_data, root):
 
 
 @pytest.mark.slow
-def test_bench_targets_calibrates_once_then_reuses(shared_data, tmp_path, monkeypatch, capsys):
+def test_bench_targets_calibrates_once_then_reuses(lfw_root, tmp_path, monkeypatch, capsys):
     import json
 
-    import targets.base
+    import bench.calibration_store
     from bench.cli import main
+    from bench.data import load_identity_folders
     from bench.registry import TARGETS
 
     available, reason = TARGETS.entry("sface").availability()
     if not available:
         pytest.skip(reason)
-    _tiny_lfw(shared_data, tmp_path / "data")
-    monkeypatch.setattr(targets.base, "calibration_path", lambda name: tmp_path / "cal" / f"{name}.json")
+    _tiny_lfw(lfw_root, tmp_path / "data")
+    monkeypatch.setattr(bench.calibration_store, "calibration_dir", lambda: tmp_path / "cal")
     argv = ["targets", "--only", "sface", "--data-root", str(tmp_path / "data"), "--json"]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)
@@ -203,7 +205,8 @@ def test_bench_targets_calibrates_once_then_reuses(shared_data, tmp_path, monkey
     assert row["pairs"] == {"matched": 8, "mismatched": 8, "official_mismatched": 2, "official_dropped": 6,
                             "folds": 2}
     assert row["lfw_accuracy"] > 0.75 and row["embedding_dim"] == 128 and row["input_size"] == 112
-    assert (tmp_path / "cal" / "sface.json").exists()
+    fingerprint = load_identity_folders(tmp_path / "data", "lfw").fingerprint()
+    assert (tmp_path / "cal" / "sface" / f"{fingerprint}.json").exists()  # keyed by the LFW copy
     assert main(argv) == 0  # cached: the same record comes back
     assert json.loads(capsys.readouterr().out)[0]["calibrated"] == row["calibrated"]
 
@@ -221,3 +224,20 @@ def test_cached_calibration_goes_stale_when_weights_or_input_change():
     assert stale_reason({**record, "weights_sha256": ["0" * 64]}, target) == "weights changed"
     changed = {**record["input"], "framing_size": 150}
     assert stale_reason({**record, "input": changed}, target) == "preprocessing or framing changed"
+
+
+def test_calibrations_are_keyed_by_the_lfw_copy_and_old_files_still_read(tmp_path, monkeypatch):
+    import bench.calibration_store as store
+    from bench.registry import TARGETS
+
+    monkeypatch.setattr(store, "calibration_dir", lambda: tmp_path)
+    old = {"name": "sface", "thresholds": {"far1e-3": 0.5}, "date": "2024-01-01", "data": {"fingerprint": "aaa"}}
+    (tmp_path / "sface.json").write_text(json.dumps(old))  # written before calibrations were keyed
+    new = {**old, "thresholds": {"far1e-3": 0.6}, "date": "2025-01-01", "data": {"fingerprint": "bbb"}}
+    assert store.save_calibration(new) == tmp_path / "sface" / "bbb.json"
+    assert set(store.calibrations("sface")) == {"aaa", "bbb"}
+    target = TARGETS.create("sface")
+    assert target.thresholds("aaa") == {"far1e-3": 0.5} and target.thresholds("bbb") == {"far1e-3": 0.6}
+    assert target.thresholds("ccc") == {} and target.thresholds(None) == {}
+    assert store.load_calibration("sface")["date"] == "2025-01-01"  # listings show the newest
+    assert store.lfw_fingerprint(tmp_path) is None  # no LFW copy there

@@ -155,7 +155,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, baseline, capsys):
     assert main(["check", str(tmp_path / "empty"), "--baseline", str(baseline)]) == 2
     assert "bench leaderboard" in capsys.readouterr().err
     assert main(["check", str(run), "--baseline", str(baseline), "--quality-tolerance", "fid=3"]) == 2
-    assert "unknown quality metric" in capsys.readouterr().err
+    assert "unknown checked metric" in capsys.readouterr().err
 
 
 def test_reduce_ignores_failed_cells():

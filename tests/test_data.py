@@ -22,7 +22,7 @@ def test_shared_lfw_loads_in_standard_layout_without_errata(shared_data):
     assert all(p.parent.name == name for name, photos in ds.identities.items() for p in photos)
 
 
-def test_plain_identity_folders_and_bad_roots(tmp_path, shared_data):
+def test_plain_identity_folders_and_bad_roots(tmp_path):
     for name in ("Ann_A", "Bob_B"):
         (tmp_path / name).mkdir()
         for i in range(3):
@@ -38,32 +38,40 @@ def test_plain_identity_folders_and_bad_roots(tmp_path, shared_data):
         resolve_data_root(tmp_path / "missing")
 
 
-def test_data_root_precedence(monkeypatch, tmp_path, shared_data):
+def test_data_root_precedence(monkeypatch, tmp_path):
+    import bench.data
+
     assert resolve_data_root(str(tmp_path)) == (tmp_path, "--data-root")
     monkeypatch.setenv("BENCH_DATA", str(tmp_path))
     assert resolve_data_root(None) == (tmp_path, "BENCH_DATA")
     monkeypatch.delenv("BENCH_DATA")
-    root, how = resolve_data_root(None)
-    assert how == "../shared/data" and (root / "lfw").is_dir()
+    shared = tmp_path / "shared" / "data"
+    monkeypatch.setattr(bench.data, "shared_data_candidates", lambda: [tmp_path / "nowhere", shared])
+    assert resolve_data_root(None) == (embedded_data_root(), "embedded LFW subset")
+    (shared / "lfw").mkdir(parents=True)
+    assert resolve_data_root(None) == (shared, "../shared/data")
 
 
 def test_embedded_subset_is_small_verified_and_credited():
     root = embedded_data_root()
     ds = load_identity_folders(root, "lfw")
-    assert len(ds.identities) == 24 and ds.num_photos == 180
-    assert sum(len(p) >= 10 for p in ds.identities.values()) == 10
+    assert len(ds.identities) == 56 and ds.num_photos == 421
+    sizes = sorted(len(p) for p in ds.identities.values())
+    # users with a real gallery / probe / fit split, and 40+ small identities for the targeted methods' bank
+    assert sum(n >= 20 for n in sizes) == 12 and sum(n <= 5 for n in sizes) == 44
     total = 0
     with open(root / "lfw" / "manifest.csv") as f:
-        for row in csv.DictReader(f):
-            data = (root / "lfw" / "images" / row["file"]).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == row["sha256"]
-            total += len(data)
-    assert total < 4_000_000
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        data = (root / "lfw" / "images" / row["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"] and len(data) == int(row["bytes"])
+        total += len(data)
+    assert len(rows) == ds.num_photos and total < 5_000_000
     assert "Labeled Faces in the Wild" in (root / "lfw" / "SOURCES.md").read_text()
 
 
-def test_split_is_deterministic_disjoint_and_covers_all(shared_data):
-    photos = load_identity_folders(shared_data, "lfw").identities["Colin_Powell"]
+def test_split_is_deterministic_disjoint_and_covers_all(lfw_root):
+    photos = load_identity_folders(lfw_root, "lfw").identities["Colin_Powell"]
     spec = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
     a, b = split_identity("Colin_Powell", photos, spec), split_identity("Colin_Powell", photos, spec)
     assert a == b

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from bench.canvas import FACE_BOX, face_region
+from bench.context import ContextError, Need
+from bench.identity_bank import standalone_context
 from bench.quality import dssim
 from bench.registry import METHODS, TARGETS
-from methods._identity_bank import BankSpec, farthest_identities, load_bank, user_features
+from methods._identity_bank import farthest_identities, user_features
 from methods.fawkes import shrink_to_dssim, worst_dssim
 from methods.lowkey import gaussian_blur
 from methods.tip_im import MMD_SIGMAS, image_mmd, masked_resample, random_affine
@@ -47,8 +49,14 @@ def user(lfw_faces):
     return photos[:4], photos[4:5]  # fit photos, the photo to protect
 
 
-def protect(name: str, sface, user, seed: int = 0, **overrides):
-    method = METHODS.create(name, **{**FAST[name], **overrides})
+@pytest.fixture(scope="module")
+def context(lfw_root):
+    """What a run would hand the methods: the identity bank from the shared LFW, the user left out."""
+    return standalone_context(lfw_root, exclude=(USER,))
+
+
+def protect(name: str, sface, user, context, seed: int = 0, **overrides):
+    method = METHODS.create(name, **{**FAST[name], **overrides}).bind(context)
     fit, probe = user
     protector = method.fit(fit, [sface], seed)
     return method, protector, protector.protect(probe)
@@ -62,8 +70,8 @@ def test_all_per_image_methods_are_covered():
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_budget_and_range(name, sface, user):
-    method, _, protected = protect(name, sface, user)
+def test_budget_and_range(name, sface, user, context):
+    method, _, protected = protect(name, sface, user, context)
     clean = user[1]
     assert protected.shape == clean.shape and protected.dtype == clean.dtype
     assert protected.min() >= 0 and protected.max() <= 1
@@ -77,9 +85,9 @@ def test_budget_and_range(name, sface, user):
 
 
 @pytest.mark.parametrize("name", ["fawkes", "lowkey", "tip-im"])
-def test_same_seed_same_output(name, sface, user):
-    _, _, a = protect(name, sface, user, seed=3, steps=1)
-    _, _, b = protect(name, sface, user, seed=3, steps=1)
+def test_same_seed_same_output(name, sface, user, context):
+    _, _, a = protect(name, sface, user, context, seed=3, steps=1)
+    _, _, b = protect(name, sface, user, context, seed=3, steps=1)
     assert torch.equal(a, b)
 
 
@@ -91,10 +99,10 @@ def test_fawkes_modes_set_paper_parameters():
         METHODS.create("fawkes", mode="extreme")
 
 
-def test_fawkes_moves_towards_its_target_within_dssim(sface, user):
-    method, protector, protected = protect("fawkes-high", sface, user, steps=6)
+def test_fawkes_moves_towards_its_target_within_dssim(sface, user, context):
+    method, protector, protected = protect("fawkes-high", sface, user, context, steps=6)
     clean = user[1]
-    target = load_bank(method.config.bank).photos_of(protector.target_identity)
+    target = protector.bank.photos_of(protector.target_identity)
     with torch.no_grad():
         t = sface.embed(target).mean(0)
         before = sface.embed(clean) @ t
@@ -107,9 +115,10 @@ def test_fawkes_moves_towards_its_target_within_dssim(sface, user):
     assert worst_dssim(protected, clean).max() > 0.5 * method.config.dssim_budget
 
 
-def test_fawkes_target_is_among_the_farthest(sface, user):
-    method, protector, _ = protect("fawkes", sface, user, steps=1)
-    bank = load_bank(method.config.bank)
+def test_fawkes_target_is_among_the_farthest(sface, user, context):
+    method, protector, _ = protect("fawkes", sface, user, context, steps=1)
+    bank = context.identity_bank(method.config.bank_identities, method.config.bank_photos)
+    assert protector.bank is bank  # built once, whoever asks
     order = farthest_identities(bank, [sface], user_features([sface], user[0]), user[0].device)
     assert protector.target_identity in order[: method.config.farthest].tolist()
     assert protector.info()["target_identity"] == bank.names[protector.target_identity]
@@ -128,11 +137,11 @@ def test_shrink_to_dssim_meets_the_bound_on_real_faces(lfw_faces):
     assert torch.equal(shrink_to_dssim(clean, clean, budget, steps=12), clean)
 
 
-def test_lowkey_moves_away_from_the_clean_embedding(sface, user):
+def test_lowkey_moves_away_from_the_clean_embedding(sface, user, context):
     clean = user[1]
     sims = []
     for steps in (1, 4):
-        _, _, protected = protect("lowkey", sface, user, steps=steps)
+        _, _, protected = protect("lowkey", sface, user, context, steps=steps)
         with torch.no_grad():
             sims.append((sface.embed(protected) * sface.embed(clean)).sum(1))
     assert (sims[1] < sims[0] - 0.01).all() and (sims[1] < 0.98).all(), sims
@@ -147,10 +156,10 @@ def test_gaussian_blur_keeps_constants_and_smooths():
     assert abs(out.sum().item() - 1) < 1e-5 and out.max() < 0.05
 
 
-def test_tip_im_impersonates_a_candidate_and_dodges(sface, user):
-    method, protector, protected = protect("tip-im", sface, user, steps=5)
+def test_tip_im_impersonates_a_candidate_and_dodges(sface, user, context):
+    method, protector, protected = protect("tip-im", sface, user, context, steps=5)
     clean = user[1]
-    bank = load_bank(method.config.bank)
+    bank = protector.bank
     centroids = bank.centroids(sface, clean.device)
     with torch.no_grad():
         before = sface.embed(clean) @ centroids.T
@@ -189,17 +198,34 @@ def test_tip_im_input_diversity_and_mmd_pieces():
     assert torch.allclose(image_mmd(y, x), expected, rtol=1e-5)
 
 
-def test_bank_is_disjoint_from_the_user_and_deterministic():
-    bank = load_bank(BankSpec(6, 1))
+def test_bank_is_disjoint_from_the_users_deterministic_and_keyed(lfw_root, context):
+    bank = context.identity_bank(6, 1)
     assert USER not in bank.names and len(set(bank.names)) == 6
-    assert load_bank(BankSpec(2, 1)).names == bank.names[:2]
+    assert context.identity_bank(2, 1).names == bank.names[:2]
     assert bank.canvases.shape == (6, 3, 224, 224)
+    # an evaluated user never enters the bank: the next candidate takes the place
+    without = standalone_context(lfw_root, exclude=(USER, bank.names[0])).identity_bank(6, 1)
+    assert without.names[:5] == bank.names[1:] and bank.names[0] not in without.names
+    assert without.digest != bank.digest and len(bank.digest) == 24
+    assert standalone_context(lfw_root, exclude=(USER,)).identity_bank(6, 1).digest == bank.digest
+
+
+def test_a_method_takes_from_its_context_only_what_it_declares(sface, user, context):
+    fawkes = METHODS.create("fawkes", **FAST["fawkes"])
+    with pytest.raises(ContextError, match="not bound to a run context"):
+        fawkes.fit(*user[:1], [sface], 0)
+    assert fawkes.needs() == [Need("identity_bank", (6, 1))]
+    fawkes.bind(context)
+    with pytest.raises(ContextError, match="was not declared"):
+        fawkes.context.identity_bank(7, 1)
+    fawkes.fit(user[0], [sface], 0)
+    assert list(fawkes.context.used) == ["identity_bank/6x1"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["fawkes-low", "lowkey", "tip-im"])
-def test_paper_defaults_protect_one_photo(name, sface, user):
-    method = METHODS.create(name)
+def test_paper_defaults_protect_one_photo(name, sface, user, context):
+    method = METHODS.create(name).bind(context)
     clean = user[1][:1]
     protected = method.fit(user[0], [sface], 0).protect(clean)
     budget = method.budget()

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from bench.canvas import FACE_BOX
+from bench.identity_bank import standalone_context
 from bench.registry import METHODS, TARGETS
 from methods.base import seeded_generator
 from methods.chameleon import LAMBDA_MAX, LAMBDA_MIN, dssim_region, focal_diversity, next_lambda, select_team
@@ -244,10 +245,10 @@ def test_opom_momentum_dfanet_is_seeded_and_leaves_the_surrogate_intact(sface, u
         assert torch.equal(sface.embed(held), before), "feature-dropout hooks must be removed after fitting"
 
 
-def test_facecloak_8_uses_bank_anchors(sface, user):
+def test_facecloak_8_uses_bank_anchors(sface, user, lfw_root):
     fit_photos, held = user
     method = METHODS.create("facecloak-8", iterations=1, views=1, bank_identities=10)
-    protector = method.fit(fit_photos, [sface], seed=0)
+    protector = method.bind(standalone_context(lfw_root, exclude=(USER,))).fit(fit_photos, [sface], seed=0)
     info = protector.info()
     assert info["anchors"] == "bank", info
     assert info["far_identity"] != info["near_identity"]
@@ -255,13 +256,22 @@ def test_facecloak_8_uses_bank_anchors(sface, user):
     assert (protector.protect(held) - held).abs().max() <= method.budget().linf + 1e-6
 
 
+def test_facecloak_falls_back_to_negation_when_the_run_has_no_bank(sface, user, lfw_root):
+    fit_photos, _ = user
+    method = METHODS.create("facecloak-8", iterations=1, views=0, bank_identities=100000)
+    info = method.bind(standalone_context(lfw_root)).fit(fit_photos, [sface], seed=0).info()
+    assert info["anchors"] == "negation of the user centroid"
+    assert "identity bank needs 100000 people" in info["fallback_reason"]
+
+
 @pytest.mark.slow
-def test_facecloak_learns_from_one_photo_with_stickers(sface, user):
+def test_facecloak_learns_from_one_photo_with_stickers(sface, user, lfw_root):
     """The reference's FaceCloak: one fit photo (its augmentations stand in for generated ones), 8/255 off the
     sticker boxes, up to 8/255 + 32/255 in them."""
     fit_photos, held = user
     method = METHODS.create("facecloak", iterations=2, views=2)
     assert method.budget().linf == pytest.approx(40 / 255)
+    method.bind(standalone_context(lfw_root, exclude=(USER,)))
     protector = method.fit(fit_photos, [sface], seed=0)
     again = method.fit(fit_photos[:1], [sface], seed=0)
     assert torch.equal(protector.state()["mask"], again.state()["mask"]), "only the first fit photo is used"

@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.charts import place_labels, tradeoff_chart
 from bench.cli import main
 from bench.report import render_html, write_report
+from bench.report_data import normalise
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 TARGETS = ["sface", "dlib", "faceres"]
 ADVERSARIES = ["none", "jpeg", "denoise"]
@@ -95,7 +99,7 @@ def test_report_command_writes_self_contained_html(run_dir):
     page = (run_dir / "report.html").read_text()
     assert "<table id=\"leaderboard\"" in page and page.count("<svg") == 3
     assert not re.search(r"(src|href)=\"(https?:)?//", page), "the report must not load anything from the network"
-    assert page.count("data:image/png;base64,") == 3 * 3 * 3  # 3 methods x 3 crops x (clean, protected, mask)
+    assert page.count('<img src="data:image/png;base64,') == 3 * 3 * 3  # 3 methods x 3 crops x (clean, protected, mask)
     # missing values render as n/a; unavailable and failed methods keep their reasons
     assert ">n/a<" in page and "BENCH_WEIGHTS_IR152" in page and "CUDA error" in page
 
@@ -107,7 +111,7 @@ def test_report_renders_with_missing_fields(tmp_path):
     assert "bare" in page and "entry 2" in page and page.count("<svg") == 3
     # without any LPIPS the trade-off plot falls back to SSIM
     board["entries"][0].update(ssim=0.9, psr_top1_worst=0.4, psr_top1_mean=0.5)
-    assert "1 - SSIM to the clean crop" in render_html(board)
+    assert 'aria-label="PSR@1 worst case against 1 - SSIM to the clean face' in render_html(board)
 
 
 def test_report_names_scenarios_when_a_run_has_several(run_dir):
@@ -137,9 +141,11 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert body.count("<tr") == 6
     svgs = re.findall(r"<svg.*?</svg>", dom, flags=re.S)
     assert len(svgs) == 3
-    for svg in svgs:  # every plot holds drawn marks, not an empty frame
-        assert len(re.findall(r"<(rect|circle|line)\b", svg)) >= 10
-    assert len(re.findall(r'class="point"', svgs[0])) == 3  # chameleon, opom, uap have LPIPS; fawkes has none
+    for svg in svgs:  # every chart holds drawn marks, not an empty frame
+        assert len(re.findall(r"<path\b", svg)) >= 10
+    # one hover note per mark: 3 points (chameleon, opom, uap have LPIPS; fawkes has none), 4 entries x 3
+    # adversaries of bars, 4 entries x 3 targets x 3 adversaries of heatmap cells
+    assert [len(re.findall(r"<title>", svg)) for svg in svgs] == [3, 12, 36]
     assert "Not plotted (no LPIPS or PSR): fawkes" in dom
     assert dom.count('<img src="data:image/png;base64,') == 27
 
@@ -162,3 +168,28 @@ def test_report_table_sorts_on_click(run_dir, tmp_path):
     # first click sorts numbers descending (highest LPIPS first); entries without LPIPS go last
     assert sorted_names.group(1).split(",")[:3] == ["chameleon", "opom", "uap"]
     assert set(sorted_names.group(1).split(",")[3:]) == {"fawkes", "lowkey", "tip-im"}
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_labels_of_a_dense_cluster_do_not_overlap():
+    """Eight points within 24 x 48 px (as dense as the published OPOM cluster): every label gets a spot clear of every mark and every other label."""
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        points = [(300 + rng.uniform(0, 24), 200 + rng.uniform(0, 48)) for _ in range(8)]
+        spots = place_labels(points, [(110, 14)] * len(points), (0, 0, 900, 540), points, [])
+        boxes = [s[0] for s in spots if s is not None]
+        assert len(boxes) == len(points)
+        assert not any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        assert not any(_overlap(box, (x - 4, y - 4, x + 4, y + 4)) for box in boxes for x, y in points)
+        assert all(0 <= b[0] and b[2] <= 900 and 0 <= b[1] and b[3] <= 540 for b in boxes)
+
+
+def test_tradeoff_labels_every_method_of_the_published_board():
+    """The published leaderboard (29 entries, a dense OPOM cluster): each method is labelled once, in the chart."""
+    board = normalise(json.loads((RESULTS / "leaderboard.json").read_text()))
+    svg, note = tradeoff_chart(board)
+    assert "No room" not in note and "Not plotted" not in note
+    assert svg.count("<title>") == sum(e.get("status") == "ok" for e in board["entries"])

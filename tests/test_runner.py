@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 import pytest
+import torch
 
-from bench import leaderboard
+from bench import leaderboard, tables
 from bench.paths import embedded_data_root
 from bench.runner import Reporter, Runner
 from bench.store import RunStore
@@ -188,4 +190,70 @@ def test_a_target_running_a_surrogates_weights_counts_as_white_box():
     assert surrogate_twins(dlib_resnet, [sface]) == []
     board = {"target_info": {"sface": {"white_box": True}, "sface-cv2": {"white_box": True, "same_weights_as": ["sface"]},
                              "faceres": {"white_box": False}}}
-    assert leaderboard.white_box_text(board) == "sface, sface-cv2 (sface's weights)"
+    assert tables.white_box_text(board) == "sface, sface-cv2 (sface's weights)"
+
+
+@dataclasses.dataclass
+class ToyConfig:
+    declared_dssim: float = 0.001
+    amplitude: float = 8 / 255
+
+
+@pytest.fixture
+def over_budget_method():
+    from bench.registry import METHODS
+    from methods.base import Budget, Method, Protector
+
+    class Noise(Protector):
+        def __init__(self, amplitude):
+            self.amplitude = amplitude
+
+        def protect(self, canvases):
+            gen = torch.Generator(device=canvases.device).manual_seed(0)
+            return (canvases + self.amplitude * torch.randn(canvases.shape, generator=gen)).clamp(0, 1)
+
+    class Toy(Method):
+        """A deliberately dishonest method, registered by this test only: it declares a DSSIM bound and adds
+        noise well beyond it."""
+
+        kind = "per-image"
+        Config = ToyConfig
+
+        def budget(self):
+            return Budget(linf=1.0, dssim=self.config.declared_dssim)
+
+        def fit(self, photos, surrogates, seed):
+            return Noise(self.config.amplitude)
+
+    METHODS.register("test-over-budget")(Toy)
+    yield "test-over-budget"
+    METHODS._entries.pop("test-over-budget")
+
+
+def test_a_method_over_its_declared_budget_fails_its_tasks(over_budget_method, tmp_path):
+    suite = tiny_suite().with_overrides(methods=(over_budget_method,), method_overrides={},
+                                        adversaries=("jpeg-75",))
+    counter = CountTasks()
+    plan = Runner(suite, tmp_path, data_root=str(embedded_data_root()), reporter=counter).run()
+    store = RunStore.open_existing(tmp_path)
+    protect = [store.task(k) for k in plan["methods"][over_budget_method]["protect"]["0"].values()]
+    assert all(t["status"] == "failed" for t in protect)
+    assert all("exceeded its dssim budget" in t["error"] and "probe photo" in t["error"] for t in protect)
+    evals = [store.task(k) for k in plan["methods"][over_budget_method]["eval"]["0"]["jpeg-75"].values()]
+    assert all(t["status"] == "failed" and t["error"].startswith("skipped") for t in evals)
+    assert store.is_done(plan["clean_eval"]["sface"])  # the clean baseline does not need an adversary named "none"
+
+
+def test_key_holder_accuracy_is_its_own_task(finished_run, tmp_path):
+    """A universal mask is a key: its authorized accuracy is measured once per method and target."""
+    uap_suite = tiny_suite().with_overrides(methods=("uap",), method_overrides={"uap": {"iterations": 2}},
+                                            adversaries=("jpeg-75",))
+    plan = Runner(uap_suite, tmp_path, data_root=str(embedded_data_root())).run()
+    store = RunStore.open_existing(tmp_path)
+    key = plan["methods"]["uap"]["authorized"]["0"]["sface"]
+    assert store.task(key)["label"] == "authorized/uap/sface" and store.task(key)["status"] == "done"
+    rows = store.rows([key])
+    assert sorted(r["user"] for r in rows) == sorted(plan["users"])
+    assert all(r["metric"] == "authorized_top1_accuracy" and 0 <= r["value"] <= 1 for r in rows)
+    assert "authorized" not in plan["methods"]["uap"]["eval"]["0"]
+    assert "authorized" not in finished_run[1]["methods"]["pgd"]  # per-image: no key, no task

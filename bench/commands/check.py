@@ -9,20 +9,11 @@ from rich.table import Table
 
 from bench import check
 from bench.commands._ui import wide_console
+from bench.formatting import number, signed
 
 
 def _cell(value, metric: str) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, str):
-        return value
-    return f"{value:.2f}" if metric == "psnr" else f"{value:.4f}"
-
-
-def _delta(value, metric: str) -> str:
-    if value is None:
-        return ""
-    return f"{value:+.2f}" if metric == "psnr" else f"{value:+.4f}"
+    return value if isinstance(value, str) else number(value, check.value_format(metric))
 
 
 def run(args) -> int:
@@ -48,7 +39,7 @@ def run(args) -> int:
             verdict = f"[red]FAIL[/red] {escape(f.note)}" if f.failed else f"[cyan]new[/cyan] {escape(f.note)}"
             table.add_row(escape(f.method), escape(f.metric), escape(_cell(f.baseline, f.metric)),
                           escape(_cell(f.now, f.metric)),
-                          _delta(f.delta, f.metric), "" if f.tolerance is None else f"{f.tolerance:g}", verdict)
+                          signed(f.delta, check.value_format(f.metric)), "" if f.tolerance is None else f"{f.tolerance:g}", verdict)
         console.print(table)
     methods = len(baseline["methods"])
     if failures:
@@ -70,6 +61,6 @@ def add_parser(sub) -> None:
     p.add_argument("--tolerance", type=float, default=check.PSR_TOLERANCE,
                    help=f"absolute PSR tolerance, as a fraction (default {check.PSR_TOLERANCE})")
     p.add_argument("--quality-tolerance", nargs="+", metavar="METRIC=VALUE",
-                   help="absolute quality tolerances, default " +
-                   " ".join(f"{k}={v:g}" for k, v in check.QUALITY_TOLERANCES.items()))
+                   help="absolute tolerances of the checked metrics, default " +
+                   " ".join(f"{k}={v:g}" for k, v in check.default_tolerances().items()))
     p.set_defaults(func=run)

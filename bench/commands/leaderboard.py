@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import leaderboard
+from bench import leaderboard, report
 
 
 def run(args) -> int:
@@ -16,7 +16,9 @@ def run(args) -> int:
             return 0
         if len(args.run_dirs) > 1:
             raise ValueError("several run folders are merged only when published: add --publish DIR")
-        paths = leaderboard.write(args.run_dirs[0], tuple(args.format))
+        paths = leaderboard.write(args.run_dirs[0], tuple(f for f in args.format if f != "html"))
+        if "html" in args.format:
+            paths["html"] = report.write_report(args.run_dirs[0])
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

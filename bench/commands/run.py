@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,13 +18,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench import leaderboard
+from bench import leaderboard, report, tables
 from bench.commands._ui import wide_console
-from bench.data import SPLITS
+from bench.data import SPLITS, DataError
 from bench.metrics import PROTOCOLS
 from bench.registry import ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
-from bench.suites import get_suite
+from bench.store import RunFolderBusy
+from bench.suites import Suite, get_suite
+from bench.validate import UsageError
 
 
 class RichReporter(Reporter):
@@ -72,7 +75,7 @@ class LogReporter(Reporter):
                            f"elapsed {_clock(elapsed)} ETA {_clock(eta)} {label}", highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, soft_wrap=True)  # one line per message: logs are read and grepped line by line
 
 
 def _clock(seconds: float) -> str:
@@ -85,13 +88,13 @@ def parse_value(text: str):
     else the text itself."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, an integer too long to convert, or nested too deep
         pass
     num, sep, den = text.partition("/")
     if sep:
         try:
             return float(num) / float(den)
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             pass
     return text
 
@@ -104,56 +107,65 @@ def method_overrides(base: dict, settings: list[str]) -> dict:
         target, eq, value = item.partition("=")
         method, dot, key = target.rpartition(".")
         if not (eq and dot and method and key):
-            raise ValueError(f"--set takes METHOD.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
+            raise UsageError(f"--set takes METHOD.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
                              f"{item!r}")
         merged.setdefault(method, {})[key] = parse_value(value)
     return merged
 
 
+def requested_suite(args) -> Suite:
+    """The suite named by ``--suite`` with the command line's overrides; raises ``KeyError`` for an unknown
+    suite and :class:`UsageError` for a bad value."""
+    suite = get_suite(args.suite)
+    changes = {"users": args.users, "gallery_identities": args.gallery_identities}
+    for name in ("methods", "targets", "adversaries", "surrogates", "scenarios"):
+        text = getattr(args, name)
+        if text is not None:
+            changes[name] = tuple(part for part in text.split(",") if part)
+    if args.protocol:
+        changes["protocol"] = args.protocol
+    if args.split:
+        if args.split not in SPLITS:
+            raise UsageError(f"unknown split preset {args.split!r}; known: {', '.join(SPLITS)}")
+        changes["split"] = SPLITS[args.split]
+    if args.set:
+        changes["method_overrides"] = method_overrides(suite.method_overrides, args.set)
+    return suite.with_overrides(**changes)
+
+
 def run(args) -> int:
     console = wide_console()
     try:
-        suite = get_suite(args.suite)
+        suite = requested_suite(args)
     except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/red]")
+        console.print(f"[red]{escape(exc.args[0])}[/red]", soft_wrap=True)
         return 2
-    suite = suite.with_overrides(users=args.users, gallery_identities=args.gallery_identities)
-    if args.methods:
-        suite = suite.with_overrides(methods=tuple(args.methods.split(",")))
-    if args.targets:
-        suite = suite.with_overrides(targets=tuple(args.targets.split(",")))
-    if args.adversaries:
-        suite = suite.with_overrides(adversaries=tuple(args.adversaries.split(",")))
-    if args.surrogates:
-        suite = suite.with_overrides(surrogates=tuple(args.surrogates.split(",")))
-    try:
-        if args.scenarios:
-            suite = suite.with_overrides(scenarios=tuple(args.scenarios.split(",")))
-        if args.protocol:
-            suite = suite.with_overrides(protocol=args.protocol)
-        if args.split:
-            if args.split not in SPLITS:
-                raise ValueError(f"unknown split preset {args.split!r}; known: {', '.join(SPLITS)}")
-            suite = suite.with_overrides(split=SPLITS[args.split])
-        if args.set:
-            suite = suite.with_overrides(method_overrides=method_overrides(suite.method_overrides, args.set))
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     out = Path(args.out or f"runs/{suite.name}")
     reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
-    runner = Runner(suite, out, data_root=args.data_root, device=args.device, threads=args.threads, reporter=reporter)
+    runner = Runner(suite, out, data_root=args.data_root, device=args.device, threads=args.threads, reporter=reporter,
+                    wait=not args.no_wait)
     t0 = time.perf_counter()
+    started = time.time()
     try:
         with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
             runner.run()
-    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, RunFolderBusy) as exc:
+        console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
         return 2
-    paths = leaderboard.write(out, ("json", "csv", "md", "html"))
-    console.print(leaderboard.to_markdown(leaderboard.build(runner.store)))
+    board = leaderboard.build(runner.store)
+    paths = {**leaderboard.write_board(board, out), "html": report.write_report(out)}
+    console.print(tables.to_markdown(board))
     console.print(f"run folder {out} ({time.perf_counter() - t0:.0f} s); wrote "
                   + ", ".join(str(p) for p in paths.values()))
+    failed = runner.store.failed_since(started)
+    if failed:
+        label, error = failed[0]
+        console.print(f"[red]{len(failed)} task(s) failed[/red] and count nowhere; first: {label}: "
+                      + escape(" ".join((error or "").split())), highlight=False, soft_wrap=True)
+        return 1
     return 0
 
 
@@ -179,4 +191,7 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
                    help="override one config value of a method, e.g. --set opom-class-center.iterations=100 "
                         "(repeatable; `bench list methods --json` shows each method's config)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="if another run is using the run folder, stop at once (default: wait for it, then reuse "
+                        "its finished tasks)")
     p.set_defaults(func=run)

@@ -1,9 +1,10 @@
 """``bench targets``: measure every registered face recognition target on LFW and show the zoo.
 
 For each available target: balanced 10-fold LFW verification accuracy, TAR at FAR 1e-2, cosine thresholds at
-FAR 1e-2 and 1e-3, and embedding time per face (``bench.calibrate``). Results are cached per target in
-``$BENCH_HOME/calibration/<name>.json`` and reused until the weights, the protocol or the LFW copy change (or
-``--recalibrate``). Unavailable targets are listed with the reason.
+FAR 1e-2 and 1e-3, and embedding time per face (``bench.calibrate``). Results are cached per target and per
+LFW copy in ``$BENCH_HOME/calibration/<name>/<fingerprint>.json`` (``bench.calibration_store``) and reused until
+the weights or the protocol change (or ``--recalibrate``); a run uses the calibration of the LFW copy under its
+own data root. Unavailable targets are listed with the reason.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench.calibrate import calibrate, save_calibration, stale_reason
+from bench.calibrate import calibrate, stale_reason
+from bench.calibration_store import load_calibration, save_calibration
 from bench.commands._ui import wide_console
 from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
+from bench.formatting import number, percent
+from bench.integrity import IntegrityError
 from bench.registry import TARGETS, UnknownNameError
 
 
@@ -48,8 +52,6 @@ def rich_tracker(progress: Progress, prefix: str) -> Callable[[Iterable, int, st
 
 
 def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Progress) -> dict[str, Any]:
-    from targets.base import load_calibration
-
     entry = TARGETS.entry(name)
     ok, reason = entry.availability()
     cls = entry.cls
@@ -65,8 +67,11 @@ def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Prog
         return row
     overrides = {"device": args.device} if args.device else {}
     target = TARGETS.create(name, **overrides)
-    record = load_calibration(name)
-    why = "--recalibrate" if args.recalibrate else stale_reason(record, target, fingerprint)
+    try:
+        record = load_calibration(name, fingerprint)
+        why = "--recalibrate" if args.recalibrate else stale_reason(record, target, fingerprint)
+    except IntegrityError as exc:  # a cached calibration whose bytes changed: measure again
+        record, why = {}, str(exc)
     if why:
         progress.console.print(f"[bold]{name}[/bold]: calibrating on {lfw_root} ({why})")
         try:
@@ -98,13 +103,8 @@ def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Prog
 
 
 def _pct(value: float | None, std: float | None = None) -> str:
-    if value is None:
-        return ""
-    return f"{100 * value:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "" if value is None else format(value, fmt)
+    spread = percent(std, 2, na="")
+    return percent(value, 2, na="") + (f" ± {spread}" if value is not None and spread else "")
 
 
 def _short(reason: str | None, limit: int = 60) -> str:
@@ -127,14 +127,14 @@ def render(rows: list[dict[str, Any]], console: Console) -> None:
             r["name"],
             "yes" if r["available"] else "[red]no[/red]",
             "" if diff is None else ("yes" if diff else "no"),
-            _num(r.get("embedding_dim"), "d"),
-            _num(r.get("input_size"), "d"),
+            number(r.get("embedding_dim"), "d", na=""),
+            number(r.get("input_size"), "d", na=""),
             _pct(r.get("lfw_accuracy"), r.get("lfw_accuracy_std")),
             _pct(r.get("tar_far1e-2")),
-            _num(r.get("threshold_far1e-2"), ".3f"),
-            _num(r.get("threshold_far1e-3"), ".3f"),
-            _num(r.get("ms_per_face"), ".1f"),
-            _num(r.get("cpu_ms_per_face"), ".1f"),
+            number(r.get("threshold_far1e-2"), ".3f", na=""),
+            number(r.get("threshold_far1e-3"), ".3f", na=""),
+            number(r.get("ms_per_face"), ".1f", na=""),
+            number(r.get("cpu_ms_per_face"), ".1f", na=""),
             _short(r.get("reason")),
         )
     console.print(table)

@@ -3,7 +3,8 @@
 Specs come from each registered target's ``weights`` attribute (``TARGETS``), shared specs once. ``NAME`` is a
 weight name (``sface``) or a target name (``sface-cv2``). ``list`` shows source, license, size and whether the
 file is at hand and verified; ``fetch`` gets every missing file through ``bench.weights.ensure`` (one message per
-failure, the rest carry on); ``verify`` re-hashes the files at hand against their pinned SHA-256.
+failure, the rest carry on); ``verify`` re-hashes the files at hand against their pinned SHA-256, and the files
+converted from them (folded ONNX, LPIPS state dict) against the checksum recorded when they were made.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from bench.commands._ui import wide_console
 from bench.lpips import ALEXNET_SPEC
 from bench.registry import TARGETS, UnknownNameError
 from bench.user_weights import locate_user_file
-from bench.weights import WeightError, WeightSpec, candidate_path, ensure, installed_member, sha256_of
+from bench.weights import (
+    WeightError,
+    WeightSpec,
+    candidate_path,
+    derived_files,
+    ensure,
+    installed_member,
+    sha256_of,
+)
 
 
 def declared_specs(names: list[str] | None = None) -> list[tuple[WeightSpec, list[str]]]:
@@ -96,6 +105,9 @@ def rows(names: list[str] | None = None, verify: bool = True) -> list[dict]:
             "pinned_sha256": spec.sha256 or None,
         }
         row.update(file_status(spec, verify))
+        if verify:
+            row["converted"] = [{"path": str(path), "status": "verified" if problem is None else "corrupt",
+                                 "problem": problem} for path, problem in derived_files(spec)]
         out.append(row)
     return out
 
@@ -167,6 +179,13 @@ def run_verify(args, console: Console) -> int:
         else:
             console.print(f"[cyan]? {r['name']}[/]: {r['path']} has SHA-256 {r['sha256']} (no digest pinned; "
                           "pin it in the target config's sha256 to check it)")
+        for conv in r.get("converted", []):
+            if conv["problem"] is None:
+                console.print(f"[green]ok {r['name']}[/] (converted): {conv['path']}", highlight=False)
+            else:
+                bad += 1
+                console.print(f"[red]x {r['name']}[/] (converted): {conv['problem']}; it is rebuilt from the "
+                              "verified original when next used (or delete it)", highlight=False)
     return 1 if bad else 0
 
 

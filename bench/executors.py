@@ -1,0 +1,88 @@
+"""Executors: run a task graph's pending tasks and record each outcome in the run store.
+
+An executor gets the tasks in dependency order (``bench.plan``), the :class:`~bench.tasks.Workspace` the bodies
+run on, the store and a reporter. The bookkeeping every executor shares lives here as functions: which tasks are
+pending, which must be skipped because a task they need failed, and how an outcome is recorded (artifact first,
+then rows and status in one transaction, so a killed run loses at most the tasks in flight).
+
+``LocalExecutor`` runs the tasks one after the other in this process. Another way of running them is a new
+class with the same ``run`` signature, leaving this one alone. A process pool or Ray executor ships
+``(TaskNode.body, TaskNode.args)`` to workers (bodies are top-level functions found by name in
+``bench.tasks.BODIES``, arguments are plain data), gives each worker a Workspace built the way ``Runner.run``
+builds its own (``prepare_data`` reads the alignment cache, ``Runner.load_plugins`` creates the plug-ins by name),
+submits a task once all its dependencies are recorded as done, and records every returned :class:`TaskOutput`
+in the parent with :func:`record_output` (the SQLite store has one writer).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Protocol
+
+from bench.plan import TaskNode
+from bench.progress import Reporter
+from bench.store import RunStore
+from bench.tasks import BODIES, TaskOutput, Workspace
+
+
+class Executor(Protocol):
+    def run(self, tasks: list[TaskNode], workspace: Workspace, store: RunStore, reporter: Reporter) -> None: ...
+
+
+def pending(tasks: list[TaskNode], store: RunStore, reporter: Reporter) -> list[TaskNode]:
+    todo = [t for t in tasks if not store.is_done(t.key)]
+    reporter.message(f"{len(tasks) - len(todo)} of {len(tasks)} tasks already done")
+    return todo
+
+
+def blocked_by(task: TaskNode, failed: set[str], store: RunStore) -> list[str]:
+    """The tasks ``task`` needs that failed or are not done."""
+    return [d for d in task.deps if d in failed or not store.is_done(d)]
+
+
+def record_blocked(task: TaskNode, blockers: list[str], store: RunStore) -> None:
+    store.record(task.key, task.kind, task.label, "failed", 0.0,
+                 error=f"skipped: {len(blockers)} task(s) it needs failed")
+
+
+def record_output(task: TaskNode, output: TaskOutput, seconds: float, store: RunStore) -> None:
+    if output.tensors is not None:
+        store.save_artifact(task.key, output.tensors)
+    store.record(task.key, task.kind, task.label, "done", seconds, output.info, output.rows)
+
+
+def record_failure(task: TaskNode, exc: BaseException, seconds: float, store: RunStore) -> str:
+    err = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    store.record(task.key, task.kind, task.label, "failed", seconds, error=err)
+    return err
+
+
+class LocalExecutor:
+    """One task after the other, in this process."""
+
+    def run(self, tasks: list[TaskNode], workspace: Workspace, store: RunStore, reporter: Reporter) -> None:
+        todo = pending(tasks, store, reporter)
+        reporter.phase("tasks", len(todo))
+        failed: set[str] = set()
+        for task in todo:
+            blockers = blocked_by(task, failed, store)
+            if blockers:
+                failed.add(task.key)
+                record_blocked(task, blockers, store)
+                reporter.advance(task.label)
+                continue
+            t0 = time.perf_counter()
+            store.begin(task.key, task.label)
+            try:
+                output = BODIES[task.body](workspace, **task.args)
+            except Exception as exc:
+                failed.add(task.key)
+                err = record_failure(task, exc, time.perf_counter() - t0, store)
+                reporter.message(f"[red]failed[/red] {task.label}: {err}")
+            else:
+                record_output(task, output, time.perf_counter() - t0, store)
+            reporter.advance(task.label)
+
+
+__all__ = ["Executor", "LocalExecutor", "pending", "blocked_by", "record_output", "record_failure"]

@@ -1,0 +1,45 @@
+"""How numbers are written in every view (Markdown, HTML report, terminal tables): one place, one rule each.
+
+A missing value (None, NaN, infinity, or anything that is not a number) is written ``na`` ("n/a" by default).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+NA = "n/a"
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number, else None (booleans are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def number(value: Any, spec: str, na: str = NA) -> str:
+    """``format(value, spec)``; an integer spec ("d") rounds a float first."""
+    v = finite(value)
+    if v is None:
+        return na
+    return format(round(v), spec) if spec.endswith("d") else format(v, spec)
+
+
+def percent(value: Any, digits: int = 1, suffix: str = "", na: str = NA) -> str:
+    """A fraction in [0, 1] as a percentage: 0.3 -> "30.0" (+ ``suffix``, e.g. "%")."""
+    v = finite(value)
+    return na if v is None else f"{100 * v:.{digits}f}{suffix}"
+
+
+def signed(value: Any, spec: str) -> str:
+    """A difference with its sign ("+0.0125"); empty when there is none."""
+    v = finite(value)
+    return "" if v is None else format(v, "+" + spec)
+
+
+def finer(spec: str) -> str:
+    """One more decimal than ``spec`` (".3f" -> ".4f"), to show a change smaller than the display precision."""
+    if spec.startswith(".") and spec.endswith("f") and spec[1:-1].isdigit():
+        return f".{int(spec[1:-1]) + 1}f"
+    return spec

@@ -1,0 +1,159 @@
+"""The data side of a run: select users and gallery identities, split them, align what is used.
+
+Users are drawn (seeded) among identities with enough photos; the gallery holds the users and up to
+``gallery_identities`` others. Splits are made on file lists first, then only what is used is aligned: every
+photo of a user, the gallery part of anyone else. A photo that fails alignment leaves its part; an identity left
+without a gallery (or a user without probes or fit photos) leaves the run, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.canvas import from_uint8
+from bench.context import PublicPhotos
+from bench.data import (
+    DataError,
+    Dataset,
+    IdentitySplit,
+    load_identity_folders,
+    resolve_data_root,
+    split_identity,
+)
+from bench.faces import IdentityFaces
+from bench.plan import DataInfo
+from bench.progress import Reporter
+from bench.suites import Suite
+from bench.validate import UsageError, check_device, check_output_folder
+
+
+@dataclass
+class Prepared:
+    """Aligned canvases and splits of the selected identities."""
+
+    dataset: Dataset
+    users: list[str]
+    splits: dict[str, IdentitySplit]
+    canvases: dict[Path, np.ndarray]  # photo -> uint8 canvas
+    digests: dict[Path, str]
+
+    def stack(self, photos: list[Path]) -> torch.Tensor:
+        arr = np.stack([self.canvases[p] for p in photos])
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()  # uint8
+
+    def gallery(self) -> tuple[list[Path], list[str]]:
+        photos, labels = [], []
+        for ident, split in sorted(self.splits.items()):
+            photos += split.gallery
+            labels += [ident] * len(split.gallery)
+        return photos, labels
+
+    def public_photos(self) -> list[Path]:
+        """What a recogniser owner holds of its own people: the gallery photos of every identity that is not an
+        evaluated user (an adaptive adversary's training data; never a user's photo)."""
+        return [p for ident, split in sorted(self.splits.items()) if ident not in self.users for p in split.gallery]
+
+    def public(self) -> PublicPhotos:
+        photos = self.public_photos()
+        labels = [p.parent.name for p in photos]
+        canvases = from_uint8(self.stack(photos)) if photos else torch.zeros(0, 3, 224, 224)
+        return PublicPhotos(canvases, labels, self.public_digest())
+
+    def public_digest(self) -> str:
+        return hashlib.sha256("".join(self.digests[p] for p in self.public_photos()).encode()).hexdigest()[:24]
+
+    def describe(self) -> DataInfo:
+        """What the planner needs to know of the data (digests, not pixels)."""
+        gallery, labels = self.gallery()
+        digests = self.digests
+
+        def of(part: str) -> dict[str, list[str]]:
+            return {u: [digests[p] for p in getattr(self.splits[u], part)] for u in self.users}
+
+        return DataInfo(users=list(self.users), gallery=[digests[p] for p in gallery], gallery_labels=labels,
+                        probe=of("probe"), fit=of("fit"), user_gallery=of("gallery"),
+                        public=self.public_digest())
+
+
+def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:
+    """(users, every selected identity): users drawn among those with enough photos, then the others."""
+    rng = np.random.default_rng(suite.split.seed)
+    names = sorted(ds.identities)
+    eligible = [n for n in names if len(ds.identities[n]) >= suite.min_user_photos]
+    if len(eligible) < suite.users:
+        raise ValueError(f"suite '{suite.name}' wants {suite.users} users with >= {suite.min_user_photos} photos; "
+                         f"{ds.root} has {len(eligible)}")
+    users = sorted(rng.permutation(eligible)[: suite.users].tolist())
+    others = [n for n in rng.permutation(names).tolist() if n not in users]
+    if suite.gallery_identities is not None:
+        others = others[: max(0, suite.gallery_identities - len(users))]
+    return users, sorted(users + others)
+
+
+def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
+                 reporter: Reporter) -> Prepared:
+    """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
+    ds = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
+    for ident, reason in ds.too_few.items():
+        skip(ident, reason)
+    users, selected = select_identities(suite, ds)
+    splits: dict[str, IdentitySplit] = {}
+    for ident in selected:
+        try:
+            splits[ident] = split_identity(ident, ds.identities[ident], suite.split)
+        except DataError as exc:
+            skip(ident, str(exc))
+    needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
+              for ident, sp in splits.items()}
+    # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)
+    chooser = IdentityFaces(aligner)
+    reporter.phase("align faces", sum(map(len, needed.values())))
+    canvases, digests = {}, {}
+    for ident, photos in needed.items():
+        faces, skipped = chooser.align(ident, photos, others=ds.identities[ident], progress=reporter.advance)
+        for p, reason in skipped.items():
+            skip(str(p), reason)
+            reporter.message(f"[yellow]skipped[/yellow] {p}: {reason}")
+        for p, face in faces.items():
+            canvases[p], digests[p] = face.canvas, face.key
+    for ident in list(splits):
+        sp = splits[ident]
+        sp.gallery, sp.probe, sp.fit = ([p for p in part if p in canvases] for part in (sp.gallery, sp.probe, sp.fit))
+        if not sp.gallery or (ident in users and not (sp.probe and sp.fit)):
+            skip(ident, "no usable gallery photo" if not sp.gallery else "no usable probe or fit photo")
+            del splits[ident]
+    users = [u for u in users if u in splits]
+    if not users:
+        raise ValueError("no protected user is left after alignment; see the skipped items in the store")
+    return Prepared(ds, users, splits, canvases, digests)
+
+
+def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: str, threads: int | None) -> None:
+    """Everything about a run that can be checked without compute: device, threads, the output folder, the
+    data root and whether it holds enough identities for the suite. Raises :class:`UsageError`."""
+    check_device(device)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"--threads {threads!r} is out of range; allowed: --threads >= 1")
+    check_output_folder(run_dir)
+    try:
+        root, _ = resolve_data_root(data_root)
+        dataset = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    eligible = sum(len(photos) >= suite.min_user_photos for photos in dataset.identities.values())
+    if eligible < suite.users:
+        raise UsageError(
+            f"users={suite.users} is out of range for {dataset.root}: it has {eligible} identities with >= "
+            f"{suite.min_user_photos} photos; allowed: 1 <= users <= {eligible}" if eligible else
+            f"{dataset.root} has no identity with >= {suite.min_user_photos} photos, as a protected user needs"
+        )
+
+
+__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities"]

@@ -1,0 +1,146 @@
+"""The plug-ins of a run: names expanded and checked, created, loaded, and described for the planner.
+
+Nothing here knows a plug-in by name: names come from the suite ("*" expands to every registered one), classes
+from the registries. A target whose weights or runtime cannot be had is recorded ``unavailable`` and the run
+carries on; a method whose required needs (``Method.needs()``) the run cannot meet is ``unavailable`` too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from bench.context import ContextError, RunContext
+from bench.plan import AdversaryInfo, MethodInfo, TargetInfo
+from bench.progress import Reporter
+from bench.provenance import code_version
+from bench.registry import ATTACKS, METHODS, TARGETS
+from bench.suites import Suite
+from bench.weights import WeightError, ensure
+
+
+def expand(names: tuple[str, ...], registry) -> list[str]:
+    """A suite's names, with "*" standing for every registered one."""
+    if "*" in names:
+        return registry.names()
+    return list(names)
+
+
+def validate_names(suite: Suite) -> None:
+    """Fail before any work on names that are not registered (the message lists the known ones), on config
+    overrides for methods the run does not include, on bad config values, and on black-box surrogates."""
+    methods = expand(suite.methods, METHODS)
+    for registry, names in ((METHODS, methods), (ATTACKS, expand(suite.adversaries, ATTACKS)),
+                            (TARGETS, expand(suite.targets, TARGETS)), (TARGETS, suite.surrogates)):
+        for name in names:
+            registry.entry(name)
+    stray = sorted(set(suite.method_overrides) - set(methods))
+    if stray:
+        raise ValueError(f"config overrides for {stray}, which this run does not include "
+                         f"(its methods: {', '.join(methods)})")
+    for mname in methods:  # a bad config key or value fails here, not hours into the run
+        METHODS.create(mname, **suite.method_overrides.get(mname, {}))
+    black_box = [name for name in suite.surrogates if not TARGETS.entry(name).cls.differentiable]
+    if black_box:
+        usable = [n for n in TARGETS.names() if TARGETS.entry(n).cls.differentiable]
+        raise ValueError(f"surrogates {black_box} are black boxes (no gradients); differentiable targets: "
+                         f"{', '.join(usable)}")
+
+
+def load_targets(names: list[str], device: str, unavailable: dict[str, str], reporter: Reporter) -> dict[str, Any]:
+    """Create, fetch and load targets; the ones that cannot run are added to ``unavailable`` with the reason."""
+    loaded = {}
+    for name in names:
+        if name in unavailable:
+            continue
+        try:
+            target = TARGETS.create(name, device=device)
+            for spec in type(target).weights:
+                ensure(spec, log=reporter.message)
+            ok, reason = type(target).runtime_available()
+            if not ok:
+                raise WeightError(reason or "runtime unavailable")
+            target.load()
+            loaded[name] = target
+        except (WeightError, ImportError, OSError, RuntimeError, ValueError) as exc:
+            unavailable[name] = str(exc)
+            reporter.message(f"[red]target {name} unavailable[/red]: {exc}")
+    return loaded
+
+
+def surrogate_twins(target: Any, surrogates: list[Any]) -> list[str]:
+    """Surrogates (other than the target itself) that load one of the target's weight files, e.g. SFace run by
+    OpenCV when SFace's torch port is a surrogate: judging on such a target is white-box, not transfer."""
+    mine = {w.sha256 for w in type(target).weights}
+    return [s.name for s in surrogates if s.name != target.name and mine & {w.sha256 for w in type(s).weights}]
+
+
+def surrogate_ids(surrogates: list[Any]) -> list[tuple[str, list[str], str]]:
+    """What the protect keys hold of the surrogates: name, digests of the weight files, code version."""
+    return [(s.name, s.weight_digests(), code_version(s)) for s in surrogates]
+
+
+def describe_targets(targets: dict[str, Any], surrogates: list[Any], suite: Suite, calibration: str | None,
+                     reporter: Reporter) -> list[TargetInfo]:
+    """The evaluated targets for the planner; thresholds come from the calibration on LFW copy ``calibration``."""
+    from bench.calibration_store import calibrations
+
+    infos = []
+    for name, target in targets.items():
+        twins = surrogate_twins(target, surrogates)
+        thresholds = target.thresholds(calibration)
+        if not thresholds and calibrations(name):
+            reporter.message(f"[yellow]target {name}[/yellow]: calibrated only on other LFW copies than the one under "
+                             "this data root; verification PSR is left out (run `bench targets --data-root ...`)")
+        infos.append(TargetInfo(name, code_version(target), target.weight_digests(), thresholds,
+                                calibration if thresholds else None, target.differentiable,
+                                name in suite.surrogates or bool(twins), twins))
+    return infos
+
+
+def create_methods(suite: Suite, context: RunContext, reporter: Reporter) -> tuple[dict[str, Any], list[MethodInfo]]:
+    """Configured methods by name and their descriptions; every declared need is resolved to a digest here
+    (banks are built, i.e. aligned, once), so that it enters the protect keys."""
+    methods, infos = {}, []
+    for mname in expand(suite.methods, METHODS):
+        overrides = suite.method_overrides.get(mname, {})
+        info = MethodInfo(mname, overrides)
+        infos.append(info)
+        try:
+            method = METHODS.create(mname, **overrides)
+        except Exception as exc:
+            info.status, info.reason = "unavailable", str(exc)
+            continue
+        ok, reason = METHODS.entry(mname).availability()
+        if not ok:
+            info.status, info.reason = "unavailable", reason
+            continue
+        try:
+            for need in method.needs():
+                try:
+                    info.needs[need.label] = context.digest(need)
+                except ContextError as exc:
+                    if not need.optional:
+                        raise
+                    info.needs[need.label] = f"unavailable: {exc}"
+        except ContextError as exc:
+            info.status, info.reason = "unavailable", str(exc)
+            reporter.message(f"[red]method {mname} unavailable[/red]: {exc}")
+            continue
+        info.kind, info.budget, info.config = method.kind, method.budget().as_dict(), asdict(method.config)
+        info.code, info.holds_key = code_version(method), method.holds_key
+        methods[mname] = method
+    return methods, infos
+
+
+def create_adversaries(suite: Suite) -> tuple[dict[str, Any], list[AdversaryInfo]]:
+    adversaries, infos = {}, []
+    for aname in expand(suite.adversaries, ATTACKS):
+        adversary = ATTACKS.create(aname)
+        adversaries[aname] = adversary
+        infos.append(AdversaryInfo(aname, asdict(adversary.config), code_version(adversary)))
+    return adversaries, infos
+
+
+__all__ = ["expand", "validate_names", "load_targets", "surrogate_twins", "surrogate_ids", "describe_targets",
+           "create_methods", "create_adversaries"]

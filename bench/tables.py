@@ -1,0 +1,129 @@
+"""The leaderboard's tables: a board (``leaderboard.json``'s contents) as one flat row per entry, CSV and Markdown.
+
+Columns after the PSR summary come from ``bench.metric_registry.METRICS``: every measure (quality, budget, cost)
+in declaration order, then the run facts (device, users, the count metrics). A metric registered there shows up
+here, in the report and in ``bench check`` with no other edit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from bench.formatting import number, percent
+from bench.metric_registry import METRICS, Metric
+
+PRIMARY_SCORE = "psr_top1_worst"
+PROTOCOL_TEXT = {
+    "templates": "probe queries ranked against one template per gallery identity (the mean of its clean photos)",
+    "opom-pairs": "OPOM's protocol: each probe query ranked against ONE clean photo of the user plus every other "
+                  "gallery photo as a distractor, over all query/photo pairs",
+}
+
+
+def measures() -> list[Metric]:
+    """The metrics a view shows as results of a method (not counts of what was measured)."""
+    return [m for m in METRICS.all() if m.group != "count"]
+
+
+def counts() -> list[Metric]:
+    return [m for m in METRICS.all() if m.group == "count"]
+
+
+def mean_authorized(entry: dict[str, Any]) -> float | None:
+    """Key-holder top-1 accuracy, mean over the targets that measured it."""
+    known = [v for v in (entry.get("authorized_accuracy") or {}).values() if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
+    """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
+    fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean",
+             *(m.entry for m in measures()), "device", "users", *(m.entry for m in counts()), "protocol"]
+    rows = []
+    for e in board["entries"]:
+        row = {k: e.get(k) for k in fixed}
+        for t in board["targets"]:
+            for a in board["adversaries"]:
+                row[f"psr_top1[{t}|{a}]"] = e.get("psr", {}).get(t, {}).get(a, {}).get("top1")
+        auth = e.get("authorized_accuracy") or {}
+        row.update({f"authorized_top1[{t}]": auth[t] for t in board["targets"] if auth.get(t) is not None})
+        row["reason"] = e.get("reason")
+        rows.append(row)
+    # object columns keep each value as the JSON has it (an int stays an int next to a missing one)
+    return pd.DataFrame(rows, dtype=object)
+
+
+def to_csv(board: dict[str, Any]) -> str:
+    return flat_frame(board).to_csv(index=False, lineterminator="\n", na_rep="")
+
+
+def white_box_text(board: dict[str, Any]) -> str:
+    """E.g. "sface, dlib-resnet, sface-cv2 (sface's weights)"."""
+    names = [t + (f" ({', '.join(v['same_weights_as'])}'s weights)" if v.get("same_weights_as") else "")
+             for t, v in board.get("target_info", {}).items() if v.get("white_box")]
+    return ", ".join(names) or "none"
+
+
+def _display_row(e: dict[str, Any], targets: list[str], advs: list[str]) -> list[str]:
+    changed = "†" if e.get("overrides") else ""
+    cells = [e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"), e.get("kind") or "",
+             e["scenario"], percent(e.get(PRIMARY_SCORE))]
+    for t in targets:
+        per = e.get("psr", {}).get(t, {})
+        cells.append(" / ".join(percent(per.get(a, {}).get("top1")) for a in advs))
+    cells += [number(e.get(m.entry), m.fmt) for m in measures()]
+    cells.append(percent(mean_authorized(e)))
+    return cells
+
+
+def display_frame(board: dict[str, Any]) -> pd.DataFrame:
+    """The Markdown table as text cells: PSR in %, every measure in its metric's format."""
+    targets, advs = board["targets"], board["adversaries"]
+    head = ["method", "kind", "scenario", "PSR@1 worst", *(f"{t} ({'/'.join(advs)})" for t in targets),
+            *(m.label for m in measures()), "key-holder top-1"]
+    rows = [_display_row(e, targets, advs) for e in board["entries"] if e["status"] != "unavailable"]
+    return pd.DataFrame(rows, columns=head, dtype=object)
+
+
+def _notes(board: dict[str, Any]) -> list[str]:
+    scenarios = sorted({e.get("scenario") for e in board["entries"]})
+    notes = [
+        f"PSR@1 in % ({', '.join(scenarios)} scenario): probe = share of protected query photos whose identity is "
+        f"not ranked first against a clean gallery; gallery = share of clean queries not matched to the user's "
+        f"enrolled protected photos; "
+        f"sorted by the worst case over targets x adversaries. White-box targets (surrogates, or running a "
+        f"surrogate's weights): {white_box_text(board)}.",
+        "Key-holder top-1: rank-1 accuracy after the key holder removes the mask (methods whose mask is "
+        "a key), mean over targets; compare with clean accuracy.",
+    ]
+    protocols = sorted({e.get("protocol", "templates") for e in board["entries"]})
+    notes.append("Protocol: " + "; ".join(f"{p}: {PROTOCOL_TEXT.get(p, p)}" for p in protocols) + ".")
+    notes += dict.fromkeys(f"Reported for {e['method']} by its paper ({r['source']}): {r['metric']} "
+                           f"{percent(r['value'])} on {r['target']} ({r['setting']})."
+                           for e in board["entries"] for r in e.get("reported") or [])
+    changed = {e["method"]: e["overrides"] for e in board["entries"] if e.get("overrides")}
+    for method, overrides in changed.items():
+        notes.append(f"† {method}: config changed from its registered defaults: "
+                     + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ".")
+    if board.get("clean"):
+        notes.append("Clean photos, rank-1 accuracy: " + ", ".join(
+            f"{t} {percent(v['top1_accuracy'])}" for t, v in board["clean"].items()) + ".")
+    unavailable = {t: v["unavailable"] for t, v in board.get("target_info", {}).items() if "unavailable" in v}
+    notes += [f"Target {t}: unavailable ({why})." for t, why in unavailable.items()]
+    return notes
+
+
+def to_markdown(board: dict[str, Any]) -> str:
+    table = display_frame(board)
+    head = list(table.columns)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    shown = iter(table.itertuples(index=False))
+    for e in board["entries"]:  # in board order; an unavailable entry is one cell with its reason
+        if e["status"] == "unavailable":
+            lines.append(f"| {e['method']} | {e.get('kind') or ''} | {e['scenario']} | unavailable: {e.get('reason')} |"
+                         + " |" * (len(head) - 4))
+        else:
+            lines.append("| " + " | ".join(next(shown)) + " |")
+    return "\n".join(lines + ["", *_notes(board)]) + "\n"

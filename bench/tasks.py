@@ -1,0 +1,207 @@
+"""Task bodies: plain top-level functions over explicit inputs, run by an executor (``bench.executors``).
+
+Each body takes the :class:`Workspace` (the run's prepared data and configured plug-ins) and the task's own
+arguments (names, a user, a seed, the keys of the tasks it reads), and returns a :class:`TaskOutput`: facts for
+the task record, result rows, and the tensors to keep as its artifact. A body never writes the store: the
+executor saves the artifact, then records the rows and the status in one transaction. ``BODIES`` maps the
+planner's ``TaskNode.body`` names to them; a body is found by name, so a task pickles as (name, args).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bench.budget import check_budget
+from bench.canvas import face_region, from_uint8, to_uint8
+from bench.context import AdversaryContext, RunContext
+from bench.metric_registry import METRICS
+from bench.metrics import identity_templates, probe_outcome, user_outcome
+from bench.prepare import Prepared
+from bench.store import ResultRow
+
+
+@dataclass
+class TaskOutput:
+    info: dict[str, Any]
+    rows: list[ResultRow]
+    tensors: dict[str, torch.Tensor] | None = None  # the task's artifact, when it keeps one
+
+
+@dataclass
+class Workspace:
+    """What task bodies run on: the prepared data, the configured plug-ins by name, the run context."""
+
+    data: Prepared
+    device: str
+    scenarios: tuple[str, ...]
+    quantize: bool
+    context: RunContext
+    methods: dict[str, Any]
+    targets: dict[str, Any]
+    adversaries: dict[str, Any]
+    surrogates: list[Any]
+    load_artifact: Callable[[str], dict[str, torch.Tensor]]
+    message: Callable[[str], None] = print
+    unavailable_metrics: dict[str, str] = field(default_factory=dict)  # quality metric -> why it cannot run
+    protocol: str = "templates"  # how probe queries are scored (bench.metrics.probe_outcome)
+
+    def canvases(self, photos) -> torch.Tensor:
+        return from_uint8(self.data.stack(photos)).to(self.device)
+
+    def method(self, name: str, seed: int) -> Any:
+        """The named method, bound to the run context for this seed."""
+        return self.methods[name].bind(self.context, seed)
+
+    def adversary_context(self, method: str) -> AdversaryContext:
+        """What an adaptive adversary may use against ``method``: never an evaluated user's photo."""
+        return AdversaryContext(run=self.context, public=self.data.public, method=self.methods[method].bind(self.context),
+                                surrogates=list(self.surrogates))
+
+
+def quality_rows(ws: Workspace, shown: torch.Tensor, clean: torch.Tensor, **tags: Any) -> list[ResultRow]:
+    """One row per registered quality metric (``METRICS.quality()``): the mean over photos, on the metric's
+    region. A metric that cannot run here (weights or package missing) is reported once and left out."""
+    rows = []
+    regions = {"face": (face_region(shown), face_region(clean)), "canvas": (shown, clean)}
+    for metric in METRICS.quality():
+        if metric.row in ws.unavailable_metrics:
+            continue
+        try:
+            with torch.no_grad():
+                values = metric.compute(*regions[metric.region])
+        except Exception as exc:  # a quality extra: report why it is missing, keep the run going
+            ws.unavailable_metrics[metric.row] = str(exc)
+            ws.message(f"[yellow]{metric.label} unavailable[/yellow]: {exc}")
+            continue
+        if metric.clamp_max is not None:
+            values = values.clamp(max=metric.clamp_max)
+        rows.append(ResultRow(metric.row, float(values.mean()), **tags))
+    return rows
+
+
+def clean(ws: Workspace, target: str) -> TaskOutput:
+    recogniser = ws.targets[target]
+    gallery_photos, gallery_labels = ws.data.gallery()
+    with torch.no_grad():
+        tensors = {"gallery": recogniser.embed(ws.canvases(gallery_photos))}
+        for user in ws.data.users:
+            tensors[f"probe/{user}"] = recogniser.embed(ws.canvases(ws.data.splits[user].probe))
+    return TaskOutput({"gallery_labels": gallery_labels, "target": recogniser.name}, [], tensors)
+
+
+def protect(ws: Workspace, method: str, user: str, seed: int) -> TaskOutput:
+    m = ws.method(method, seed)
+    split = ws.data.splits[user]
+    fit_photos, probes = ws.canvases(split.fit), ws.canvases(split.probe)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    protector = m.fit(fit_photos, ws.surrogates, seed)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    protected = protector.protect(probes)
+    protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(probes))
+    protected = protected.detach()
+    linf = float((protected - probes).abs().max()) if len(probes) else 0.0
+    budget = m.budget().as_dict()
+    measured = check_budget(m.name, budget, protected, probes, f"{user}'s probe photo")
+    published = to_uint8(protected) if ws.quantize else protected
+    tensors = {"protected": published}
+    if "gallery" in ws.scenarios:
+        clean_gallery = ws.canvases(split.gallery)
+        enrolled = protector.protect(clean_gallery).detach()
+        check_budget(m.name, budget, enrolled, clean_gallery, f"{user}'s gallery photo")
+        tensors["protected_gallery"] = to_uint8(enrolled) if ws.quantize else enrolled
+    if protector.has_key:
+        tensors["deobfuscated"] = to_uint8(protector.deobfuscate(from_uint8(published).to(ws.device)))
+    tensors.update({f"state/{k}": v for k, v in protector.state().items()})
+    shown = from_uint8(published).to(ws.device) if ws.quantize else protected
+    tags = {"method": m.name, "user": user}
+    rows = quality_rows(ws, shown, probes, **tags)
+    rows += [ResultRow(name, value, **tags) for name, value in (
+        ("linf", linf), ("fit_s", fit_s), ("protect_ms_per_photo", protect_ms), ("probes", float(len(probes))))]
+    info = {"info": protector.info(), "budget": budget, "kind": m.kind, "budget_measured": measured,
+            "context_used": dict(m.context.used)}
+    return TaskOutput(info, rows, tensors)
+
+
+def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key: str,
+             protect_keys: dict[str, str], thresholds: dict[str, float]) -> TaskOutput:
+    """The adversary's view of every user's protected photos against the gallery: per-user PSR rows."""
+    adv, recogniser = ws.adversaries[adversary], ws.targets[target]
+    clean_emb = ws.load_artifact(clean_key)
+    labels = ws.data.gallery()[1]
+    eval_target = adv.adapt(recogniser, ws.adversary_context(method))
+    with torch.no_grad():
+        if eval_target is recogniser:
+            gallery_emb = clean_emb["gallery"].to(ws.device)
+            clean_probe = {u: clean_emb[f"probe/{u}"].to(ws.device) for u in ws.data.users}
+        else:  # an adapted recogniser re-embeds everything it sees
+            gallery_emb = eval_target.embed(ws.canvases(ws.data.gallery()[0]))
+            clean_probe = {u: eval_target.embed(ws.canvases(ws.data.splits[u].probe)) for u in ws.data.users}
+    templates, names = identity_templates(gallery_emb, labels)
+    rows: list[ResultRow] = []
+
+    def add(scenario, user, outcome):
+        tags = dict(method=method, scenario=scenario, adversary=adversary, target=target, user=user)
+        rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
+        rows.append(ResultRow("queries", outcome.queries, **tags))
+
+    for user in ws.data.users:
+        art = ws.load_artifact(protect_keys[user])
+        with torch.no_grad():
+            if "probe" in ws.scenarios:
+                seen = eval_target.embed(adv.apply(from_uint8(art["protected"]).to(ws.device)))
+                add("probe", user, probe_outcome(ws.protocol, user, seen, gallery_emb, labels, thresholds))
+            if "gallery" in ws.scenarios:
+                # The recogniser enrols the user's protected photos and is queried with clean ones.
+                enrolled = eval_target.embed(adv.apply(from_uint8(art["protected_gallery"]).to(ws.device)))
+                swapped = templates.clone()
+                swapped[names.index(user)] = F.normalize(enrolled.sum(0), dim=0)
+                add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
+    return TaskOutput({"gallery_identities": len(names)}, rows)
+
+
+def evaluate_clean(ws: Workspace, target: str, clean_key: str, thresholds: dict[str, float]) -> TaskOutput:
+    """The baseline: every user's clean probes against the gallery."""
+    clean_emb = ws.load_artifact(clean_key)
+    gallery_emb, labels = clean_emb["gallery"].to(ws.device), ws.data.gallery()[1]
+    rows: list[ResultRow] = []
+    for user in ws.data.users:
+        outcome = probe_outcome(ws.protocol, user, clean_emb[f"probe/{user}"].to(ws.device), gallery_emb, labels,
+                                thresholds)
+        tags = dict(method="clean", scenario="probe", target=target, user=user)
+        rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
+        rows.append(ResultRow("queries", outcome.queries, **tags))
+    return TaskOutput({"gallery_identities": len(set(labels))}, rows)
+
+
+def key_holder(ws: Workspace, method: str, target: str, clean_key: str, protect_keys: dict[str, str]) -> TaskOutput:
+    """Authorized accuracy: rank-1 accuracy of the target on each user's photos after the key holder removed
+    the mask (the protected photos as published, de-obfuscated with the user's key)."""
+    recogniser = ws.targets[target]
+    clean_emb = ws.load_artifact(clean_key)
+    templates, names = identity_templates(clean_emb["gallery"].to(ws.device), ws.data.gallery()[1])
+    rows = []
+    for user in ws.data.users:
+        art = ws.load_artifact(protect_keys[user])
+        if "deobfuscated" not in art:
+            raise ValueError(f"{method} declares that its protectors hold a key (Method.holds_key), but the one "
+                             f"fitted for {user} kept none (Protector.has_key is False)")
+        with torch.no_grad():
+            restored = recogniser.embed(from_uint8(art["deobfuscated"]).to(ws.device))
+        outcome = user_outcome(user, restored, templates, names, ks=(1,))
+        rows.append(ResultRow("authorized_top1_accuracy", 1 - outcome.psr["top1"], method=method, target=target,
+                              user=user))
+    return TaskOutput({}, rows)
+
+
+BODIES: dict[str, Callable[..., TaskOutput]] = {
+    "clean": clean, "protect": protect, "evaluate": evaluate, "evaluate_clean": evaluate_clean,
+    "key_holder": key_holder,
+}

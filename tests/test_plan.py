@@ -1,0 +1,156 @@
+"""The planner on its own: a suite and descriptions in, a task graph out. No faces, no models."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.plan import AdversaryInfo, DataInfo, MethodInfo, Plugins, TargetInfo, plan_run
+from bench.suites import get_suite
+
+
+def suite(**changes):
+    return get_suite("smoke").with_overrides(**changes)
+
+
+def data(**changes) -> DataInfo:
+    base = DataInfo(users=["ann", "bob"], gallery=["g1", "g2", "g3", "g4"], gallery_labels=["ann", "bob", "cy", "cy"],
+                    probe={"ann": ["pa"], "bob": ["pb"]}, fit={"ann": ["fa1", "fa2"], "bob": ["fb"]},
+                    user_gallery={"ann": ["g1"], "bob": ["g2"]}, public="pub0")
+    return dataclasses.replace(base, **changes)
+
+
+def plugins(**changes) -> Plugins:
+    base = Plugins(
+        methods=[MethodInfo("mask", kind="universal", budget={"linf": 0.03}, config={"eps": 0.03}, code="c1",
+                            holds_key=True),
+                 MethodInfo("cloak", kind="per-image", budget={"dssim": 0.004}, config={"steps": 5}, code="c2",
+                            needs={"identity_bank/40x2": "bank0"}),
+                 MethodInfo("broken", status="unavailable", reason="no bank")],
+        targets=[TargetInfo("rec1", code="t1", weights=["w1"]),
+                 TargetInfo("rec2", code="t2", weights=["w2"], thresholds={"far1e-3": 0.4}, calibration="lfw0")],
+        adversaries=[AdversaryInfo("identity", {}, "a1"), AdversaryInfo("blur", {"sigma": 1}, "a2")],
+        surrogates=[("rec1", ["w1"], "t1")],
+        unavailable_targets={"rec3": "weights missing"},
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def keys(graph) -> dict[str, str]:
+    return {t.label: t.key for t in graph.tasks}
+
+
+def test_graph_shape_order_and_plan():
+    graph = plan_run(suite(), data(), plugins())
+    labels = [t.label for t in graph.tasks]
+    # 2 clean, 2 x 2 protect, 2 methods x 2 adversaries x 2 targets eval, 2 authorized (mask only), 2 clean evals
+    assert len(labels) == 2 + 4 + 8 + 2 + 2 and len(set(keys(graph).values())) == len(labels)
+    assert labels[:2] == ["clean/rec1", "clean/rec2"]
+    assert {"authorized/mask/rec1", "authorized/mask/rec2"} <= set(labels)
+    assert not any(label.startswith("authorized/cloak") for label in labels)
+    assert not any("broken" in label for label in labels)
+    seen = set()
+    for task in graph.tasks:  # dependencies come first
+        assert set(task.deps) <= seen, task.label
+        seen.add(task.key)
+    meta = graph.meta
+    assert meta["methods"]["broken"] == {"overrides": {}, "protect": {}, "eval": {}, "status": "unavailable",
+                                         "reason": "no bank"}
+    assert meta["methods"]["cloak"]["needs"] == {"identity_bank/40x2": "bank0"}
+    assert set(meta["methods"]["mask"]["authorized"]["0"]) == {"rec1", "rec2"}
+    assert meta["targets"]["rec3"] == {"unavailable": "weights missing"}
+    assert meta["targets"]["rec2"]["calibration"] == "lfw0"
+    assert meta["clean_eval"]["rec1"] == keys(graph)["eval/clean/rec1"]
+    assert meta["adversaries"] == ["identity", "blur"]
+
+
+def test_tasks_are_plain_data():
+    graph = plan_run(suite(), data(), plugins())
+    assert pickle.loads(pickle.dumps(graph)) == graph
+    evals = [t for t in graph.tasks if t.body == "evaluate" and t.args["target"] == "rec2"]
+    assert all(t.args["thresholds"] == {"far1e-3": 0.4} for t in evals)
+
+
+def changed(before, after) -> set[str]:
+    a, b = keys(before), keys(after)
+    assert a.keys() == b.keys()
+    return {label for label in a if a[label] != b[label]}
+
+
+def test_a_method_config_change_rekeys_only_that_methods_tasks():
+    base = plan_run(suite(), data(), plugins())
+    p = plugins()
+    p.methods[1] = dataclasses.replace(p.methods[1], config={"steps": 6})
+    touched = changed(base, plan_run(suite(), data(), p))
+    assert touched == {label for label in keys(base) if "/cloak/" in label or label.startswith("protect/cloak")}
+
+
+def test_what_a_method_takes_from_the_run_enters_its_keys():
+    base = plan_run(suite(), data(), plugins())
+    p = plugins()
+    p.methods[1] = dataclasses.replace(p.methods[1], needs={"identity_bank/40x2": "another bank"})
+    touched = changed(base, plan_run(suite(), data(), p))
+    assert touched and all("cloak" in label for label in touched)
+
+
+def test_thresholds_public_photos_and_photos_rekey_what_they_touch():
+    base = plan_run(suite(), data(), plugins())
+    p = plugins()
+    p.targets[1] = dataclasses.replace(p.targets[1], thresholds={"far1e-3": 0.41})
+    touched = changed(base, plan_run(suite(), data(), p))
+    assert touched == {label for label in keys(base) if label.startswith("eval/") and label.endswith("/rec2")}
+
+    touched = changed(base, plan_run(suite(), data(public="pub1"), plugins()))
+    assert touched == {label for label in keys(base) if label.startswith("eval/") and "/clean/" not in label}
+
+    touched = changed(base, plan_run(suite(), data(fit={"ann": ["fa1", "fa2"], "bob": ["other"]}), plugins()))
+    assert {"protect/mask/bob/0", "protect/cloak/bob/0"} <= touched
+    assert not any(label.startswith(("clean/", "protect/mask/ann", "eval/clean")) for label in touched)
+
+
+def test_gallery_photos_enter_protect_keys_only_in_the_gallery_scenario():
+    probe_only, both = suite(), suite(scenarios=("probe", "gallery"))
+    moved = data(user_gallery={"ann": ["other"], "bob": ["g2"]})
+    assert not changed(plan_run(probe_only, data(), plugins()), plan_run(probe_only, moved, plugins()))
+    assert "protect/mask/ann/0" in changed(plan_run(both, data(), plugins()), plan_run(both, moved, plugins()))
+
+
+def test_the_device_rekeys_everything_computed_on_it():
+    base = plan_run(suite(), data(), plugins())
+    assert changed(base, plan_run(suite(), data(), plugins(device="cuda"))) == set(keys(base))
+
+
+def test_seeds_multiply_protect_and_eval_tasks():
+    graph = plan_run(suite(seeds=(0, 1)), data(), plugins())
+    protect = [t for t in graph.tasks if t.kind == "protect"]
+    assert len(protect) == 8 and set(graph.meta["methods"]["mask"]["protect"]) == {"0", "1"}
+
+
+def test_the_runner_parts_name_no_plugin():
+    """The harness never names a plug-in: suite presets (configuration) are the only place."""
+    from bench.registry import ATTACKS, METHODS, TARGETS
+
+    names = set(METHODS.names()) | set(ATTACKS.names()) | set(TARGETS.names())
+    bench_dir = Path(__file__).parent.parent / "bench"
+    parts = ["plan", "prepare", "provenance", "resources", "runner", "tasks", "executors", "context",
+             "identity_bank", "budget", "metric_registry", "calibration_store"]
+    for part in parts:
+        literals = set(re.findall(r"\"([a-z0-9-]+)\"", (bench_dir / f"{part}.py").read_text()))
+        assert not literals & names, f"bench/{part}.py names plug-ins {sorted(literals & names)}"
+
+
+@pytest.mark.parametrize("field", ["users", "gallery"])
+def test_data_changes_rekey_clean_tasks(field):
+    base = plan_run(suite(), data(), plugins())
+    other = data(**{field: ["ann"] if field == "users" else ["g1"]})
+    if field == "users":
+        other = dataclasses.replace(other, probe={"ann": ["pa"]}, fit={"ann": ["fa1"]}, user_gallery={"ann": ["g1"]})
+        graph = plan_run(suite(), other, plugins())
+        assert graph.meta["users"] == ["ann"]
+        assert keys(graph)["clean/rec1"] != keys(base)["clean/rec1"]
+    else:
+        assert keys(plan_run(suite(), other, plugins()))["clean/rec1"] != keys(base)["clean/rec1"]
