@@ -174,8 +174,8 @@ def test_opom_pairs_protocol_reuses_the_protected_photos_and_is_stated(finished_
     probe = next(e for e in board["entries"] if e["scenario"] == "probe")
     assert probe["protocol"] == "opom-pairs" and "top10" in probe["psr"]["sface"]["none"]
     assert probe["reference"] and isinstance(probe["reported"], list)
-    assert "opom-pairs: OPOM's protocol" in leaderboard.to_markdown(board)
-    assert leaderboard.flat_rows(board)[0]["protocol"] == "opom-pairs"
+    assert "opom-pairs: OPOM's protocol" in tables.to_markdown(board)
+    assert tables.flat_frame(board)["protocol"].tolist()[0] == "opom-pairs"
     with pytest.raises(ValueError, match="differ in protocol"):
         leaderboard.merge([leaderboard.build_runs([finished_run[0]]), board])
 
