@@ -136,11 +136,6 @@ class SplitSpec:
                              f"{self.gallery_fraction + self.probe_fraction:g}; allowed: < 1 (photos are left to fit on)")
 
 
-# Named presets. Chameleon (ECCV 2024, git-disl/Chameleon): probe / gallery / train = 10% / 20% / 70%, seed 2023.
-CHAMELEON_SPLIT = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
-SPLITS = {"chameleon": CHAMELEON_SPLIT}
-
-
 @dataclass
 class IdentitySplit:
     gallery: list[Path]

@@ -10,9 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bench.data import CHAMELEON_SPLIT, SplitSpec
+from bench.data import SplitSpec
 from bench.metrics import PROTOCOLS
 from bench.validate import COUNT, UsageError, at_least, check_ranges
+
+# Named split presets (``bench run --split``). Chameleon (ECCV 2024, git-disl/Chameleon): probe / gallery / train
+# = 10% / 20% / 70%, seed 2023.
+CHAMELEON_SPLIT = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
+SPLITS = {"chameleon": CHAMELEON_SPLIT}
 
 
 @dataclass(frozen=True)

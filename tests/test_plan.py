@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.data import SPLITS
 from bench.plan import AdversaryInfo, DataInfo, MethodInfo, Plugins, TargetInfo, plan_run
-from bench.suites import get_suite
+from bench.suites import SPLITS, get_suite
 
 
 def suite(**changes):

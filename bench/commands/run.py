@@ -20,12 +20,12 @@ from rich.progress import (
 
 from bench import leaderboard, report, tables
 from bench.commands._ui import wide_console
-from bench.data import SPLITS, DataError
+from bench.data import DataError
 from bench.metrics import PROTOCOLS
 from bench.registry import ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
-from bench.suites import Suite, get_suite
+from bench.suites import SPLITS, Suite, get_suite
 from bench.validate import UsageError
 
 
