@@ -171,11 +171,11 @@ def test_tip_im_impersonates_a_candidate_and_dodges(sface, user, context):
     assert picks.shape == (len(clean), len(bank)) and (picks.sum(1) == 5).all()
 
 
-def test_tip_im_takes_the_references_l2_step(sface, user):
+def test_tip_im_takes_the_references_l2_step(sface, user, context):
     """One step of ShawnXYang/TIP-IM's default (--norm l2): the change has L2 norm alpha * sqrt(D), D the values
     of the face box (the reference's 112 x 112 x 3 crop), unless the +-epsilon clip bites."""
     alpha = 0.5 / 255
-    _, _, protected = protect("tip-im", sface, user, steps=1, step_size=alpha)
+    _, _, protected = protect("tip-im", sface, user, context, steps=1, step_size=alpha)
     side = FACE_BOX[1] - FACE_BOX[0]
     norm = (protected - user[1]).flatten(1).norm(dim=1)
     assert torch.allclose(norm, torch.full_like(norm, alpha * math.sqrt(3 * side * side)), rtol=0.02), norm
