@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attacks.base import Adversary
-from bench.canvas import to_uint8
+from attacks.base import Adversary, check_range, per_photo
 from bench.registry import ATTACKS
 
 
@@ -24,20 +23,19 @@ class JPEGConfig:
     quality: int = 75
 
     def __post_init__(self) -> None:
-        if not 1 <= int(self.quality) <= 95:
-            raise ValueError(f"JPEG quality must be in 1..95, got {self.quality}")
+        check_range("JPEG quality", self.quality, 1, 95)
+
+
+def encode_decode(arr: np.ndarray, fmt: str, **options) -> np.ndarray:
+    """One 8-bit RGB array through a Pillow codec and back."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt, **options)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
 
 
 def jpeg_roundtrip(canvases: torch.Tensor, quality: int) -> torch.Tensor:
-    arrays = to_uint8(canvases).permute(0, 2, 3, 1).cpu().numpy()
-    out = []
-    for arr in arrays:
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
-        buf.seek(0)
-        out.append(np.asarray(Image.open(buf).convert("RGB")))
-    decoded = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
-    return decoded.to(canvases.device)
+    return per_photo(canvases, lambda a: encode_decode(a, "JPEG", quality=int(quality)))
 
 
 @ATTACKS.register("jpeg")

@@ -7,10 +7,10 @@ a list of :class:`Need`); the harness resolves every declared need to a content 
 digest enters the method's task keys, and a bound context refuses what was not declared. ``used`` records what
 a task actually took (name -> digest), for its task record.
 
-``AdversaryContext`` is what an adaptive adversary may use: the recogniser owner's own people (``public()``,
-never an evaluated user's photo), the public method under test (configured, bound) with its surrogates, and a
-cache folder for what it trains. The digest of ``public()`` enters every evaluation key; the method and its
-surrogates already do through the protect tasks' keys.
+``AdversaryContext`` is what an adaptive adversary may use: a run context bound to the adversary's own
+``needs()`` (the recogniser owner's own people are an identity bank: never an evaluated user), the public method
+under test (configured, bound) with its surrogates, and a cache folder for what it trains. The digests of its
+needs enter its evaluation keys; the method and its surrogates already do through the protect tasks' keys.
 
 Outside a run (tests, notebooks) build a context from an explicit data root with
 ``bench.identity_bank.standalone_context``.
@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 
 class ContextError(RuntimeError):
@@ -98,18 +96,8 @@ class RunContext:
 
 
 @dataclass
-class PublicPhotos:
-    """The recogniser owner's own people: never an evaluated user. ``canvases`` N x 3 x 224 x 224 in [0, 1]."""
-
-    canvases: torch.Tensor
-    labels: list[str]
-    digest: str
-
-
-@dataclass
 class AdversaryContext:
-    run: RunContext
-    public: Callable[[], PublicPhotos]  # built lazily: transforms never pay for it
+    run: RunContext  # bound to the adversary's needs(): its identity bank is the owner's own people
     method: Any = None  # the public protection method under test (configured), or None for clean photos
     surrogates: list[Any] = field(default_factory=list)
 
@@ -122,4 +110,4 @@ class AdversaryContext:
         return self.run.cache_dir
 
 
-__all__ = ["RunContext", "AdversaryContext", "PublicPhotos", "Need", "ContextError"]
+__all__ = ["RunContext", "AdversaryContext", "Need", "ContextError"]

@@ -3,7 +3,9 @@
 An executor gets the tasks in dependency order (``bench.plan``), the :class:`~bench.tasks.Workspace` the bodies
 run on, the store and a reporter. The bookkeeping every executor shares lives here as functions: which tasks are
 pending, which must be skipped because a task they need failed, and how an outcome is recorded (artifact first,
-then rows and status in one transaction, so a killed run loses at most the tasks in flight).
+then rows and status in one transaction, so a killed run loses at most the tasks in flight). A task's record
+holds its wall seconds and, in its facts, ``cpu_seconds``: the CPU time of the process that ran it (all threads),
+which the load of a shared machine does not inflate (``bench.estimate`` prices plans on it).
 
 ``LocalExecutor`` runs the tasks one after the other in this process. Another way of running them is a new
 class with the same ``run`` signature, leaving this one alone. A process pool or Ray executor ships
@@ -72,7 +74,7 @@ class LocalExecutor:
                 record_blocked(task, blockers, store)
                 reporter.advance(task.label)
                 continue
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             store.begin(task.key, task.label)
             try:
                 output = BODIES[task.body](workspace, **task.args)
@@ -81,6 +83,7 @@ class LocalExecutor:
                 err = record_failure(task, exc, time.perf_counter() - t0, store)
                 reporter.message(f"[red]failed[/red] {task.label}: {err}")
             else:
+                output.info["cpu_seconds"] = time.process_time() - cpu0
                 record_output(task, output, time.perf_counter() - t0, store)
             reporter.advance(task.label)
 

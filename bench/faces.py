@@ -36,6 +36,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, similarity_fit
 from bench.integrity import arrays_digest, file_sha256
 from bench.paths import bench_home
+from bench.work import WorkLog
 
 
 @dataclass(frozen=True)
@@ -180,35 +181,39 @@ class Aligner:
     first), ``align(path)`` the first; both raise :class:`FaceError` for a photo without a usable face."""
 
     def __init__(self, settings: AlignSettings | None = None, device: str = "cpu", cache_dir: Path | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, work: WorkLog | None = None):
         self.settings = settings or AlignSettings()
         self.device = device
         self.cache_dir = (Path(cache_dir) if cache_dir else bench_home() / "canvases") / self.settings.key()
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self._detector: MTCNNDetector | None = None
+        self.work = work  # notes every photo it detects and aligns (not cache hits), see bench.work
 
     def _cache_path(self, digest: str) -> Path:
         return self.cache_dir / digest[:2] / f"{digest}.npz"
 
-    def align(self, path: str | os.PathLike) -> AlignedFace:
-        return self.faces(path)[0]
+    def align(self, path: str | os.PathLike, cached: bool = True) -> AlignedFace:
+        """``cached=False`` detects and aligns even when the cache holds the photo (``bench perf``'s naive loop)."""
+        return self.faces(path, cached)[0]
 
-    def faces(self, path: str | os.PathLike) -> list[AlignedFace]:
+    def faces(self, path: str | os.PathLike, cached: bool = True) -> list[AlignedFace]:
         try:
             digest = file_sha256(path)
         except OSError as exc:
             raise FaceError(f"cannot read {path}: {exc}") from exc
-        cached = self._cache_path(digest)
-        arrays = self._load(cached) if cached.exists() else None
+        where = self._cache_path(digest)
+        arrays = self._load(where) if cached and where.exists() else None
         if arrays is None:
+            if self.work is not None:
+                self.work.note("aligned", self.settings.key(), [digest])
             try:
                 arrays = self._detect_and_warp(path)
             except FaceError as exc:
-                self._save(cached, {"failure": np.array(str(exc))})
+                self._save(where, {"failure": np.array(str(exc))})
                 raise FaceError(f"{path}: {exc}") from exc
-            self._save(cached, arrays)
+            self._save(where, arrays)
         if "failure" in arrays:
-            raise FaceError(f"{arrays['failure']} (cached result; delete {cached} to retry)")
+            raise FaceError(f"{arrays['failure']} (cached result; delete {where} to retry)")
         n = len(arrays["probs"])
         return [AlignedFace(arrays["canvases"][i], arrays["matrices"][i], arrays["landmarks"][i], arrays["boxes"][i],
                             float(arrays["probs"][i]), key=f"{digest}:{self.settings.key()}:{i}", faces_in_photo=n)

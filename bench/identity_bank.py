@@ -141,11 +141,15 @@ class BankBuilder:
         return IdentityBank(names, canvases_to_tensor(canvases), owner, where, bank_digest(names, canvases))
 
 
-def standalone_context(data_root: str | Path, device: str = "cpu", dataset: str = "lfw",
+def standalone_context(data_root: str | Path, device: str = "auto", dataset: str = "lfw",
                        exclude: tuple[str, ...] = (), cache_dir: Path | None = None) -> RunContext:
     """A context for using a method outside a run: its identity bank comes from ``data_root`` (the people of
-    ``dataset`` there, minus ``exclude``), aligned on ``device``. It grants whatever the method declares."""
+    ``dataset`` there, minus ``exclude``), aligned on ``device`` (``auto``: CUDA when present). It grants
+    whatever the method declares."""
+    from bench.devices import resolve_device
     from bench.faces import Aligner
+
+    device = resolve_device(device)
 
     builder = BankBuilder(Path(data_root), dataset, set(exclude), Aligner(device=device))
     return RunContext(device=device, data_root=Path(data_root), cache_dir=cache_dir, bank_provider=builder.bank)

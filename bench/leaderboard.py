@@ -20,6 +20,7 @@ import pandas as pd
 from bench.metric_registry import Metric
 from bench.metrics import summarise
 from bench.registry import METHODS, UnknownNameError
+from bench.robustness import adaptation_seconds, robustness_fields
 from bench.store import RunStore
 from bench.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
 
@@ -128,11 +129,13 @@ def build(store: RunStore) -> dict[str, Any]:
                     authorized.setdefault(tname, []).extend(
                         _values(_frame(store.rows([key])), "authorized_top1_accuracy").tolist())
         for scenario in plan.get("scenarios", ["probe"]):
-            scenario_entry = _scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario)
+            scored = _scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario)
             # the key holder un-masks the user's published (query) photos: a probe-scenario measure
-            scenario_entry["authorized_accuracy"] = ({t: _mean(pd.Series(v, dtype=float)) for t, v in
-                                                      authorized.items() if v} or None) if scenario == "probe" else None
-            entries.append(scenario_entry)
+            scored["authorized_accuracy"] = ({t: _mean(pd.Series(v, dtype=float)) for t, v in
+                                              authorized.items() if v} or None) if scenario == "probe" else None
+            scored.update(robustness_fields(scored["psr"], plan.get("adversary_kinds", {}), m.get("unseen_targets", [])),
+                          surrogates=m.get("surrogates"), adapt_s=adaptation_seconds(eval_rows) or None)
+            entries.append(scored)
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
     clean = {}
     for tname, key in plan.get("clean_eval", {}).items():

@@ -24,7 +24,7 @@ from bench.provenance import content_key
 
 @dataclass
 class DataInfo:
-    """The data of a run as digests: users, the gallery (with labels), each user's parts, the public photos."""
+    """The data of a run as digests: users, the gallery (with labels), each user's parts."""
 
     users: list[str]
     gallery: list[str]
@@ -32,7 +32,6 @@ class DataInfo:
     probe: dict[str, list[str]]
     fit: dict[str, list[str]]
     user_gallery: dict[str, list[str]]
-    public: str  # digest of what an adaptive adversary may train on
 
 
 @dataclass
@@ -66,6 +65,8 @@ class AdversaryInfo:
     name: str
     config: dict[str, Any] = field(default_factory=dict)
     code: str = ""
+    kind: str = "transform"  # attacks.base.Adversary.kind: the leaderboard groups adversaries by it
+    needs: dict[str, str] = field(default_factory=dict)  # need label -> digest (an adaptive adversary's people)
 
 
 @dataclass
@@ -103,7 +104,9 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
     # how probe queries are scored; the default leaves the keys of runs made before protocols existed unchanged
     protocol_part = () if suite.protocol == "templates" else (suite.protocol,)
     meta: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {},
-                            "adversaries": [a.name for a in plugins.adversaries], "scenarios": list(suite.scenarios)}
+                            "adversaries": [a.name for a in plugins.adversaries],
+                            "adversary_kinds": {a.name: a.kind for a in plugins.adversaries},
+                            "scenarios": list(suite.scenarios)}
     clean_keys: dict[str, str] = {}
     for t in plugins.targets:
         key = content_key("clean", t.name, t.code, t.weights, data.gallery, data.probe, plugins.device)
@@ -122,7 +125,9 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
         if m.status == "unavailable":
             entry["status"], entry["reason"] = "unavailable", m.reason
             continue
-        entry.update(kind=m.kind, budget=m.budget, config=m.config, status="planned")
+        entry.update(kind=m.kind, budget=m.budget, config=m.config, status="planned",
+                     surrogates=[s[0] for s in plugins.surrogates],
+                     unseen_targets=[t.name for t in plugins.targets if not t.white_box])
         if m.needs:
             entry["needs"] = dict(m.needs)
         for seed in suite.seeds:
@@ -138,7 +143,7 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
             for a in plugins.adversaries:
                 for t in plugins.targets:
                     key = content_key("eval", m.name, a.name, a.config, a.code, t.name, clean_keys[t.name],
-                                      protect_keys, t.thresholds, t.calibration, scenarios, data.public,
+                                      protect_keys, t.thresholds, t.calibration, scenarios, a.needs,
                                       *protocol_part)
                     entry["eval"].setdefault(str(seed), {}).setdefault(a.name, {})[t.name] = key
                     tasks.append(TaskNode(key, "eval", f"eval/{m.name}/{a.name}/{t.name}", "evaluate",

@@ -8,7 +8,6 @@ without a gallery (or a user without probes or fit photos) leaves the run, with 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.canvas import from_uint8
-from bench.context import PublicPhotos
 from bench.data import (
     DataError,
     Dataset,
@@ -55,20 +52,6 @@ class Prepared:
             labels += [ident] * len(split.gallery)
         return photos, labels
 
-    def public_photos(self) -> list[Path]:
-        """What a recogniser owner holds of its own people: the gallery photos of every identity that is not an
-        evaluated user (an adaptive adversary's training data; never a user's photo)."""
-        return [p for ident, split in sorted(self.splits.items()) if ident not in self.users for p in split.gallery]
-
-    def public(self) -> PublicPhotos:
-        photos = self.public_photos()
-        labels = [p.parent.name for p in photos]
-        canvases = from_uint8(self.stack(photos)) if photos else torch.zeros(0, 3, 224, 224)
-        return PublicPhotos(canvases, labels, self.public_digest())
-
-    def public_digest(self) -> str:
-        return hashlib.sha256("".join(self.digests[p] for p in self.public_photos()).encode()).hexdigest()[:24]
-
     def describe(self) -> DataInfo:
         """What the planner needs to know of the data (digests, not pixels)."""
         gallery, labels = self.gallery()
@@ -78,8 +61,7 @@ class Prepared:
             return {u: [digests[p] for p in getattr(self.splits[u], part)] for u in self.users}
 
         return DataInfo(users=list(self.users), gallery=[digests[p] for p in gallery], gallery_labels=labels,
-                        probe=of("probe"), fit=of("fit"), user_gallery=of("gallery"),
-                        public=self.public_digest())
+                        probe=of("probe"), fit=of("fit"), user_gallery=of("gallery"))
 
 
 def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:
@@ -97,9 +79,9 @@ def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:
     return users, sorted(users + others)
 
 
-def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
-                 reporter: Reporter) -> Prepared:
-    """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
+def split_files(suite: Suite, root: Path,
+                skip: Callable[[str, str], None]) -> tuple[Dataset, list[str], dict[str, IdentitySplit]]:
+    """Load, select and split file lists (nothing aligned yet): the dataset, the users, each identity's split."""
     ds = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
     for ident, reason in ds.too_few.items():
         skip(ident, reason)
@@ -110,6 +92,27 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
             splits[ident] = split_identity(ident, ds.identities[ident], suite.split)
         except DataError as exc:
             skip(ident, str(exc))
+    return ds, users, splits
+
+
+def describe_files(suite: Suite, root: Path) -> DataInfo:
+    """The planner's description of the data from file lists alone (paths stand in for digests): what a dry run
+    plans on, before any photo is aligned. A photo that would fail alignment is still counted."""
+    _, users, splits = split_files(suite, root, lambda item, reason: None)
+    gallery = [(str(p), ident) for ident, sp in sorted(splits.items()) for p in sp.gallery]
+
+    def of(part: str) -> dict[str, list[str]]:
+        return {u: [str(p) for p in getattr(splits[u], part)] for u in users if u in splits}
+
+    return DataInfo(users=[u for u in users if u in splits], gallery=[p for p, _ in gallery],
+                    gallery_labels=[i for _, i in gallery], probe=of("probe"), fit=of("fit"),
+                    user_gallery=of("gallery"))
+
+
+def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
+                 reporter: Reporter) -> Prepared:
+    """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
+    ds, users, splits = split_files(suite, root, skip)
     needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
               for ident, sp in splits.items()}
     # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)
@@ -156,4 +159,4 @@ def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: 
         )
 
 
-__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities"]
+__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities", "split_files", "describe_files"]

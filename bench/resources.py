@@ -28,7 +28,7 @@ def expand(names: tuple[str, ...], registry) -> list[str]:
 
 def validate_names(suite: Suite) -> None:
     """Fail before any work on names that are not registered (the message lists the known ones), on config
-    overrides for methods the run does not include, on bad config values, and on black-box surrogates."""
+    overrides for methods or adversaries the run does not include, on bad config values, and on black-box surrogates."""
     methods = expand(suite.methods, METHODS)
     for registry, names in ((METHODS, methods), (ATTACKS, expand(suite.adversaries, ATTACKS)),
                             (TARGETS, expand(suite.targets, TARGETS)), (TARGETS, suite.surrogates)):
@@ -40,6 +40,13 @@ def validate_names(suite: Suite) -> None:
                          f"(its methods: {', '.join(methods)})")
     for mname in methods:  # a bad config key or value fails here, not hours into the run
         METHODS.create(mname, **suite.method_overrides.get(mname, {}))
+    adversaries = expand(suite.adversaries, ATTACKS)
+    stray = sorted(set(suite.adversary_overrides) - set(adversaries))
+    if stray:
+        raise ValueError(f"config overrides for adversaries {stray}, which this run does not include "
+                         f"(its adversaries: {', '.join(adversaries)})")
+    for aname in adversaries:
+        ATTACKS.create(aname, **suite.adversary_overrides.get(aname, {}))
     black_box = [name for name in suite.surrogates if not TARGETS.entry(name).cls.differentiable]
     if black_box:
         usable = [n for n in TARGETS.names() if TARGETS.entry(n).cls.differentiable]
@@ -116,13 +123,7 @@ def create_methods(suite: Suite, context: RunContext, reporter: Reporter) -> tup
             info.status, info.reason = "unavailable", reason
             continue
         try:
-            for need in method.needs():
-                try:
-                    info.needs[need.label] = context.digest(need)
-                except ContextError as exc:
-                    if not need.optional:
-                        raise
-                    info.needs[need.label] = f"unavailable: {exc}"
+            info.needs.update(resolve_needs(method.needs(), context))
         except ContextError as exc:
             info.status, info.reason = "unavailable", str(exc)
             reporter.message(f"[red]method {mname} unavailable[/red]: {exc}")
@@ -133,14 +134,36 @@ def create_methods(suite: Suite, context: RunContext, reporter: Reporter) -> tup
     return methods, infos
 
 
-def create_adversaries(suite: Suite) -> tuple[dict[str, Any], list[AdversaryInfo]]:
+def resolve_needs(needs, context: RunContext) -> dict[str, str]:
+    """Need label -> content digest (``bench.context.Need``); an optional need that cannot be met is recorded
+    ``unavailable: <why>``, a required one raises ``ContextError``."""
+    digests = {}
+    for need in needs:
+        try:
+            digests[need.label] = context.digest(need)
+        except ContextError as exc:
+            if not need.optional:
+                raise
+            digests[need.label] = f"unavailable: {exc}"
+    return digests
+
+
+def create_adversaries(suite: Suite, context: RunContext, reporter: Reporter) -> tuple[dict[str, Any], list[AdversaryInfo]]:
+    """Configured adversaries and their descriptions. An adaptive adversary's needs (the owner's own people)
+    are resolved here so that they enter its evaluation keys; one that cannot be met fails that adversary's
+    cells at run time with the reason (its key records it)."""
     adversaries, infos = {}, []
     for aname in expand(suite.adversaries, ATTACKS):
-        adversary = ATTACKS.create(aname)
+        adversary = ATTACKS.create(aname, **suite.adversary_overrides.get(aname, {}))
         adversaries[aname] = adversary
-        infos.append(AdversaryInfo(aname, asdict(adversary.config), code_version(adversary)))
+        try:
+            needs = resolve_needs(adversary.needs(), context)
+        except ContextError as exc:
+            needs = {"unmet": str(exc)}
+            reporter.message(f"[red]adversary {aname} cannot run[/red]: {exc}")
+        infos.append(AdversaryInfo(aname, asdict(adversary.config), code_version(adversary), adversary.kind, needs))
     return adversaries, infos
 
 
 __all__ = ["expand", "validate_names", "load_targets", "surrogate_twins", "surrogate_ids", "describe_targets",
-           "create_methods", "create_adversaries"]
+           "create_methods", "create_adversaries", "resolve_needs"]

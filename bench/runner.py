@@ -26,6 +26,7 @@ from bench.calibration_store import lfw_fingerprint
 from bench.canvas import to_uint8
 from bench.context import RunContext
 from bench.data import resolve_data_root
+from bench.devices import default_threads, resolve_device
 from bench.executors import Executor, LocalExecutor
 from bench.faces import Aligner
 from bench.identity_bank import BankBuilder
@@ -44,27 +45,31 @@ from bench.resources import (
     surrogate_twins,
     validate_names,
 )
-from bench.store import RunStore, run_lock
+from bench.store import ArtifactReader, RunStore, run_lock
 from bench.suites import Suite
 from bench.tasks import Workspace
+from bench.work import WorkLog
 
 
 class Runner:
     def __init__(
-        self, suite: Suite, run_dir: str | os.PathLike, data_root: str | None = None, device: str = "cpu",
+        self, suite: Suite, run_dir: str | os.PathLike, data_root: str | None = None, device: str = "auto",
         threads: int | None = None, reporter: Reporter | None = None, executor: Executor | None = None,
-        wait: bool = True,
+        wait: bool = True, store: RunStore | ArtifactReader | None = None,
     ):
         self.suite = suite
         self.run_dir = Path(run_dir)
-        self._store: RunStore | None = None
+        # a worker of a distributed executor reads artifacts and never writes the store (``ArtifactReader``)
+        self._store = store
         self.wait = wait  # another run holds the folder: wait for it (True) or stop at once
         self.data_root = data_root
-        self.device = device
-        self.threads = torch.get_num_threads() if threads is None else threads
+        # "auto" picks CUDA when it is there; an explicit device is checked with the rest of the request in run()
+        self.device = resolve_device(device) if device in (None, "", "auto") else device
+        self.threads = default_threads() if threads is None else threads
         self.reporter = reporter or Reporter()
         self.executor = executor or LocalExecutor()
         self.unavailable: dict[str, str] = {}  # target name -> reason
+        self.work = WorkLog()  # alignments and clean embeddings, to show recomputations (bench.work)
 
     @property
     def store(self) -> RunStore:
@@ -100,14 +105,23 @@ class Runner:
         context = RunContext(device=self.device, seed=suite.split.seed, data_root=root,
                              cache_dir=self.store.run_dir / "cache", bank_provider=bank.bank)
         methods, method_infos = create_methods(suite, context, self.reporter)
-        adversaries, adversary_infos = create_adversaries(suite)
+        adversaries, adversary_infos = create_adversaries(suite, context, self.reporter)
         calibration = lfw_fingerprint(root)
         workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, methods, targets,
                               adversaries, surrogates, self.store.load_artifact, self.reporter.message,
-                              protocol=suite.protocol)
+                              work=self.work, protocol=suite.protocol)
         plugins = Plugins(method_infos, describe_targets(targets, surrogates, suite, calibration, self.reporter),
                           adversary_infos, surrogate_ids(surrogates), dict(self.unavailable), self.device)
         return workspace, plugins
+
+    def prepare(self, targets: dict[str, Any], surrogates: list[Any]) -> tuple[Workspace, Plugins]:
+        """The data and the plug-ins: what the task bodies run on (a distributed executor's workers call this
+        too, on the same suite and data root, and read the alignment cache the driver filled)."""
+        root, how = resolve_data_root(self.data_root)
+        self.reporter.message(f"data: {root} ({how})")
+        aligner = Aligner(device=self.device, log=self.reporter.message, work=self.work)
+        data = prepare_data(self.suite, root, aligner, self.store.skip, self.reporter)
+        return self.load_plugins(root, aligner, data, targets, surrogates)
 
     def run(self) -> dict[str, Any]:
         # Everything that can be checked without compute comes first, weights before any face detection, and
@@ -124,11 +138,8 @@ class Runner:
         env = environment(self.device, self.threads)
         self.store.set_meta("environment", env)
         record_invocation(self.store, env)
-        root, how = resolve_data_root(self.data_root)
-        self.reporter.message(f"data: {root} ({how})")
-        aligner = Aligner(device=self.device, log=self.reporter.message)
-        data = prepare_data(self.suite, root, aligner, self.store.skip, self.reporter)
-        workspace, plugins = self.load_plugins(root, aligner, data, targets, surrogates)
+        workspace, plugins = self.prepare(targets, surrogates)
+        data = workspace.data
         graph = plan_run(self.suite, data.describe(), plugins)
         plan = graph.meta
         plan["surrogates"] = [s.name for s in workspace.surrogates]
@@ -137,6 +148,7 @@ class Runner:
                         "skipped": len(self.store.skipped())}
         self.store.set_meta("plan", plan)
         self.executor.run(graph.tasks, workspace, self.store, self.reporter)
+        self.store.set_meta("work", self.work.summary())
         self.write_examples(graph, data)
         return plan
 

@@ -58,12 +58,44 @@ class ResultRow:
     user: str | None = None
 
 
-class RunStore:
+class ArtifactReader:
+    """A run folder's artifacts without its database: what a worker of a distributed executor gets (the driver
+    is the store's one writer). It reads artifacts, writes the ones its tasks make, and keeps skipped items in
+    memory (the driver records its own)."""
+
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.artifact_dir = self.run_dir / "artifacts"
         self.artifact_dir.mkdir(exist_ok=True)
+        self._skipped: dict[str, str] = {}
+
+    def skip(self, item: str, reason: str) -> None:
+        self._skipped[item] = reason
+
+    def skipped(self) -> dict[str, str]:
+        return dict(self._skipped)
+
+    def artifact_path(self, key: str) -> Path:
+        return self.artifact_dir / f"{key}.pt"
+
+    def save_artifact(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        path = self.artifact_path(key)
+        tmp = path.with_suffix(".part")
+        torch.save({k: v.detach().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+
+    def load_artifact(self, key: str) -> dict[str, torch.Tensor]:
+        # Files this run wrote itself; weights_only keeps a tampered file from running code.
+        return torch.load(self.artifact_path(key), weights_only=True)
+
+    def has_artifact(self, key: str) -> bool:
+        return self.artifact_path(key).exists()
+
+
+class RunStore(ArtifactReader):
+    def __init__(self, run_dir: str | os.PathLike):
+        super().__init__(run_dir)
         self.path = self.run_dir / "store.sqlite"
         self.db = sqlite3.connect(self.path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -153,23 +185,6 @@ class RunStore:
 
     def skipped(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT item, reason FROM skipped").fetchall())
-
-    # -- artifacts ----------------------------------------------------------------------------------------
-    def artifact_path(self, key: str) -> Path:
-        return self.artifact_dir / f"{key}.pt"
-
-    def save_artifact(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
-        path = self.artifact_path(key)
-        tmp = path.with_suffix(".part")
-        torch.save({k: v.detach().cpu() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-
-    def load_artifact(self, key: str) -> dict[str, torch.Tensor]:
-        # Files this run wrote itself; weights_only keeps a tampered file from running code.
-        return torch.load(self.artifact_path(key), weights_only=True)
-
-    def has_artifact(self, key: str) -> bool:
-        return self.artifact_path(key).exists()
 
 
 class RunFolderBusy(RuntimeError):

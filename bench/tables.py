@@ -20,6 +20,10 @@ PROTOCOL_TEXT = {
     "opom-pairs": "OPOM's protocol: each probe query ranked against ONE clean photo of the user plus every other "
                   "gallery photo as a distractor, over all query/photo pairs",
 }
+# Robustness summaries of an entry (bench.robustness): column -> Markdown header. The Markdown shows one only
+# when some entry has it (a run with no adaptive adversary has no "worst adaptive").
+ROBUSTNESS = {"psr_top1_no_adversary": "PSR@1 no adversary", "psr_top1_worst_adaptive": "PSR@1 worst adaptive",
+              "psr_top1_worst_unseen": "PSR@1 worst unseen"}
 
 
 def measures() -> list[Metric]:
@@ -39,8 +43,9 @@ def mean_authorized(entry: dict[str, Any]) -> float | None:
 
 def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
     """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
-    fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean",
-             *(m.entry for m in measures()), "device", "users", *(m.entry for m in counts()), "protocol"]
+    fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
+             *(m.entry for m in measures()), "device", "users", *(m.entry for m in counts()),
+             "protocol"]
     rows = []
     for e in board["entries"]:
         row = {k: e.get(k) for k in fixed}
@@ -66,10 +71,14 @@ def white_box_text(board: dict[str, Any]) -> str:
     return ", ".join(names) or "none"
 
 
-def _display_row(e: dict[str, Any], targets: list[str], advs: list[str]) -> list[str]:
+def _robustness_shown(board: dict[str, Any]) -> list[str]:
+    return [k for k in ROBUSTNESS if any(e.get(k) is not None for e in board["entries"])]
+
+
+def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str]) -> list[str]:
     changed = "†" if e.get("overrides") else ""
     cells = [e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"), e.get("kind") or "",
-             e["scenario"], percent(e.get(PRIMARY_SCORE))]
+             e["scenario"], percent(e.get(PRIMARY_SCORE)), *(percent(e.get(k)) for k in robustness)]
     for t in targets:
         per = e.get("psr", {}).get(t, {})
         cells.append(" / ".join(percent(per.get(a, {}).get("top1")) for a in advs))
@@ -80,10 +89,10 @@ def _display_row(e: dict[str, Any], targets: list[str], advs: list[str]) -> list
 
 def display_frame(board: dict[str, Any]) -> pd.DataFrame:
     """The Markdown table as text cells: PSR in %, every measure in its metric's format."""
-    targets, advs = board["targets"], board["adversaries"]
-    head = ["method", "kind", "scenario", "PSR@1 worst", *(f"{t} ({'/'.join(advs)})" for t in targets),
-            *(m.label for m in measures()), "key-holder top-1"]
-    rows = [_display_row(e, targets, advs) for e in board["entries"] if e["status"] != "unavailable"]
+    targets, advs, robustness = board["targets"], board["adversaries"], _robustness_shown(board)
+    head = ["method", "kind", "scenario", "PSR@1 worst", *(ROBUSTNESS[k] for k in robustness),
+            *(f"{t} ({'/'.join(advs)})" for t in targets), *(m.label for m in measures()), "key-holder top-1"]
+    rows = [_display_row(e, targets, advs, robustness) for e in board["entries"] if e["status"] != "unavailable"]
     return pd.DataFrame(rows, columns=head, dtype=object)
 
 
@@ -95,6 +104,9 @@ def _notes(board: dict[str, Any]) -> list[str]:
         f"enrolled protected photos; "
         f"sorted by the worst case over targets x adversaries. White-box targets (surrogates, or running a "
         f"surrogate's weights): {white_box_text(board)}.",
+        *(["Worst adaptive: over the adversaries that exploit the protection (mask estimation) or train against "
+           "the public tool (purification, fine-tuning); worst unseen: over the targets no surrogate was."]
+          if _robustness_shown(board) else []),
         "Key-holder top-1: rank-1 accuracy after the key holder removes the mask (methods whose mask is "
         "a key), mean over targets; compare with clean accuracy.",
     ]

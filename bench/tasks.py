@@ -24,6 +24,7 @@ from bench.metric_registry import METRICS
 from bench.metrics import identity_templates, probe_outcome, user_outcome
 from bench.prepare import Prepared
 from bench.store import ResultRow
+from bench.work import WorkLog
 
 
 @dataclass
@@ -49,19 +50,28 @@ class Workspace:
     load_artifact: Callable[[str], dict[str, torch.Tensor]]
     message: Callable[[str], None] = print
     unavailable_metrics: dict[str, str] = field(default_factory=dict)  # quality metric -> why it cannot run
+    work: WorkLog = field(default_factory=WorkLog)  # what the bodies computed (recomputations show there)
     protocol: str = "templates"  # how probe queries are scored (bench.metrics.probe_outcome)
 
     def canvases(self, photos) -> torch.Tensor:
         return from_uint8(self.data.stack(photos)).to(self.device)
 
+    def embed_clean(self, recogniser: Any, photos: list, model: str | None = None) -> torch.Tensor:
+        """Clean photos through a recogniser (``model`` names it when it is not the target as loaded, e.g. as an
+        adversary adapted it), noted in ``work``; inference mode, as nothing flows back through them."""
+        self.work.note("clean-embedded", model or recogniser.name, (self.data.digests[p] for p in photos))
+        with torch.inference_mode():
+            return recogniser.embed(self.canvases(photos))
+
     def method(self, name: str, seed: int) -> Any:
         """The named method, bound to the run context for this seed."""
         return self.methods[name].bind(self.context, seed)
 
-    def adversary_context(self, method: str) -> AdversaryContext:
-        """What an adaptive adversary may use against ``method``: never an evaluated user's photo."""
-        return AdversaryContext(run=self.context, public=self.data.public, method=self.methods[method].bind(self.context),
-                                surrogates=list(self.surrogates))
+    def adversary_context(self, adversary: str, method: str) -> AdversaryContext:
+        """What an adaptive adversary may use against ``method``: what its ``needs()`` declare (never an
+        evaluated user's photo), the method under test and its surrogates."""
+        return AdversaryContext(run=self.context.for_plugin(self.adversaries[adversary].needs()),
+                                method=self.methods[method].bind(self.context), surrogates=list(self.surrogates))
 
 
 def quality_rows(ws: Workspace, shown: torch.Tensor, clean: torch.Tensor, **tags: Any) -> list[ResultRow]:
@@ -88,10 +98,9 @@ def quality_rows(ws: Workspace, shown: torch.Tensor, clean: torch.Tensor, **tags
 def clean(ws: Workspace, target: str) -> TaskOutput:
     recogniser = ws.targets[target]
     gallery_photos, gallery_labels = ws.data.gallery()
-    with torch.no_grad():
-        tensors = {"gallery": recogniser.embed(ws.canvases(gallery_photos))}
-        for user in ws.data.users:
-            tensors[f"probe/{user}"] = recogniser.embed(ws.canvases(ws.data.splits[user].probe))
+    tensors = {"gallery": ws.embed_clean(recogniser, gallery_photos)}
+    for user in ws.data.users:
+        tensors[f"probe/{user}"] = ws.embed_clean(recogniser, ws.data.splits[user].probe)
     return TaskOutput({"gallery_labels": gallery_labels, "target": recogniser.name}, [], tensors)
 
 
@@ -99,22 +108,22 @@ def protect(ws: Workspace, method: str, user: str, seed: int) -> TaskOutput:
     m = ws.method(method, seed)
     split = ws.data.splits[user]
     fit_photos, probes = ws.canvases(split.fit), ws.canvases(split.probe)
+    # The user's photos to protect, in one call: a per-image method batches over all of them.
+    clean_gallery = ws.canvases(split.gallery) if "gallery" in ws.scenarios else probes[:0]
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     protector = m.fit(fit_photos, ws.surrogates, seed)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    protected = protector.protect(probes)
-    protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(probes))
-    protected = protected.detach()
+    out = protector.protect(torch.cat([probes, clean_gallery])).detach()
+    protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(out))
+    protected, enrolled = out[: len(probes)], out[len(probes):]
     linf = float((protected - probes).abs().max()) if len(probes) else 0.0
     budget = m.budget().as_dict()
     measured = check_budget(m.name, budget, protected, probes, f"{user}'s probe photo")
     published = to_uint8(protected) if ws.quantize else protected
     tensors = {"protected": published}
     if "gallery" in ws.scenarios:
-        clean_gallery = ws.canvases(split.gallery)
-        enrolled = protector.protect(clean_gallery).detach()
         check_budget(m.name, budget, enrolled, clean_gallery, f"{user}'s gallery photo")
         tensors["protected_gallery"] = to_uint8(enrolled) if ws.quantize else enrolled
     if protector.has_key:
@@ -136,14 +145,15 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
     adv, recogniser = ws.adversaries[adversary], ws.targets[target]
     clean_emb = ws.load_artifact(clean_key)
     labels = ws.data.gallery()[1]
-    eval_target = adv.adapt(recogniser, ws.adversary_context(method))
-    with torch.no_grad():
-        if eval_target is recogniser:
-            gallery_emb = clean_emb["gallery"].to(ws.device)
-            clean_probe = {u: clean_emb[f"probe/{u}"].to(ws.device) for u in ws.data.users}
-        else:  # an adapted recogniser re-embeds everything it sees
-            gallery_emb = eval_target.embed(ws.canvases(ws.data.gallery()[0]))
-            clean_probe = {u: eval_target.embed(ws.canvases(ws.data.splits[u].probe)) for u in ws.data.users}
+    eval_target = adv.adapt(recogniser, ws.adversary_context(adversary, method))
+    adapted = adv.info()  # what the adaptation cost, whether it came from the cache
+    if eval_target is recogniser:
+        gallery_emb = clean_emb["gallery"].to(ws.device)
+        clean_probe = {u: clean_emb[f"probe/{u}"].to(ws.device) for u in ws.data.users}
+    else:  # an adapted recogniser is another model: it re-embeds everything it sees
+        model = f"{target} adapted by {adversary} against {method}"
+        gallery_emb = ws.embed_clean(eval_target, ws.data.gallery()[0], model)
+        clean_probe = {u: ws.embed_clean(eval_target, ws.data.splits[u].probe, model) for u in ws.data.users}
     templates, names = identity_templates(gallery_emb, labels)
     rows: list[ResultRow] = []
 
@@ -152,19 +162,25 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
         rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
         rows.append(ResultRow("queries", outcome.queries, **tags))
 
-    for user in ws.data.users:
-        art = ws.load_artifact(protect_keys[user])
-        with torch.no_grad():
-            if "probe" in ws.scenarios:
-                seen = eval_target.embed(adv.apply(from_uint8(art["protected"]).to(ws.device)))
-                add("probe", user, probe_outcome(ws.protocol, user, seen, gallery_emb, labels, thresholds))
-            if "gallery" in ws.scenarios:
-                # The recogniser enrols the user's protected photos and is queried with clean ones.
-                enrolled = eval_target.embed(adv.apply(from_uint8(art["protected_gallery"]).to(ws.device)))
-                swapped = templates.clone()
-                swapped[names.index(user)] = F.normalize(enrolled.sum(0), dim=0)
-                add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
-    return TaskOutput({"gallery_identities": len(names)}, rows)
+    # What the adversary makes of each user's photos (one user at a time: an estimating adversary looks at all of
+    # a user's photos together), then one embedding pass over everyone's.
+    parts = [(scenario, user) for user in ws.data.users for scenario in ("probe", "gallery")
+             if scenario in ws.scenarios]
+    with torch.no_grad():
+        arts = {user: ws.load_artifact(protect_keys[user]) for user in ws.data.users}
+        seen = [adv.apply(from_uint8(arts[user]["protected" if scenario == "probe" else "protected_gallery"])
+                          .to(ws.device)) for scenario, user in parts]
+        embedded = eval_target.embed(torch.cat(seen)).split([len(x) for x in seen]) if seen else []
+    for (scenario, user), emb in zip(parts, embedded, strict=True):
+        if scenario == "probe":
+            add("probe", user, probe_outcome(ws.protocol, user, emb, gallery_emb, labels, thresholds))
+        else:  # the recogniser enrols the user's protected photos and is queried with clean ones
+            swapped = templates.clone()
+            swapped[names.index(user)] = F.normalize(emb.sum(0), dim=0)
+            add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
+    if "adapt_s" in adapted:
+        rows.append(ResultRow("adapt_s", adapted["adapt_s"], method=method, adversary=adversary, target=target))
+    return TaskOutput({"gallery_identities": len(names), **({"adaptation": adapted} if adapted else {})}, rows)
 
 
 def evaluate_clean(ws: Workspace, target: str, clean_key: str, thresholds: dict[str, float]) -> TaskOutput:

@@ -121,6 +121,9 @@ class Method:
     # for something the reference has (a generator, a data set) says so here.
     deviations: ClassVar[tuple[str, ...]] = ()
     reported: ClassVar[tuple[Reported, ...]] = ()
+    # The config field the optimisation's work grows with linearly (steps, epochs, iterations), or None: cost
+    # estimates (`bench perf`, `bench run --dry-run`) time the method at a few values of it and scale.
+    effort: ClassVar[str | None] = None
     _context: RunContext | None = None
 
     def __init__(self, config: Any = None):

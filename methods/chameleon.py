@@ -195,6 +195,7 @@ def error_table(surrogates: list[Target], photos: torch.Tensor, cfg: ChameleonCo
 class Chameleon(Method):
     kind = "universal"
     Config = ChameleonConfig
+    effort = "epochs"
     paper = (
         "Chow et al., Personalized Privacy Protection Mask Against Unauthorized Facial Recognition, ECCV 2024"
     )

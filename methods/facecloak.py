@@ -159,6 +159,7 @@ class FaceCloakProjected(Method):
 
     kind = "universal"
     Config = FaceCloakProjectedConfig
+    effort = "iterations"
     paper = "Yahn et al., FaceCloak (2025): this project's variant, not the reference's algorithm"
     reference = "https://github.com/zacharyyahn/FaceCloak (src/cloak_functions.py: afog_cloak_multi)"
     deviations = (
@@ -297,6 +298,7 @@ def sticker_cover(size: int) -> torch.Tensor:
 @METHODS.register("facecloak")
 class FaceCloak(Method):
     kind = "universal"
+    effort = "iterations"
     Config = FaceCloakConfig
     paper = "Yahn et al., FaceCloak: Personalized Face Privacy Protection From a Single Image (2025)"
     reference = ("https://github.com/zacharyyahn/FaceCloak (src/cloak_functions.py: afog_cloak_multi, "

@@ -219,6 +219,7 @@ class FawkesProtector(Protector):
 class Fawkes(Method):
     kind = "per-image"
     Config = FawkesConfig
+    effort = "steps"
     paper = "Shan et al., Fawkes: Protecting Privacy against Unauthorized Deep Learning Models, USENIX Security 2020"
     reference = "https://github.com/Shawn-Shan/fawkes (v1.0: fawkes/differentiator.py, fawkes/protection.py)"
     deviations = (

@@ -108,6 +108,7 @@ class LowKeyProtector(Protector):
 class LowKey(Method):
     kind = "per-image"
     Config = LowKeyConfig
+    effort = "steps"
     paper = ("Cherepanova et al., LowKey: Leveraging Adversarial Attacks to Protect Social Media Users from "
              "Facial Recognition, ICLR 2021")
     reference = "the authors' public attack script lowkey_attack.py (LowKey, ICLR 2021)"
@@ -141,5 +142,4 @@ class LowKey(Method):
             raise ValueError("lowkey needs at least one differentiable surrogate")
         from bench.lpips import get_lpips
 
-        device = photos.device if len(photos) else torch.device("cpu")
-        return LowKeyProtector(self.config, surrogates, seed, get_lpips(device))
+        return LowKeyProtector(self.config, surrogates, seed, get_lpips(photos.device))

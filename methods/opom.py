@@ -185,6 +185,7 @@ def _register_variants(cls: type) -> type:
 class OPOM(Method):
     kind = "universal"
     Config = OPOMConfig
+    effort = "iterations"
     paper = PAPER
     reference = "https://github.com/zhongyy/OPOM (code/generation/attack/privacy.py: FIM, DFANet_MFIM)"
     deviations = (

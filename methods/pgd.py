@@ -72,6 +72,7 @@ class PGDProtector(Protector):
 class PGD(Method):
     kind = "per-image"
     Config = PGDConfig
+    effort = "steps"
     paper = "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
     reference = "paper (Madry et al., ICLR 2018); no face-privacy reference code"
     deviations = ("a baseline of this project: PGD dodging on the cosine to the clean embedding, not a "

@@ -277,6 +277,7 @@ OURS = {"norm": "linf", "gamma": 1.0, "mmd": "patch", "diversity": "resize-pad",
 class TIPIM(Method):
     kind = "per-image"
     Config = TIPIMConfig
+    effort = "steps"
     paper = ("Yang et al., Towards Face Encryption by Generating Adversarial Identity Masks (TIP-IM), "
              "ICCV 2021")
     reference = "https://github.com/ShawnXYang/TIP-IM (run.py, input_diversify.py, mmd.py)"

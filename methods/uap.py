@@ -51,6 +51,7 @@ class UAPConfig:
 class UAP(Method):
     kind = "universal"
     Config = UAPConfig
+    effort = "iterations"
     paper = "Moosavi-Dezfooli et al., Universal adversarial perturbations, CVPR 2017 (sign-gradient form)"
     reference = "paper (Moosavi-Dezfooli et al., CVPR 2017)"
     deviations = ("a baseline of this project: one mask per user by sign steps on the mean cosine to the clean "

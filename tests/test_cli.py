@@ -58,7 +58,7 @@ def test_set_overrides_a_method_config_and_bad_settings_fail_before_any_work(cap
     assert method_overrides({"pgd": {"steps": 2}}, ["pgd.epsilon=4/255", "opom-fi-uap.momentum=1.0"]) == {
         "pgd": {"steps": 2, "epsilon": 4 / 255}, "opom-fi-uap": {"momentum": 1.0}}
     for setting, expected in (("pgd.nope=1", "valid keys"), ("pgd.epsilon=2", "epsilon"),
-                              ("uap.iterations=3", "does not include"), ("pgd=3", "METHOD.KEY=VALUE")):
+                              ("uap.iterations=3", "does not include"), ("pgd=3", "NAME.KEY=VALUE")):
         assert main(["run", "--suite", "smoke", "--set", setting, "--out", str(tmp_path)]) == 2, setting
         assert expected in capsys.readouterr().out, setting
     assert not (tmp_path / "store.sqlite").exists() or not list((tmp_path / "artifacts").glob("*"))

@@ -20,7 +20,7 @@ def suite(**changes):
 def data(**changes) -> DataInfo:
     base = DataInfo(users=["ann", "bob"], gallery=["g1", "g2", "g3", "g4"], gallery_labels=["ann", "bob", "cy", "cy"],
                     probe={"ann": ["pa"], "bob": ["pb"]}, fit={"ann": ["fa1", "fa2"], "bob": ["fb"]},
-                    user_gallery={"ann": ["g1"], "bob": ["g2"]}, public="pub0")
+                    user_gallery={"ann": ["g1"], "bob": ["g2"]})
     return dataclasses.replace(base, **changes)
 
 
@@ -97,15 +97,17 @@ def test_what_a_method_takes_from_the_run_enters_its_keys():
     assert touched and all("cloak" in label for label in touched)
 
 
-def test_thresholds_public_photos_and_photos_rekey_what_they_touch():
+def test_thresholds_an_adversarys_people_and_photos_rekey_what_they_touch():
     base = plan_run(suite(), data(), plugins())
     p = plugins()
     p.targets[1] = dataclasses.replace(p.targets[1], thresholds={"far1e-3": 0.41})
     touched = changed(base, plan_run(suite(), data(), p))
     assert touched == {label for label in keys(base) if label.startswith("eval/") and label.endswith("/rec2")}
 
-    touched = changed(base, plan_run(suite(), data(public="pub1"), plugins()))
-    assert touched == {label for label in keys(base) if label.startswith("eval/") and "/clean/" not in label}
+    p = plugins()
+    p.adversaries[1] = dataclasses.replace(p.adversaries[1], needs={"identity_bank/12x4": "other people"})
+    touched = changed(base, plan_run(suite(), data(), p))
+    assert touched == {label for label in keys(base) if label.startswith("eval/") and "/blur/" in label}
 
     touched = changed(base, plan_run(suite(), data(fit={"ann": ["fa1", "fa2"], "bob": ["other"]}), plugins()))
     assert {"protect/mask/bob/0", "protect/cloak/bob/0"} <= touched

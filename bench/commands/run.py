@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -17,12 +18,15 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from bench import leaderboard, report, tables
 from bench.commands._ui import wide_console
-from bench.data import DataError
+from bench.data import DataError, resolve_data_root
+from bench.devices import default_threads, resolve_device
+from bench.executors import LocalExecutor
 from bench.metrics import PROTOCOLS
-from bench.registry import ConfigError, UnknownNameError
+from bench.registry import ATTACKS, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
 from bench.suites import SPLITS, Suite, get_suite
@@ -100,14 +104,14 @@ def parse_value(text: str):
 
 
 def method_overrides(base: dict, settings: list[str]) -> dict:
-    """``METHOD.KEY=VALUE`` settings merged over a suite's method overrides (the keys are checked when the
+    """``NAME.KEY=VALUE`` settings merged over a suite's method (or adversary) overrides (the keys are checked when the
     method is built, with the list of valid ones)."""
     merged = {m: dict(v) for m, v in base.items()}
     for item in settings:
         target, eq, value = item.partition("=")
         method, dot, key = target.rpartition(".")
         if not (eq and dot and method and key):
-            raise UsageError(f"--set takes METHOD.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
+            raise UsageError(f"--set takes NAME.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
                              f"{item!r}")
         merged.setdefault(method, {})[key] = parse_value(value)
     return merged
@@ -128,8 +132,11 @@ def requested_suite(args) -> Suite:
         if args.split not in SPLITS:
             raise UsageError(f"unknown split preset {args.split!r}; known: {', '.join(SPLITS)}")
         changes["split"] = SPLITS[args.split]
-    if args.set:
-        changes["method_overrides"] = method_overrides(suite.method_overrides, args.set)
+    if args.set:  # NAME.KEY=VALUE: NAME is a registered adversary or else a method of the run
+        merged = method_overrides({**suite.method_overrides, **suite.adversary_overrides}, args.set)
+        adversaries = set(ATTACKS.names())
+        changes["method_overrides"] = {k: v for k, v in merged.items() if k not in adversaries}
+        changes["adversary_overrides"] = {k: v for k, v in merged.items() if k in adversaries}
     return suite.with_overrides(**changes)
 
 
@@ -143,16 +150,23 @@ def run(args) -> int:
     except ValueError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
-    out = Path(args.out or f"runs/{suite.name}")
+    if args.dry_run:
+        # with --json, stdout holds the JSON alone: progress and notes go to stderr
+        shown = Console(stderr=True, width=console.width) if args.json else console
+        return dry_run(suite, args, shown, RichReporter(shown) if shown.is_terminal else LogReporter(shown))
     reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
-    runner = Runner(suite, out, data_root=args.data_root, device=args.device, threads=args.threads, reporter=reporter,
-                    wait=not args.no_wait)
+    out = Path(args.out or f"runs/{suite.name}")
     t0 = time.perf_counter()
     started = time.time()
     try:
+        device, threads = resolve_device(args.device), default_threads() if args.threads is None else args.threads
+        executor = make_executor(args.executor, args.address, suite)
+        runner = Runner(suite, out, data_root=args.data_root, device=device, threads=threads, reporter=reporter,
+                        executor=executor, wait=not args.no_wait)
         with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
             runner.run()
-    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, RunFolderBusy) as exc:
+    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, ImportError,
+            RunFolderBusy) as exc:
         console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
         return 2
     board = leaderboard.build(runner.store)
@@ -169,13 +183,87 @@ def run(args) -> int:
     return 0
 
 
+def make_executor(name: str, address: str | None, suite):
+    if name == "local":
+        if address:
+            raise ValueError("--address is for --executor ray")
+        return LocalExecutor()
+    if name == "ray":
+        from bench.ray_executor import RayExecutor
+
+        return RayExecutor(suite, address=address)
+    raise ValueError(f"unknown executor {name!r}: local or ray")
+
+
+def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
+    """Plan the suite on file lists and price it from rates measured on this machine (bench/estimate.py)."""
+    from bench.estimate import Estimator, KindCost
+
+    try:
+        device, threads = resolve_device(args.device), default_threads() if args.threads is None else args.threads
+        torch.set_num_threads(threads)
+        root, how = resolve_data_root(args.data_root)
+        console.print(f"data: {root} ({how}); pricing on {device}, {threads} thread(s)")
+        estimator = Estimator(suite, root, device, threads, reporter, remeasure=args.remeasure)
+        with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
+            estimate = estimator.estimate()
+    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    on_cpu = device == "cpu"
+    clock = "cpu" if on_cpu else "wall"
+    if args.json:
+        print(json.dumps({"suite": suite.name, "device": device, "threads": threads, "clock": clock,
+                          "kinds": {k: vars(v) for k, v in estimate.kinds.items()}, "methods": estimate.methods,
+                          "seconds": estimate.seconds, "notes": estimate.notes,
+                          "unavailable": estimate.unavailable, "rates": estimate.cache}, indent=2))
+        return 0
+
+    def idle_wall(seconds: float) -> str:  # CPU time of all threads -> the wall time of an idle machine
+        return _clock(seconds) if threads == 1 else f"{_clock(seconds / threads)} to {_clock(seconds)}"
+
+    kinds = Table(title=f"{suite.name}: tasks and estimated time on {device} ({threads} thread(s))")
+    for col in ("kind", "tasks", "CPU time" if on_cpu else "wall time", *(("wall time, idle machine",) if on_cpu else ())):
+        kinds.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, cost in [*estimate.kinds.items(), ("all", KindCost(sum(c.tasks for c in estimate.kinds.values()),
+                                                                 estimate.seconds))]:
+        kinds.add_row(kind, str(cost.tasks), _clock(cost.seconds), *((idle_wall(cost.seconds),) if on_cpu else ()))
+    console.print(kinds)
+    methods = Table(title="protect tasks per method")
+    for col in ("method", "kind", "users", "fit s/user", "protect s/photo", f"{clock} time"):
+        methods.add_column(col, justify="left" if col in ("method", "kind") else "right")
+    for name, m in sorted(estimate.methods.items(), key=lambda kv: -kv[1]["seconds"]):
+        methods.add_row(name, m["kind"], str(m["users"]), f"{m['fit_s_per_user']:.1f}",
+                        f"{m['protect_s_per_photo']:.2f}", _clock(m["seconds"]))
+    console.print(methods)
+    for name, reason in estimate.unavailable.items():
+        console.print(f"[yellow]{name} unavailable[/yellow]: {reason}")
+    for note in estimate.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
+    console.print(f"rates measured on this machine, cached in {estimate.cache} (--remeasure to measure again)"
+                  + ("; CPU time of the process, all threads: the load of other work does not enter it" if on_cpu
+                     else ""))
+    return 0
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a benchmark suite (resumes: finished tasks are skipped)")
     p.add_argument("--suite", default="quick", help="suite name (see `bench list suites`)")
     p.add_argument("--out", help="run folder (default runs/<suite>)")
     p.add_argument("--data-root", help="data root (default: $BENCH_DATA, ../shared/data, embedded LFW subset)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda, "
+                                                    "cuda:1 ...")
+    p.add_argument("--threads", type=int,
+                   help="torch threads (default: the cores this process may use; per task with --executor ray)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the tasks per kind and their estimated time from rates measured on this machine "
+                        "(cached under $BENCH_HOME/perf), and run nothing")
+    p.add_argument("--remeasure", action="store_true", help="with --dry-run: measure the rates again")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print the estimate as JSON")
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: tasks one after the other in this process; ray: tasks as Ray tasks (pip install "
+                        "'cloakbench[ray]'), the run folder on a path every worker shares")
+    p.add_argument("--address", help="with --executor ray: the cluster to join (default: start a local one)")
     p.add_argument("--users", type=int, help="override the suite's number of protected users")
     p.add_argument("--gallery-identities", type=int, help="override the suite's gallery size")
     p.add_argument("--methods", help="comma-separated methods instead of the suite's")
@@ -188,9 +276,10 @@ def add_parser(sub) -> None:
                    help="how probe queries are scored: templates (one per identity) or opom-pairs (OPOM: each query "
                         "vs one clean photo of the user plus distractors, all pairs, top-1/5/10)")
     p.add_argument("--split", help=f"a named split preset instead of the suite's ({', '.join(SPLITS)})")
-    p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE",
-                   help="override one config value of a method, e.g. --set opom-class-center.iterations=100 "
-                        "(repeatable; `bench list methods --json` shows each method's config)")
+    p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
+                   help="override one config value of a method or an adversary, e.g. --set "
+                        "opom-class-center.iterations=100 or --set jpeg-75.quality=60 (repeatable; `bench list "
+                        "methods --json` / `bench list attacks --json` show each config)")
     p.add_argument("--no-wait", action="store_true",
                    help="if another run is using the run folder, stop at once (default: wait for it, then reuse "
                         "its finished tasks)")

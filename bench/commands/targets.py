@@ -30,6 +30,7 @@ from bench.calibrate import calibrate, stale_reason
 from bench.calibration_store import load_calibration, save_calibration
 from bench.commands._ui import wide_console
 from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
+from bench.devices import resolve_device
 from bench.formatting import number, percent
 from bench.integrity import IntegrityError
 from bench.registry import TARGETS, UnknownNameError
@@ -65,8 +66,7 @@ def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Prog
     }
     if not ok:
         return row
-    overrides = {"device": args.device} if args.device else {}
-    target = TARGETS.create(name, **overrides)
+    target = TARGETS.create(name, device=args.device)
     try:
         record = load_calibration(name, fingerprint)
         why = "--recalibrate" if args.recalibrate else stale_reason(record, target, fingerprint)
@@ -153,7 +153,8 @@ def run(args) -> int:
         data_root, how = resolve_data_root(args.data_root)
         lfw_root = lfw_root_under(data_root)
         fingerprint = load_identity_folders(lfw_root, "lfw").fingerprint()
-    except DataError as exc:
+        args.device = resolve_device(args.device)
+    except (DataError, ValueError) as exc:
         err.print(f"[red]{exc}[/red]")
         return 2
     err.print(f"LFW: {lfw_root} (data root from {how})")
@@ -182,5 +183,6 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these targets")
     p.add_argument("--recalibrate", action="store_true", help="measure again even when a calibration is cached")
-    p.add_argument("--device", help="torch device for the targets (default: each target's own, cpu)")
+    p.add_argument("--device", default="auto", help="torch device for the targets: auto (CUDA when present), cpu, "
+                                                    "cuda, cuda:N")
     p.set_defaults(func=run)

@@ -1,0 +1,154 @@
+"""Robust fine-tuning (FaceCure: Radiya-Dixit, Hong, Carlini and Tramer, "Data poisoning won't save you from
+facial recognition", ICLR 2022; ftramer/FaceCure ``train_robust_features.py``).
+
+The recogniser's owner protects photos of people it already has (an identity bank of the run, never the
+evaluated users) with the same public tool (``context.method`` and its surrogates) and fine-tunes its feature
+extractor so that a protected photo embeds where the clean photo of the same person does. The evaluated users'
+protected photos are then judged by the tuned model against a gallery it re-embeds (the runner re-embeds when
+``adapt`` returns another target).
+
+Loss, per (protected x', clean x) pair of the owner's people, with f the tuned model and f0 the original:
+  (1 - cos(f(x'), f0(x))) + (1 - cos(f(x), f0(x)))
+the first term is the robustness FaceCure trains for (protected and clean photos of one person embed together),
+the second keeps clean photos where the original model put them, so the tuned model still recognises everyone
+else (FaceCure keeps a classification head over its public identities for the same reason). As in FaceCure, a
+random horizontal flip augments every pair and training runs ``epochs`` epochs (10) over the pairs. Adam at a
+small learning rate; batch-norm statistics stay frozen (the pairs are few).
+
+Needs a differentiable target (its ``network`` is fine-tuned on a copy; the original is untouched); a black box
+fails with a clear reason. The tuned weights are cached in ``context.cache_dir`` under a key of the method, its
+config, its surrogates, the owner's photos, the target and this config: built once, reused by every later run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from attacks._adaptive import (
+    cache_key,
+    cache_path,
+    owner_people,
+    protected_pairs,
+    require_context,
+    save_atomic,
+)
+from attacks.base import Adversary, check_range
+from bench.context import AdversaryContext, Need
+from bench.provenance import code_version
+from bench.registry import ATTACKS
+from targets.base import Target
+
+
+@dataclass
+class RobustFinetuneConfig:
+    identities: int = 12  # the owner's people protected for training
+    photos: int = 4  # photos per person
+    epochs: int = 10  # FaceCure's
+    batch: int = 8
+    lr: float = 1e-5
+    flip: bool = True  # FaceCure augments with horizontal flips
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("robust fine-tuning identities", self.identities, 2, 10_000)
+        check_range("robust fine-tuning photos", self.photos, 2, 1_000)
+        check_range("robust fine-tuning epochs", self.epochs, 1, 1_000)
+        check_range("robust fine-tuning batch", self.batch, 1, 1_024)
+        check_range("robust fine-tuning lr", self.lr, 0.0, 1.0, open_low=True)
+
+
+def pair_loss(model: Target, protected: torch.Tensor, clean: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    both = model.embed(torch.cat([protected, clean]))
+    f_protected, f_clean = both[: len(clean)], both[len(clean) :]
+    return (2 - F.cosine_similarity(f_protected, anchor).mean() - F.cosine_similarity(f_clean, anchor).mean())
+
+
+@ATTACKS.register("robust-finetune")
+class RobustFinetune(Adversary):
+    kind = "adaptation"
+    Config = RobustFinetuneConfig
+
+    def __init__(self, config: RobustFinetuneConfig | None = None):
+        super().__init__(config)
+        self._info: dict[str, Any] = {}
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def needs(self) -> list[Need]:
+        return [owner_people(self.config.identities, self.config.photos)]
+
+    def adapt(self, target: Target, context: AdversaryContext | None = None) -> Target:
+        context = require_context(context, "robust fine-tuning")
+        self._info = {}
+        if context.method is None:
+            return target
+        network = getattr(target, "network", None)
+        if not target.differentiable or not isinstance(network, torch.nn.Module):
+            raise ValueError(f"robust fine-tuning needs a differentiable target; {target.name} is a black box "
+                             "(pick a torch target such as sface or mobileface)")
+        t0 = time.perf_counter()
+        cfg = self.config
+        pairs = protected_pairs(context, cfg.identities, cfg.photos, cfg.seed)
+        key = cache_key("robust-finetune", code_version(self), pairs.key, target.name,
+                        [w.sha256 for w in type(target).weights], dataclasses.asdict(cfg))
+        path = cache_path(context, "robust-finetune", key)
+        tuned = copy.deepcopy(target)
+        facts = {"protect_public_s": pairs.seconds, "pairs": len(pairs.protected), "identities": pairs.identities,
+                 "cache_key": key}
+        if path.exists():
+            saved = torch.load(path, weights_only=True)
+            tuned.network.load_state_dict(saved["state"])
+            facts.update(train_s=float(saved["train_s"]), final_loss=float(saved["final_loss"]), cached=True)
+        else:
+            train_s, final = self._train(tuned, target, pairs, torch.device(context.device))
+            save_atomic({"state": {k: v.cpu() for k, v in tuned.network.state_dict().items()}, "train_s": train_s,
+                         "final_loss": final}, path)
+            facts.update(train_s=train_s, final_loss=final, cached=False)
+        for p in tuned.network.parameters():
+            p.requires_grad_(False)
+        tuned.network.eval()
+        # adapt_s: what building the tuned model cost (protecting the owner's photos + fine-tuning), also when it
+        # now comes from the cache; wall_s: this call.
+        self._info = {**facts, "adapt_s": facts["protect_public_s"] + facts["train_s"],
+                      "wall_s": time.perf_counter() - t0}
+        return tuned
+
+    def _train(self, tuned: Target, original: Target, pairs, device: torch.device) -> tuple[float, float]:
+        cfg = self.config
+        gen = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        with torch.no_grad():
+            anchors = original.embed(pairs.clean.to(device))
+            flipped = original.embed(pairs.clean.flip(-1).to(device)) if cfg.flip else anchors
+        params = [p for p in tuned.network.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        tuned.network.eval()  # frozen batch-norm statistics and no dropout: few pairs
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        t0 = time.perf_counter()
+        losses: list[float] = []
+        for _ in range(cfg.epochs):
+            order = torch.randperm(len(pairs.clean), generator=gen)
+            for i in range(0, len(order), cfg.batch):
+                idx = order[i : i + cfg.batch]
+                x_p, x_c, anchor = pairs.protected[idx], pairs.clean[idx], anchors[idx]
+                if cfg.flip:
+                    flip = torch.rand(len(idx), generator=gen) < 0.5
+                    x_p = torch.where(flip.view(-1, 1, 1, 1), x_p.flip(-1), x_p)
+                    x_c = torch.where(flip.view(-1, 1, 1, 1), x_c.flip(-1), x_c)
+                    anchor = torch.where(flip.view(-1, 1).to(device), flipped[idx], anchor)
+                loss = pair_loss(tuned, x_p.to(device), x_c.to(device), anchor)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+        last_epoch = losses[-max(1, -(-len(pairs.clean) // cfg.batch)) :]
+        return time.perf_counter() - t0, sum(last_epoch) / len(last_epoch)

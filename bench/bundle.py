@@ -1,0 +1,189 @@
+"""``bench bundle DIR``: what an air-gapped node that already has torch and torchvision needs to run cloakbench.
+
+DIR/
+- ``wheels/``: cloakbench's wheel (built from this checkout) and a wheel of every package it needs, at the
+  versions installed here, for this Python and platform, except torch, torchvision and what they bring
+  (numpy, pillow, typing-extensions, CUDA libraries ...): a node with torch has those;
+- ``home/``: a ``BENCH_HOME`` with the verified weight files (and the forms converted from them) of the chosen
+  targets and of the LPIPS metric, and the target calibrations;
+- ``README.md``: the two commands that install and run from it with no network; ``MANIFEST.json``: every
+  file with its size and SHA-256.
+
+Making a bundle needs the network (``pip wheel`` fetches the wheels at the pinned versions); using it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+
+from bench.paths import bench_home
+from bench.weights import WeightSpec, cache_dir, sha256_of
+
+# Installed with torch and torchvision on any node that has them: never bundled.
+PROVIDED = ("torch", "torchvision")
+
+
+class BundleError(Exception):
+    """The bundle cannot be made; the message says why and what to do."""
+
+
+def normalise(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _requirement(text: str):
+    from packaging.requirements import Requirement
+
+    return Requirement(text)
+
+
+def closure(requirements: Iterable[str], extras: tuple[str, ...] = (), stop: Iterable[str] = ()) -> dict[str, str]:
+    """Installed distributions (name -> version) that ``requirements`` need, transitively, as installed here;
+    ``stop`` names are neither taken nor descended into. A requirement not installed here is an error."""
+    stop = {normalise(s) for s in stop}
+    found: dict[str, str] = {}
+    todo = [(r, extras) for r in requirements]
+    while todo:
+        text, active = todo.pop()
+        req = _requirement(text)
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in (*active, "")):
+            continue
+        name = normalise(req.name)
+        if name in stop or name in found:
+            continue
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError as exc:
+            raise BundleError(f"{req.name} is required but not installed here; install it first") from exc
+        found[name] = dist.version
+        todo += [(r, tuple(req.extras)) for r in dist.requires or []]
+    return found
+
+
+def project_root() -> Path:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        raise BundleError(f"bench bundle builds cloakbench's wheel from a source checkout; {root} has no "
+                          "pyproject.toml (run it from a clone: pip install -e .)")
+    return root
+
+
+def _pip(args: list[str], log: Callable[[str], None]) -> None:
+    cmd = [sys.executable, "-m", "pip", *args]
+    log("$ " + " ".join(cmd[2:]))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BundleError(f"pip {args[0]} failed:\n{proc.stderr.strip()[-1500:]}")
+
+
+def wheel_requirements(wheel: Path, extras: tuple[str, ...]) -> list[str]:
+    """Requires-Dist of a built wheel (what the bundle's cloakbench will ask pip for)."""
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        text = zf.read(meta).decode()
+    reqs = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
+    return [r for r in reqs if _requirement(r).marker is None
+            or any(_requirement(r).marker.evaluate({"extra": e}) for e in (*extras, ""))]
+
+
+def build_wheels(out: Path, extras: tuple[str, ...], log: Callable[[str], None]) -> dict[str, str]:
+    """cloakbench's wheel and its dependencies' wheels in ``out``; returns the bundled packages (name -> version)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _pip(["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(project_root())], log)
+    built = sorted(out.glob("cloakbench-*.whl"))
+    if not built:
+        raise BundleError(f"pip wheel wrote no cloakbench wheel into {out}")
+    provided = closure(PROVIDED)
+    needed = closure(wheel_requirements(built[-1], extras), extras, stop=provided)
+    pins = [f"{name}=={version}" for name, version in sorted(needed.items())]
+    if pins:
+        _pip(["wheel", "--no-deps", "-q", "-w", str(out), *pins], log)
+    return needed
+
+
+def weight_files(specs: Iterable[WeightSpec]) -> list[Path]:
+    """The verified files of ``specs`` in the cache and the files converted from them (``derived``: named after
+    the original's SHA-256); a spec whose file is missing or does not verify is an error."""
+    files = []
+    for spec in specs:
+        original = cache_dir(spec) / spec.filename
+        if not original.is_file() or sha256_of(original) != spec.sha256:
+            raise BundleError(f"weights '{spec.name}' are not fetched and verified in {cache_dir(spec)}: run "
+                              f"`bench weights fetch {spec.name}` first")
+        files.append(original)
+        files += sorted(p for p in cache_dir(spec).glob(f"{spec.sha256[:12]}-*") if not p.name.endswith(".part"))
+    return files
+
+
+def copy_home(home: Path, specs: Iterable[WeightSpec]) -> list[Path]:
+    """Weights (and their conversions) and the calibrations into a new BENCH_HOME at ``home``."""
+    source = bench_home()
+    copied = []
+    for path in weight_files(specs):
+        dst = home / path.relative_to(source)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dst)
+        copied.append(dst)
+    calibration = source / "calibration"
+    if calibration.is_dir():
+        shutil.copytree(calibration, home / "calibration", dirs_exist_ok=True)
+        copied += sorted(p for p in (home / "calibration").rglob("*") if p.is_file())
+    return copied
+
+
+README = """# cloakbench bundle
+
+Made by `bench bundle` on {python} ({platform}). For a node with the same Python and platform that already has
+torch and torchvision (and so numpy and pillow) and no network.
+
+Install, with no index (pip takes everything from `wheels/`):
+
+    pip install --no-index --find-links {dir}/wheels cloakbench
+
+Run, with the bundled weights and calibrations:
+
+    BENCH_HOME={dir}/home bench run --suite smoke --device cuda
+
+The GPU check (`bench perf` on the GPU, then the smoke suite on the GPU and on the CPU, whose PSR must agree):
+
+    scripts/gpu-check.sh {dir}          # from a checkout; or see the script: three bench commands and a compare
+
+Contents: {wheels} wheels ({wheel_mb:.1f} MB): {packages}. Weights for {targets} ({home_mb:.1f} MB).
+"""
+
+
+def write_bundle(out: Path, specs: list[WeightSpec], targets: list[str], extras: tuple[str, ...] = (),
+                 log: Callable[[str], None] = print) -> dict:
+    import platform
+
+    if out.exists() and any(out.iterdir()):
+        raise BundleError(f"{out} exists and is not empty; choose a new folder")
+    wheels = out / "wheels"
+    packages = build_wheels(wheels, extras, log)
+    home_files = copy_home(out / "home", specs)
+    wheel_files = sorted(wheels.glob("*.whl"))
+    missing = [n for n in packages if not any(normalise(w.name.split("-")[0]) == n for w in wheel_files)]
+    if missing:
+        raise BundleError(f"no wheel for {missing} in {wheels}")
+    wheel_mb = sum(p.stat().st_size for p in wheel_files) / 2**20
+    home_mb = sum(p.stat().st_size for p in home_files) / 2**20
+    (out / "README.md").write_text(README.format(
+        python=platform.python_version(), platform=platform.platform(), dir=out.resolve(), wheels=len(wheel_files),
+        wheel_mb=wheel_mb, packages=", ".join(f"{n} {v}" for n, v in sorted(packages.items())),
+        targets=", ".join(targets), home_mb=home_mb))
+    manifest = {"python": platform.python_version(), "platform": platform.platform(), "extras": list(extras),
+                "targets": targets, "packages": packages,
+                "files": {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
+                          for p in [*wheel_files, *home_files]}}
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
+    return {"wheels_mb": wheel_mb, "home_mb": home_mb, "wheels": len(wheel_files), "weights": len(home_files)}
+
+
+__all__ = ["BundleError", "PROVIDED", "build_wheels", "closure", "copy_home", "weight_files", "write_bundle"]

@@ -1,0 +1,358 @@
+"""What a run will cost before it runs (``bench run --dry-run``), priced from rates measured on this machine.
+
+The dry run plans on file lists (``bench.prepare.describe_files``: nothing is aligned) and prices every task:
+- ``clean/<t>``: its photos over the target's forward rate (images per second through ``Target.embed``);
+- ``protect/<m>/<u>``: the method's fit on the user's fit photos, its protect on the user's probes (and enrolled
+  gallery photos in the gallery scenario), and the quality metrics. A method is timed on ``batch`` photos at
+  two small values of its effort knob (``Method.effort``: steps, epochs or iterations) after a warm-up, as
+  t(k) = a + b k, then scaled to its configured effort and to the user's photo counts;
+- ``eval/<m>/<a>/<t>``: the adversary's transform and the target's forward pass on every user's protected photos;
+- ``authorized/<m>/<t>``: the de-obfuscated photos through the target; ``eval/clean/<t>``: ranking only.
+
+Costs are read on ``bench.perf.cost_clock``: on a CPU the CPU time of the process (all its threads), which the
+load of a shared machine does not inflate (with one thread, the wall time of an idle machine; with more, the
+idle wall time lies between CPU time / threads and CPU time); on a GPU the wall time. Runs record each task's CPU
+time beside its wall time (``cpu_seconds``), which ``measured_kinds`` sums per kind to check an estimate.
+
+Rates are cached in ``$BENCH_HOME/perf/rates.json`` under a key of the machine (host, processor, torch, device,
+threads), each under a key of what was measured (name, config, code version, surrogates, batch); ``remeasure``
+replaces them (wall-clock rates on a GPU carry the load of the moment they were measured). Adversaries that adapt the recogniser (fine-tuning) are
+not priced (their training depends on the public photos); the plan says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from bench.context import RunContext
+from bench.faces import Aligner
+from bench.identity_bank import BankBuilder
+from bench.paths import bench_home
+from bench.perf import cost_clock, faces, time_calls, timed
+from bench.plan import DataInfo, Plugins, TargetInfo, TaskGraph, plan_run
+from bench.prepare import describe_files
+from bench.progress import Reporter
+from bench.provenance import code_version, content_key
+from bench.registry import TARGETS
+from bench.resources import create_adversaries, create_methods, expand, load_targets
+from bench.suites import Suite
+
+# A per-image method slower than this per photo (half a minute: minutes at full settings on a busy CPU) is
+# flagged in the plan.
+SLOW_PER_PHOTO_S = 30.0
+
+
+# Bumped when what a cached rate means changes (2: CPU time on a CPU).
+RATES_FORMAT = 2
+
+
+def machine_key(device: str, threads: int) -> str:
+    parts = (RATES_FORMAT, platform.node(), platform.processor() or platform.machine(), torch.__version__, device,
+             threads)
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+class RateCache:
+    """Measured rates of one machine, device and thread count, kept as JSON in ``$BENCH_HOME/perf``."""
+
+    def __init__(self, device: str, threads: int, path: Path | None = None):
+        self.path = path or bench_home() / "perf" / "rates.json"
+        self.machine = machine_key(device, threads)
+        self.description = {"host": platform.node(), "device": device, "threads": threads, "torch": torch.__version__}
+        try:
+            self.all = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            self.all = {}
+        self.entries: dict[str, Any] = self.all.setdefault(self.machine, {"machine": self.description})
+
+    def get(self, key: str) -> Any:
+        return self.entries.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.entries[key] = {**value, "measured": time.strftime("%Y-%m-%d %H:%M")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".part")
+        tmp.write_text(json.dumps(self.all, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+@dataclass
+class Linear:
+    """Seconds for ``batch`` photos at effort k: a + b k (b = 0 when the method has no effort knob)."""
+
+    a: float
+    b: float
+    batch: int
+
+    def seconds(self, photos: int, effort: float) -> float:
+        return max(0.0, self.a + self.b * effort) * photos / self.batch
+
+
+def _linear(times: dict[int, float], batch: int) -> Linear:
+    (k1, t1), (k2, t2) = sorted(times.items())
+    b = max(0.0, (t2 - t1) / (k2 - k1))
+    return Linear(max(0.0, t1 - b * k1), b, batch)
+
+
+def time_method(method_factory, surrogates: list[Any], fit_photos: torch.Tensor, probes: torch.Tensor,
+                effort: str | None, values: tuple[int, int] = (1, 3)) -> dict[str, Any]:
+    """Fit and protect seconds on these photos at two effort values (after a warm-up that fills per-process
+    caches such as an identity bank's centroids), as a + b k; without an effort knob, one timing, b = 0."""
+    runs = values if effort else (values[0],)
+    times: dict[int, tuple[float, float]] = {}
+    for k in (runs[0], *runs):  # the first run warms up
+        method = method_factory({effort: k} if effort else {})
+        fit_s, protect_s = time_calls(method, surrogates, fit_photos, probes, clock=cost_clock(fit_photos.device))
+        times[k] = (fit_s, protect_s)
+    if not effort:
+        k = runs[0]
+        return {"fit": asdict(Linear(times[k][0], 0.0, len(fit_photos))),
+                "protect": asdict(Linear(times[k][1], 0.0, len(probes)))}
+    return {"fit": asdict(_linear({k: t[0] for k, t in times.items()}, len(fit_photos))),
+            "protect": asdict(_linear({k: t[1] for k, t in times.items()}, len(probes)))}
+
+
+@dataclass
+class KindCost:
+    tasks: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Estimate:
+    kinds: dict[str, KindCost]
+    methods: dict[str, dict[str, Any]]  # name -> kind, users, photos, fit_s_per_user, protect_s_per_photo, seconds
+    notes: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    cache: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return sum(k.seconds for k in self.kinds.values())
+
+
+@dataclass
+class Planned:
+    graph: TaskGraph
+    data: DataInfo
+    methods: dict[str, Any]
+    adversaries: dict[str, Any]
+    context: RunContext
+
+
+def task_kind(label: str) -> str:
+    return "eval-clean" if label.startswith("eval/clean/") else label.split("/", 1)[0]
+
+
+def measured_kinds(store: Any, cpu: bool = True) -> dict[str, KindCost]:
+    """What a finished run's tasks took, per kind, to hold an estimate against: their CPU time (``cpu``, what an
+    estimate on a CPU is in) or their wall time."""
+    kinds: dict[str, KindCost] = {}
+    rows = store.db.execute("SELECT label, seconds, info FROM tasks WHERE status = 'done'")
+    for label, seconds, info in rows:
+        cost = kinds.setdefault(task_kind(label), KindCost())
+        cost.tasks += 1
+        cost.seconds += (json.loads(info or "{}").get("cpu_seconds", 0.0) if cpu else seconds) or 0.0
+    return kinds
+
+
+class Estimator:
+    """Prices a suite's tasks on this machine; measures what the cache lacks (with progress)."""
+
+    def __init__(self, suite: Suite, root: Path, device: str, threads: int, reporter: Reporter,
+                 batch: int = 4, remeasure: bool = False, cache: RateCache | None = None):
+        self.suite, self.root, self.device, self.threads = suite, Path(root), device, threads
+        self.reporter, self.batch, self.remeasure = reporter, batch, remeasure
+        self.cache = cache or RateCache(device, threads)
+        self.unavailable: dict[str, str] = {}
+        self._targets: dict[str, Any] = {}
+        self._photos: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.aligner = Aligner(device=device)
+
+    # -- what is measured --------------------------------------------------------------------------------
+    def _seconds(self, fn, inference: bool = False) -> float:
+        """Seconds of one call after a warm-up call, on the cost clock (CPU time on a CPU)."""
+        def call():
+            if inference:
+                with torch.inference_mode():
+                    return fn()
+            return fn()
+
+        call()
+        return timed(call, self.device, cost_clock(self.device))[0]
+
+    def photos(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch`` fit photos and ``batch`` other photos of one identity of the run's data."""
+        if self._photos is None:
+            both = faces(str(self.root), 2 * self.batch, self.device, self.aligner)
+            self._photos = both[: self.batch], both[self.batch:]
+        return self._photos
+
+    def target(self, name: str) -> Any:
+        if name not in self._targets:
+            self._targets.update(load_targets([name], self.device, self.unavailable, self.reporter))
+        return self._targets.get(name)
+
+    def target_rate(self, name: str) -> float | None:
+        """Images per second through the target's ``embed`` without gradients (None: unavailable)."""
+        cls = TARGETS.entry(name).cls
+        key = f"target/{name}/{code_version(cls)}"
+        cached = self.cache.get(key)
+        if cached is None or self.remeasure:
+            target = self.target(name)
+            if target is None:
+                return None
+            self.reporter.message(f"measuring {name}'s forward rate on {self.device}")
+            photos = torch.cat(self.photos())
+            cached = {"forward_ips": len(photos) / self._seconds(lambda: target.embed(photos), inference=True)}
+            self.cache.put(key, cached)
+        return cached["forward_ips"]
+
+    def method_cost(self, name: str, method: Any, surrogates: list[str], context: RunContext) -> dict[str, Any]:
+        from bench.registry import METHODS
+
+        overrides = dict(self.suite.method_overrides.get(name, {}))
+        key = "method/" + name + "/" + content_key(asdict(method.config), code_version(method), surrogates, self.batch)
+        cached = self.cache.get(key)
+        if cached is None or self.remeasure:
+            team = [self.target(s) for s in surrogates]
+            if any(t is None for t in team):
+                raise ValueError(f"surrogates {surrogates}: some are unavailable ({self.unavailable})")
+            self.reporter.message(f"timing {name} on {self.device} ({self.batch} photos, {method.effort or 'as set'} "
+                                  "1 and 3)")
+
+            def factory(effort: dict[str, int]) -> Any:
+                return METHODS.create(name, **{**overrides, **effort}).bind(context, 0)
+
+            fit_photos, probes = self.photos()
+            cached = time_method(factory, team, fit_photos, probes, method.effort)
+            self.cache.put(key, cached)
+        return cached
+
+    def quality_seconds_per_photo(self) -> float:
+        from bench.metric_registry import METRICS
+        from bench.tasks import quality_rows
+
+        key = "quality/" + content_key(sorted(m.row for m in METRICS.quality()), self.batch)
+        cached = self.cache.get(key)
+        if cached is None or self.remeasure:
+            clean = self.photos()[0]
+            shown = (clean + 0.01 * torch.randn_like(clean)).clamp(0, 1)
+            probe = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
+            seconds = self._seconds(lambda: quality_rows(probe, shown, clean))
+            cached = {"seconds_per_photo": seconds / len(clean)}
+            self.cache.put(key, cached)
+        return cached["seconds_per_photo"]
+
+    def adversary_seconds_per_photo(self, name: str, adversary: Any) -> float:
+        key = f"adversary/{name}/" + content_key(asdict(adversary.config), code_version(adversary))
+        cached = self.cache.get(key)
+        if cached is None or self.remeasure:
+            photos = torch.cat(self.photos())
+            cached = {"seconds_per_photo": self._seconds(lambda: adversary.apply(photos)) / len(photos)}
+            self.cache.put(key, cached)
+        return cached["seconds_per_photo"]
+
+    # -- the plan, priced -----------------------------------------------------------------------------------
+    def plan(self) -> Planned:
+        """The suite planned on file lists, with its methods (needs resolved) and adversaries created."""
+        data = describe_files(self.suite, self.root)
+        bank = BankBuilder(self.root, self.suite.dataset, set(data.users), self.aligner, None)
+        context = RunContext(device=self.device, seed=self.suite.split.seed, data_root=self.root, bank_provider=bank.bank)
+        methods, method_infos = create_methods(self.suite, context, self.reporter)
+        adversaries, adversary_infos = create_adversaries(self.suite, context, self.reporter)
+        targets = []
+        for name in expand(self.suite.targets, TARGETS):
+            ok, reason = TARGETS.entry(name).availability()
+            if ok:
+                cls = TARGETS.entry(name).cls
+                targets.append(TargetInfo(name, differentiable=cls.differentiable))
+            else:
+                self.unavailable[name] = reason or "unavailable"
+        plugins = Plugins(method_infos, targets, adversary_infos, [(s, [], "") for s in self.suite.surrogates],
+                          dict(self.unavailable), self.device)
+        return Planned(plan_run(self.suite, data, plugins), data, methods, adversaries, context)
+
+    def estimate(self) -> Estimate:
+        planned = self.plan()
+        graph, data, methods, adversaries, context = (planned.graph, planned.data, planned.methods,
+                                                      planned.adversaries, planned.context)
+        gallery_scenario = "gallery" in self.suite.scenarios
+        kinds: dict[str, KindCost] = {}
+        per_method: dict[str, dict[str, float]] = {}
+        notes: list[str] = []
+        surrogates = list(self.suite.surrogates)
+        rate_of: dict[str, float | None] = {}
+
+        def forward(target: str, photos: int) -> float:
+            if target not in rate_of:
+                rate_of[target] = self.target_rate(target)
+            rate = rate_of[target]
+            return photos / rate if rate else 0.0
+
+        quality = None
+        for task in graph.tasks:
+            kind = task_kind(task.label)
+            cost = kinds.setdefault(kind, KindCost())
+            cost.tasks += 1
+            args = task.args
+            if kind == "clean":
+                photos = len(data.gallery) + sum(len(v) for v in data.probe.values())
+                cost.seconds += forward(args["target"], photos)
+            elif kind == "protect":
+                name, user = args["method"], args["user"]
+                method = methods[name]
+                rates = self.method_cost(name, method, surrogates, context)
+                effort = getattr(method.config, method.effort) if method.effort else 0
+                shown = len(data.probe[user]) + (len(data.user_gallery[user]) if gallery_scenario else 0)
+                fit_s = Linear(**rates["fit"]).seconds(len(data.fit[user]), effort)
+                protect_s = Linear(**rates["protect"]).seconds(shown, effort)
+                if quality is None:
+                    quality = self.quality_seconds_per_photo()
+                seconds = fit_s + protect_s + quality * len(data.probe[user])
+                cost.seconds += seconds
+                entry = per_method.setdefault(name, {"kind": method.kind, "users": 0, "fit_s": 0.0,
+                                                     "protect_s": 0.0, "photos": 0, "seconds": 0.0})
+                entry["users"] += 1
+                entry["fit_s"] += fit_s
+                entry["protect_s"] += protect_s
+                entry["photos"] += shown
+                entry["seconds"] += seconds
+            elif kind == "eval":
+                name = args["adversary"]
+                adversary = adversaries[name]
+                if adversary.kind == "adaptation":
+                    notes.append(f"{name} adapts the recogniser: its training is not priced")
+                photos = sum(len(v) for v in data.probe.values())
+                if gallery_scenario:
+                    photos += sum(len(v) for v in data.user_gallery.values())
+                cost.seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(
+                    name, adversary)
+            elif kind == "authorized":
+                cost.seconds += forward(args["target"], sum(len(v) for v in data.probe.values()))
+        total = sum(k.seconds for k in kinds.values())
+        for entry in per_method.values():
+            entry["fit_s_per_user"] = entry.pop("fit_s") / max(1, entry["users"])
+            entry["protect_s_per_photo"] = entry.pop("protect_s") / max(1, entry["photos"])
+        for name, entry in per_method.items():
+            if entry["kind"] == "per-image" and entry["protect_s_per_photo"] >= SLOW_PER_PHOTO_S:
+                where = "this CPU" if self.device == "cpu" else self.device
+                notes.append(f"{name}: {entry['protect_s_per_photo']:.0f} s per photo on {where}, "
+                             f"{entry['seconds'] / 3600:.1f} h in all ({100 * entry['seconds'] / max(total, 1e-9):.0f}% "
+                             "of the plan); its cost explodes on a CPU: run it on a GPU (--device cuda) or leave it "
+                             "out (--methods)")
+        return Estimate(kinds, per_method, sorted(set(notes)), dict(self.unavailable), str(self.cache.path))
+
+
+__all__ = ["Estimate", "Estimator", "KindCost", "Linear", "RateCache", "machine_key", "measured_kinds", "task_kind",
+           "time_method"]

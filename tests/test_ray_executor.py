@@ -1,0 +1,57 @@
+"""The Ray executor runs the same task bodies as the local one, in other processes, with the same results."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench import leaderboard
+from bench.executors import LocalExecutor
+from bench.paths import embedded_data_root
+from bench.runner import Runner
+from bench.store import RunStore
+from bench.suites import get_suite
+
+ray = pytest.importorskip("ray", reason="the Ray executor is an optional extra: pip install 'cloakbench[ray]'")
+
+from bench.ray_executor import RayExecutor  # noqa: E402
+
+
+def tiny_suite():
+    return get_suite("smoke").with_overrides(users=2, gallery_identities=6, method_overrides={"pgd": {"steps": 2}},
+                                             adversaries=("none", "jpeg-75"))
+
+
+def results(run_dir):
+    store = RunStore.open_existing(run_dir)
+    board = leaderboard.build(store)
+    plan = store.get_meta("plan")
+    keys = [k for entry in plan["methods"].values() for users in entry["protect"].values() for k in users.values()]
+    artifacts = {k: store.load_artifact(k) for k in keys}
+    work, tasks = store.get_meta("work"), store.db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+    return board, artifacts, work, dict(tasks.fetchall())
+
+
+@pytest.mark.slow
+def test_ray_on_two_local_workers_matches_the_local_executor(tmp_path):
+    suite, data = tiny_suite(), str(embedded_data_root())
+    Runner(suite, tmp_path / "local", data_root=data, device="cpu", threads=1, executor=LocalExecutor()).run()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    try:
+        assert ray.cluster_resources()["CPU"] == 2
+        Runner(suite, tmp_path / "ray", data_root=data, device="cpu", threads=1, executor=RayExecutor(suite)).run()
+    finally:
+        ray.shutdown()
+    local, on_ray = results(tmp_path / "local"), results(tmp_path / "ray")
+    assert on_ray[3] == local[3] == {"done": 6}
+    # the workers wrote the protected photos to the shared run folder, bit for bit the local ones
+    assert local[1].keys() == on_ray[1].keys()
+    for key, tensors in local[1].items():
+        assert all(torch.equal(tensors[name], on_ray[1][key][name]) for name in tensors)
+    # the same leaderboard, timings aside
+    timing = {"fit_s_per_user", "protect_ms_per_photo"}
+    for a, b in zip(local[0]["entries"], on_ray[0]["entries"], strict=True):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    # what the workers computed came back to the driver: every clean photo embedded once, nothing twice
+    assert on_ray[2]["recomputations"] == 0
+    assert on_ray[2]["clean-embedded"] == local[2]["clean-embedded"]
