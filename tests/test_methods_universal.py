@@ -22,6 +22,15 @@ from methods.facecloak import sticker_cover
 from methods.opom import affine_hull_residual, convex_hull_weights, project_simplex
 
 UNIVERSAL = [n for n in METHODS.names() if METHODS.entry(n).cls.kind == "universal"]
+
+
+def by_default(names: list[str]) -> list:
+    """OPOM's -signavg and -mdfa presets of the other losses share their rule with opom-class-center's: one of
+    each family runs by default, the rest with the slow tests."""
+    def case(name: str):
+        family = name.endswith(("-signavg", "-mdfa"))
+        return pytest.param(name, marks=pytest.mark.slow) if family and "class-center" not in name else name
+    return [case(n) for n in names]
 USER = "Colin_Powell"
 SHORT = {"epochs": 1, "iterations": 1, "views": 0, "anchors": "negation"}
 # Shortened, but with steps large enough to move the mask far in a few updates (the loss-direction test).
@@ -73,7 +82,7 @@ def test_universal_methods_registered():
     )
 
 
-@pytest.mark.parametrize("name", UNIVERSAL)
+@pytest.mark.parametrize("name", by_default(UNIVERSAL))
 def test_budget_range_and_face_box(name, sface, user):
     fit_photos, held = user
     method, protector = fitted(name, SHORT, sface, fit_photos[:2])
@@ -91,7 +100,7 @@ def test_budget_range_and_face_box(name, sface, user):
     assert mask.abs().max() > 0
 
 
-@pytest.mark.parametrize("name", UNIVERSAL)
+@pytest.mark.parametrize("name", by_default(UNIVERSAL))
 def test_same_seed_same_mask(name, sface, user):
     fit_photos = user[0][:2]
     _, first = fitted(name, SHORT, sface, fit_photos)
@@ -107,7 +116,7 @@ def test_same_seed_same_mask(name, sface, user):
 SHORT_ENOUGH = [n for n in UNIVERSAL if not n.endswith("-mdfa")]
 
 
-@pytest.mark.parametrize("name", SHORT_ENOUGH)
+@pytest.mark.parametrize("name", by_default(SHORT_ENOUGH))
 def test_fitted_mask_moves_unseen_photos_away(name, sface, user):
     """On photos the mask never saw, the fitted mask turns SFace further from the clean embedding than a control
     of the same per-pixel magnitudes with random signs does."""
