@@ -5,7 +5,9 @@ One entry per method and scenario. PSR per target and adversary (top-1 and top-5
 over users; verification PSR when the target is calibrated), the worst case over every target x adversary cell
 (the primary score: a protection is as good as the recogniser that beats it), and every per-user measure that
 ``bench.metric_registry.METRICS`` declares (image quality on the face box, budget, cost, counts), aggregated over
-users as declared there. Results are generated, never edited by hand.
+users as declared there. Each entry keeps its per-user top-1 PSR per cell (``per_user_top1``), from which
+``bench.ranking`` gives the primary score's interval and ranks with ties (methods no paired bootstrap over the
+same users tells apart share a rank). Results are generated, never edited by hand.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 
 from bench.metric_registry import Metric
 from bench.metrics import summarise
+from bench.ranking import rank_entries, stability
 from bench.registry import METHODS, UnknownNameError
 from bench.robustness import adaptation_seconds, robustness_fields
 from bench.store import RunStore
@@ -137,6 +140,7 @@ def build(store: RunStore) -> dict[str, Any]:
                           surrogates=m.get("surrogates"), adapt_s=adaptation_seconds(eval_rows) or None)
             entries.append(scored)
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
+    rank_entries(entries)
     clean = {}
     for tname, key in plan.get("clean_eval", {}).items():
         if store.is_done(key):
@@ -153,6 +157,7 @@ def build(store: RunStore) -> dict[str, Any]:
         "adversaries": plan["adversaries"],
         "entries": entries,
         "clean": clean,
+        "stability": stability(entries),
     }
 
 
@@ -200,6 +205,7 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
             seen[ident] = board["run"]["source"]
             entries.append({**e, "run": facts})
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
+    rank_entries(entries)  # again: the merged runs' methods are ranked together
     clean: dict[str, Any] = {}
     for board in boards:
         for target, acc in board["clean"].items():
@@ -209,7 +215,7 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
                                  f"vs {acc['top1_accuracy']:.4f}): they did not judge the same photos the same way")
     run = {**first["run"], "suite": "+".join(dict.fromkeys(b["run"]["suite"] for b in boards)),
            "source": [b["run"]["source"] for b in boards]}
-    return {**first, "run": run, "entries": entries, "clean": clean}
+    return {**first, "run": run, "entries": entries, "clean": clean, "stability": stability(entries)}
 
 
 def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.DataFrame | None],
@@ -229,6 +235,10 @@ def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.D
         entry["psr"].setdefault(tname, {})[aname] = cell
         if "top1" in cell:
             cells.append(cell["top1"])
+            # per user (mean over seeds): what paired comparisons and tied ranks resample (bench.ranking)
+            top1 = mine[mine["metric"] == "psr_top1"].groupby("user")["value"].mean()
+            entry.setdefault("per_user_top1", {})[f"{tname}|{aname}"] = {
+                str(u): round(float(v), 6) for u, v in top1.items()}
     entry["psr_top1_worst"] = min(cells) if cells else None
     entry["psr_top1_mean"] = _mean(pd.Series(cells, dtype=float))
     return entry

@@ -71,6 +71,66 @@ def tied_ranks(matrices: dict[str, np.ndarray], score: Score = worst_cell, n_boo
     return {n: 1 + better[n] for n in names}
 
 
+def score_interval(values: np.ndarray, score: Score = worst_cell, n_boot: int = 2000, seed: int = 0,
+                   alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile-bootstrap interval (over users) of one method's score on its U x C matrix."""
+    values = np.asarray(values, np.float64)
+    if values.shape[0] < 2:
+        point = float(score(values[None])[0])
+        return point, point
+    scores = score(values[_replicates(values.shape[0], n_boot, seed)])
+    lo, hi = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def user_matrix(per_user: dict[str, dict[str, float]], cells: list[str], users: list[str]) -> np.ndarray:
+    """U x C matrix from ``cell -> user -> value`` (a leaderboard entry's ``per_user_top1``); NaN where missing."""
+    return np.array([[per_user.get(c, {}).get(u, np.nan) for c in cells] for u in users], dtype=np.float64)
+
+
+def rank_entries(entries: list[dict], n_boot: int = 2000, seed: int = 0) -> None:
+    """Rank a leaderboard's entries in place, per scenario: ``rank`` (tied: 1 + the methods significantly better
+    by a paired bootstrap over the users and cells every ranked method has) and ``psr_top1_worst_ci`` (the
+    primary score's bootstrap interval over the entry's own users). Entries without per-user values (failed,
+    unavailable, or published before they were kept) get neither."""
+    for scenario in dict.fromkeys(e["scenario"] for e in entries):
+        ranked = [e for e in entries if e["scenario"] == scenario and e["status"] == "ok" and e.get("per_user_top1")]
+        for e in ranked:
+            own = e["per_user_top1"]
+            users = sorted({u for per in own.values() for u in per})
+            e["psr_top1_worst_ci"] = list(score_interval(user_matrix(own, sorted(own), users), n_boot=n_boot,
+                                                         seed=seed))
+        cells = sorted(set.intersection(*(set(e["per_user_top1"]) for e in ranked))) if ranked else []
+        users = sorted(set.intersection(*(set(e["per_user_top1"][c]) for e in ranked for c in cells))) if cells else []
+        if not users:
+            continue
+        ranks = tied_ranks({i: user_matrix(e["per_user_top1"], cells, users) for i, e in enumerate(ranked)},
+                           n_boot=n_boot, seed=seed)
+        for i, e in enumerate(ranked):
+            e["rank"] = ranks[i]
+
+
+def stability(entries: list[dict], scenario: str = "probe", seed: int = 0) -> dict | None:
+    """Split-half check of a leaderboard's order: the methods ranked on two disjoint random halves of the users,
+    over every shared cell and over the cells of targets no surrogate was (``unseen_targets``); Spearman's rho
+    of the two halves' primary scores. None with fewer than 2 ranked methods or 4 shared users."""
+    ranked = [e for e in entries if e["scenario"] == scenario and e["status"] == "ok" and e.get("per_user_top1")]
+    cells = sorted(set.intersection(*(set(e["per_user_top1"]) for e in ranked))) if ranked else []
+    users = sorted(set.intersection(*(set(e["per_user_top1"][c]) for e in ranked for c in cells))) if cells else []
+    if len(ranked) < 2 or len(users) < 4:
+        return None
+    unseen = set.intersection(*(set(e.get("unseen_targets") or []) for e in ranked))
+    out: dict = {"scenario": scenario, "users": len(users), "methods": len(ranked)}
+    for name, keep in (("all", cells), ("unseen", [c for c in cells if c.split("|", 1)[0] in unseen])):
+        if not keep:
+            out[name] = None
+            continue
+        half = split_half({e["method"]: user_matrix(e["per_user_top1"], keep, users) for e in ranked}, seed=seed)
+        out[name] = {"rank_correlation": half.rank_correlation, "cells": len(keep),
+                     "halves": [len(h) for h in half.halves], "scores": list(half.scores)}
+    return out
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     from scipy.stats import spearmanr
 
@@ -102,5 +162,5 @@ def split_half(matrices: dict[str, np.ndarray], score: Score = worst_cell, seed:
     return SplitHalf((first, second), scores, rho)
 
 
-__all__ = ["Difference", "SplitHalf", "mean_cell", "paired_difference", "spearman", "split_half", "tied_ranks",
-           "worst_cell"]
+__all__ = ["Difference", "SplitHalf", "mean_cell", "paired_difference", "rank_entries", "score_interval", "spearman",
+           "split_half", "stability", "tied_ranks", "user_matrix", "worst_cell"]

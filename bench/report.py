@@ -23,7 +23,7 @@ from bench.formatting import NA, number, percent
 from bench.metric_registry import METRICS
 from bench.report_data import get, is_ok, load_board, load_examples, normalise
 from bench.report_table import leaderboard_table
-from bench.tables import white_box_text
+from bench.tables import stability_notes, white_box_text
 
 
 def _esc(value: Any) -> str:
@@ -174,6 +174,7 @@ def _notes(board: dict) -> str:
     for t, info in (board.get("target_info") or {}).items():
         if isinstance(info, dict) and info.get("unavailable"):
             notes.append(f"target {t}: unavailable ({info['unavailable']})")
+    notes += stability_notes(board)
     if any(isinstance(info, dict) and info.get("white_box") for info in (board.get("target_info") or {}).values()):
         notes.append(f"white-box targets (surrogates, or running a surrogate's weights): {white_box_text(board)}")
     return "<ul class='notes'>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>" if notes else ""

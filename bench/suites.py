@@ -31,8 +31,11 @@ class Suite:
     surrogates: tuple[str, ...]
     adversaries: tuple[str, ...] = ("none", "jpeg-75")
     dataset: str = "lfw"
-    users: int = 4  # protected identities
+    users: int | str = 4  # protected identities; "all": every identity with at least min_user_photos photos
     gallery_identities: int | None = 20  # users included; None = every identity with enough photos
+    # Which disjoint draw of users (``bench run --repeats``): the users are the draw-th block of ``users`` in the
+    # seeded order of eligible identities, so draws never share a user.
+    draw: int = 0
     min_user_photos: int = 10
     min_gallery_photos: int = 3
     split: SplitSpec = field(default_factory=SplitSpec)
@@ -58,9 +61,13 @@ class Suite:
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"{where}protocol={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
         # a protected user needs a gallery, a probe and a fit photo
-        check_ranges(self, where, users=COUNT, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
-                     examples=at_least(0, whole=True))
-        if self.gallery_identities is not None:
+        check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
+                     examples=at_least(0, whole=True), draw=at_least(0, whole=True))
+        if self.users == "all" and self.draw:
+            raise UsageError(f"{where}users=all takes every eligible identity: there is no other draw (draw=0)")
+        if self.users != "all":
+            check_ranges(self, where, users=COUNT)
+        if self.gallery_identities is not None and self.users != "all":
             check_ranges(self, where, gallery_identities=COUNT)
             if self.gallery_identities < self.users:  # the gallery holds the users and distractors
                 raise UsageError(f"{where}users={self.users} exceeds gallery_identities={self.gallery_identities}; "
@@ -98,13 +105,13 @@ SUITES: dict[str, Suite] = {
     "quick": Suite(
         name="quick",
         description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
-                    "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 4 targets (the 2 "
-                    "surrogates white-box, 2 unseen), no adversary, JPEG-75 and mask estimation, 4 users with 20 "
-                    "photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` for their CPU "
-                    "cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), FaceCloak, OPOM's "
-                    "other losses",
+                    "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 5 targets (the 2 "
+                    "surrogates white-box, 3 unseen including ArcFace), no adversary, JPEG-75 and mask estimation, "
+                    "4 users with 20 photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` "
+                    "for their CPU cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), "
+                    "FaceCloak, OPOM's other losses",
         methods=("chameleon", "opom-class-center", "uap", "pgd"),
-        targets=("sface", "dlib-resnet", "faceres", "mobileface"),
+        targets=("sface", "dlib-resnet", "faceres", "mobileface", "arcface-mbf"),
         surrogates=("sface", "dlib-resnet"),
         adversaries=("none", "jpeg-75", "mask-estimation"),
         users=4,
@@ -130,14 +137,16 @@ SUITES: dict[str, Suite] = {
     ),
     "full": Suite(
         name="full",
-        description="every registered method, target and adversary; probe and gallery scenarios; 10 users "
-                    "against every LFW identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which "
-                    "Chameleon picks its team of 2 by focal diversity",
+        description="every registered method, target and adversary; probe and gallery scenarios; 50 users "
+                    "(`--users all`: every identity with 10+ photos, 135 in the shared LFW) against every LFW "
+                    "identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which Chameleon picks its "
+                    "team of 2 by focal diversity. Hours on a GPU: price it first with `bench run --suite full "
+                    "--dry-run`",
         methods=("*",),
         targets=("*",),
         surrogates=("sface", "dlib-resnet", "faceres-deep"),
         adversaries=("*",),
-        users=10,
+        users=50,  # enough that a transfer figure survives a new draw of people (docs/protocol.md)
         gallery_identities=None,
         scenarios=("probe", "gallery"),
         white_box=True,

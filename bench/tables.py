@@ -44,14 +44,17 @@ def mean_authorized(entry: dict[str, Any]) -> float | None:
 def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
     """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
     fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
-             *(m.entry for m in measures()), "device", "users", *(m.entry for m in counts()),
-             "protocol"]
+             *(m.entry for m in measures()), "device", "users", *(m.entry for m in counts()), "rank",
+             "psr_top1_worst_ci_low", "psr_top1_worst_ci_high", "protocol"]
     rows = []
     for e in board["entries"]:
         row = {k: e.get(k) for k in fixed}
+        row["psr_top1_worst_ci_low"], row["psr_top1_worst_ci_high"] = e.get("psr_top1_worst_ci") or (None, None)
         for t in board["targets"]:
             for a in board["adversaries"]:
-                row[f"psr_top1[{t}|{a}]"] = e.get("psr", {}).get(t, {}).get(a, {}).get("top1")
+                cell = e.get("psr", {}).get(t, {}).get(a, {})
+                row[f"psr_top1[{t}|{a}]"] = cell.get("top1")
+                row[f"psr_top1[{t}|{a}]_ci_low"], row[f"psr_top1[{t}|{a}]_ci_high"] = cell.get("top1_ci") or (None, None)
         auth = e.get("authorized_accuracy") or {}
         row.update({f"authorized_top1[{t}]": auth[t] for t in board["targets"] if auth.get(t) is not None})
         row["reason"] = e.get("reason")
@@ -77,8 +80,10 @@ def _robustness_shown(board: dict[str, Any]) -> list[str]:
 
 def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str]) -> list[str]:
     changed = "†" if e.get("overrides") else ""
-    cells = [e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"), e.get("kind") or "",
-             e["scenario"], percent(e.get(PRIMARY_SCORE)), *(percent(e.get(k)) for k in robustness)]
+    interval = e.get("psr_top1_worst_ci")
+    worst = percent(e.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
+    cells = [str(e.get("rank", "")), e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"),
+             e.get("kind") or "", e["scenario"], worst, *(percent(e.get(k)) for k in robustness)]
     for t in targets:
         per = e.get("psr", {}).get(t, {})
         cells.append(" / ".join(percent(per.get(a, {}).get("top1")) for a in advs))
@@ -90,7 +95,7 @@ def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustn
 def display_frame(board: dict[str, Any]) -> pd.DataFrame:
     """The Markdown table as text cells: PSR in %, every measure in its metric's format."""
     targets, advs, robustness = board["targets"], board["adversaries"], _robustness_shown(board)
-    head = ["method", "kind", "scenario", "PSR@1 worst", *(ROBUSTNESS[k] for k in robustness),
+    head = ["rank", "method", "kind", "scenario", "PSR@1 worst [95% CI]", *(ROBUSTNESS[k] for k in robustness),
             *(f"{t} ({'/'.join(advs)})" for t in targets), *(m.label for m in measures()), "key-holder top-1"]
     rows = [_display_row(e, targets, advs, robustness) for e in board["entries"] if e["status"] != "unavailable"]
     return pd.DataFrame(rows, columns=head, dtype=object)
@@ -102,8 +107,10 @@ def _notes(board: dict[str, Any]) -> list[str]:
         f"PSR@1 in % ({', '.join(scenarios)} scenario): probe = share of protected query photos whose identity is "
         f"not ranked first against a clean gallery; gallery = share of clean queries not matched to the user's "
         f"enrolled protected photos; "
-        f"sorted by the worst case over targets x adversaries. White-box targets (surrogates, or running a "
-        f"surrogate's weights): {white_box_text(board)}.",
+        f"sorted by the worst case over targets x adversaries, with its 95% bootstrap interval over users. Rank: "
+        f"1 + the methods a paired bootstrap over the same users finds significantly better; methods it cannot "
+        f"tell apart share a rank. White-box targets (surrogates, or running a surrogate's weights): "
+        f"{white_box_text(board)}.",
         *(["Worst adaptive: over the adversaries that exploit the protection (mask estimation) or train against "
            "the public tool (purification, fine-tuning); worst unseen: over the targets no surrogate was."]
           if _robustness_shown(board) else []),
@@ -115,6 +122,7 @@ def _notes(board: dict[str, Any]) -> list[str]:
     notes += dict.fromkeys(f"Reported for {e['method']} by its paper ({r['source']}): {r['metric']} "
                            f"{percent(r['value'])} on {r['target']} ({r['setting']})."
                            for e in board["entries"] for r in e.get("reported") or [])
+    notes += stability_notes(board)
     changed = {e["method"]: e["overrides"] for e in board["entries"] if e.get("overrides")}
     for method, overrides in changed.items():
         notes.append(f"† {method}: config changed from its registered defaults: "
@@ -127,6 +135,18 @@ def _notes(board: dict[str, Any]) -> list[str]:
     return notes
 
 
+def stability_notes(board: dict[str, Any]) -> list[str]:
+    """The split-half check (``bench.ranking.stability``) in words."""
+    check = board.get("stability")
+    if not check:
+        return []
+    parts = [f"{label} {check[key]['rank_correlation']:.2f}" for key, label in
+             (("all", "over every target"), ("unseen", "over unseen targets only")) if check.get(key)]
+    return [f"Split-half check: the {check['methods']} methods ranked on two disjoint halves of the {check['users']} "
+            f"users ({check['scenario']} scenario); Spearman's rank correlation of the halves: " + ", ".join(parts)
+            + ". Near 1 the order holds on new people; low, it says as much about who was drawn as about the methods."]
+
+
 def to_markdown(board: dict[str, Any]) -> str:
     table = display_frame(board)
     head = list(table.columns)
@@ -134,8 +154,8 @@ def to_markdown(board: dict[str, Any]) -> str:
     shown = iter(table.itertuples(index=False))
     for e in board["entries"]:  # in board order; an unavailable entry is one cell with its reason
         if e["status"] == "unavailable":
-            lines.append(f"| {e['method']} | {e.get('kind') or ''} | {e['scenario']} | unavailable: {e.get('reason')} |"
-                         + " |" * (len(head) - 4))
+            lines.append(f"| | {e['method']} | {e.get('kind') or ''} | {e['scenario']} | unavailable: {e.get('reason')} |"
+                         + " |" * (len(head) - 5))
         else:
             lines.append("| " + " | ".join(next(shown)) + " |")
     return "\n".join(lines + ["", *_notes(board)]) + "\n"

@@ -235,7 +235,7 @@ def test_set_settings_either_merge_or_fail_with_one_line(settings_text):
     try:
         merged = method_overrides({"pgd": {"steps": 2}}, settings_text)
     except UsageError as exc:
-        assert str(exc).startswith("--set takes METHOD.KEY=VALUE") and "\n" not in str(exc)  # input quoted by repr
+        assert str(exc).startswith("--set takes NAME.KEY=VALUE") and "\n" not in str(exc)  # input quoted by repr
         return
     last = {}
     for item in settings_text:  # a later setting of the same key wins
@@ -291,7 +291,7 @@ def test_bench_run_with_any_set_exits_2_in_one_line_before_any_work(tmp_path, ca
     from bench.cli import main
 
     out = tmp_path / "never"
-    assert main(["run", "--suite", "smoke", "--set", text, "--data-root", str(tmp_path / "missing"),
+    assert main(["run", "--suite", "smoke", f"--set={text}", "--data-root", str(tmp_path / "missing"),  # = form: any text
                  "--out", str(out)]) == 2
     printed = capsys.readouterr().out.strip()
     assert printed.count("\n") == 0 and printed and not out.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.ranking import mean_cell, paired_difference, split_half, tied_ranks, worst_cell
+from bench.ranking import mean_cell, paired_difference, rank_entries, split_half, tied_ranks, worst_cell
 
 
 def _users(rng, mean, users=12, cells=3, spread=0.1):
@@ -53,3 +53,67 @@ def test_split_half_agrees_on_a_stable_order():
 def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="same shape|one shape"):
         paired_difference(np.zeros((3, 2)), np.zeros((4, 2)))
+
+
+def _entry(method, matrix, cells, scenario="probe", status="ok"):
+    users = [f"u{i}" for i in range(matrix.shape[0])]
+    return {"method": method, "scenario": scenario, "status": status,
+            "per_user_top1": {c: {u: float(matrix[i, j]) for i, u in enumerate(users)} for j, c in enumerate(cells)}}
+
+
+def test_leaderboard_entries_get_tied_ranks_and_the_primary_scores_interval():
+    rng = np.random.default_rng(4)
+    cells = ["sface|none", "sface|jpeg-75"]
+    strong = _users(rng, 0.8, users=12, cells=2)
+    entries = [_entry("a", strong, cells), _entry("b", strong.copy(), cells), _entry("c", _users(rng, 0.1, users=12, cells=2), cells),
+               _entry("d", strong, cells, scenario="gallery"), {"method": "e", "scenario": "probe", "status": "failed"}]
+    rank_entries(entries)
+    assert [e.get("rank") for e in entries] == [1, 1, 3, 1, None]
+    lo, hi = entries[0]["psr_top1_worst_ci"]
+    assert lo <= worst_cell(strong[None])[0] <= hi and hi - lo > 0
+    assert "psr_top1_worst_ci" not in entries[4]
+
+
+def test_compare_pairs_two_methods_over_their_shared_users_and_cells():
+    from bench.commands.compare import compare
+
+    rng = np.random.default_rng(5)
+    cells = ["sface|none", "mobileface|none"]
+    a = _users(rng, 0.6, users=15, cells=2)
+    board = {"entries": [_entry("a", a, cells), _entry("b", np.clip(a - 0.2, 0, 1), cells)]}
+    result = compare(board, "a", "b")
+    assert result["users"] == 15 and [(r["target"], r["adversary"]) for r in result["cells"]] == [
+        ("mobileface", "none"), ("sface", "none")]
+    assert all(r["significant"] and r["ci"][0] > 0 for r in result["cells"])
+    with pytest.raises(ValueError, match="known: a, b"):
+        compare(board, "a", "nope")
+
+
+def test_the_split_half_check_covers_every_target_and_the_unseen_ones():
+    from bench.ranking import stability
+
+    rng = np.random.default_rng(6)
+    cells = ["sface|none", "mobileface|none"]
+    entries = [dict(_entry(f"m{i}", _users(rng, 0.1 + 0.25 * i, users=16, cells=2, spread=0.02), cells),
+                    unseen_targets=["mobileface"]) for i in range(4)]
+    check = stability(entries)
+    assert check["users"] == 16 and check["methods"] == 4
+    assert check["all"]["rank_correlation"] == pytest.approx(1.0) and check["all"]["cells"] == 2
+    assert check["unseen"]["cells"] == 1 and check["unseen"]["halves"] == [8, 8]
+    assert stability(entries[:1]) is None  # one method: no order to check
+
+
+def test_the_spread_across_draws_reads_each_draws_primary_score():
+    from bench.repeats import spread, to_markdown
+
+    def board(scores, users):
+        return {"run": {"users": users}, "entries": [
+            {"method": m, "scenario": "probe", "status": "ok", "psr_top1_worst": s, "psr_top1_worst_ci": [s - 0.1, s + 0.1],
+             "users": len(users)} for m, s in scores.items()]}
+
+    result = spread([board({"a": 0.5, "b": 0.2}, ["u1", "u2"]), board({"a": 0.7, "b": 0.2}, ["u3", "u4"])])
+    a, b = result["rows"]
+    assert a["method"] == "a" and a["mean"] == pytest.approx(0.6) and a["range"] == [0.5, 0.7]
+    assert a["sd"] == pytest.approx(0.1414, abs=1e-3) and b["sd"] == 0
+    assert result["users"] == [["u1", "u2"], ["u3", "u4"]]
+    assert "| a | probe | 50.0 [40.0, 60.0] | 70.0 [60.0, 80.0] | 60.0 |" in to_markdown(result)

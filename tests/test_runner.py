@@ -120,7 +120,7 @@ def test_leaderboard_files_regenerate_from_store(finished_run):
     assert csv_text.splitlines()[0].startswith("method,kind,scenario,status,psr_top1_worst")
     assert "psr_top1[sface|jpeg-75]" in csv_text
     md = paths["md"].read_text()
-    assert md.startswith("| method | kind | scenario | PSR@1 worst |") and "| pgd† | per-image | probe |" in md
+    assert md.startswith("| rank | method | kind | scenario | PSR@1 worst [95% CI] |") and "| pgd† | per-image | probe |" in md
     assert "† pgd: config changed from its registered defaults: steps=2." in md  # tiny_suite shortens PGD
 
 
@@ -257,3 +257,18 @@ def test_key_holder_accuracy_is_its_own_task(finished_run, tmp_path):
     assert all(r["metric"] == "authorized_top1_accuracy" and 0 <= r["value"] <= 1 for r in rows)
     assert "authorized" not in plan["methods"]["uap"]["eval"]["0"]
     assert "authorized" not in finished_run[1]["methods"]["pgd"]  # per-image: no key, no task
+
+
+def test_a_runs_leaderboard_ranks_with_intervals_and_compares_paired(finished_run, capsys):
+    from bench.cli import main
+
+    run_dir, _, _, _ = finished_run
+    board = leaderboard.build_runs([run_dir])
+    entry = next(e for e in board["entries"] if e["scenario"] == "probe")
+    assert entry["rank"] == 1 and set(entry["per_user_top1"]) == {"sface|none", "sface|jpeg-75"}
+    lo, hi = entry["psr_top1_worst_ci"]
+    assert lo <= entry["psr_top1_worst"] <= hi
+    assert "psr_top1[sface|none]_ci_low" in tables.to_csv(board).splitlines()[0]
+    assert main(["compare", str(run_dir), "pgd", "pgd", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["users"] == 2 and result["worst"]["difference"] == 0 and not result["worst"]["significant"]

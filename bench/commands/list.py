@@ -13,8 +13,9 @@ from bench.registry import ATTACKS, METHODS, TARGETS
 TABLE_COLUMNS = {
     "methods": ("kind", "budget"),
     "attacks": ("kind",),
-    "targets": ("differentiable", "embedding_dim", "input_size", "lfw_accuracy", "threshold_far1e-3"),
-    "suites": ("description",),
+    "targets": ("differentiable", "embedding_dim", "input_size", "lfw_accuracy", "threshold_far1e-3", "license",
+                "notes"),
+    "suites": ("users", "description"),
 }
 
 
@@ -22,8 +23,8 @@ def rows_for(kind: str) -> list[dict]:
     if kind == "suites":
         from bench.suites import SUITES
 
-        return [{"name": n, "available": True, "reason": None, "description": s.description}
-                for n, s in sorted(SUITES.items())]
+        # every setting of the suite (users a number or "all"), beside the listing's own fields
+        return [{"name": n, "available": True, "reason": None, **s.as_dict()} for n, s in sorted(SUITES.items())]
     registry = {"methods": METHODS, "attacks": ATTACKS, "targets": TARGETS}[kind]
     return registry.describe()
 
@@ -39,7 +40,8 @@ def run(args) -> int:
         table.add_column(col, overflow="fold")
     for row in rows:
         cells = [row["name"], "yes" if row["available"] else "[red]no[/red]"]
-        cells += [_fmt(row.get(k)) for k in keys]
+        cells += [_fmt(row.get(k)) + (" [yellow](weak)[/yellow]" if k == "lfw_accuracy" and row.get("weak") else "")
+                  for k in keys]
         cells.append(row.get("reason") or "")
         table.add_row(*cells)
     wide_console().print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import time
@@ -20,12 +21,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench import leaderboard, report, tables
+from bench import leaderboard, repeats, report, tables
 from bench.commands._ui import wide_console
 from bench.data import DataError, resolve_data_root
 from bench.devices import default_threads, resolve_device
 from bench.executors import LocalExecutor
 from bench.metrics import PROTOCOLS
+from bench.prepare import check_run_request
 from bench.registry import ATTACKS, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
@@ -117,6 +119,16 @@ def method_overrides(base: dict, settings: list[str]) -> dict:
     return merged
 
 
+def user_count(text: str) -> int | str:
+    """``--users``: a whole number, or ``all``."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--users takes a whole number or all, got {text!r}") from None
+
+
 def requested_suite(args) -> Suite:
     """The suite named by ``--suite`` with the command line's overrides; raises ``KeyError`` for an unknown
     suite and :class:`UsageError` for a bad value."""
@@ -154,8 +166,49 @@ def run(args) -> int:
         # with --json, stdout holds the JSON alone: progress and notes go to stderr
         shown = Console(stderr=True, width=console.width) if args.json else console
         return dry_run(suite, args, shown, RichReporter(shown) if shown.is_terminal else LogReporter(shown))
-    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     out = Path(args.out or f"runs/{suite.name}")
+    if args.repeats < 1:
+        console.print(f"[red]error:[/red] --repeats {args.repeats} is out of range; allowed: --repeats >= 1")
+        return 2
+    if args.repeats > 1:
+        return run_draws(suite, args, out, console)
+    rc, _ = run_one(suite, args, out, console)
+    return rc
+
+
+def run_draws(suite: Suite, args, out: Path, console: Console) -> int:
+    """The suite on ``--repeats`` disjoint draws of users, one run folder each, then their spread."""
+    try:  # the last draw needs users x repeats eligible identities: say so before any work
+        last = suite.with_overrides(draw=args.repeats - 1)
+        check_run_request(last, out / f"draw-{args.repeats - 1}", args.data_root, resolve_device(args.device),
+                          args.threads)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] --repeats {args.repeats}: {escape(str(exc))}", highlight=False,
+                      soft_wrap=True)
+        return 2
+    boards, worst = [], 0
+    for draw in range(args.repeats):
+        console.print(f"[bold]draw {draw + 1}/{args.repeats}[/bold] ({out / f'draw-{draw}'})")
+        try:
+            drawn = suite.with_overrides(draw=draw)
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return 2
+        rc, board = run_one(drawn, args, out / f"draw-{draw}", console)
+        if board is None:
+            return rc
+        worst = max(worst, rc)
+        boards.append(board)
+    result = repeats.spread(boards)
+    paths = repeats.write(result, out)
+    console.print(repeats.to_markdown(result))
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return worst
+
+
+def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict | None]:
+    """One run into ``out``: (exit code, its leaderboard, or None when it could not start)."""
+    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     t0 = time.perf_counter()
     started = time.time()
     try:
@@ -168,7 +221,7 @@ def run(args) -> int:
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, ImportError,
             RunFolderBusy) as exc:
         console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
-        return 2
+        return 2, None
     board = leaderboard.build(runner.store)
     paths = {**leaderboard.write_board(board, out), "html": report.write_report(out)}
     console.print(tables.to_markdown(board))
@@ -179,8 +232,8 @@ def run(args) -> int:
         label, error = failed[0]
         console.print(f"[red]{len(failed)} task(s) failed[/red] and count nowhere; first: {label}: "
                       + escape(" ".join((error or "").split())), highlight=False, soft_wrap=True)
-        return 1
-    return 0
+        return 1, board
+    return 0, board
 
 
 def make_executor(name: str, address: str | None, suite):
@@ -264,7 +317,11 @@ def add_parser(sub) -> None:
                    help="local: tasks one after the other in this process; ray: tasks as Ray tasks (pip install "
                         "'cloakbench[ray]'), the run folder on a path every worker shares")
     p.add_argument("--address", help="with --executor ray: the cluster to join (default: start a local one)")
-    p.add_argument("--users", type=int, help="override the suite's number of protected users")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="run the suite on N disjoint draws of users (OUT/draw-<k>) and report the spread of each "
+                        "method's score across draws (OUT/repeats.md)")
+    p.add_argument("--users", type=user_count, help="override the suite's number of protected users (a number, or "
+                                                   "all: every identity with enough photos)")
     p.add_argument("--gallery-identities", type=int, help="override the suite's gallery size")
     p.add_argument("--methods", help="comma-separated methods instead of the suite's")
     p.add_argument("--targets", help="comma-separated targets instead of the suite's")
