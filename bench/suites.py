@@ -11,7 +11,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bench.data import SplitSpec
+from bench.metrics import PROTOCOLS
 from bench.validate import COUNT, UsageError, at_least, check_ranges
+
+# Named split presets (``bench run --split``). Chameleon (ECCV 2024, git-disl/Chameleon): probe / gallery / train
+# = 10% / 20% / 70%, seed 2023.
+CHAMELEON_SPLIT = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
+SPLITS = {"chameleon": CHAMELEON_SPLIT}
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,10 @@ class Suite:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     adversary_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     quantize: bool = True  # protected photos are published as 8-bit images
+    # How probe-scenario queries are scored (bench.metrics.probe_outcome): "templates", one template per gallery
+    # identity (ours); "opom-pairs", OPOM's protocol: each query vs ONE clean photo of the user plus
+    # distractors, over all query/photo pairs, top-1/5/10.
+    protocol: str = "templates"
     white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
     examples: int = 4  # example crops per method kept for the report
 
@@ -48,6 +58,8 @@ class Suite:
         if unknown or not self.scenarios:
             raise UsageError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
         where = f"suite '{self.name}': "
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"{where}protocol={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
         # a protected user needs a gallery, a probe and a fit photo
         check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
                      examples=at_least(0, whole=True), draw=at_least(0, whole=True))
@@ -138,6 +150,7 @@ SUITES: dict[str, Suite] = {
         gallery_identities=None,
         scenarios=("probe", "gallery"),
         white_box=True,
+        split=CHAMELEON_SPLIT,
     ),
 }
 

@@ -98,11 +98,29 @@ class MaskProtector(Protector):
         return {"mask": self.mask.cpu()}
 
 
+@dataclass(frozen=True)
+class Reported:
+    """A number the paper reports on data this project has (LFW), shown beside the measured one (RobustBench's
+    ``reported``). ``metric`` is a result-row name (e.g. "psr_top1"), ``value`` a fraction in [0, 1]."""
+
+    metric: str
+    value: float
+    target: str  # the recogniser the paper judged with, in the paper's words
+    setting: str  # surrogate, budget, protocol: what must match for the numbers to compare
+    source: str  # where the number is printed (paper table, repository log)
+
+
 class Method:
     name: str = "method"
     kind: ClassVar[str] = "universal"  # "universal" | "per-image"
     Config: ClassVar[type]
     paper: ClassVar[str] = ""
+    # The authors' code this implementation follows (a repository), or the paper when there is none.
+    reference: ClassVar[str] = ""
+    # What still differs from ``reference``, in words a user reads in `bench list methods --json`; a stand-in
+    # for something the reference has (a generator, a data set) says so here.
+    deviations: ClassVar[tuple[str, ...]] = ()
+    reported: ClassVar[tuple[Reported, ...]] = ()
     # The config field the optimisation's work grows with linearly (steps, epochs, iterations), or None: cost
     # estimates (`bench perf`, `bench run --dry-run`) time the method at a few values of it and scale.
     effort: ClassVar[str | None] = None
@@ -136,7 +154,10 @@ class Method:
     @classmethod
     def describe(cls, **preset: Any) -> dict[str, Any]:
         """For ``bench list``; the budget is read from ``budget()`` of the preset config, so it cannot drift."""
-        return {"kind": cls.kind, "paper": cls.paper, "budget": cls(cls.Config(**preset)).budget().text()}
+        method = cls(cls.Config(**preset))
+        return {"kind": cls.kind, "paper": cls.paper, "budget": method.budget().text(),
+                "reference": cls.reference or cls.paper, "deviations": list(cls.deviations),
+                "reported": [asdict(r) for r in cls.reported]}
 
     def budget(self) -> Budget:
         eps = getattr(self.config, "epsilon", None)

@@ -26,11 +26,12 @@ from bench.commands._ui import wide_console
 from bench.data import DataError, resolve_data_root
 from bench.devices import default_threads, resolve_device
 from bench.executors import LocalExecutor
+from bench.metrics import PROTOCOLS
 from bench.prepare import check_run_request
 from bench.registry import ATTACKS, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
-from bench.suites import Suite, get_suite
+from bench.suites import SPLITS, Suite, get_suite
 from bench.validate import UsageError
 
 
@@ -137,6 +138,12 @@ def requested_suite(args) -> Suite:
         text = getattr(args, name)
         if text is not None:
             changes[name] = tuple(part for part in text.split(",") if part)
+    if args.protocol:
+        changes["protocol"] = args.protocol
+    if args.split:
+        if args.split not in SPLITS:
+            raise UsageError(f"unknown split preset {args.split!r}; known: {', '.join(SPLITS)}")
+        changes["split"] = SPLITS[args.split]
     if args.set:  # NAME.KEY=VALUE: NAME is a registered adversary or else a method of the run
         merged = method_overrides({**suite.method_overrides, **suite.adversary_overrides}, args.set)
         adversaries = set(ATTACKS.names())
@@ -322,6 +329,10 @@ def add_parser(sub) -> None:
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
+    p.add_argument("--protocol", choices=PROTOCOLS,
+                   help="how probe queries are scored: templates (one per identity) or opom-pairs (OPOM: each query "
+                        "vs one clean photo of the user plus distractors, all pairs, top-1/5/10)")
+    p.add_argument("--split", help=f"a named split preset instead of the suite's ({', '.join(SPLITS)})")
     p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
                    help="override one config value of a method or an adversary, e.g. --set "
                         "opom-class-center.iterations=100 or --set jpeg-75.quality=60 (repeatable; `bench list "
