@@ -73,6 +73,13 @@ def save_calibration(record: dict[str, Any]) -> Path:
     return path
 
 
+WEAK_LFW_ACCURACY = 0.90  # below this balanced LFW accuracy a target is listed as weak
+
+
+def is_weak(lfw_accuracy: float | None) -> bool:
+    return lfw_accuracy is not None and lfw_accuracy < WEAK_LFW_ACCURACY
+
+
 def lfw_fingerprint(data_root: str | os.PathLike) -> str | None:
     """The fingerprint of the LFW copy under a data root (what calibrations are keyed by), None if it has none."""
     from bench.data import DataError, load_identity_folders
@@ -84,4 +91,4 @@ def lfw_fingerprint(data_root: str | os.PathLike) -> str | None:
 
 
 __all__ = ["calibration_dir", "calibration_path", "calibrations", "load_calibration", "save_calibration",
-           "lfw_fingerprint"]
+           "lfw_fingerprint", "is_weak", "WEAK_LFW_ACCURACY"]

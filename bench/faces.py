@@ -41,7 +41,7 @@ from bench.work import WorkLog
 
 @dataclass(frozen=True)
 class AlignSettings:
-    detector: str = "mtcnn"  # facenet-pytorch 2.5.3 MTCNN (weights ship in its wheel)
+    detector: str = "mtcnn"  # facenet-pytorch 2.5.3 MTCNN (weights ship in its wheel), or "scrfd" (bench.scrfd)
     pick: str = "center"  # order of the faces of a photo: "center" (LFW's labelling rule) or "largest"
     min_prob: float = 0.90
     canvas_size: int = CANVAS_SIZE
@@ -138,6 +138,17 @@ class MTCNNDetector:
         return np.asarray(boxes, np.float64), np.asarray(probs, np.float64), np.asarray(points, np.float64)
 
 
+def make_detector(name: str, device: str = "cpu"):
+    """The face detector named by ``AlignSettings.detector``."""
+    if name == "mtcnn":
+        return MTCNNDetector(device)
+    if name == "scrfd":
+        from bench.scrfd import SCRFDDetector
+
+        return SCRFDDetector(device)
+    raise ValueError(f"unknown face detector '{name}' (use 'mtcnn' or 'scrfd')")
+
+
 def face_order(boxes: np.ndarray, probs: np.ndarray, shape: tuple[int, int], settings: AlignSettings) -> list[int]:
     """Indices of the confident faces, the pick rule's choice first."""
     keep = np.flatnonzero(probs >= settings.min_prob)
@@ -222,7 +233,7 @@ class Aligner:
     def _detect_and_warp(self, path: str | os.PathLike) -> dict[str, np.ndarray]:
         rgb, scale = decode_photo(path, self.settings.max_side)
         if self._detector is None:
-            self._detector = MTCNNDetector(self.device)
+            self._detector = make_detector(self.settings.detector, self.device)
         boxes, probs, points = self._detector.detect(rgb)
         if len(boxes) == 0:
             raise FaceError("no face found")

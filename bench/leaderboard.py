@@ -13,6 +13,7 @@ same users tells apart share a rank). Results are generated, never edited by han
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pandas as pd
 from bench.metric_registry import Metric
 from bench.metrics import summarise
 from bench.ranking import rank_entries, stability
+from bench.registry import METHODS, UnknownNameError
 from bench.robustness import adaptation_seconds, robustness_fields
 from bench.store import RunStore
 from bench.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
@@ -28,7 +30,7 @@ from bench.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
 # Suite fields that must agree for runs to share one leaderboard (with the users, data, surrogates, targets and
 # adversaries): the same people, gallery and split, judged by the same recognisers.
 PROTOCOL_FIELDS = ("dataset", "gallery_identities", "min_user_photos", "min_gallery_photos", "split", "seeds",
-                   "quantize")
+                   "quantize", "protocol")
 ROW_COLUMNS = ["task_key", "method", "scenario", "adversary", "target", "user", "metric", "value"]
 
 
@@ -56,12 +58,22 @@ def _aggregate(values: pd.Series, metric: Metric) -> float | int | None:
     return _mean(values)
 
 
+def paper_facts(method: str) -> dict[str, Any]:
+    """The method's reference and the numbers its paper reports on LFW, as its class declares them."""
+    try:
+        cls = METHODS.entry(method).cls
+    except UnknownNameError:
+        return {}
+    return {"reference": getattr(cls, "reference", None),
+            "reported": [asdict(r) for r in getattr(cls, "reported", ())]}
+
+
 def build(store: RunStore) -> dict[str, Any]:
     plan = store.get_meta("plan")
     if plan is None:
         raise ValueError(f"{store.run_dir} holds no finished plan yet; run `bench run --out {store.run_dir}`")
     env = store.get_meta("environment", {})
-    suite = store.get_meta("suite", {})
+    suite = {"protocol": "templates", **store.get_meta("suite", {})}  # runs from before protocols used templates
     targets = [t for t, v in plan["targets"].items() if "unavailable" not in v]
     entries = []
     for mname, m in plan["methods"].items():
@@ -70,6 +82,7 @@ def build(store: RunStore) -> dict[str, Any]:
             "budget": m.get("budget"), "config": m.get("config"), "overrides": m.get("overrides") or {},
             "psr": {}, "device": plan.get("device"),
             "seeds": [int(s) for s in m.get("protect", {})],
+            "protocol": suite["protocol"], **paper_facts(mname),
         }
         if m.get("status") == "unavailable":
             entry.update(status="unavailable", reason=m.get("reason"))

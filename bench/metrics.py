@@ -9,6 +9,15 @@ held-out photos are the queries.
 - verification PSR at FAR f: share of protected queries whose cosine similarity to the user's clean template is
   below the target's threshold calibrated at FAR f on LFW.
 
+Paper protocols (``Suite.protocol``, scoring in ``probe_outcome``):
+- ``templates`` (ours, above): one template per gallery identity.
+- ``opom-pairs`` (OPOM's ``test_privacy.py``): every protected query is ranked against ONE clean photo of the
+  user (the "mate") plus the distractors, for every query/mate pair; PSR@k = share of pairs whose mate is not in
+  the top k (k = 1, 5, 10), verification PSR = share of pairs whose similarity is below the threshold. The
+  reference takes the mate among the user's other test photos (j != i) and 10,000 MegaFace distractors; the run
+  takes the user's clean gallery photos as mates and every gallery photo of the other identities as distractors
+  (``pairs_outcome`` also takes the reference's form: mates = the clean queries, ``exclude_same=True``).
+
 Every PSR is the mean of per-user PSRs (each user weighs the same, whatever their photo count) with a 95%
 percentile bootstrap interval over users.
 """
@@ -64,6 +73,66 @@ def user_outcome(
     for far, thr in sorted((thresholds or {}).items()):
         psr[far] = float((sims < thr).float().mean())
     return UserOutcome(user, len(queries), psr)
+
+
+PROTOCOLS = ("templates", "opom-pairs")
+
+
+def pair_ranks(queries: torch.Tensor, mates: torch.Tensor, distractors: torch.Tensor) -> torch.Tensor:
+    """Q x M: rank (1 = best) of mate m among {mate m} + distractors for query q; distractors scoring >= the
+    mate rank ahead of it (ties count against the protection, as in ``true_identity_rank``)."""
+    mate_scores = queries @ mates.T
+    distractor_scores = queries @ distractors.T
+    return 1 + (distractor_scores[:, None, :] >= mate_scores[:, :, None]).sum(-1)
+
+
+def pairs_outcome(
+    user: str,
+    queries: torch.Tensor,
+    mates: torch.Tensor,
+    distractors: torch.Tensor,
+    thresholds: dict[str, float] | None = None,
+    ks: tuple[int, ...] = (1, 5, 10),
+    exclude_same: bool = False,
+) -> UserOutcome:
+    """OPOM's all-pairs protocol for one user: fractions over every (query, mate) pair.
+
+    ``exclude_same``: the mates are the clean versions of the queries (row i = query i) and pair (i, i) is left
+    out, as OPOM's reference does.
+    """
+    if exclude_same and len(mates) != len(queries):
+        raise ValueError(f"exclude_same needs one mate per query, got {len(mates)} mates for {len(queries)} queries")
+    valid = torch.ones(len(queries), len(mates), dtype=torch.bool, device=queries.device)
+    if exclude_same:
+        valid.fill_diagonal_(False)
+    if not valid.any():
+        raise ValueError(f"{user}: no query/mate pair to score ({len(queries)} queries, {len(mates)} mates)")
+    rank = pair_ranks(queries, mates, distractors)[valid]
+    psr = {f"top{k}": float((rank > k).float().mean()) for k in ks}
+    sims = (queries @ mates.T)[valid]
+    for far, thr in sorted((thresholds or {}).items()):
+        psr[far] = float((sims < thr).float().mean())
+    return UserOutcome(user, len(queries), psr)
+
+
+def probe_outcome(
+    protocol: str,
+    user: str,
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    labels: list[str],
+    thresholds: dict[str, float] | None = None,
+) -> UserOutcome:
+    """Probe-scenario outcome of one user's queries against a clean gallery (one embedding per photo, ``labels``
+    its identities), under ``protocol``: ``templates`` or ``opom-pairs`` (the user's gallery photos are the
+    mates, every other gallery photo a distractor)."""
+    if protocol == "templates":
+        templates, names = identity_templates(gallery, labels)
+        return user_outcome(user, queries, templates, names, thresholds)
+    if protocol == "opom-pairs":
+        own = torch.tensor([label == user for label in labels], device=gallery.device)
+        return pairs_outcome(user, queries, gallery[own], gallery[~own], thresholds)
+    raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 
 
 def bootstrap_ci(

@@ -1,8 +1,10 @@
-"""ONNX helpers for weights shipped as block-quantised graphs (OpenCV Zoo's ``*_int8bq.onnx``).
+"""ONNX helpers: block-quantised graphs (OpenCV Zoo's ``*_int8bq.onnx``) and graphs exported at batch 1.
 
-onnx2torch and OpenCV refuse those files as shipped: ``DequantizeLinear`` with ``block_size`` (opset 21) over
-constant initializers, constant ``Reshape`` of the result, and stale graph inputs that shadow initializers.
-``fold_constant_dequantize`` evaluates those constant nodes in numpy into float initializers and sets opset 13.
+onnx2torch and OpenCV refuse the block-quantised files as shipped: ``DequantizeLinear`` with ``block_size``
+(opset 21) over constant initializers, constant ``Reshape`` of the result, and stale graph inputs that shadow
+initializers. ``fold_constant_dequantize`` evaluates those constant nodes in numpy into float initializers and
+sets opset 13. ``free_batch`` lets a graph whose flatten was exported as a ``Reshape`` to ``[1, -1]`` take any
+batch.
 """
 
 from __future__ import annotations
@@ -72,3 +74,35 @@ def fold_file(src: Path, dst: Path) -> None:
     import onnx
 
     onnx.save(fold_constant_dequantize(onnx.load(str(src))), str(dst))
+
+
+def free_batch(model):
+    """Return ``model`` (exported at batch 1) taking any batch: the first dimension of its inputs and outputs
+    becomes symbolic, and constant ``Reshape`` targets that start with that batch of 1 copy the input's first
+    dimension instead (0, in ONNX's Reshape)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {init.name: i for i, init in enumerate(graph.initializer)}
+    for value in [*[i for i in graph.input if i.name not in inits], *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_param = "batch"
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        init = graph.initializer[inits[node.input[1]]]
+        shape = numpy_helper.to_array(init).copy()
+        if shape.size and shape[0] == 1:
+            shape[0] = 0
+            init.CopyFrom(numpy_helper.from_array(shape.astype(np.int64), init.name))
+    onnx.checker.check_model(model)
+    return model
+
+
+def free_batch_file(src: Path, dst: Path) -> None:
+    import onnx
+
+    onnx.save(free_batch(onnx.load(str(src))), str(dst))

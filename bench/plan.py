@@ -101,6 +101,8 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
     """Expand ``suite`` (``bench.suites.Suite``) over ``data`` and ``plugins`` into tasks, dependencies first."""
     tasks: list[TaskNode] = []
     scenarios = sorted(suite.scenarios)
+    # how probe queries are scored; the default leaves the keys of runs made before protocols existed unchanged
+    protocol_part = () if suite.protocol == "templates" else (suite.protocol,)
     meta: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {},
                             "adversaries": [a.name for a in plugins.adversaries],
                             "adversary_kinds": {a.name: a.kind for a in plugins.adversaries},
@@ -141,7 +143,8 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
             for a in plugins.adversaries:
                 for t in plugins.targets:
                     key = content_key("eval", m.name, a.name, a.config, a.code, t.name, clean_keys[t.name],
-                                      protect_keys, t.thresholds, t.calibration, scenarios, a.needs)
+                                      protect_keys, t.thresholds, t.calibration, scenarios, a.needs,
+                                      *protocol_part)
                     entry["eval"].setdefault(str(seed), {}).setdefault(a.name, {})[t.name] = key
                     tasks.append(TaskNode(key, "eval", f"eval/{m.name}/{a.name}/{t.name}", "evaluate",
                                           {"method": m.name, "adversary": a.name, "target": t.name,
@@ -158,7 +161,7 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
                                           deps=[clean_keys[t.name], *protect_keys.values()]))
     meta["clean_eval"] = {}
     for t in plugins.targets:
-        key = content_key("eval-clean", t.name, clean_keys[t.name], t.thresholds, t.calibration)
+        key = content_key("eval-clean", t.name, clean_keys[t.name], t.thresholds, t.calibration, *protocol_part)
         meta["clean_eval"][t.name] = key
         tasks.append(TaskNode(key, "eval", f"eval/clean/{t.name}", "evaluate_clean",
                               {"target": t.name, "clean_key": clean_keys[t.name], "thresholds": dict(t.thresholds)},

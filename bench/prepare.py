@@ -70,10 +70,11 @@ def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:
     names = sorted(ds.identities)
     eligible = [n for n in names if len(ds.identities[n]) >= suite.min_user_photos]
     wanted = len(eligible) if suite.users == "all" else suite.users
-    if len(eligible) < wanted or not eligible:
-        raise ValueError(f"suite '{suite.name}' wants {suite.users} users with >= {suite.min_user_photos} photos; "
-                         f"{ds.root} has {len(eligible)}")
-    users = sorted(rng.permutation(eligible)[:wanted].tolist())
+    first = suite.draw * wanted  # disjoint draws take consecutive blocks of one seeded order
+    if len(eligible) < first + wanted or not eligible:
+        raise ValueError(f"suite '{suite.name}' wants {suite.users} users (draw {suite.draw}) with >= "
+                         f"{suite.min_user_photos} photos; {ds.root} has {len(eligible)}")
+    users = sorted(rng.permutation(eligible)[first:first + wanted].tolist())
     others = [n for n in rng.permutation(names).tolist() if n not in users]
     if suite.gallery_identities is not None:
         others = others[: max(0, suite.gallery_identities - len(users))]
@@ -152,10 +153,13 @@ def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: 
     except DataError as exc:
         raise UsageError(str(exc)) from None
     eligible = sum(len(photos) >= suite.min_user_photos for photos in dataset.identities.values())
-    if eligible < (1 if suite.users == "all" else suite.users):
+    needed = 1 if suite.users == "all" else suite.users * (suite.draw + 1)
+    if eligible < needed:
         raise UsageError(
-            f"users={suite.users} is out of range for {dataset.root}: it has {eligible} identities with >= "
-            f"{suite.min_user_photos} photos; allowed: 1 <= users <= {eligible}" if eligible else
+            f"users={suite.users}{f' (draw {suite.draw})' if suite.draw else ''} is out of range for {dataset.root}: "
+            f"it has {eligible} "
+            f"identities with >= {suite.min_user_photos} photos; allowed: "
+            + (f"1 <= users <= {eligible}" if suite.draw == 0 else f"users x draws <= {eligible}") if eligible else
             f"{dataset.root} has no identity with >= {suite.min_user_photos} photos, as a protected user needs"
         )
 

@@ -109,7 +109,7 @@ class Runner:
         calibration = lfw_fingerprint(root)
         workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, methods, targets,
                               adversaries, surrogates, self.store.load_artifact, self.reporter.message,
-                              work=self.work)
+                              work=self.work, protocol=suite.protocol)
         plugins = Plugins(method_infos, describe_targets(targets, surrogates, suite, calibration, self.reporter),
                           adversary_infos, surrogate_ids(surrogates), dict(self.unavailable), self.device)
         return workspace, plugins

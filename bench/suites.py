@@ -11,7 +11,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bench.data import SplitSpec
+from bench.metrics import PROTOCOLS
 from bench.validate import COUNT, UsageError, at_least, check_ranges
+
+# Named split presets (``bench run --split``). Chameleon (ECCV 2024, git-disl/Chameleon): probe / gallery / train
+# = 10% / 20% / 70%, seed 2023.
+CHAMELEON_SPLIT = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
+SPLITS = {"chameleon": CHAMELEON_SPLIT}
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,9 @@ class Suite:
     dataset: str = "lfw"
     users: int | str = 4  # protected identities; "all": every identity with at least min_user_photos photos
     gallery_identities: int | None = 20  # users included; None = every identity with enough photos
+    # Which disjoint draw of users (``bench run --repeats``): the users are the draw-th block of ``users`` in the
+    # seeded order of eligible identities, so draws never share a user.
+    draw: int = 0
     min_user_photos: int = 10
     min_gallery_photos: int = 3
     split: SplitSpec = field(default_factory=SplitSpec)
@@ -37,6 +46,10 @@ class Suite:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     adversary_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     quantize: bool = True  # protected photos are published as 8-bit images
+    # How probe-scenario queries are scored (bench.metrics.probe_outcome): "templates", one template per gallery
+    # identity (ours); "opom-pairs", OPOM's protocol: each query vs ONE clean photo of the user plus
+    # distractors, over all query/photo pairs, top-1/5/10.
+    protocol: str = "templates"
     white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
     examples: int = 4  # example crops per method kept for the report
 
@@ -45,9 +58,13 @@ class Suite:
         if unknown or not self.scenarios:
             raise UsageError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
         where = f"suite '{self.name}': "
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"{where}protocol={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
         # a protected user needs a gallery, a probe and a fit photo
         check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
-                     examples=at_least(0, whole=True))
+                     examples=at_least(0, whole=True), draw=at_least(0, whole=True))
+        if self.users == "all" and self.draw:
+            raise UsageError(f"{where}users=all takes every eligible identity: there is no other draw (draw=0)")
         if self.users != "all":
             check_ranges(self, where, users=COUNT)
         if self.gallery_identities is not None and self.users != "all":
@@ -88,13 +105,13 @@ SUITES: dict[str, Suite] = {
     "quick": Suite(
         name="quick",
         description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
-                    "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 4 targets (the 2 "
-                    "surrogates white-box, 2 unseen), no adversary, JPEG-75 and mask estimation, 4 users with 20 "
-                    "photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` for their CPU "
-                    "cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), FaceCloak, OPOM's "
-                    "other losses",
+                    "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 5 targets (the 2 "
+                    "surrogates white-box, 3 unseen including ArcFace), no adversary, JPEG-75 and mask estimation, "
+                    "4 users with 20 photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` "
+                    "for their CPU cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), "
+                    "FaceCloak, OPOM's other losses",
         methods=("chameleon", "opom-class-center", "uap", "pgd"),
-        targets=("sface", "dlib-resnet", "faceres", "mobileface"),
+        targets=("sface", "dlib-resnet", "faceres", "mobileface", "arcface-mbf"),
         surrogates=("sface", "dlib-resnet"),
         adversaries=("none", "jpeg-75", "mask-estimation"),
         users=4,
@@ -133,6 +150,7 @@ SUITES: dict[str, Suite] = {
         gallery_identities=None,
         scenarios=("probe", "gallery"),
         white_box=True,
+        split=CHAMELEON_SPLIT,
     ),
 }
 

@@ -15,6 +15,11 @@ from bench.formatting import number, percent
 from bench.metric_registry import METRICS, Metric
 
 PRIMARY_SCORE = "psr_top1_worst"
+PROTOCOL_TEXT = {
+    "templates": "probe queries ranked against one template per gallery identity (the mean of its clean photos)",
+    "opom-pairs": "OPOM's protocol: each probe query ranked against ONE clean photo of the user plus every other "
+                  "gallery photo as a distractor, over all query/photo pairs",
+}
 # Robustness summaries of an entry (bench.robustness): column -> Markdown header. The Markdown shows one only
 # when some entry has it (a run with no adaptive adversary has no "worst adaptive").
 ROBUSTNESS = {"psr_top1_no_adversary": "PSR@1 no adversary", "psr_top1_worst_adaptive": "PSR@1 worst adaptive",
@@ -40,7 +45,7 @@ def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
     """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
     fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
              *(m.entry for m in measures()), "device", "users", *(m.entry for m in counts()), "rank",
-             "psr_top1_worst_ci_low", "psr_top1_worst_ci_high"]
+             "psr_top1_worst_ci_low", "psr_top1_worst_ci_high", "protocol"]
     rows = []
     for e in board["entries"]:
         row = {k: e.get(k) for k in fixed}
@@ -112,6 +117,11 @@ def _notes(board: dict[str, Any]) -> list[str]:
         "Key-holder top-1: rank-1 accuracy after the key holder removes the mask (methods whose mask is "
         "a key), mean over targets; compare with clean accuracy.",
     ]
+    protocols = sorted({e.get("protocol", "templates") for e in board["entries"]})
+    notes.append("Protocol: " + "; ".join(f"{p}: {PROTOCOL_TEXT.get(p, p)}" for p in protocols) + ".")
+    notes += dict.fromkeys(f"Reported for {e['method']} by its paper ({r['source']}): {r['metric']} "
+                           f"{percent(r['value'])} on {r['target']} ({r['setting']})."
+                           for e in board["entries"] for r in e.get("reported") or [])
     notes += stability_notes(board)
     changed = {e["method"]: e["overrides"] for e in board["entries"] if e.get("overrides")}
     for method, overrides in changed.items():

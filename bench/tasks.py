@@ -21,7 +21,7 @@ from bench.budget import check_budget
 from bench.canvas import face_region, from_uint8, to_uint8
 from bench.context import AdversaryContext, RunContext
 from bench.metric_registry import METRICS
-from bench.metrics import identity_templates, user_outcome
+from bench.metrics import identity_templates, probe_outcome, user_outcome
 from bench.prepare import Prepared
 from bench.store import ResultRow
 from bench.work import WorkLog
@@ -51,6 +51,7 @@ class Workspace:
     message: Callable[[str], None] = print
     unavailable_metrics: dict[str, str] = field(default_factory=dict)  # quality metric -> why it cannot run
     work: WorkLog = field(default_factory=WorkLog)  # what the bodies computed (recomputations show there)
+    protocol: str = "templates"  # how probe queries are scored (bench.metrics.probe_outcome)
 
     def canvases(self, photos) -> torch.Tensor:
         return from_uint8(self.data.stack(photos)).to(self.device)
@@ -172,7 +173,7 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
         embedded = eval_target.embed(torch.cat(seen)).split([len(x) for x in seen]) if seen else []
     for (scenario, user), emb in zip(parts, embedded, strict=True):
         if scenario == "probe":
-            add("probe", user, user_outcome(user, emb, templates, names, thresholds))
+            add("probe", user, probe_outcome(ws.protocol, user, emb, gallery_emb, labels, thresholds))
         else:  # the recogniser enrols the user's protected photos and is queried with clean ones
             swapped = templates.clone()
             swapped[names.index(user)] = F.normalize(emb.sum(0), dim=0)
@@ -185,14 +186,15 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
 def evaluate_clean(ws: Workspace, target: str, clean_key: str, thresholds: dict[str, float]) -> TaskOutput:
     """The baseline: every user's clean probes against the gallery."""
     clean_emb = ws.load_artifact(clean_key)
-    templates, names = identity_templates(clean_emb["gallery"].to(ws.device), ws.data.gallery()[1])
+    gallery_emb, labels = clean_emb["gallery"].to(ws.device), ws.data.gallery()[1]
     rows: list[ResultRow] = []
     for user in ws.data.users:
-        outcome = user_outcome(user, clean_emb[f"probe/{user}"].to(ws.device), templates, names, thresholds)
+        outcome = probe_outcome(ws.protocol, user, clean_emb[f"probe/{user}"].to(ws.device), gallery_emb, labels,
+                                thresholds)
         tags = dict(method="clean", scenario="probe", target=target, user=user)
         rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
         rows.append(ResultRow("queries", outcome.queries, **tags))
-    return TaskOutput({"gallery_identities": len(names)}, rows)
+    return TaskOutput({"gallery_identities": len(set(labels))}, rows)
 
 
 def key_holder(ws: Workspace, method: str, target: str, clean_key: str, protect_keys: dict[str, str]) -> TaskOutput:

@@ -95,13 +95,17 @@ def surrogate_name(target: Target) -> str:
 
 
 @contextmanager
-def feature_dropout(surrogates: list[Target], rate: float, gen: torch.Generator) -> Iterator[None]:
-    """DFANet-style feature dropout: while active, each Conv2d output of every surrogate is dropped at ``rate``.
+def feature_dropout(
+    surrogates: list[Target], rate: float, gen: torch.Generator, kernel: tuple[int, int] | None = None
+) -> Iterator[None]:
+    """DFANet-style feature dropout: while active, Conv2d outputs of every surrogate are dropped at ``rate``.
 
     Zhong & Deng (IEEE TIFS 2020) drop features of convolutional layers during the attack so every iteration
-    sees a slightly different model (an implicit ensemble). Here every Conv2d is dropped, so the effect compounds
-    with depth: keep ``rate`` small (about 0.02 on SFace; 0.1 destroyed its gradients). The keep masks come from ``gen`` so a seed fixes the
-    result. Needs a torch ``network`` on the surrogate; hooks are removed on exit because targets are shared.
+    sees a slightly different model (an implicit ensemble); OPOM's reference puts dropout after each 3 x 3
+    convolution of its IR-50 (``kernel = (3, 3)``). ``kernel = None`` drops after every Conv2d, 1 x 1 ones too,
+    which compounds with depth (on SFace a rate of 0.1 at all 27 convolutions left a mask useless). The keep
+    masks come from ``gen`` so a seed fixes the result. Needs a torch ``network`` on the surrogate; hooks are
+    removed on exit because targets are shared.
     """
     if rate <= 0:
         yield
@@ -116,11 +120,13 @@ def feature_dropout(surrogates: list[Target], rate: float, gen: torch.Generator)
         for s in surrogates:
             s.load()
             net = getattr(s, "network", None)
-            convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)] if net is not None else []
+            convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)
+                     and (kernel is None or tuple(m.kernel_size) == tuple(kernel))] if net is not None else []
             if not convs:
                 raise ValueError(
-                    f"feature dropout (DFANet) needs a torch network with Conv2d layers; "
-                    f"{surrogate_name(s)} has none: set dfanet_rate=0 for it"
+                    f"feature dropout (DFANet) needs a torch network with Conv2d layers"
+                    f"{'' if kernel is None else f' of kernel {kernel}'}; {surrogate_name(s)} has none: "
+                    "set dfanet_rate=0 for it"
                 )
             handles += [m.register_forward_hook(drop) for m in convs]
         yield

@@ -116,6 +116,18 @@ class MaskProtector(Protector):
 GOALS = ("dodging", "impersonation")
 
 
+@dataclass(frozen=True)
+class Reported:
+    """A number the paper reports on data this project has (LFW), shown beside the measured one (RobustBench's
+    ``reported``). ``metric`` is a result-row name (e.g. "psr_top1"), ``value`` a fraction in [0, 1]."""
+
+    metric: str
+    value: float
+    target: str  # the recogniser the paper judged with, in the paper's words
+    setting: str  # surrogate, budget, protocol: what must match for the numbers to compare
+    source: str  # where the number is printed (paper table, repository log)
+
+
 class Method:
     name: str = "method"
     kind: ClassVar[str] = "universal"  # "universal" | "per-image"
@@ -129,6 +141,7 @@ class Method:
     # "dodging": the user is not recognised as themself; "impersonation": recognised as a chosen other identity.
     # A class whose presets differ in goal reads it from its config (a property).
     goal: ClassVar[str] = "dodging"
+    reported: ClassVar[tuple[Reported, ...]] = ()
     # The config field the optimisation's work grows with linearly (steps, epochs, iterations), or None: cost
     # estimates (`bench perf`, `bench run --dry-run`) time the method at a few values of it and scale.
     effort: ClassVar[str | None] = None
@@ -164,7 +177,8 @@ class Method:
         """For ``bench list``; budget and goal are read from the preset's instance, so they cannot drift."""
         method = cls(cls.Config(**preset))
         return {"kind": cls.kind, "paper": cls.paper, "budget": method.budget().text(), "goal": method.goal,
-                "reference": cls.reference or cls.paper, "deviations": list(cls.deviations)}
+                "reference": cls.reference or cls.paper, "deviations": list(cls.deviations),
+                "reported": [asdict(r) for r in cls.reported]}
 
     def budget(self) -> Budget:
         eps = getattr(self.config, "epsilon", None)

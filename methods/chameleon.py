@@ -1,7 +1,7 @@
 """Chameleon's P3-Mask: one personalized privacy-protection mask per user, learned across the user's photos.
 
 Paper: Chow et al., "Personalized Privacy Protection Mask Against Unauthorized Facial Recognition", ECCV 2024
-(Chameleon). Threat model: query-side; the user publishes photos with their mask added, an unauthorized
+(Chameleon). Reference code: git-disl/Chameleon (``core/chameleon.py``, ``main.py``). Threat model: query-side; the user publishes photos with their mask added, an unauthorized
 recognizer matches them against a clean gallery (identification) or a clean photo (verification). The mask is
 also the authorization key: whoever holds it subtracts it (``deobfuscate``) and recognition works again.
 
@@ -11,9 +11,15 @@ Algorithm (docs/protocol.md, "Chameleon"; paper defaults):
   mask <- clip(mask - step * sign(mean gradient over the batch), -epsilon, epsilon), x' = clip(x + mask, 0, 1);
   ``step`` = 1e-3 on the 0..1 scale (the paper's 1e-3 * 255 on 0..255);
 - loss per photo = - sum over the ensemble of arccos(<f(x'), f(x)>) + lambda * max(DSSIM(x', x) - 0.03, 0),
-  DSSIM = (1 - SSIM) / 2 measured on the face box (the crop the paper works on);
-- adaptive lambda (``next_lambda``), from the batch's mean DSSIM before each step: halve when DSSIM <= 0.9 * 0.03,
-  double when DSSIM >= 1.1 * 0.03, otherwise reset to 1; kept within [1/129, 129];
+  DSSIM = (1 - SSIM) / 2 measured over the reference's area (``dssim_area = "reference"``): the reference crops
+  the MTCNN box plus a 30-pixel margin, squared and padded, and measures DSSIM over that whole 112 crop, of which
+  the mask (zero on the margin and padding) covers about half. Here: a centred square of twice the face box's
+  area (side 140 * sqrt(2) = 198 canvas pixels), of which the face-box mask covers half. Since SSIM is about 1
+  where nothing changed, the 0.03 threshold then allows about twice the DSSIM inside the face box. The variant
+  ``chameleon-face-dssim`` (ours) measures DSSIM on the face box only, the stricter reading;
+- adaptive lambda (``next_lambda``), updated AFTER each step from that batch's mean DSSIM (as the reference
+  does): halve when DSSIM <= 0.9 * 0.03 (if lambda >= 1/129), double when DSSIM >= 1.1 * 0.03 (if lambda <= 129),
+  reset to 1 in between; so lambda stays within [1/258, 258];
 - focal-diversity ensemble selection among the surrogates when more than ``team_size`` are given (below).
 
 Mask geometry: the paper's mask is 112 x 112 x 3 on the aligned 112 crop and "is applied inside the face box".
@@ -37,6 +43,8 @@ diversity d = mean over members of (1 - lambda_focal) (members that get nothing 
 left out; a team where no member errs gets d = nan and ranks last). The most diverse team of ``team_size`` wins
 (ties: the earliest in the given order). With at most ``team_size`` surrogates there is no choice to make: all
 are used and no diversity is computed.
+
+What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.canvas import face_region
+from bench.canvas import CANVAS_SIZE, FACE_BOX, face_region
 from bench.quality import dssim
 from bench.registry import METHODS
 from bench.validate import COUNT, FRACTION, at_least, check_ranges, positive
@@ -67,7 +75,9 @@ from methods._universal import (
 from methods.base import MaskProtector, Method, Protector, seeded_generator
 from targets.base import Target
 
-LAMBDA_MIN, LAMBDA_MAX = 1 / 129, 129.0
+LAMBDA_GUARD = 129.0  # the reference halves only above 1/129 and doubles only below 129
+LAMBDA_MIN, LAMBDA_MAX = 1 / (2 * LAMBDA_GUARD), 2 * LAMBDA_GUARD
+DSSIM_AREAS = ("reference", "face-box")
 
 
 @dataclass
@@ -77,6 +87,7 @@ class ChameleonConfig:
     epochs: int = 50
     batch_size: int = 4
     dssim_threshold: float = 0.03
+    dssim_area: str = "reference"  # twice the face box's area, as the reference's crop; "face-box": ours
     team_size: int = 2
     region: str = "face-box"
     probe_epsilon: float = 4 / 255  # L-inf budget of the focal-diversity queries
@@ -88,18 +99,32 @@ class ChameleonConfig:
                      # focal diversity compares members of a team
                      team_size=at_least(2, whole=True),
                      dssim_threshold=at_least(0), probe_steps=COUNT, probe_step=positive(), probe_epsilon=FRACTION)
+        if self.dssim_area not in DSSIM_AREAS:
+            raise ValueError(f"chameleon dssim_area must be one of {DSSIM_AREAS}, got {self.dssim_area!r}")
         check_region(self.region)
 
 
 def next_lambda(lam: float, dssim_value: float, threshold: float) -> float:
-    """Chameleon's adaptive weight of the DSSIM hinge: halve below 0.9 x threshold, double above 1.1 x, else 1."""
+    """Chameleon's adaptive weight of the DSSIM hinge (the reference's rule, applied after each step): halve at
+    or below 0.9 x threshold while lambda >= 1/129, double at or above 1.1 x while lambda <= 129, reset to 1
+    strictly between; otherwise unchanged."""
     if dssim_value <= 0.9 * threshold:
-        lam = lam / 2
-    elif dssim_value >= 1.1 * threshold:
-        lam = lam * 2
-    else:
-        lam = 1.0
-    return min(max(lam, LAMBDA_MIN), LAMBDA_MAX)
+        return lam / 2 if lam >= 1 / LAMBDA_GUARD else lam
+    if dssim_value >= 1.1 * threshold:
+        return lam * 2 if lam <= LAMBDA_GUARD else lam
+    return 1.0
+
+
+def dssim_region(canvases: torch.Tensor, area: str) -> torch.Tensor:
+    """Where the DSSIM hinge is measured: the face box, or a centred square of twice its area (the reference's
+    crop, half of which its mask never touches), clipped to the canvas."""
+    if area == "face-box":
+        return face_region(canvases)
+    size = canvases.shape[-1]
+    a, b = (round(v * size / CANVAS_SIZE) for v in FACE_BOX)
+    half = round((b - a) * math.sqrt(2) / 2)
+    lo, hi = max(0, size // 2 - half), min(size, size // 2 + half)
+    return canvases[..., lo:hi, lo:hi]
 
 
 def focal_diversity(wrong: torch.Tensor) -> float:
@@ -166,6 +191,7 @@ def error_table(surrogates: list[Target], photos: torch.Tensor, cfg: ChameleonCo
 
 
 @METHODS.register("chameleon")
+@METHODS.register("chameleon-face-dssim", dssim_area="face-box")
 class Chameleon(Method):
     kind = "universal"
     Config = ChameleonConfig
@@ -173,14 +199,25 @@ class Chameleon(Method):
     paper = (
         "Chow et al., Personalized Privacy Protection Mask Against Unauthorized Facial Recognition, ECCV 2024"
     )
+    reference = "https://github.com/git-disl/Chameleon (core/chameleon.py, main.py)"
+    deviations = (
+        "STAND-IN: focal-diversity team selection, from the paper's description (the reference repository has "
+        "no selection code and a fixed team, Celeb1M EfficientNet + InsightFace ArcFace R50): the error table "
+        "comes from short PGD probes on the user's fit photos, see the module docstring",
+        "surrogates are this project's targets, not the reference's team",
+        "crop: the aligned canvas face box (ArcFace template, 140 x 140 canvas pixels) instead of the MTCNN box "
+        "plus margin, unaligned, resized to 112; the DSSIM area is emulated as twice the face box's area",
+        "mini-batches drawn by a seeded torch permutation per epoch (the reference: Python random.shuffle with "
+        "seed 2023); the mask starts uniform in +-step from the run's seed (the reference: numpy seed 2023)",
+    )
 
     @classmethod
     def describe(cls, **preset) -> dict:
-        return {
-            **super().describe(**preset),
-            "loss": "-sum arccos + adaptive lambda * DSSIM hinge",
-            "key": "mask (deobfuscate)",
-        }
+        row = super().describe(**preset)
+        if preset.get("dssim_area") == "face-box":
+            row["deviations"] = ["OUR VARIANT: DSSIM measured on the face box only (stricter: the reference's "
+                                 "area is about half unmasked)", *row["deviations"]]
+        return {**row, "loss": "-sum arccos + adaptive lambda * DSSIM hinge", "key": "mask (deobfuscate)"}
 
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         cfg = self.config
@@ -216,13 +253,13 @@ class Chameleon(Method):
                 x = photos[idx]
                 mask.requires_grad_(True)
                 protected = apply_mask(x, mask)
-                quality = dssim(face_region(protected), face_region(x))
-                lam = next_lambda(lam, quality.mean().item(), cfg.dssim_threshold)
+                quality = dssim(dssim_region(protected, cfg.dssim_area), dssim_region(x, cfg.dssim_area))
                 angles = sum(angle(s.embed(protected), c[idx]) for s, c in zip(team, clean, strict=True))
                 loss = (-angles + lam * (quality - cfg.dssim_threshold).clamp_min(0)).mean()
                 (grad,) = torch.autograd.grad(loss, mask)
                 with torch.no_grad():
                     mask = project(mask - cfg.step * grad.sign(), cfg.epsilon, support)
                 lambdas.append(lam)
+                lam = next_lambda(lam, quality.mean().item(), cfg.dssim_threshold)  # after the step
         info.update(final_lambda=lam, mean_lambda=sum(lambdas) / len(lambdas), steps=len(lambdas))
         return MaskProtector(mask.detach(), info)  # the P3-Mask; deobfuscate subtracts it

@@ -28,6 +28,8 @@ Budget: DSSIM (1 - SSIM) / 2 measured, like Fawkes, on the face crop it perturbs
 canvas, ``bench.canvas.face_region``); only that box is perturbed. Fawkes tolerates 1.1 x budget; we then
 shrink the perturbation x' - x by bisection until DSSIM <= budget holds both on the face box and on the whole
 canvas, so the declared bound is met on every output photo. The change also never exceeds 15/255 (L-inf).
+
+What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
 
 from __future__ import annotations
@@ -219,6 +221,15 @@ class Fawkes(Method):
     Config = FawkesConfig
     effort = "steps"
     paper = "Shan et al., Fawkes: Protecting Privacy against Unauthorized Deep Learning Models, USENIX Security 2020"
+    reference = "https://github.com/Shawn-Shan/fawkes (v1.0: fawkes/differentiator.py, fawkes/protection.py)"
+    deviations = (
+        "STAND-IN: candidate target identities from the run's identity bank (LFW people with the fewest "
+        "photos) instead of the public identity set Fawkes bundles",
+        "feature loss uses the distance ||f(x') - f(t)|| / ||f(t)||, as the paper writes it; v1.0 squares it",
+        "DSSIM budget enforced strictly (the result is shrunk until DSSIM <= budget on the face box and the "
+        "canvas); v1.0 accepts up to 1.1 x budget",
+        "surrogates are this project's targets, not Fawkes' own feature extractors",
+    )
 
     @classmethod
     def describe(cls, **preset) -> dict:

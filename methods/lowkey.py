@@ -13,6 +13,8 @@ smoothing kernel 7 x 7, sigma 3 on the 112 x 112 aligned face. That script clips
 On our canvases a 112-crop pixel spans 1.25 canvas pixels, so the smoothing runs on the canvas with sigma
 3 * 1.25 and a 9 x 9 kernel; LPIPS is taken on the face box of the canvas (``bench.canvas.face_region``), the
 crop LowKey compares. LPIPS comes from ``bench.lpips`` (offline AlexNet v0.1).
+
+What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
 
 from __future__ import annotations
@@ -109,6 +111,14 @@ class LowKey(Method):
     effort = "steps"
     paper = ("Cherepanova et al., LowKey: Leveraging Adversarial Attacks to Protect Social Media Users from "
              "Facial Recognition, ICLR 2021")
+    reference = "the authors' public attack script lowkey_attack.py (LowKey, ICLR 2021)"
+    deviations = (
+        "epsilon is projected every step and declared as the budget; the script clips only in its 'sgd' mode, "
+        "not in the 'lpips' mode it runs",
+        "smoothing on the canvas with sigma 3 x 1.25 and a 9 x 9 kernel (the script: 7 x 7, sigma 3, on the 112 "
+        "crop); LPIPS on the face box",
+        "surrogates are this project's targets, not LowKey's own ensemble of IR-152 / ResNet-152 ArcFace and CosFace models",
+    )
 
     @classmethod
     def describe(cls, **preset) -> dict:

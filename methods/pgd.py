@@ -5,6 +5,8 @@ Threat model: per photo, L-inf budget ``epsilon`` (8/255 on the 0..1 scale), ``s
 see docs/protocol.md, "A pitfall shared by angle and cosine losses"). Loss: the mean over the surrogate ensemble
 of cos(f(x'), f(x)), minimised, so the protected embedding turns away from the clean one. Works on the whole
 canvas; only pixels a surrogate samples move.
+
+What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class PGD(Method):
     Config = PGDConfig
     effort = "steps"
     paper = "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
+    reference = "paper (Madry et al., ICLR 2018); no face-privacy reference code"
+    deviations = ("a baseline of this project: PGD dodging on the cosine to the clean embedding, not a "
+                  "published face-privacy method",)
 
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         if not surrogates:

@@ -7,6 +7,8 @@ and the clean embedding. Threat model: query-side (the protected photos are prob
 Budget: L-inf ``epsilon`` = 8/255 on the 0..1 scale, step 1/255, 20 sign steps on the mean gradient over the
 fit photos (full batch), uniform random start in +-step (the cosine loss has zero slope at the clean image).
 Mask: 1 x 3 x 224 x 224 on the canvas, restricted to the ArcFace face box by default (``region``).
+
+What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class UAP(Method):
     Config = UAPConfig
     effort = "iterations"
     paper = "Moosavi-Dezfooli et al., Universal adversarial perturbations, CVPR 2017 (sign-gradient form)"
+    reference = "paper (Moosavi-Dezfooli et al., CVPR 2017)"
+    deviations = ("a baseline of this project: one mask per user by sign steps on the mean cosine to the clean "
+                  "embeddings, not the paper's DeepFool-based accumulation over a class-agnostic data set",)
 
     @classmethod
     def describe(cls, **preset) -> dict:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 
-from bench.tfjs import load_graph_model
+from bench.tfjs import compile_graph, load_graph_json, read_weights
 from bench.weights import WeightSpec, ensure
 from targets.base import TorchTarget
 
@@ -40,8 +41,13 @@ class TFJSGraphTarget(TorchTarget):
 
     def build_network(self) -> torch.nn.Module:
         model_json, weights_bin = self.graph_files
-        return load_graph_model(ensure(model_json), {weights_bin.filename: ensure(weights_bin)}, [self.output],
-                                repair_fused_relu=self.repair_fused_relu)
+        model = load_graph_json(ensure(model_json))
+        weights = self.patch_weights(read_weights(model, {weights_bin.filename: ensure(weights_bin)}))
+        return compile_graph(model, weights, [self.output], repair_fused_relu=self.repair_fused_relu)
+
+    def patch_weights(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Repair known damage in the shipped constants before compiling; by default none."""
+        return weights
 
     def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
         x = crops.flip(1) if self.bgr else crops

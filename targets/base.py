@@ -14,12 +14,13 @@ that is not finite (NaN or inf: corrupt weights, a broken conversion) raises ins
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from bench.calibration_store import calibrations, load_calibration
+from bench.calibration_store import calibrations, is_weak, load_calibration
 from bench.canvas import Framing
 from bench.integrity import IntegrityError
 from bench.weights import WeightError, WeightSpec, recording, weight_status
@@ -43,6 +44,8 @@ class Target:
     weights: ClassVar[tuple[WeightSpec, ...]] = ()
     # Short human description of preprocessing, shown by `bench targets`.
     preprocessing: ClassVar[str] = ""
+    # What users must know before trusting its results (unknown provenance, ...), shown by `bench list targets`.
+    notes: ClassVar[str] = ""
     Config = TargetConfig
 
     def __init__(self, config: TargetConfig | None = None):
@@ -65,12 +68,18 @@ class Target:
         return True, None
 
     @classmethod
+    def convert_weights(cls) -> list[Path]:
+        """The files this target converts once from its verified weights, built now if missing (none here)."""
+        return []
+
+    @classmethod
     def describe(cls, name: str | None = None, **_preset: Any) -> dict[str, Any]:
         row: dict[str, Any] = {
             "differentiable": cls.differentiable,
             "embedding_dim": cls.embedding_dim,
             "input_size": cls.framing.size,
             "weights": [s.name for s in cls.weights],
+            "license": "; ".join(dict.fromkeys(s.license for s in cls.weights if s.license)),
         }
         try:
             cal = load_calibration(name or getattr(cls, "registered_names", ("",))[0])
@@ -80,6 +89,9 @@ class Target:
         if cal:
             row["lfw_accuracy"] = cal.get("lfw_accuracy")
             row["threshold_far1e-3"] = cal.get("thresholds", {}).get("far1e-3")
+            row["weak"] = is_weak(cal.get("lfw_accuracy"))
+        if cls.notes:
+            row["notes"] = cls.notes
         return row
 
     # -- model -----------------------------------------------------------------------------------------
@@ -175,4 +187,4 @@ class BlackBoxTarget(Target):
 
 
 __all__ = ["Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "WeightError", "load_calibration",
-           "NonFiniteEmbeddingError"]
+           "NonFiniteEmbeddingError", "is_weak"]

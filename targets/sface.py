@@ -8,13 +8,13 @@ Input 112 x 112 ArcFace crop, RGB 0..255 (the graph subtracts 127.5 and scales i
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
 from bench.canvas import Framing
 from bench.onnx_tools import fold_file
 from bench.registry import TARGETS
 from bench.weights import WeightSpec, derived
-from targets.base import TorchTarget
+from targets._onnx import OnnxFileTarget
 
 SFACE_ONNX = WeightSpec(
     name="sface",
@@ -29,31 +29,22 @@ SFACE_ONNX = WeightSpec(
 )
 
 
-def folded_sface_onnx():
+def folded_sface_onnx() -> Path:
     """Path of the float (folded) SFace ONNX file, built once from the verified original."""
     return derived(SFACE_ONNX, "folded-float.onnx", fold_file)
 
 
 @TARGETS.register("sface")
-class SFace(TorchTarget):
+class SFace(OnnxFileTarget):
     embedding_dim = 128
     framing = Framing.arcface(112)
     weights = (SFACE_ONNX,)
+    mean, std = 0.0, 1.0  # the graph subtracts 127.5 and scales itself
     preprocessing = "112 ArcFace crop, RGB 0..255"
 
     @classmethod
-    def runtime_available(cls):
-        try:
-            import onnx2torch  # noqa: F401
-        except ImportError as exc:
-            return False, f"onnx2torch is not installed ({exc}); pip install onnx2torch"
-        return True, None
+    def convert_weights(cls) -> list[Path]:
+        return [folded_sface_onnx()]
 
-    def build_network(self) -> torch.nn.Module:
-        import onnx
-        from onnx2torch import convert
-
-        return convert(onnx.load(str(folded_sface_onnx())))
-
-    def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
-        return crops * 255.0
+    def onnx_file(self) -> Path:
+        return self.convert_weights()[0]

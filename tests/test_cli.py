@@ -72,3 +72,20 @@ def test_list_methods_as_markdown_has_one_row_per_method(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert len(lines) == len(rows) + 2
     assert all(f"| `{r['name']}` |" in "\n".join(lines) for r in rows)
+
+
+def test_repeats_runs_disjoint_draws_and_reports_their_spread(capsys, tmp_path):
+    from bench.paths import embedded_data_root
+
+    out = tmp_path / "draws"
+    base = ["run", "--suite", "smoke", "--data-root", str(embedded_data_root()), "--out", str(out)]
+    assert main([*base, "--repeats", "7"]) == 2  # 7 x 4 users: the embedded subset has 12 eligible
+    assert "users x draws <= 12" in capsys.readouterr().out and not out.exists()
+    assert main([*base, "--repeats", "2", "--users", "2", "--gallery-identities", "8", "--adversaries", "none",
+                 "--set", "pgd.steps=1", "--threads", "1"]) == 0
+    result = json.loads((out / "repeats.json").read_text())
+    first, second = result["users"]
+    assert len(first) == len(second) == 2 and not set(first) & set(second)
+    (row,) = result["rows"]
+    assert row["method"] == "pgd" and all(d and d["users"] == 2 for d in row["draws"])
+    assert (out / "draw-0" / "leaderboard.json").exists() and (out / "draw-1" / "leaderboard.json").exists()

@@ -124,3 +124,20 @@ def test_a_suite_can_take_every_eligible_identity_as_a_user(tmp_path):
     assert users == eligible and len(users) >= 10 and set(users) <= set(selected)
     with pytest.raises(UsageError, match="users"):
         get_suite("smoke").with_overrides(users="many")
+
+
+def test_disjoint_draws_of_users_share_no_one():
+    from bench.data import load_identity_folders
+    from bench.prepare import select_identities
+    from bench.suites import get_suite
+    from bench.validate import UsageError
+
+    suite = get_suite("smoke").with_overrides(users=4)
+    dataset = load_identity_folders(embedded_data_root(), "lfw", min_photos=suite.min_gallery_photos)
+    draws = [select_identities(suite.with_overrides(draw=k), dataset)[0] for k in range(3)]
+    assert all(len(d) == 4 for d in draws) and len(set().union(*draws)) == 12
+    assert draws[0] == select_identities(suite, dataset)[0]  # draw 0 is the suite's own users
+    with pytest.raises(ValueError, match="draw 3"):
+        select_identities(suite.with_overrides(draw=3), dataset)  # 16 users: the subset has 12 eligible
+    with pytest.raises(UsageError, match="no other draw"):
+        get_suite("smoke").with_overrides(users="all", draw=1)

@@ -5,10 +5,12 @@ Few optimisation steps (config overrides) keep the fast tests cheap; the default
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from bench.canvas import face_region
+from bench.canvas import FACE_BOX, face_region
 from bench.context import ContextError, Need
 from bench.identity_bank import standalone_context
 from bench.quality import dssim
@@ -16,6 +18,7 @@ from bench.registry import METHODS, TARGETS
 from methods._identity_bank import farthest_identities, user_features
 from methods.fawkes import shrink_to_dssim, worst_dssim
 from methods.lowkey import gaussian_blur
+from methods.tip_im import MMD_SIGMAS, image_mmd, masked_resample, random_affine
 
 USER = "Colin_Powell"
 # Small banks and few steps: invariants do not depend on the number of steps.
@@ -27,6 +30,7 @@ FAST = {
     "fawkes-high": {"steps": 1, **SMALL_BANK},
     "lowkey": {"steps": 2},
     "tip-im": {"steps": 2, "candidates": 2, "bank_photos": 1},
+    "tip-im-mmd": {"steps": 2, "candidates": 2, "bank_photos": 1},
 }
 
 
@@ -159,6 +163,33 @@ def test_tip_im_impersonates_a_candidate_and_dodges(sface, user, context):
     assert (away < 0.8).all(), away
     picks = protector.picks
     assert picks.shape == (len(clean), len(bank)) and (picks.sum(1) == 5).all()
+
+
+def test_tip_im_takes_the_references_l2_step(sface, user, context):
+    """One step of ShawnXYang/TIP-IM's default (--norm l2): the change has L2 norm alpha * sqrt(D), D the values
+    of the face box (the reference's 112 x 112 x 3 crop), unless the +-epsilon clip bites."""
+    alpha = 0.5 / 255
+    _, _, protected = protect("tip-im", sface, user, context, steps=1, step_size=alpha)
+    side = FACE_BOX[1] - FACE_BOX[0]
+    norm = (protected - user[1]).flatten(1).norm(dim=1)
+    assert torch.allclose(norm, torch.full_like(norm, alpha * math.sqrt(3 * side * side)), rtol=0.02), norm
+
+
+def test_tip_im_input_diversity_and_mmd_pieces():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    same = masked_resample(x, torch.eye(2, 3).expand(2, 2, 3))
+    assert torch.allclose(same, x, atol=1e-5)  # the identity keeps every pixel
+    theta, rotation = random_affine(4, torch.Generator().manual_seed(1), shift_scale=0.5)
+    assert theta.shape == rotation.shape == (4, 2, 3)
+    assert (theta[:, :, :2] - torch.eye(2)).abs().max() < 0.5 and theta[:, :, 2].abs().max() < 0.25
+    assert torch.allclose(rotation[:, 0, 0], rotation[:, 1, 1]) and torch.allclose(rotation[:, 0, 1], -rotation[:, 1, 0])
+    shifted = masked_resample(x, torch.tensor([[[1.0, 0, 0.5], [0, 1, 0]]]).expand(2, 2, 3))
+    assert (shifted[..., -4:] == 0).all()  # pixels whose source lies off the image are zeroed
+    assert torch.allclose(image_mmd(x, x), torch.zeros(2), atol=1e-6)
+    y = (x + 1 / 255).clamp(0, 1)
+    d2 = ((y - x) * 255).flatten(1).pow(2).sum(1)
+    expected = 2 * sum(1 - torch.exp(-d2 / (2 * s)) for s in MMD_SIGMAS)
+    assert torch.allclose(image_mmd(y, x), expected, rtol=1e-5)
 
 
 def test_bank_is_disjoint_from_the_users_deterministic_and_keyed(lfw_root, context):

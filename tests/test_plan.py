@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.plan import AdversaryInfo, DataInfo, MethodInfo, Plugins, TargetInfo, plan_run
-from bench.suites import get_suite
+from bench.suites import SPLITS, get_suite
 
 
 def suite(**changes):
@@ -119,6 +119,18 @@ def test_gallery_photos_enter_protect_keys_only_in_the_gallery_scenario():
     moved = data(user_gallery={"ann": ["other"], "bob": ["g2"]})
     assert not changed(plan_run(probe_only, data(), plugins()), plan_run(probe_only, moved, plugins()))
     assert "protect/mask/ann/0" in changed(plan_run(both, data(), plugins()), plan_run(both, moved, plugins()))
+
+
+def test_the_scoring_protocol_rekeys_every_evaluation_and_nothing_else():
+    base = plan_run(suite(), data(), plugins())
+    touched = changed(base, plan_run(suite(protocol="opom-pairs"), data(), plugins()))
+    assert touched == {label for label in keys(base) if label.startswith("eval/")}
+
+
+def test_a_split_preset_rekeys_the_protect_tasks():
+    base = plan_run(suite(), data(), plugins())
+    touched = changed(base, plan_run(suite(split=SPLITS["chameleon"]), data(), plugins()))
+    assert {label for label in keys(base) if label.startswith("protect/")} <= touched
 
 
 def test_the_device_rekeys_everything_computed_on_it():

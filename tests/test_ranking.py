@@ -101,3 +101,19 @@ def test_the_split_half_check_covers_every_target_and_the_unseen_ones():
     assert check["all"]["rank_correlation"] == pytest.approx(1.0) and check["all"]["cells"] == 2
     assert check["unseen"]["cells"] == 1 and check["unseen"]["halves"] == [8, 8]
     assert stability(entries[:1]) is None  # one method: no order to check
+
+
+def test_the_spread_across_draws_reads_each_draws_primary_score():
+    from bench.repeats import spread, to_markdown
+
+    def board(scores, users):
+        return {"run": {"users": users}, "entries": [
+            {"method": m, "scenario": "probe", "status": "ok", "psr_top1_worst": s, "psr_top1_worst_ci": [s - 0.1, s + 0.1],
+             "users": len(users)} for m, s in scores.items()]}
+
+    result = spread([board({"a": 0.5, "b": 0.2}, ["u1", "u2"]), board({"a": 0.7, "b": 0.2}, ["u3", "u4"])])
+    a, b = result["rows"]
+    assert a["method"] == "a" and a["mean"] == pytest.approx(0.6) and a["range"] == [0.5, 0.7]
+    assert a["sd"] == pytest.approx(0.1414, abs=1e-3) and b["sd"] == 0
+    assert result["users"] == [["u1", "u2"], ["u3", "u4"]]
+    assert "| a | probe | 50.0 [40.0, 60.0] | 70.0 [60.0, 80.0] | 60.0 |" in to_markdown(result)

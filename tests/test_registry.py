@@ -86,6 +86,21 @@ def test_every_method_declares_kind_budget_and_config(name):
     assert listed["budget"] == method.budget().text()
 
 
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_names_its_reference_and_deviations(name):
+    """`bench list methods --json` says what each method follows and what still differs; our own variants of a
+    paper's method say so first."""
+    listed = next(r for r in METHODS.describe() if r["name"] == name)
+    assert isinstance(listed["reference"], str) and listed["reference"], name
+    assert isinstance(listed["deviations"], list) and listed["deviations"], name
+    assert all(isinstance(d, str) and d for d in listed["deviations"])
+    assert isinstance(listed["reported"], list)
+    for r in listed["reported"]:
+        assert 0 <= r["value"] <= 1 and r["source"] and r["metric"].startswith("psr_")
+    ours = name.endswith(("-signavg", "-8", "-mmd", "-face-dssim"))
+    assert listed["deviations"][0].startswith("OUR VARIANT") == ours, listed["deviations"][0]
+
+
 def test_budget_text_follows_the_config():
     from methods.base import Budget
 

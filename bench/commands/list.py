@@ -13,7 +13,8 @@ from bench.registry import ATTACKS, METHODS, TARGETS
 TABLE_COLUMNS = {
     "methods": ("kind", "budget"),
     "attacks": ("kind",),
-    "targets": ("differentiable", "embedding_dim", "input_size", "lfw_accuracy", "threshold_far1e-3"),
+    "targets": ("differentiable", "embedding_dim", "input_size", "lfw_accuracy", "threshold_far1e-3", "license",
+                "notes"),
     "suites": ("users", "description"),
 }
 
@@ -61,7 +62,8 @@ def run(args) -> int:
         table.add_column(col, overflow="fold")
     for row in rows:
         cells = [row["name"], "yes" if row["available"] else "[red]no[/red]"]
-        cells += [_fmt(row.get(k)) for k in keys]
+        cells += [_fmt(row.get(k)) + (" [yellow](weak)[/yellow]" if k == "lfw_accuracy" and row.get("weak") else "")
+                  for k in keys]
         cells.append(row.get("reason") or "")
         table.add_row(*cells)
     wide_console().print(table)

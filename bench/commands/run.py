@@ -21,15 +21,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench import leaderboard, report, tables
+from bench import leaderboard, repeats, report, tables
 from bench.commands._ui import wide_console
 from bench.data import DataError, resolve_data_root
 from bench.devices import default_threads, resolve_device
 from bench.executors import LocalExecutor
+from bench.metrics import PROTOCOLS
+from bench.prepare import check_run_request
 from bench.registry import ATTACKS, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
-from bench.suites import Suite, get_suite
+from bench.suites import SPLITS, Suite, get_suite
 from bench.validate import UsageError
 
 
@@ -136,6 +138,12 @@ def requested_suite(args) -> Suite:
         text = getattr(args, name)
         if text is not None:
             changes[name] = tuple(part for part in text.split(",") if part)
+    if args.protocol:
+        changes["protocol"] = args.protocol
+    if args.split:
+        if args.split not in SPLITS:
+            raise UsageError(f"unknown split preset {args.split!r}; known: {', '.join(SPLITS)}")
+        changes["split"] = SPLITS[args.split]
     if args.set:  # NAME.KEY=VALUE: NAME is a registered adversary or else a method of the run
         merged = method_overrides({**suite.method_overrides, **suite.adversary_overrides}, args.set)
         adversaries = set(ATTACKS.names())
@@ -158,8 +166,49 @@ def run(args) -> int:
         # with --json, stdout holds the JSON alone: progress and notes go to stderr
         shown = Console(stderr=True, width=console.width) if args.json else console
         return dry_run(suite, args, shown, RichReporter(shown) if shown.is_terminal else LogReporter(shown))
-    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     out = Path(args.out or f"runs/{suite.name}")
+    if args.repeats < 1:
+        console.print(f"[red]error:[/red] --repeats {args.repeats} is out of range; allowed: --repeats >= 1")
+        return 2
+    if args.repeats > 1:
+        return run_draws(suite, args, out, console)
+    rc, _ = run_one(suite, args, out, console)
+    return rc
+
+
+def run_draws(suite: Suite, args, out: Path, console: Console) -> int:
+    """The suite on ``--repeats`` disjoint draws of users, one run folder each, then their spread."""
+    try:  # the last draw needs users x repeats eligible identities: say so before any work
+        last = suite.with_overrides(draw=args.repeats - 1)
+        check_run_request(last, out / f"draw-{args.repeats - 1}", args.data_root, resolve_device(args.device),
+                          args.threads)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] --repeats {args.repeats}: {escape(str(exc))}", highlight=False,
+                      soft_wrap=True)
+        return 2
+    boards, worst = [], 0
+    for draw in range(args.repeats):
+        console.print(f"[bold]draw {draw + 1}/{args.repeats}[/bold] ({out / f'draw-{draw}'})")
+        try:
+            drawn = suite.with_overrides(draw=draw)
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            return 2
+        rc, board = run_one(drawn, args, out / f"draw-{draw}", console)
+        if board is None:
+            return rc
+        worst = max(worst, rc)
+        boards.append(board)
+    result = repeats.spread(boards)
+    paths = repeats.write(result, out)
+    console.print(repeats.to_markdown(result))
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return worst
+
+
+def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict | None]:
+    """One run into ``out``: (exit code, its leaderboard, or None when it could not start)."""
+    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     t0 = time.perf_counter()
     started = time.time()
     try:
@@ -172,7 +221,7 @@ def run(args) -> int:
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, ImportError,
             RunFolderBusy) as exc:
         console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
-        return 2
+        return 2, None
     board = leaderboard.build(runner.store)
     paths = {**leaderboard.write_board(board, out), "html": report.write_report(out)}
     console.print(tables.to_markdown(board))
@@ -183,8 +232,8 @@ def run(args) -> int:
         label, error = failed[0]
         console.print(f"[red]{len(failed)} task(s) failed[/red] and count nowhere; first: {label}: "
                       + escape(" ".join((error or "").split())), highlight=False, soft_wrap=True)
-        return 1
-    return 0
+        return 1, board
+    return 0, board
 
 
 def make_executor(name: str, address: str | None, suite):
@@ -268,6 +317,9 @@ def add_parser(sub) -> None:
                    help="local: tasks one after the other in this process; ray: tasks as Ray tasks (pip install "
                         "'cloakbench[ray]'), the run folder on a path every worker shares")
     p.add_argument("--address", help="with --executor ray: the cluster to join (default: start a local one)")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="run the suite on N disjoint draws of users (OUT/draw-<k>) and report the spread of each "
+                        "method's score across draws (OUT/repeats.md)")
     p.add_argument("--users", type=user_count, help="override the suite's number of protected users (a number, or "
                                                    "all: every identity with enough photos)")
     p.add_argument("--gallery-identities", type=int, help="override the suite's gallery size")
@@ -277,6 +329,10 @@ def add_parser(sub) -> None:
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
+    p.add_argument("--protocol", choices=PROTOCOLS,
+                   help="how probe queries are scored: templates (one per identity) or opom-pairs (OPOM: each query "
+                        "vs one clean photo of the user plus distractors, all pairs, top-1/5/10)")
+    p.add_argument("--split", help=f"a named split preset instead of the suite's ({', '.join(SPLITS)})")
     p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
                    help="override one config value of a method or an adversary, e.g. --set "
                         "opom-class-center.iterations=100 or --set jpeg-75.quality=60 (repeatable; `bench list "

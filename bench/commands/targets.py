@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bench.calibrate import calibrate, stale_reason
-from bench.calibration_store import load_calibration, save_calibration
+from bench.calibration_store import is_weak, load_calibration, save_calibration
 from bench.commands._ui import wide_console
 from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
 from bench.devices import resolve_device
@@ -91,6 +91,7 @@ def target_row(name: str, lfw_root: Path, fingerprint: str, args, progress: Prog
             "tar_far1e-2": record.get("tar_far1e-2"),
             "threshold_far1e-2": record.get("thresholds", {}).get("far1e-2"),
             "threshold_far1e-3": record.get("thresholds", {}).get("far1e-3"),
+            "weak": is_weak(record.get("lfw_accuracy")),
             "ms_per_face": record.get("ms_per_face"),
             "cpu_ms_per_face": record.get("cpu_ms_per_face"),
             "pairs": record.get("pairs"),
@@ -115,7 +116,8 @@ def _short(reason: str | None, limit: int = 60) -> str:
 
 def render(rows: list[dict[str, Any]], console: Console) -> None:
     table = Table(title=f"face recognition targets ({len(rows)}), LFW balanced 10-fold",
-                  caption="reasons shortened; `bench targets --json` or `bench list targets` gives them whole")
+                  caption="weak: below 90% LFW accuracy; reasons shortened, `bench targets --json` or "
+                          "`bench list targets` gives them whole")
     for col, justify in [("name", "left"), ("available", "left"), ("diff.", "left"), ("dim", "right"),
                          ("input", "right"), ("LFW acc. %", "right"), ("TAR@FAR1e-2 %", "right"),
                          ("thr FAR1e-2", "right"), ("thr FAR1e-3", "right"), ("ms/face", "right"),
@@ -129,7 +131,8 @@ def render(rows: list[dict[str, Any]], console: Console) -> None:
             "" if diff is None else ("yes" if diff else "no"),
             number(r.get("embedding_dim"), "d", na=""),
             number(r.get("input_size"), "d", na=""),
-            _pct(r.get("lfw_accuracy"), r.get("lfw_accuracy_std")),
+            _pct(r.get("lfw_accuracy"), r.get("lfw_accuracy_std"))
+            + (" [yellow]weak[/yellow]" if r.get("weak") else ""),
             _pct(r.get("tar_far1e-2")),
             number(r.get("threshold_far1e-2"), ".3f", na=""),
             number(r.get("threshold_far1e-3"), ".3f", na=""),
@@ -142,6 +145,10 @@ def render(rows: list[dict[str, Any]], console: Console) -> None:
 
 def run(args) -> int:
     err = Console(stderr=True)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         names = args.only or TARGETS.names()
         for name in names:
@@ -185,4 +192,5 @@ def add_parser(sub) -> None:
     p.add_argument("--recalibrate", action="store_true", help="measure again even when a calibration is cached")
     p.add_argument("--device", default="auto", help="torch device for the targets: auto (CUDA when present), cpu, "
                                                     "cuda, cuda:N")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.set_defaults(func=run)

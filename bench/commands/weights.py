@@ -3,8 +3,9 @@
 Specs come from each registered target's ``weights`` attribute (``TARGETS``), shared specs once. ``NAME`` is a
 weight name (``sface``) or a target name (``sface-cv2``). ``list`` shows source, license, size and whether the
 file is at hand and verified; ``fetch`` gets every missing file through ``bench.weights.ensure`` (one message per
-failure, the rest carry on); ``verify`` re-hashes the files at hand against their pinned SHA-256, and the files
-converted from them (folded ONNX, LPIPS state dict) against the checksum recorded when they were made.
+failure, the rest carry on), then builds once the files targets convert from them (``convert_weights``);
+``verify`` re-hashes the files at hand against their pinned SHA-256, and the files converted from them (folded
+ONNX, LPIPS state dict) against the checksum recorded when they were made.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.table import Table
 from bench.commands._ui import wide_console
 from bench.lpips import ALEXNET_SPEC
 from bench.registry import TARGETS, UnknownNameError
+from bench.scrfd import SCRFD_ONNX
 from bench.user_weights import locate_user_file
 from bench.weights import (
     WeightError,
@@ -38,6 +40,7 @@ def declared_specs(names: list[str] | None = None) -> list[tuple[WeightSpec, lis
         for spec in getattr(TARGETS.entry(target).cls, "weights", ()):
             by_name.setdefault(spec.name, (spec, []))[1].append(target)
     by_name.setdefault(ALEXNET_SPEC.name, (ALEXNET_SPEC, []))[1].append("LPIPS metric")
+    by_name.setdefault(SCRFD_ONNX.name, (SCRFD_ONNX, []))[1].append("SCRFD detector")
     if not names:
         return [by_name[k] for k in sorted(by_name)]
     chosen: dict[str, tuple[WeightSpec, list[str]]] = {}
@@ -143,12 +146,13 @@ def fetch_one(spec: WeightSpec, log) -> Path:
 
 
 def run_fetch(args, console: Console) -> int:
-    specs = [spec for spec, _ in declared_specs(args.names)]
+    chosen = declared_specs(args.names)
     failures = 0
+    ready: set[str] = set()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("weights", total=len(specs))
-        for spec in specs:
+        task = progress.add_task("weights", total=len(chosen))
+        for spec, _ in chosen:
             progress.update(task, description=f"{spec.name} ({source_text(spec)})")
             try:
                 path = fetch_one(spec, log=lambda msg: progress.console.print(f"  {msg}", markup=False))
@@ -157,12 +161,37 @@ def run_fetch(args, console: Console) -> int:
                 progress.console.print(f"[red]x {spec.name}[/]: ", end="")
                 progress.console.print(str(exc), markup=False)
             else:
+                ready.add(spec.name)
                 note = "verified" if spec.sha256 else "present, no digest pinned"
                 progress.console.print(f"[green]ok {spec.name}[/] ({note}): ", end="")
                 progress.console.print(str(path), markup=False)
             progress.advance(task)
-    console.print(f"{len(specs) - failures} of {len(specs)} weight files ready")
+        failures += convert_fetched(chosen, ready, progress)
+    console.print(f"{len(ready)} of {len(chosen)} weight files ready")
     return 1 if failures else 0
+
+
+def convert_fetched(chosen: list[tuple[WeightSpec, list[str]]], ready: set[str], progress: Progress) -> int:
+    """Run, once, the conversions of every target whose weight files are all ready; returns the failures."""
+    names = sorted({t for spec, targets in chosen if spec.name in ready for t in targets if t in TARGETS.names()})
+    todo = [(n, TARGETS.entry(n).cls) for n in names]
+    todo = [(n, cls) for n, cls in todo if hasattr(cls, "convert_weights") and all(s.name in ready for s in cls.weights)]
+    task = progress.add_task("converting", total=len(todo))
+    failures = 0
+    for name, cls in todo:
+        progress.update(task, description=f"converting for {name}")
+        try:
+            paths = cls.convert_weights()
+        except (WeightError, OSError, ValueError) as exc:
+            failures += 1
+            progress.console.print(f"[red]x {name}[/]: conversion failed: ", end="")
+            progress.console.print(str(exc), markup=False)
+        else:
+            if paths:
+                progress.console.print(f"[green]ok {name}[/] (converted once): ", end="")
+                progress.console.print(", ".join(map(str, paths)), markup=False)
+        progress.advance(task)
+    return failures
 
 
 def run_verify(args, console: Console) -> int:
