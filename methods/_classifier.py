@@ -125,7 +125,11 @@ class ClassifierMethod(Method):
 
     @classmethod
     def describe(cls, **preset: Any) -> dict[str, Any]:
-        return {**super().describe(**preset),
+        row = super().describe(**preset)
+        # the reference attacks an ImageNet classifier; here every attack sees the recognisers through the adapter
+        adapter = ("attacks the identity classifier of methods._classifier (64 x cosine to templates of the run's "
+                   "identity bank and the user), not the reference's classifier")
+        return {**row, "deviations": [adapter, *row["deviations"]],
                 "classifier": "scale x cosine to templates of the identity bank and the user (methods._classifier)"}
 
     def needs(self) -> list[Need]:
