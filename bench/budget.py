@@ -6,7 +6,9 @@ the method's doing), against the clean canvas it was given:
 
 - ``linf``: max |x' - x| over the whole canvas, on the 0..1 scale;
 - ``dssim``: (1 - SSIM) / 2 on the canvas face box (``bench.canvas.face_region``), the crop DSSIM-bounded
-  methods (Fawkes) perturb and bound.
+  methods (Fawkes) perturb and bound;
+- ``l2``: the L2 norm of x' - x over the whole canvas (L2-bounded attacks);
+- ``area``: the share of canvas pixels changed at all (region patches, unbounded in colour inside the region).
 
 A bound holds when the measured value is at most the bound plus ``SLACK`` (float32 arithmetic: the method and
 the harness may batch the same computation differently). A declared kind the harness cannot measure is an error
@@ -22,7 +24,7 @@ import torch
 from bench.canvas import face_region
 from bench.quality import dssim
 
-SLACK = {"linf": 1e-5, "dssim": 1e-5}
+SLACK = {"linf": 1e-5, "dssim": 1e-5, "l2": 1e-4, "area": 1e-6}
 
 
 class BudgetExceeded(RuntimeError):
@@ -38,7 +40,18 @@ def _dssim(protected: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         return dssim(face_region(protected), face_region(clean))
 
 
-MEASURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"linf": _linf, "dssim": _dssim}
+def _l2(protected: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    return (protected - clean).flatten(1).norm(dim=1)
+
+
+def _area(protected: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    # a pixel counts as changed when any channel moved by more than float rounding
+    return ((protected - clean).abs() > 1e-6).any(1).flatten(1).float().mean(1)
+
+
+MEASURES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "linf": _linf, "dssim": _dssim, "l2": _l2, "area": _area,
+}
 
 
 def check_budget(method: str, declared: dict[str, float], protected: torch.Tensor, clean: torch.Tensor,

@@ -119,7 +119,7 @@ def protect(ws: Workspace, method: str, user: str, seed: int) -> TaskOutput:
     protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(out))
     protected, enrolled = out[: len(probes)], out[len(probes):]
     linf = float((protected - probes).abs().max()) if len(probes) else 0.0
-    budget = m.budget().as_dict()
+    budget = m.budget().bounds()
     measured = check_budget(m.name, budget, protected, probes, f"{user}'s probe photo")
     published = to_uint8(protected) if ws.quantize else protected
     tensors = {"protected": published}

@@ -7,10 +7,12 @@ returns protected canvases. Canvases are N x 3 x 224 x 224 RGB floats in [0, 1] 
   photos and applied instantly to photos it never saw. The mask is a key: ``deobfuscate`` removes it.
 - ``kind = "per-image"``: optimises every photo inside ``protect`` (Fawkes, LowKey, TIP-IM, PGD).
 
-Budgets: ``linf`` (max |x' - x| on the 0..1 scale) and/or ``dssim`` ((1 - SSIM) / 2 on the canvas face box,
-``bench.canvas.face_region``); ``Method.budget()`` declares them and the harness checks every declared bound on
-every protected photo (``bench.budget``): a method that exceeds one fails its task. Surrogates are targets chosen
-by the suite (never the evaluated target unless the suite says white-box).
+Budgets: ``linf`` (max |x' - x| on the 0..1 scale), ``dssim`` ((1 - SSIM) / 2 on the canvas face box,
+``bench.canvas.face_region``), ``l2`` (per-photo L2 norm of x' - x) and/or ``area`` (the share of canvas pixels a
+region patch may change, colours unbounded there); ``Method.budget()`` declares them and the harness checks every
+declared bound on every protected photo (``bench.budget``): a method that exceeds one fails its task. A method with
+no bound at all (an obfuscation, an L2-minimising attack) says what limits its change in ``note``. Surrogates are
+targets chosen by the suite (never the evaluated target unless the suite says white-box).
 
 Run state comes from the run: the harness calls ``bind(context)`` before ``fit``, and a method takes from
 ``self.context`` (``bench.context.RunContext``) only what its ``needs()`` declare (e.g. the identity bank), so
@@ -33,8 +35,11 @@ from targets.base import Target
 class Budget:
     linf: float | None = None  # on the 0..1 scale
     dssim: float | None = None  # (1 - SSIM) / 2 upper bound, on the canvas face box
+    l2: float | None = None  # per-photo L2 norm of x' - x over the whole canvas, on the 0..1 scale
+    area: float | None = None  # largest share of canvas pixels that may change (region patches)
+    note: str | None = None  # what bounds the change when no norm does (e.g. "blur sigma 3 px, unbounded")
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | str]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def text(self) -> str:
@@ -46,7 +51,17 @@ class Budget:
             steps = self.linf * 255
             exact = abs(steps - round(steps)) < 1e-6
             parts.append(f"linf {round(steps)}/255" if exact else f"linf {self.linf:g}")
+        if self.l2 is not None:
+            parts.append(f"l2 {self.l2:g}")
+        if self.area is not None:
+            parts.append(f"area {100 * self.area:.1f}% of the canvas")
+        if self.note:
+            parts.append(self.note)
         return ", ".join(parts) or "none declared"
+
+    def bounds(self) -> dict[str, float]:
+        """The numeric bounds the harness checks on every photo (``bench.budget.check_budget``); ``note`` is text."""
+        return {k: v for k, v in self.as_dict().items() if k != "note"}
 
 
 class Protector:
@@ -98,6 +113,9 @@ class MaskProtector(Protector):
         return {"mask": self.mask.cpu()}
 
 
+GOALS = ("dodging", "impersonation")
+
+
 @dataclass(frozen=True)
 class Reported:
     """A number the paper reports on data this project has (LFW), shown beside the measured one (RobustBench's
@@ -120,6 +138,9 @@ class Method:
     # What still differs from ``reference``, in words a user reads in `bench list methods --json`; a stand-in
     # for something the reference has (a generator, a data set) says so here.
     deviations: ClassVar[tuple[str, ...]] = ()
+    # "dodging": the user is not recognised as themself; "impersonation": recognised as a chosen other identity.
+    # A class whose presets differ in goal reads it from its config (a property).
+    goal: ClassVar[str] = "dodging"
     reported: ClassVar[tuple[Reported, ...]] = ()
     # The config field the optimisation's work grows with linearly (steps, epochs, iterations), or None: cost
     # estimates (`bench perf`, `bench run --dry-run`) time the method at a few values of it and scale.
@@ -153,9 +174,9 @@ class Method:
 
     @classmethod
     def describe(cls, **preset: Any) -> dict[str, Any]:
-        """For ``bench list``; the budget is read from ``budget()`` of the preset config, so it cannot drift."""
+        """For ``bench list``; budget and goal are read from the preset's instance, so they cannot drift."""
         method = cls(cls.Config(**preset))
-        return {"kind": cls.kind, "paper": cls.paper, "budget": method.budget().text(),
+        return {"kind": cls.kind, "paper": cls.paper, "budget": method.budget().text(), "goal": method.goal,
                 "reference": cls.reference or cls.paper, "deviations": list(cls.deviations),
                 "reported": [asdict(r) for r in cls.reported]}
 

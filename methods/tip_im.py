@@ -276,6 +276,7 @@ OURS = {"norm": "linf", "gamma": 1.0, "mmd": "patch", "diversity": "resize-pad",
 @METHODS.register("tip-im-mmd", **OURS)
 class TIPIM(Method):
     kind = "per-image"
+    goal = "impersonation"  # recognised as an identity of the candidate set, chosen greedily
     Config = TIPIMConfig
     effort = "steps"
     paper = ("Yang et al., Towards Face Encryption by Generating Adversarial Identity Masks (TIP-IM), "

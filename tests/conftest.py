@@ -100,6 +100,27 @@ def lfw_faces(lfw_root, aligner) -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.fixture(scope="session")
+def sface():
+    """The SFace target, loaded: the surrogate the method tests optimise against."""
+    from bench.registry import TARGETS
+
+    target = TARGETS.create("sface")
+    ok, reason = type(target).availability()
+    if not ok:
+        pytest.skip(f"sface unavailable: {reason}")
+    target.load()
+    return target
+
+
+@pytest.fixture(scope="module")
+def context(lfw_root, request):
+    """What a run would hand a method: the identity bank from the data root, without the test module's ``USER``."""
+    from bench.identity_bank import standalone_context
+
+    return standalone_context(lfw_root, exclude=(request.module.USER,))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under BENCH_STRICT=1 (set by .ci/run) a skipped test fails: CI must not hide a model that did not run."""

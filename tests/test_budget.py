@@ -1,4 +1,4 @@
-"""The harness checks every declared budget (L-inf and DSSIM) on every protected photo."""
+"""The harness checks every declared budget (L-inf, DSSIM, L2, area) on every protected photo."""
 
 from __future__ import annotations
 
@@ -54,4 +54,18 @@ def test_dssim_is_measured_on_the_face_box(faces):
 
 def test_a_budget_the_harness_cannot_measure_is_an_error(faces):
     with pytest.raises(ValueError, match="cannot check"):
-        check_budget("toy", {"l2": 1.0}, faces, faces)
+        check_budget("toy", {"l1": 1.0}, faces, faces)
+
+
+def test_l2_and_area_bounds(faces):
+    protected = noisy(faces, 2 / 255)  # every value moves by 2/255 (less where clipped): norm <= 2/255 * sqrt(3 * 224^2)
+    norm = float(((protected - faces) ** 2).sum((1, 2, 3)).sqrt().max())
+    assert 0.9 * 2 / 255 * (3 * 224 * 224) ** 0.5 < norm <= 2 / 255 * (3 * 224 * 224) ** 0.5
+    assert check_budget("toy", {"l2": norm}, protected, faces)["l2"] == pytest.approx(norm, rel=1e-4)
+    with pytest.raises(BudgetExceeded, match="l2 budget"):
+        check_budget("toy", {"l2": 0.9 * norm}, protected, faces)
+    patch = faces.clone()
+    patch[..., :56, :] = 0.5  # the top quarter of the canvas
+    assert check_budget("toy", {"area": 0.25}, patch, faces)["area"] <= 0.25
+    with pytest.raises(BudgetExceeded, match="area budget"):
+        check_budget("toy", {"area": 0.2}, patch, faces)

@@ -64,6 +64,16 @@ def test_set_overrides_a_method_config_and_bad_settings_fail_before_any_work(cap
     assert not (tmp_path / "store.sqlite").exists() or not list((tmp_path / "artifacts").glob("*"))
 
 
+def test_list_methods_as_markdown_has_one_row_per_method(capsys):
+    assert main(["list", "methods", "--format", "md"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| name | kind | goal | budget | reference | available |"
+    assert main(["list", "methods", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(lines) == len(rows) + 2
+    assert all(f"| `{r['name']}` |" in "\n".join(lines) for r in rows)
+
+
 def test_repeats_runs_disjoint_draws_and_reports_their_spread(capsys, tmp_path):
     from bench.paths import embedded_data_root
 

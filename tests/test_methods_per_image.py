@@ -49,12 +49,6 @@ def user(lfw_faces):
     return photos[:4], photos[4:5]  # fit photos, the photo to protect
 
 
-@pytest.fixture(scope="module")
-def context(lfw_root):
-    """What a run would hand the methods: the identity bank from the shared LFW, the user left out."""
-    return standalone_context(lfw_root, exclude=(USER,))
-
-
 def protect(name: str, sface, user, context, seed: int = 0, **overrides):
     method = METHODS.create(name, **{**FAST[name], **overrides}).bind(context)
     fit, probe = user

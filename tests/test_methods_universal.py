@@ -15,13 +15,15 @@ import torch
 
 from bench.canvas import FACE_BOX
 from bench.identity_bank import standalone_context
-from bench.registry import METHODS, TARGETS
+from bench.registry import METHODS
 from methods.base import seeded_generator
 from methods.chameleon import LAMBDA_MAX, LAMBDA_MIN, dssim_region, focal_diversity, next_lambda, select_team
 from methods.facecloak import sticker_cover
 from methods.opom import affine_hull_residual, convex_hull_weights, project_simplex
 
-UNIVERSAL = [n for n in METHODS.names() if METHODS.entry(n).cls.kind == "universal"]
+# Additive L-inf masks; region patches (area budgets, replaced pixels) are tested in test_methods_baselines.py.
+UNIVERSAL = [n for n in METHODS.names()
+             if METHODS.entry(n).cls.kind == "universal" and METHODS.create(n).budget().linf is not None]
 
 
 def by_default(names: list[str]) -> list:
@@ -31,8 +33,11 @@ def by_default(names: list[str]) -> list:
         family = name.endswith(("-signavg", "-mdfa"))
         return pytest.param(name, marks=pytest.mark.slow) if family and "class-center" not in name else name
     return [case(n) for n in names]
+
+
 USER = "Colin_Powell"
-SHORT = {"epochs": 1, "iterations": 1, "views": 0, "anchors": "negation"}
+SMALL_BANK = {"bank_identities": 6, "bank_photos": 1}
+SHORT = {"epochs": 1, "iterations": 1, "views": 0, "anchors": "negation", **SMALL_BANK}
 # Shortened, but with steps large enough to move the mask far in a few updates (the loss-direction test).
 STRONG = {
     "epochs": 3,
@@ -41,22 +46,13 @@ STRONG = {
     "step_size": 2 / 255,
     "views": 0,
     "anchors": "negation",
+    **SMALL_BANK,
 }
 
 
 def overrides(name: str, wanted: dict) -> dict:
     fields = {f.name for f in dataclasses.fields(METHODS.entry(name).cls.Config)}
     return {k: v for k, v in wanted.items() if k in fields}
-
-
-@pytest.fixture(scope="module")
-def sface():
-    target = TARGETS.create("sface")
-    ok, reason = type(target).availability()
-    if not ok:
-        pytest.skip(f"sface unavailable: {reason}")
-    target.load()
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -68,24 +64,23 @@ def user(lfw_faces):
 _fitted: dict = {}
 
 
-def fitted(name: str, wanted: dict, sface, fit_photos: torch.Tensor, seed: int = 0):
+def fitted(name: str, wanted: dict, sface, context, fit_photos: torch.Tensor, seed: int = 0):
     key = (name, tuple(sorted(wanted.items())), len(fit_photos), seed)
     if key not in _fitted:
-        method = METHODS.create(name, **overrides(name, wanted))
+        method = METHODS.create(name, **overrides(name, wanted)).bind(context)
         _fitted[key] = (method, method.fit(fit_photos, [sface], seed=seed))
     return _fitted[key]
 
 
 def test_universal_methods_registered():
-    assert {"chameleon", "uap", "facecloak", "opom-convex-hull", "opom-affine-hull", "opom-fi-uap"} <= set(
-        UNIVERSAL
-    )
+    assert {"chameleon", "uap", "facecloak", "opom-convex-hull", "opom-affine-hull", "opom-fi-uap",
+            "universal-mi-di-ti", "universal-mi"} <= set(UNIVERSAL)
 
 
 @pytest.mark.parametrize("name", by_default(UNIVERSAL))
-def test_budget_range_and_face_box(name, sface, user):
+def test_budget_range_and_face_box(name, sface, user, context):
     fit_photos, held = user
-    method, protector = fitted(name, SHORT, sface, fit_photos[:2])
+    method, protector = fitted(name, SHORT, sface, context, fit_photos[:2])
     protected = protector.protect(held)
     eps = method.budget().linf
     assert eps is not None and protected.shape == held.shape
@@ -101,10 +96,10 @@ def test_budget_range_and_face_box(name, sface, user):
 
 
 @pytest.mark.parametrize("name", by_default(UNIVERSAL))
-def test_same_seed_same_mask(name, sface, user):
+def test_same_seed_same_mask(name, sface, user, context):
     fit_photos = user[0][:2]
-    _, first = fitted(name, SHORT, sface, fit_photos)
-    method = METHODS.create(name, **overrides(name, SHORT))
+    _, first = fitted(name, SHORT, sface, context, fit_photos)
+    method = METHODS.create(name, **overrides(name, SHORT)).bind(context)
     again = method.fit(fit_photos, [sface], seed=0).state()["mask"]
     other = method.fit(fit_photos, [sface], seed=1).state()["mask"]
     assert torch.equal(first.state()["mask"], again)
@@ -117,11 +112,11 @@ SHORT_ENOUGH = [n for n in UNIVERSAL if not n.endswith("-mdfa")]
 
 
 @pytest.mark.parametrize("name", by_default(SHORT_ENOUGH))
-def test_fitted_mask_moves_unseen_photos_away(name, sface, user):
+def test_fitted_mask_moves_unseen_photos_away(name, sface, user, context):
     """On photos the mask never saw, the fitted mask turns SFace further from the clean embedding than a control
     of the same per-pixel magnitudes with random signs does."""
     fit_photos, held = user
-    _, protector = fitted(name, STRONG, sface, fit_photos)
+    _, protector = fitted(name, STRONG, sface, context, fit_photos)
     assert_beats_random_signs(name, protector, sface, held)
 
 
@@ -145,9 +140,9 @@ def assert_beats_random_signs(name, protector, sface, held):
     )
 
 
-def test_chameleon_deobfuscate_restores_clean_embedding(sface, user):
+def test_chameleon_deobfuscate_restores_clean_embedding(sface, user, context):
     fit_photos, held = user
-    _, protector = fitted("chameleon", STRONG, sface, fit_photos)
+    _, protector = fitted("chameleon", STRONG, sface, context, fit_photos)
     assert protector.has_key
     with torch.no_grad():
         clean = sface.embed(held)
