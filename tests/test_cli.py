@@ -89,3 +89,12 @@ def test_repeats_runs_disjoint_draws_and_reports_their_spread(capsys, tmp_path):
     (row,) = result["rows"]
     assert row["method"] == "pgd" and all(d and d["users"] == 2 for d in row["draws"])
     assert (out / "draw-0" / "leaderboard.json").exists() and (out / "draw-1" / "leaderboard.json").exists()
+
+
+def test_the_readme_method_table_is_the_generated_one(capsys):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = readme.split("<!-- methods:begin -->\n", 1)[1].split("\n<!-- methods:end -->", 1)[0]
+    assert main(["list", "methods", "--format", "md"]) == 0
+    assert shown == capsys.readouterr().out.rstrip("\n"), "regenerate it: bench list methods --format md"
