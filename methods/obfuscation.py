@@ -133,8 +133,11 @@ class EyeBarConfig:
     colour: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
-        if len(self.colour) != 3 or not all(0 <= v <= 1 for v in self.colour):
-            raise ValueError("eye-bar needs an RGB colour in [0, 1]")
+        ok = (isinstance(self.colour, list | tuple) and len(self.colour) == 3
+              and all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 for v in self.colour))
+        if not ok:
+            raise ValueError(f"colour must be an RGB triple in [0, 1] such as [0, 0, 0], got {self.colour!r}")
+        self.colour = tuple(float(v) for v in self.colour)
 
 
 @METHODS.register("eye-bar")
