@@ -1,11 +1,11 @@
 """What the training adversaries share: the owner's own people protected with the public method under test,
 and a cache for what they train.
 
-The recogniser's owner holds photos of people it already has (``AdversaryContext.public()``, never an evaluated
-user). It runs the public tool on them exactly as a user would: a universal method is fitted on each of its
+The recogniser's owner holds photos of people it already has (an identity bank the adversary declares in
+``needs()``, read from ``context.run.identity_bank``: never an evaluated user). It runs the public tool on them exactly as a user would: a universal method is fitted on each of its
 people's photos (with the method's own surrogates) and applied to them; a per-image method protects each photo.
 The result is rounded to 8 bits, as a published photo is. Both the protected set and what is trained on it are
-cached under ``context.cache_dir`` by a content key (method, its config, surrogates, the public photos, and
+cached under ``context.cache_dir`` by a content key (method, its config, surrogates, the owner's people, and
 whatever else the caller adds), so a rerun or another target reuses them.
 """
 
