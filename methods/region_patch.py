@@ -101,6 +101,10 @@ class RegionPatch(ClassifierMethod):
     def budget(self) -> Budget:
         return Budget(area=region_area(self.config.region), note=f"colours unbounded in the {self.config.region}")
 
+    @property
+    def holds_key(self) -> bool:
+        return False  # a pasted patch replaces the pixels under it: there is nothing to subtract
+
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         c = self.config
         model = self.classifier(photos, surrogates, seed)

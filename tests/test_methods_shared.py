@@ -119,3 +119,10 @@ def margin(logits: torch.Tensor, label: int) -> float:
     """The label's logit minus the largest other one, summed over the photos."""
     others = torch.cat([logits[:, :label], logits[:, label + 1:]], 1)
     return float((logits[:, label] - others.max(1).values).sum())
+
+
+@pytest.mark.parametrize("name", fitting(NAMES))
+def test_a_method_holds_a_key_exactly_when_its_protectors_do(name, sface, user, context):
+    """The harness measures key-holder accuracy for methods that declare a key; a pasted patch has none."""
+    method, protector, _ = protect(name, sface, user, context)
+    assert method.holds_key == protector.has_key, name
