@@ -33,8 +33,10 @@ def entry_of(board: dict, method: str, scenario: str) -> dict:
     for e in board["entries"]:
         if e["method"] == method and e["scenario"] == scenario:
             if not e.get("per_user_top1"):
-                raise ValueError(f"{method} ({scenario}) has no per-user PSR ({e['status']}: {e.get('reason')}); "
-                                 "regenerate the leaderboard from its run folder")
+                why = (f"{e['status']}: {e.get('reason')}" if e["status"] != "ok" else
+                       "its leaderboard was written before per-user values were kept")
+                raise ValueError(f"{method} ({scenario}) has no per-user PSR ({why}); regenerate the leaderboard "
+                                 "from its run folder (bench leaderboard RUN_DIR)")
             return e
     known = sorted({e["method"] for e in board["entries"] if e["scenario"] == scenario})
     raise ValueError(f"no entry {method!r} in the {scenario} scenario; known: {', '.join(known)}")
