@@ -102,20 +102,32 @@ def user_matrix(per_user: dict[str, dict[str, float]], cells: list[str], users: 
     return np.array([[per_user.get(c, {}).get(u, np.nan) for c in cells] for u in users], dtype=np.float64)
 
 
+def shared_cells_users(entries: list[dict]) -> tuple[list[str], list[str]]:
+    """The cells every entry has per-user values for, and the users every one of them has in all those cells:
+    what entries are compared on, paired."""
+    cells = sorted(set.intersection(*(set(e["per_user_top1"]) for e in entries))) if entries else []
+    users = sorted(set.intersection(*(set(e["per_user_top1"][c]) for e in entries for c in cells))) if cells else []
+    return cells, users
+
+
+def _rankable(entries: list[dict], scenario: str) -> list[dict]:
+    """The entries of a scenario that can be ranked: finished, with per-user values."""
+    return [e for e in entries if e["scenario"] == scenario and e["status"] == "ok" and e.get("per_user_top1")]
+
+
 def rank_entries(entries: list[dict], n_boot: int = 2000, seed: int = 0) -> None:
     """Rank a leaderboard's entries in place, per scenario: ``rank`` (tied: 1 + the methods significantly better
     by a paired bootstrap over the users and cells every ranked method has) and ``psr_top1_worst_ci`` (the
     primary score's bootstrap interval over the entry's own users). Entries without per-user values (failed,
     unavailable, or published before they were kept) get neither."""
     for scenario in dict.fromkeys(e["scenario"] for e in entries):
-        ranked = [e for e in entries if e["scenario"] == scenario and e["status"] == "ok" and e.get("per_user_top1")]
+        ranked = _rankable(entries, scenario)
         for e in ranked:
             own = e["per_user_top1"]
             users = sorted({u for per in own.values() for u in per})
             e["psr_top1_worst_ci"] = list(score_interval(user_matrix(own, sorted(own), users), n_boot=n_boot,
                                                          seed=seed))
-        cells = sorted(set.intersection(*(set(e["per_user_top1"]) for e in ranked))) if ranked else []
-        users = sorted(set.intersection(*(set(e["per_user_top1"][c]) for e in ranked for c in cells))) if cells else []
+        cells, users = shared_cells_users(ranked)
         if not users:
             continue
         ranks = tied_ranks({i: user_matrix(e["per_user_top1"], cells, users) for i, e in enumerate(ranked)},
@@ -128,9 +140,8 @@ def stability(entries: list[dict], scenario: str = "probe", seed: int = 0) -> di
     """Split-half check of a leaderboard's order: the methods ranked on two disjoint random halves of the users,
     over every shared cell and over the cells of targets no surrogate was (``unseen_targets``); Spearman's rho
     of the two halves' primary scores. None with fewer than 2 ranked methods or 4 shared users."""
-    ranked = [e for e in entries if e["scenario"] == scenario and e["status"] == "ok" and e.get("per_user_top1")]
-    cells = sorted(set.intersection(*(set(e["per_user_top1"]) for e in ranked))) if ranked else []
-    users = sorted(set.intersection(*(set(e["per_user_top1"][c]) for e in ranked for c in cells))) if cells else []
+    ranked = _rankable(entries, scenario)
+    cells, users = shared_cells_users(ranked)
     if len(ranked) < 2 or len(users) < 4:
         return None
     unseen = set.intersection(*(set(e.get("unseen_targets") or []) for e in ranked))
@@ -177,4 +188,4 @@ def split_half(matrices: dict[str, np.ndarray], score: Score = worst_cell, seed:
 
 
 __all__ = ["Difference", "SplitHalf", "mean_cell", "paired_difference", "rank_entries", "score_interval", "spearman",
-           "split_half", "stability", "tied_ranks", "user_matrix", "worst_cell"]
+           "shared_cells_users", "split_half", "stability", "tied_ranks", "user_matrix", "worst_cell"]

@@ -17,7 +17,7 @@ from rich.table import Table
 from bench import leaderboard
 from bench.commands._ui import wide_console
 from bench.formatting import percent
-from bench.ranking import mean_cell, paired_difference, user_matrix, worst_cell
+from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
 
 
 def load_board(where: str) -> dict:
@@ -45,8 +45,7 @@ def entry_of(board: dict, method: str, scenario: str) -> dict:
 def compare(board: dict, a: str, b: str, scenario: str = "probe", n_boot: int = 2000) -> dict:
     """Per shared cell and for the worst cell: A - B in PSR@1 with a paired 95% interval over shared users."""
     ea, eb = entry_of(board, a, scenario), entry_of(board, b, scenario)
-    cells = sorted(set(ea["per_user_top1"]) & set(eb["per_user_top1"]))
-    users = sorted(set.intersection(*(set(e["per_user_top1"][c]) for e in (ea, eb) for c in cells))) if cells else []
+    cells, users = shared_cells_users([ea, eb])
     if not users:
         raise ValueError(f"{a} and {b} share no user judged on the same target and adversary")
     ma, mb = (user_matrix(e["per_user_top1"], cells, users) for e in (ea, eb))

@@ -212,7 +212,7 @@ def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict 
     t0 = time.perf_counter()
     started = time.time()
     try:
-        device, threads = resolve_device(args.device), default_threads() if args.threads is None else args.threads
+        device, threads = device_and_threads(args)
         executor = make_executor(args.executor, args.address, suite)
         runner = Runner(suite, out, data_root=args.data_root, device=device, threads=threads, reporter=reporter,
                         executor=executor, wait=not args.no_wait)
@@ -236,6 +236,11 @@ def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict 
     return 0, board
 
 
+def device_and_threads(args) -> tuple[str, int]:
+    """``--device`` resolved (auto: CUDA when present) and ``--threads`` (default: the cores this process may use)."""
+    return resolve_device(args.device), default_threads() if args.threads is None else args.threads
+
+
 def make_executor(name: str, address: str | None, suite):
     if name == "local":
         if address:
@@ -253,7 +258,7 @@ def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
     from bench.estimate import Estimator, KindCost
 
     try:
-        device, threads = resolve_device(args.device), default_threads() if args.threads is None else args.threads
+        device, threads = device_and_threads(args)
         torch.set_num_threads(threads)
         root, how = resolve_data_root(args.data_root)
         console.print(f"data: {root} ({how}); pricing on {device}, {threads} thread(s)")
