@@ -1,12 +1,18 @@
 """Regression check of a run against a stored baseline (for CI): PSR and image quality per method.
 
 The baseline is a reduced copy of a run's ``leaderboard.json``, written only by an explicit
-``bench check RUN_DIR --update-baseline FILE``: per method its status, PSR@1 per target x adversary, the worst-case
-PSR@1, and every metric ``bench.metric_registry.METRICS`` declares a check tolerance for (SSIM, PSNR, LPIPS
-today). A check fails when a value moves beyond its tolerance in either direction (a
-better score also means the baseline no longer describes the code), when a method or a PSR cell of the baseline
-is missing, or when a method that was ``ok`` is now unavailable or failed. Methods, cells and values that are new
-are reported but do not fail the check.
+``bench check RUN_DIR --update-baseline FILE``: per method its status, PSR@1 per target x adversary with each
+user's value and the 95% interval over users, the worst-case PSR@1, and every metric
+``bench.metric_registry.METRICS`` declares a check tolerance for (SSIM, PSNR, LPIPS today).
+
+How far a PSR may move follows from the users' spread, not from a fixed number (``psr_verdict``): where the
+baseline and the run hold per-user values of the same users, a change fails when the 95% paired bootstrap
+interval of the difference (run minus baseline, over those users) excludes 0, i.e. when more users moved the
+same way than chance among them explains; otherwise (a baseline written before per-user values were kept, or
+other users) when the run's value leaves the baseline's 95% interval over users. ``--tolerance X`` replaces
+both by a fixed absolute tolerance. A failure either way: a better score also means the baseline no longer
+describes the code. A method or PSR cell of the baseline that is missing, or a method that was ``ok`` and is
+now unavailable or failed, fails too. Methods, cells and values that are new are reported but do not fail.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.formatting import finer, finite
 from bench.metric_registry import METRICS
+from bench.ranking import Score, mean_cell, paired_difference, user_matrix, worst_cell
 
-BASELINE_FORMAT = "cloakbench-baseline/1"
-PSR_TOLERANCE = 0.05  # absolute, PSR is a fraction in [0, 1]
+BASELINE_FORMAT = "cloakbench-baseline/2"
+READABLE_FORMATS = ("cloakbench-baseline/1", BASELINE_FORMAT)  # /1: no per-user values
+PSR_TOLERANCE = 0.05  # absolute, PSR is a fraction in [0, 1]: only where no interval exists
 
 
 def default_tolerances() -> dict[str, float]:
@@ -40,7 +50,7 @@ class Finding:
     metric: str
     baseline: float | str | None
     now: float | str | None
-    tolerance: float | None
+    tolerance: float | str | None  # a number, or the interval a PSR verdict rested on
     verdict: str  # "fail" | "new" (reported, not a failure)
     note: str = ""
 
@@ -66,16 +76,22 @@ def reduce_board(board: dict[str, Any]) -> dict[str, Any]:
     for entry in board.get("entries") or []:
         if not isinstance(entry, dict) or not entry.get("method"):
             continue
-        psr = {}
+        psr, intervals = {}, {}
         for target, per_adv in (entry.get("psr") or {}).items():
             for adversary, cell in (per_adv or {}).items():
                 top1 = finite(cell.get("top1")) if isinstance(cell, dict) else None
                 if top1 is not None:
                     psr[f"{target}|{adversary}"] = top1
+                    if cell.get("top1_ci"):
+                        intervals[f"{target}|{adversary}"] = [float(v) for v in cell["top1_ci"]]
+        worst_ci = entry.get("psr_top1_worst_ci")
         methods[_entry_key(entry)] = {
             "status": entry.get("status", "ok"),
             "psr_top1_worst": finite(entry.get("psr_top1_worst")),
+            "psr_top1_worst_ci": [float(v) for v in worst_ci] if worst_ci else None,
             "psr_top1": psr,
+            "psr_top1_ci": intervals,
+            "per_user_top1": entry.get("per_user_top1") or {},
             **{m.entry: finite(entry.get(m.entry)) for m in METRICS.checked()},
         }
     run = board.get("run") or {}
@@ -102,7 +118,8 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"baseline {path} is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or not isinstance(data.get("methods"), dict):
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS or not isinstance(data.get("methods"),
+                                                                                                    dict):
         raise ValueError(f"{path} is not a {BASELINE_FORMAT} baseline; write one with `bench check RUN_DIR "
                          f"--update-baseline {path}`")
     return data
@@ -115,25 +132,64 @@ def write_baseline(board: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def _verdict(method: str, metric: str, base: float, now: float, tolerance: Any, moved: bool,
+             higher_is_better: bool | None, note: str = "") -> Finding | None:
+    if not moved:
+        return None
+    delta = now - base
+    if higher_is_better is None:
+        verdict_note = "changed"
+    else:
+        verdict_note = "better: update the baseline" if (delta > 0) == higher_is_better else "worse"
+    return Finding(method, metric, base, now, tolerance, "fail", verdict_note + (f" ({note})" if note else ""))
+
+
 def _compare_value(method: str, metric: str, base: float | None, now: float | None, tol: float,
                    higher_is_better: bool | None) -> Finding | None:
     if base is None:
         return None if now is None else Finding(method, metric, None, now, tol, "new", "no baseline value")
     if now is None:
         return Finding(method, metric, base, None, tol, "fail", "missing now")
-    delta = now - base
-    if abs(delta) <= tol + 1e-12:
+    return _verdict(method, metric, base, now, tol, abs(now - base) > tol + 1e-12, higher_is_better)
+
+
+def _paired_users(base: dict[str, dict[str, float]], now: dict[str, dict[str, float]], cells: list[str]
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Users x cells matrices of the baseline and the run over the users both hold in every cell; None if
+    fewer than 2 such users (no spread to judge a change by)."""
+    if not cells or not all(c in base and c in now for c in cells):
         return None
-    if higher_is_better is None:
-        return Finding(method, metric, base, now, tol, "fail", "changed")
-    better = (delta > 0) == higher_is_better
-    return Finding(method, metric, base, now, tol, "fail", "better: update the baseline" if better else "worse")
+    users = sorted(set.intersection(*(set(base[c]) & set(now[c]) for c in cells)))
+    if len(users) < 2:
+        return None
+    return user_matrix(now, cells, users), user_matrix(base, cells, users)
 
 
-def compare(baseline: dict[str, Any], board: dict[str, Any], psr_tolerance: float = PSR_TOLERANCE,
+def psr_verdict(method: str, metric: str, base: dict, cur: dict, cells: list[str], score: Score,
+                base_value: float | None, now_value: float | None, interval: list[float] | None,
+                fixed: float | None) -> Finding | None:
+    """One PSR (a cell, or the worst over ``cells``) of the run against the baseline; see the module docstring.
+    The finding's tolerance says what the verdict rested on."""
+    base_value, now_value = finite(base_value), finite(now_value)
+    if base_value is None or now_value is None or fixed is not None:
+        return _compare_value(method, metric, base_value, now_value, PSR_TOLERANCE if fixed is None else fixed, True)
+    paired = _paired_users(base.get("per_user_top1") or {}, cur.get("per_user_top1") or {}, cells)
+    if paired is not None:
+        diff = paired_difference(*paired, score=score)
+        return _verdict(method, metric, base_value, now_value, f"paired 95% CI [{diff.ci[0]:+.3f}, {diff.ci[1]:+.3f}]",
+                        diff.significant, True, f"{diff.users} users moved beyond their spread")
+    if interval:
+        lo, hi = interval
+        return _verdict(method, metric, base_value, now_value, f"baseline 95% CI [{lo:.3f}, {hi:.3f}]",
+                        not lo - 1e-12 <= now_value <= hi + 1e-12, True, "outside the baseline's interval")
+    return _compare_value(method, metric, base_value, now_value, PSR_TOLERANCE, True)
+
+
+def compare(baseline: dict[str, Any], board: dict[str, Any], psr_tolerance: float | None = None,
             tolerances: dict[str, float] | None = None) -> list[Finding]:
     """Every difference between the baseline and the run that matters (failures and new things).
-    ``tolerances`` overrides the registry's tolerance of some metrics (leaderboard field -> value)."""
+    ``psr_tolerance`` (a fixed absolute PSR tolerance) replaces the interval rule; ``tolerances`` overrides the
+    registry's tolerance of some metrics (leaderboard field -> value)."""
     tolerances = {**default_tolerances(), **(tolerances or {})}
     now = reduce_board(board)
     findings: list[Finding] = []
@@ -154,16 +210,19 @@ def compare(baseline: dict[str, Any], board: dict[str, Any], psr_tolerance: floa
             if cur["status"] == "ok":
                 findings.append(Finding(method, "status", base.get("status"), "ok", None, "new", "now available"))
             continue
-        checks = [("psr_top1_worst", base.get("psr_top1_worst"), cur["psr_top1_worst"], psr_tolerance, True)]
-        for cell, value in (base.get("psr_top1") or {}).items():
-            checks.append((f"psr_top1[{cell}]", value, cur["psr_top1"].get(cell), psr_tolerance, True))
+        cells = base.get("psr_top1") or {}
+        psr = [psr_verdict(method, "psr_top1_worst", base, cur, sorted(cells), worst_cell, base.get("psr_top1_worst"),
+                           cur["psr_top1_worst"], base.get("psr_top1_worst_ci"), psr_tolerance)]
+        psr += [psr_verdict(method, f"psr_top1[{cell}]", base, cur, [cell], mean_cell, value,
+                            cur["psr_top1"].get(cell), (base.get("psr_top1_ci") or {}).get(cell), psr_tolerance)
+                for cell, value in cells.items()]
+        findings += [f for f in psr if f is not None]
         for cell, value in cur["psr_top1"].items():
-            if cell not in (base.get("psr_top1") or {}):
-                findings.append(Finding(method, f"psr_top1[{cell}]", None, value, psr_tolerance, "new", "new cell"))
+            if cell not in cells:
+                findings.append(Finding(method, f"psr_top1[{cell}]", None, value, None, "new", "new cell"))
         for m in METRICS.checked():
-            checks.append((m.entry, base.get(m.entry), cur.get(m.entry), tolerances[m.entry], m.higher_is_better))
-        for metric, b, n, tol, higher in checks:
-            finding = _compare_value(method, metric, finite(b), finite(n), tol, higher)
+            finding = _compare_value(method, m.entry, finite(base.get(m.entry)), finite(cur.get(m.entry)),
+                                     tolerances[m.entry], m.higher_is_better)
             if finding is not None:
                 findings.append(finding)
     for method, cur in now["methods"].items():

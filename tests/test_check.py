@@ -62,7 +62,7 @@ def _check(tmp_path, board: dict, baseline: Path, *extra: str) -> int:
 
 def test_baseline_is_reduced_json(baseline):
     data = json.loads(baseline.read_text())
-    assert data["format"] == "cloakbench-baseline/1" and data["suite"] == "probe-small"
+    assert data["format"] == "cloakbench-baseline/2" and data["suite"] == "probe-small"
     assert data["methods"]["chameleon"]["psr_top1"] == {"sface|none": 0.9, "sface|jpeg": 0.7, "dlib|none": 0.8,
                                                         "dlib|jpeg": 0.6}
     assert data["methods"]["pgd"]["lpips"] is None and data["methods"]["lowkey"]["status"] == "unavailable"
@@ -172,3 +172,60 @@ def test_each_scenario_is_checked_separately(tmp_path):
     board["entries"][-1]["psr"]["sface"]["none"]["top1"] = 0.5
     failed = [(f.method, f.metric) for f in compare(base, board) if f.failed]
     assert failed == [("chameleon [gallery]", "psr_top1[sface|none]")]
+
+
+USERS = ["ann", "bob", "cid", "dee"]
+
+
+def _with_users(board: dict, drop: dict[str, float] | None = None) -> dict:
+    """Chameleon's cells with per-user values (each user at the cell's value), ``drop`` lowering some users'
+    dlib|jpeg value; the cell mean and the worst follow."""
+    entry = board["entries"][0]
+    per_user = {}
+    for target, per_adv in entry["psr"].items():
+        for adversary, cell in per_adv.items():
+            values = {u: cell["top1"] - (drop or {}).get(u, 0.0) * (f"{target}|{adversary}" == "dlib|jpeg")
+                      for u in USERS}
+            per_user[f"{target}|{adversary}"] = values
+            cell["top1"] = sum(values.values()) / len(values)
+    entry["per_user_top1"] = per_user
+    entry["psr_top1_worst"] = min(sum(v.values()) / len(v) for v in per_user.values())
+    return board
+
+
+def test_a_drop_in_one_user_is_within_the_users_spread(tmp_path):
+    base = reduce_board(_with_users(_board()))
+    now = _with_users(_board(), {"ann": 0.5})  # the cell mean drops 0.125, beyond any fixed 0.05
+    assert not [f for f in compare(base, now) if f.failed]
+    assert [f for f in compare(base, now, psr_tolerance=0.05) if f.failed]
+
+
+def test_a_drop_in_every_user_fails_on_its_paired_interval(tmp_path, capsys):
+    base = _write_run(tmp_path / "base", _with_users(_board()))
+    assert main(["check", str(base), "--update-baseline", str(tmp_path / "b.json")]) == 0
+    board = _with_users(_board(), {u: 0.1 for u in USERS})
+    assert main(["check", str(_write_run(tmp_path / "now", board)), "--baseline", str(tmp_path / "b.json")]) == 1
+    out = capsys.readouterr().out
+    assert "psr_top1[dlib|jpeg]" in out and "paired 95% CI" in out and "worse" in out
+    failed = {f.metric for f in compare(json.loads((tmp_path / "b.json").read_text()), board) if f.failed}
+    assert failed == {"psr_top1[dlib|jpeg]", "psr_top1_worst"}
+
+
+def test_without_per_user_values_the_baseline_interval_decides():
+    base = reduce_board(_board())  # every cell's interval is its value +- 0.05
+    now = _board()
+    now["entries"][0]["psr"]["sface"]["none"]["top1"] = 0.94
+    assert not [f for f in compare(base, now) if f.failed]
+    now["entries"][0]["psr"]["sface"]["none"]["top1"] = 0.96
+    (finding,) = [f for f in compare(base, now) if f.failed]
+    assert finding.metric == "psr_top1[sface|none]" and "baseline 95% CI" in finding.tolerance
+
+
+def test_a_first_format_baseline_is_still_read(tmp_path, capsys):
+    old = reduce_board(_board())
+    for method in old["methods"].values():
+        for key in ("psr_top1_ci", "per_user_top1", "psr_top1_worst_ci"):
+            method.pop(key, None)
+    old["format"] = "cloakbench-baseline/1"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert _check(tmp_path, _board(), tmp_path / "old.json") == 0

@@ -16,6 +16,10 @@ def _cell(value, metric: str) -> str:
     return value if isinstance(value, str) else number(value, check.value_format(metric))
 
 
+def _tolerance(value) -> str:
+    return "" if value is None else value if isinstance(value, str) else f"{value:g}"
+
+
 def run(args) -> int:
     console = wide_console()
     try:
@@ -39,7 +43,7 @@ def run(args) -> int:
             verdict = f"[red]FAIL[/red] {escape(f.note)}" if f.failed else f"[cyan]new[/cyan] {escape(f.note)}"
             table.add_row(escape(f.method), escape(f.metric), escape(_cell(f.baseline, f.metric)),
                           escape(_cell(f.now, f.metric)),
-                          signed(f.delta, check.value_format(f.metric)), "" if f.tolerance is None else f"{f.tolerance:g}", verdict)
+                          signed(f.delta, check.value_format(f.metric)), _tolerance(f.tolerance), verdict)
         console.print(table)
     methods = len(baseline["methods"])
     if failures:
@@ -47,7 +51,8 @@ def run(args) -> int:
                       "baseline method(s). If the change is intended, update the baseline with "
                       f"`bench check {args.run_dir} --update-baseline {args.baseline}`.")
         return 1
-    console.print(f"check passed: {methods} baseline method(s) within tolerance (PSR \u00b1{args.tolerance:g})"
+    rule = ("the users' spread" if args.tolerance is None else f"\u00b1{args.tolerance:g}")
+    console.print(f"check passed: {methods} baseline method(s) within tolerance (PSR: {rule})"
                   + (f"; {len(findings)} new item(s) reported" if findings else ""))
     return 0
 
@@ -58,8 +63,10 @@ def add_parser(sub) -> None:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--baseline", help="baseline JSON to compare against (e.g. results/baseline.json)")
     mode.add_argument("--update-baseline", metavar="FILE", help="write the run's reduced leaderboard as the baseline")
-    p.add_argument("--tolerance", type=float, default=check.PSR_TOLERANCE,
-                   help=f"absolute PSR tolerance, as a fraction (default {check.PSR_TOLERANCE})")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="a fixed absolute PSR tolerance, as a fraction (e.g. 0.05), instead of the default rule: "
+                   "a PSR fails when the paired 95%% bootstrap interval of its change over the same users excludes 0 "
+                   "(or, without per-user values, when it leaves the baseline's 95%% interval)")
     p.add_argument("--quality-tolerance", nargs="+", metavar="METRIC=VALUE",
                    help="absolute tolerances of the checked metrics, default " +
                    " ".join(f"{k}={v:g}" for k, v in check.default_tolerances().items()))
