@@ -272,11 +272,33 @@ def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md"))
     return write_board(build_runs([run_dir]), run_dir, formats)
 
 
-def publish(run_dirs: str | Path | list[str | Path], dest: str | Path) -> list[Path]:
+def publish(run_dirs: str | Path | list[str | Path], dest: str | Path, readme: str | Path | None = None) -> list[Path]:
     """Publish runs as generated data (RobustBench style): leaderboard.{json,csv,md} and one JSON per entry
     (method and scenario) with its numbers, configuration, seeds, code version and environment. Several runs of
-    one protocol are merged into one leaderboard (``merge``)."""
-    return publish_board(build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs]), dest)
+    one protocol are merged into one leaderboard (``merge``). With ``readme``, the Markdown leaderboard (its
+    table, notes and reading) also replaces that file's block between README_BLOCK's markers."""
+    written = publish_board(build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs]), dest)
+    if readme is not None:
+        written.append(write_readme_block(Path(readme), (Path(dest) / FILES["md"][0]).read_text()))
+    return written
+
+
+README_BLOCK = ("<!-- results:begin -->\n", "<!-- results:end -->")
+
+
+def readme_block(text: str) -> str:
+    """The published leaderboard as a README shows it (between README_BLOCK's markers)."""
+    begin, end = README_BLOCK
+    if begin not in text or end not in text:
+        raise ValueError(f"no {begin.strip()} ... {end} block: add the two markers where the leaderboard goes")
+    return text.split(begin, 1)[1].split(end, 1)[0]
+
+
+def write_readme_block(readme: Path, markdown: str) -> Path:
+    text = readme.read_text()
+    begin, end = README_BLOCK
+    readme.write_text(text.replace(begin + readme_block(text) + end, begin + markdown + end))
+    return readme
 
 
 def publish_board(board: dict[str, Any], dest: str | Path) -> list[Path]:

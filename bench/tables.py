@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.formatting import number, percent
 from bench.metric_registry import METRICS, Metric
+from bench.reading import reading
 
 PRIMARY_SCORE = "psr_top1_worst"
 PROTOCOL_TEXT = {
@@ -158,4 +159,6 @@ def to_markdown(board: dict[str, Any]) -> str:
                          + " |" * (len(head) - 5))
         else:
             lines.append("| " + " | ".join(next(shown)) + " |")
-    return "\n".join(lines + ["", *_notes(board)]) + "\n"
+    read = reading(board)
+    return "\n".join(lines + ["", *_notes(board), *(["", "Reading, generated from the numbers above:", "", *read] if read
+                                                     else [])]) + "\n"

@@ -98,3 +98,13 @@ def test_the_readme_method_table_is_the_generated_one(capsys):
     shown = readme.split("<!-- methods:begin -->\n", 1)[1].split("\n<!-- methods:end -->", 1)[0]
     assert main(["list", "methods", "--format", "md"]) == 0
     assert shown == capsys.readouterr().out.rstrip("\n"), "regenerate it: bench list methods --format md"
+
+
+def test_the_readme_leaderboard_is_the_published_one():
+    from pathlib import Path
+
+    from bench.leaderboard import readme_block
+
+    root = Path(__file__).resolve().parents[1]
+    assert readme_block((root / "README.md").read_text()) == (root / "results" / "leaderboard.md").read_text(), (
+        "regenerate it: bench leaderboard RUN --publish results/ --readme README.md")

@@ -117,3 +117,38 @@ def test_the_spread_across_draws_reads_each_draws_primary_score():
     assert a["sd"] == pytest.approx(0.1414, abs=1e-3) and b["sd"] == 0
     assert result["users"] == [["u1", "u2"], ["u3", "u4"]]
     assert "| a | probe | 50.0 [40.0, 60.0] | 70.0 [60.0, 80.0] | 60.0 |" in to_markdown(result)
+
+
+def _board_for_reading(rng, gaps, users=12):
+    """Methods m0.. on sface (a surrogate) and mobileface (unseen), mobileface mean 0.2 + gap; psr cells filled."""
+    cells = ["sface|none", "mobileface|none"]
+    entries = []
+    for i, gap in enumerate(gaps):
+        m = np.column_stack([_users(rng, 0.9, users=users, cells=1, spread=0.02)[:, 0],
+                             _users(rng, 0.2 + gap, users=users, cells=1, spread=0.05)[:, 0]])
+        e = dict(_entry(f"m{i}", m, cells), unseen_targets=["mobileface"], kind="universal")
+        e["psr"] = {c.split("|")[0]: {"none": {"top1": float(m[:, j].mean()), "top1_ci": [0.0, 1.0]}}
+                    for j, c in enumerate(cells)}
+        e["psr_top1_worst"] = float(worst_cell(m[None])[0])
+        entries.append(e)
+    rank_entries(entries)
+    from bench.ranking import stability
+
+    return {"entries": entries, "stability": stability(entries)}
+
+
+def test_the_reading_claims_an_order_only_where_the_paired_bootstrap_separates_it():
+    from bench.reading import reading
+
+    rng = np.random.default_rng(7)
+    apart = reading(_board_for_reading(rng, [0.5, 0.0, 0.0]))
+    assert any("rank 1: m0" in line and "rank 2 (tied): m1" in line for line in apart)
+    (transfer,) = [line for line in apart if "mobileface (never a surrogate)" in line]
+    assert "m0" in transfer and "is ahead of" in transfer
+    assert any(line.startswith("- Split-half check over every target") for line in apart)
+    assert apart[-1].startswith("- Only 12 users")
+
+    together = reading(_board_for_reading(np.random.default_rng(8), [0.01, 0.0]))
+    assert any("rank 1 (tied)" in line for line in together)
+    assert any("cannot be told apart" in line for line in together)
+    assert reading({"entries": [{"method": "a", "scenario": "probe", "status": "ok"}]}) == []

@@ -11,9 +11,11 @@ from bench import leaderboard, report
 def run(args) -> int:
     try:
         if args.publish:
-            written = leaderboard.publish(args.run_dirs, args.publish)
+            written = leaderboard.publish(args.run_dirs, args.publish, args.readme)
             print(f"published {len(written)} files to {args.publish}")
             return 0
+        if args.readme:
+            raise ValueError("--readme goes with --publish: the README shows the published leaderboard")
         if len(args.run_dirs) > 1:
             raise ValueError("several run folders are merged only when published: add --publish DIR")
         paths = leaderboard.write(args.run_dirs[0], tuple(f for f in args.format if f != "html"))
@@ -40,4 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--publish", metavar="DIR",
                    help="write the published copy (leaderboard.* and entries/*.json) to DIR, e.g. results/; "
                         "entries are regenerated whole")
+    p.add_argument("--readme", metavar="FILE",
+                   help="with --publish: also write the published Markdown leaderboard (table, notes, generated "
+                        "reading) into FILE between <!-- results:begin --> and <!-- results:end -->")
     p.set_defaults(func=run)
