@@ -13,8 +13,8 @@
   optimisation) and a quarter of one for the others (forward passes).
 - What a task computed (``bench.work``) comes back with its output, so recomputations count across workers.
 
-Without ``address`` the executor starts a local Ray with one CPU per core this process may use and stops it at
-the end; with ``address`` (``auto`` or ``host:port``) it joins that cluster. An already initialised Ray (a
+Without ``address`` the executor starts a new local Ray with one CPU per core this process may use and stops it
+at the end, even where a cluster started on this machine (or the address one left behind) is found; with ``address`` (``auto`` or ``host:port``) it joins that cluster. An already initialised Ray (a
 test's, a notebook's) is used as it is.
 """
 
@@ -113,7 +113,9 @@ class RayExecutor:
         else:
             from bench.devices import available_cores
 
-            ray.init(num_cpus=available_cores(), include_dashboard=False, logging_level="warning")
+            # "local": a new instance even where `ray start` left its address behind (a stale one makes a
+            # plain ray.init try to join it and refuse num_cpus)
+            ray.init(address="local", num_cpus=available_cores(), include_dashboard=False, logging_level="warning")
             reporter.message(f"ray: started a local cluster ({ray.cluster_resources()})")
         return True
 
