@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -75,13 +77,17 @@ class RecordingRay:
         return {}
 
 
-def test_without_an_address_a_new_local_ray_is_started_not_the_last_cluster_joined(monkeypatch):
+def test_without_an_address_a_new_local_ray_is_started_at_the_drivers_priority(monkeypatch):
     # A plain ray.init() joins the cluster whose address `ray start` left in /tmp/ray (even a stopped one) and
     # then refuses num_cpus; address="local" always starts a new instance with the cores asked for.
     fake = RecordingRay()
     monkeypatch.setattr("bench.ray_executor._ray", lambda: fake)
+    monkeypatch.setenv("RAY_worker_niceness", "unset")
+    monkeypatch.delenv("RAY_worker_niceness")
     suite = tiny_suite()
     assert RayExecutor(suite)._connect(Reporter()) is True
+    # its workers run at the driver's priority, not Ray's default of 15 nicer (starved on a shared machine)
+    assert os.environ["RAY_worker_niceness"] == "0"
     assert fake.calls == [{"address": "local", "num_cpus": available_cores(), "include_dashboard": False,
                            "logging_level": "warning"}]
     fake.calls.clear()
