@@ -293,6 +293,7 @@ class Estimator:
         notes: list[str] = []
         surrogates = list(self.suite.surrogates)
         rate_of: dict[str, float | None] = {}
+        failing: set[str] = set()
 
         def forward(target: str, photos: int) -> float:
             if target not in rate_of:
@@ -312,7 +313,15 @@ class Estimator:
             elif kind == "protect":
                 name, user = args["method"], args["user"]
                 method = methods[name]
-                rates = self.method_cost(name, method, surrogates, context)
+                if name in failing:
+                    continue
+                try:
+                    rates = self.method_cost(name, method, surrogates, context)
+                except ValueError as exc:  # its protect tasks would fail alike in the run: say so, price the rest
+                    failing.add(name)
+                    notes.append(f"{name} fails on this machine with surrogates {', '.join(surrogates)} (its tasks "
+                                 f"would be recorded as failed, and are not priced): {exc}")
+                    continue
                 effort = getattr(method.config, method.effort) if method.effort else 0
                 shown = len(data.probe[user]) + (len(data.user_gallery[user]) if gallery_scenario else 0)
                 fit_s = Linear(**rates["fit"]).seconds(len(data.fit[user]), effort)

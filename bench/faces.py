@@ -204,7 +204,9 @@ class Aligner:
         return self.cache_dir / digest[:2] / f"{digest}.npz"
 
     def align(self, path: str | os.PathLike, cached: bool = True) -> AlignedFace:
-        """``cached=False`` detects and aligns even when the cache holds the photo (``bench perf``'s naive loop)."""
+        """``cached=False`` detects and aligns even when the cache holds the photo (``bench perf``'s naive loop),
+        and leaves the cache as it is: a result made with another thread count can differ in a few pixels, and a run
+        (or a Ray worker) that reads the photo later must get the canvas the run started with."""
         return self.faces(path, cached)[0]
 
     def faces(self, path: str | os.PathLike, cached: bool = True) -> list[AlignedFace]:
@@ -220,9 +222,11 @@ class Aligner:
             try:
                 arrays = self._detect_and_warp(path)
             except FaceError as exc:
-                self._save(where, {"failure": np.array(str(exc))})
+                if cached:
+                    self._save(where, {"failure": np.array(str(exc))})
                 raise FaceError(f"{path}: {exc}") from exc
-            self._save(where, arrays)
+            if cached:
+                self._save(where, arrays)
         if "failure" in arrays:
             raise FaceError(f"{arrays['failure']} (cached result; delete {where} to retry)")
         n = len(arrays["probs"])

@@ -124,3 +124,20 @@ def test_damaged_alignment_cache_is_realigned(shared_data, tmp_path):
     assert np.array_equal(again.canvas, first.canvas)
     cached.write_bytes(b"PK\x03\x04 cut short")
     assert np.array_equal(aligner.align(photo).canvas, first.canvas) and "unreadable" in messages[1]
+
+
+def test_aligning_past_the_cache_leaves_the_cache_as_it_is(lfw_root, tmp_path):
+    # bench perf's naive loop aligns with cached=False; writing its result back replaced, mid-run, the canvas a
+    # run had started with (a few pixels differ with another thread count), so Ray workers reading the cache later
+    # protected another photo than the driver had planned on
+    photo = sorted((lfw_root / "lfw" / "images").glob("*/*.jpg"))[0]
+    aligner = Aligner(cache_dir=tmp_path)
+    aligner.align(photo, cached=False)
+    assert not list(tmp_path.rglob("*.npz"))
+    first = aligner.align(photo)
+    (cached,) = tmp_path.rglob("*.npz")
+    before = cached.stat()
+    aligner.align(photo, cached=False)
+    after = cached.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert np.array_equal(aligner.align(photo).canvas, first.canvas)

@@ -196,3 +196,30 @@ def test_no_hard_coded_cpu_and_no_host_copy_inside_a_loop(path):
                      if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
                      and n.func.attr in ("cpu", "numpy", "tolist")})
     assert not copies, f"{path.name}: host copies inside a loop at lines {copies}"
+
+
+def test_dry_run_notes_a_method_that_fails_when_timed_and_prices_the_rest(tmp_path, monkeypatch):
+    # e.g. OPOM's DFANet variants on a surrogate without 3 x 3 convolutions: the run records their tasks as failed,
+    # so the dry run says so instead of stopping
+    suite = tiny_suite()
+    cache = RateCache("cpu", 1, path=tmp_path / "rates.json")
+    estimator = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter(), cache=cache)
+    planned = estimator.plan()
+    prefill(cache, planned)
+    pgd = planned.methods["pgd"]
+    del cache.entries["method/pgd/" + content_key(dataclasses.asdict(pgd.config), code_version(pgd), ["sface"], 4)]
+    calls = []
+
+    def fails(*args, **kwargs):
+        calls.append(args)
+        raise ValueError("sface has no Conv2d of kernel (3, 3)")
+
+    monkeypatch.setattr("bench.estimate.time_method", fails)
+    estimate = estimator.estimate()
+    assert len(calls) == 1  # timed once, not once per user
+    assert estimate.kinds["protect"].tasks == 2 and estimate.kinds["protect"].seconds == 0.0
+    assert "pgd" not in estimate.methods
+    assert [n for n in estimate.notes if n.startswith("pgd fails") and "no Conv2d of kernel (3, 3)" in n]
+    expected = expected_seconds(suite)
+    assert {k: c.seconds for k, c in estimate.kinds.items() if k != "protect"} == pytest.approx(
+        {k: v for k, v in expected.items() if k != "protect"})

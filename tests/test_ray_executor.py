@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -14,6 +16,8 @@ from bench.suites import get_suite
 
 ray = pytest.importorskip("ray", reason="the Ray executor is an optional extra: pip install 'cloakbench[ray]'")
 
+from bench.devices import available_cores  # noqa: E402
+from bench.progress import Reporter  # noqa: E402
 from bench.ray_executor import RayExecutor  # noqa: E402
 
 
@@ -36,7 +40,7 @@ def results(run_dir):
 def test_ray_on_two_local_workers_matches_the_local_executor(tmp_path):
     suite, data = tiny_suite(), str(embedded_data_root())
     Runner(suite, tmp_path / "local", data_root=data, device="cpu", threads=1, executor=LocalExecutor()).run()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
     try:
         assert ray.cluster_resources()["CPU"] == 2
         Runner(suite, tmp_path / "ray", data_root=data, device="cpu", threads=1, executor=RayExecutor(suite)).run()
@@ -55,3 +59,37 @@ def test_ray_on_two_local_workers_matches_the_local_executor(tmp_path):
     # what the workers computed came back to the driver: every clean photo embedded once, nothing twice
     assert on_ray[2]["recomputations"] == 0
     assert on_ray[2]["clean-embedded"] == local[2]["clean-embedded"]
+
+
+class RecordingRay:
+    """Stands in for the ray module in _connect: records how Ray would be initialised."""
+
+    def __init__(self):
+        self.calls = []
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.calls.append(kwargs)
+
+    def cluster_resources(self):
+        return {}
+
+
+def test_without_an_address_a_new_local_ray_is_started_at_the_drivers_priority(monkeypatch):
+    # A plain ray.init() joins the cluster whose address `ray start` left in /tmp/ray (even a stopped one) and
+    # then refuses num_cpus; address="local" always starts a new instance with the cores asked for.
+    fake = RecordingRay()
+    monkeypatch.setattr("bench.ray_executor._ray", lambda: fake)
+    monkeypatch.setenv("RAY_worker_niceness", "unset")
+    monkeypatch.delenv("RAY_worker_niceness")
+    suite = tiny_suite()
+    assert RayExecutor(suite)._connect(Reporter()) is True
+    # its workers run at the driver's priority, not Ray's default of 15 nicer (starved on a shared machine)
+    assert os.environ["RAY_worker_niceness"] == "0"
+    assert fake.calls == [{"address": "local", "num_cpus": available_cores(), "include_dashboard": False,
+                           "logging_level": "warning"}]
+    fake.calls.clear()
+    assert RayExecutor(suite, address="auto")._connect(Reporter()) is True
+    assert fake.calls == [{"address": "auto", "logging_level": "warning"}]
