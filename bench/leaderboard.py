@@ -76,6 +76,8 @@ def build(store: RunStore) -> dict[str, Any]:
         raise ValueError(f"{store.run_dir} holds no finished plan yet; run `bench run --out {store.run_dir}`")
     env = store.get_meta("environment", {})
     suite = {**SUITE_DEFAULTS, **store.get_meta("suite", {})}
+    if suite["space"] == "crop":  # the JPEG quality only acts in photo space: crop runs merge whatever it says
+        suite["photo_jpeg_quality"] = None
     targets = [t for t, v in plan["targets"].items() if "unavailable" not in v]
     entries = []
     for mname, m in plan["methods"].items():
