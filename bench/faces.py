@@ -146,7 +146,11 @@ def make_detector(name: str, device: str = "cpu"):
         from bench.scrfd import SCRFDDetector
 
         return SCRFDDetector(device)
-    raise ValueError(f"unknown face detector '{name}' (use 'mtcnn' or 'scrfd')")
+    if name == "yunet":
+        from bench.yunet import YuNetDetector
+
+        return YuNetDetector(device)
+    raise ValueError(f"unknown face detector '{name}' (use 'mtcnn', 'scrfd' or 'yunet')")
 
 
 def face_order(boxes: np.ndarray, probs: np.ndarray, shape: tuple[int, int], settings: AlignSettings) -> list[int]:

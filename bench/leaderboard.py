@@ -30,7 +30,9 @@ from bench.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
 # Suite fields that must agree for runs to share one leaderboard (with the users, data, surrogates, targets and
 # adversaries): the same people, gallery and split, judged by the same recognisers.
 PROTOCOL_FIELDS = ("dataset", "gallery_identities", "min_user_photos", "min_gallery_photos", "split", "seeds",
-                   "quantize", "protocol")
+                   "quantize", "protocol", "space", "photo_jpeg_quality")
+# What runs made before a suite field existed were: the default it got (photo_jpeg_quality only acts in photo space)
+SUITE_DEFAULTS = {"protocol": "templates", "space": "crop", "photo_jpeg_quality": 90}
 ROW_COLUMNS = ["task_key", "method", "scenario", "adversary", "target", "user", "metric", "value"]
 
 
@@ -73,7 +75,9 @@ def build(store: RunStore) -> dict[str, Any]:
     if plan is None:
         raise ValueError(f"{store.run_dir} holds no finished plan yet; run `bench run --out {store.run_dir}`")
     env = store.get_meta("environment", {})
-    suite = {"protocol": "templates", **store.get_meta("suite", {})}  # runs from before protocols used templates
+    suite = {**SUITE_DEFAULTS, **store.get_meta("suite", {})}
+    if suite["space"] == "crop":  # the JPEG quality only acts in photo space: crop runs merge whatever it says
+        suite["photo_jpeg_quality"] = None
     targets = [t for t, v in plan["targets"].items() if "unavailable" not in v]
     entries = []
     for mname, m in plan["methods"].items():
@@ -82,7 +86,7 @@ def build(store: RunStore) -> dict[str, Any]:
             "budget": m.get("budget"), "config": m.get("config"), "overrides": m.get("overrides") or {},
             "psr": {}, "device": plan.get("device"),
             "seeds": [int(s) for s in m.get("protect", {})],
-            "protocol": suite["protocol"], **paper_facts(mname),
+            "protocol": suite["protocol"], "space": suite["space"], **paper_facts(mname),
         }
         if m.get("status") == "unavailable":
             entry.update(status="unavailable", reason=m.get("reason"))
@@ -98,7 +102,9 @@ def build(store: RunStore) -> dict[str, Any]:
         elif missing:
             entry.update(status="incomplete", reason=f"{missing} of {len(records)} protect tasks have not run yet; "
                                                      "rerun the same command to resume")
-        prow = _frame(store.rows(protect_keys))
+        # photo space: whole-photo quality comes from the tasks that made the posted photos
+        photo_keys = [k for per_seed in m.get("photos", {}).values() for k in per_seed.values()]
+        prow = _frame(store.rows(protect_keys + photo_keys))
         entry.update({m.entry: _aggregate(_values(prow, m.row), m) for m in measures()})
         entry["users"] = int(prow["user"].nunique(dropna=False))
         entry.update({m.entry: _aggregate(_values(prow, m.row), m) for m in counts()})
@@ -147,6 +153,8 @@ def build(store: RunStore) -> dict[str, Any]:
             rows = _frame(store.rows([key]))
             clean[tname] = {"top1_accuracy": 1 - _mean(_values(rows, "psr_top1")),
                             "top5_accuracy": 1 - _mean(_values(rows, "psr_top5"))}
+            if (rows["metric"] == "missed").any():  # photo space: clean photos the attacker found no face in
+                clean[tname]["missed"] = int(_values(rows, "missed").sum())
     return {
         "run": {"suite": suite.get("name"), "created": env.get("created"), "environment": env,
                 "primary_score": PRIMARY_SCORE, "data": plan.get("data"), "surrogates": plan.get("surrogates"),
@@ -232,6 +240,9 @@ def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.D
             s = summarise(values.tolist())
             name = metric[len("psr_"):]
             cell[name], cell[f"{name}_ci"] = s["mean"], s["ci"]
+        missed = rows.loc[(rows["scenario"] == scenario) & (rows["metric"] == "missed"), "value"]
+        if not missed.empty:  # photo space: photos the attacker's detector found no face in (counted protected)
+            cell["missed"] = int(missed.sum())
         entry["psr"].setdefault(tname, {})[aname] = cell
         if "top1" in cell:
             cells.append(cell["top1"])

@@ -37,13 +37,15 @@ class Metric:
     aggregate: str = "mean"  # over users: "mean" | "max" | "sum"
     compute: PerPhoto | None = None  # quality metrics: computed by the runner on every protected batch
     clamp_max: float | None = None  # e.g. PSNR of identical photos is +inf: shown as this value
-    region: str = "face"  # what ``compute`` is given: "face" (the canvas face box) or "canvas" (all of it)
+    # what ``compute`` is given: "face" (the canvas face box), "canvas" (all of it) or "photo" (the whole photo
+    # with the protected face put back, against the original photo: photo-space runs, docs/photos.md)
+    region: str = "face"
 
     def __post_init__(self) -> None:
         if self.aggregate not in ("mean", "max", "sum"):
             raise ValueError(f"metric {self.row}: aggregate must be mean, max or sum, not {self.aggregate!r}")
-        if self.region not in ("face", "canvas"):
-            raise ValueError(f"metric {self.row}: region must be face or canvas, not {self.region!r}")
+        if self.region not in ("face", "canvas", "photo"):
+            raise ValueError(f"metric {self.row}: region must be face, canvas or photo, not {self.region!r}")
 
 
 class MetricRegistry:
@@ -66,8 +68,12 @@ class MetricRegistry:
         return list(self._metrics.values())
 
     def quality(self) -> list[Metric]:
-        """Metrics computed from protected and clean photos (in declaration order)."""
-        return [m for m in self._metrics.values() if m.compute is not None]
+        """Metrics computed from protected and clean canvases (in declaration order)."""
+        return [m for m in self._metrics.values() if m.compute is not None and m.region != "photo"]
+
+    def photo_quality(self) -> list[Metric]:
+        """Metrics computed from whole protected and original photos (photo-space runs)."""
+        return [m for m in self._metrics.values() if m.compute is not None and m.region == "photo"]
 
     def checked(self) -> list[Metric]:
         """Metrics `bench check` gates on."""
@@ -101,6 +107,13 @@ METRICS.register(Metric("psnr", "psnr", "PSNR", "quality", "PSNR in dB on the fa
                         tolerance=0.5, compute=_psnr, clamp_max=100.0))
 METRICS.register(Metric("lpips", "lpips", "LPIPS", "quality", "LPIPS (AlexNet, v0.1) on the face box", False,
                         ".3f", tolerance=0.01, compute=_lpips))
+for _base in ("ssim", "psnr", "lpips"):  # the same measures on whole photos, where a photo-space run made them
+    _on_face = METRICS.get(_base)
+    METRICS.register(Metric(f"photo_{_base}", f"photo_{_base}", f"photo {_on_face.label}", "quality",
+                            _on_face.compares.replace("on the face box", "on the whole photo (protected face put "
+                                                      "back, before the attacker's JPEG) against the original"),
+                            _on_face.higher_is_better, _on_face.fmt, compute=_on_face.compute,
+                            clamp_max=_on_face.clamp_max, region="photo"))
 METRICS.register(Metric("linf", "linf_max", "L-inf", "budget", "largest |protected - clean| on the 0..1 scale",
                         False, ".4f", aggregate="max"))
 METRICS.register(Metric("fit_s", "fit_s_per_user", "fit s/user", "cost", "seconds to fit one user's protector",

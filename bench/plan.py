@@ -10,6 +10,9 @@ Tasks (``TaskNode.body`` names the function in ``bench.tasks`` that runs it)
   (and gallery photos when the suite has the gallery scenario); quality, budget used, cost.
 - ``eval/<method>/<adversary>/<target>``: what the adversary makes of every user's protected photos.
 - ``eval/clean/<target>``: the same on clean probes, the baseline.
+- ``photos/<method>/<user>/<seed>`` (photo space only): the user's protected probe photos as posted, and their
+  whole-photo quality. In photo space the eval keys also hold the JPEG quality, the target's attacker detector
+  and the photo keys; crop space (the default) adds nothing, so its keys are those of runs made before spaces.
 - ``authorized/<method>/<target>``: key-holder accuracy, for methods whose protectors hold a key: rank-1
   accuracy after the owner removes the mask.
 """
@@ -58,6 +61,7 @@ class TargetInfo:
     differentiable: bool = True
     white_box: bool = False
     same_weights_as: list[str] = field(default_factory=list)
+    attacker_detector: str = "yunet"  # photo space: the detector an attacker using this target runs
 
 
 @dataclass
@@ -103,10 +107,17 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
     scenarios = sorted(suite.scenarios)
     # how probe queries are scored; the default leaves the keys of runs made before protocols existed unchanged
     protocol_part = () if suite.protocol == "templates" else (suite.protocol,)
+    photo_space = suite.space == "photo"
+
+    def space_part(t: TargetInfo, photo_keys: dict[str, str] | None = None) -> tuple:
+        """What photo space adds to an evaluation key (nothing in crop space)."""
+        if not photo_space:
+            return ()
+        return ("photo", suite.photo_jpeg_quality, t.attacker_detector, *([photo_keys] if photo_keys else []))
     meta: dict[str, Any] = {"users": data.users, "targets": {}, "methods": {},
                             "adversaries": [a.name for a in plugins.adversaries],
                             "adversary_kinds": {a.name: a.kind for a in plugins.adversaries},
-                            "scenarios": list(suite.scenarios)}
+                            "scenarios": list(suite.scenarios), "space": suite.space}
     clean_keys: dict[str, str] = {}
     for t in plugins.targets:
         key = content_key("clean", t.name, t.code, t.weights, data.gallery, data.probe, plugins.device)
@@ -140,17 +151,25 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
                 protect_keys[user] = key
                 tasks.append(TaskNode(key, "protect", f"protect/{m.name}/{user}/{seed}", "protect",
                                       {"method": m.name, "user": user, "seed": seed}))
+            photo_keys: dict[str, str] = {}
+            for user, pkey in protect_keys.items() if photo_space else ():
+                photo_keys[user] = content_key("photos", pkey, suite.photo_jpeg_quality)
+                tasks.append(TaskNode(photo_keys[user], "photos", f"photos/{m.name}/{user}/{seed}", "publish_photos",
+                                      {"method": m.name, "user": user, "protect_key": pkey,
+                                       "quality": suite.photo_jpeg_quality}, deps=[pkey]))
+            if photo_keys:
+                entry.setdefault("photos", {})[str(seed)] = dict(photo_keys)
             for a in plugins.adversaries:
                 for t in plugins.targets:
                     key = content_key("eval", m.name, a.name, a.config, a.code, t.name, clean_keys[t.name],
                                       protect_keys, t.thresholds, t.calibration, scenarios, a.needs,
-                                      *protocol_part)
+                                      *protocol_part, *space_part(t, photo_keys))
                     entry["eval"].setdefault(str(seed), {}).setdefault(a.name, {})[t.name] = key
-                    tasks.append(TaskNode(key, "eval", f"eval/{m.name}/{a.name}/{t.name}", "evaluate",
-                                          {"method": m.name, "adversary": a.name, "target": t.name,
-                                           "clean_key": clean_keys[t.name], "protect_keys": dict(protect_keys),
-                                           "thresholds": dict(t.thresholds)},
-                                          deps=[clean_keys[t.name], *protect_keys.values()]))
+                    args = {"method": m.name, "adversary": a.name, "target": t.name,
+                            "clean_key": clean_keys[t.name], "protect_keys": dict(protect_keys),
+                            "thresholds": dict(t.thresholds), **({"photo_keys": photo_keys} if photo_keys else {})}
+                    tasks.append(TaskNode(key, "eval", f"eval/{m.name}/{a.name}/{t.name}", "evaluate", args,
+                                          deps=[clean_keys[t.name], *protect_keys.values(), *photo_keys.values()]))
             if m.holds_key:
                 for t in plugins.targets:
                     key = content_key("authorized", m.name, t.name, clean_keys[t.name], protect_keys)
@@ -161,7 +180,8 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
                                           deps=[clean_keys[t.name], *protect_keys.values()]))
     meta["clean_eval"] = {}
     for t in plugins.targets:
-        key = content_key("eval-clean", t.name, clean_keys[t.name], t.thresholds, t.calibration, *protocol_part)
+        key = content_key("eval-clean", t.name, clean_keys[t.name], t.thresholds, t.calibration, *protocol_part,
+                          *space_part(t))
         meta["clean_eval"][t.name] = key
         tasks.append(TaskNode(key, "eval", f"eval/clean/{t.name}", "evaluate_clean",
                               {"target": t.name, "clean_key": clean_keys[t.name], "thresholds": dict(t.thresholds)},

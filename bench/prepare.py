@@ -9,7 +9,7 @@ without a gallery (or a user without probes or fit photos) leaves the run, with 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from bench.data import (
     resolve_data_root,
     split_identity,
 )
-from bench.faces import IdentityFaces
+from bench.faces import AlignedFace, IdentityFaces
 from bench.plan import DataInfo
 from bench.progress import Reporter
 from bench.suites import Suite
@@ -40,6 +40,8 @@ class Prepared:
     splits: dict[str, IdentitySplit]
     canvases: dict[Path, np.ndarray]  # photo -> uint8 canvas
     digests: dict[Path, str]
+    # photo -> its aligned face (matrix, landmarks, box): where photo-space evaluation puts a protected face back
+    faces: dict[Path, AlignedFace] = field(default_factory=dict)
 
     def stack(self, photos: list[Path]) -> torch.Tensor:
         arr = np.stack([self.canvases[p] for p in photos])
@@ -120,14 +122,14 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
     # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)
     chooser = IdentityFaces(aligner)
     reporter.phase("align faces", sum(map(len, needed.values())))
-    canvases, digests = {}, {}
+    canvases, digests, chosen = {}, {}, {}
     for ident, photos in needed.items():
         faces, skipped = chooser.align(ident, photos, others=ds.identities[ident], progress=reporter.advance)
         for p, reason in skipped.items():
             skip(str(p), reason)
             reporter.message(f"[yellow]skipped[/yellow] {p}: {reason}")
         for p, face in faces.items():
-            canvases[p], digests[p] = face.canvas, face.key
+            canvases[p], digests[p], chosen[p] = face.canvas, face.key, face
     for ident in list(splits):
         sp = splits[ident]
         sp.gallery, sp.probe, sp.fit = ([p for p in part if p in canvases] for part in (sp.gallery, sp.probe, sp.fit))
@@ -137,7 +139,7 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
     users = [u for u in users if u in splits]
     if not users:
         raise ValueError("no protected user is left after alignment; see the skipped items in the store")
-    return Prepared(ds, users, splits, canvases, digests)
+    return Prepared(ds, users, splits, canvases, digests, chosen)
 
 
 def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: str, threads: int | None) -> None:

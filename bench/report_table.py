@@ -82,11 +82,12 @@ def columns(board: dict) -> list[tuple[str, str, Cell]]:
     ]
     for t in board.get("targets") or []:
         cols += [(f"PSR@1 on {t}", a, _psr(t, a)) for a in board.get("adversaries") or []]
-    groups = list(dict.fromkeys(m.group for m in measures()))
+    shown = measures(board)
+    groups = list(dict.fromkeys(m.group for m in shown))
     for group in groups:
         if group == "budget":
             cols.append((group, "declared", _declared_budget))
-        cols += [(group, m.label, _metric(m)) for m in measures() if m.group == group]
+        cols += [(group, m.label, _metric(m)) for m in shown if m.group == group]
     cols.append(("run", "users", lambda e: (finite(e.get("users")), number(e.get("users"), "d"), None)))
     cols += [("run", m.label, _metric(m)) for m in counts()]
     cols += [("run", "device", _text("device")), ("run", "key-holder top-1", _authorized)]

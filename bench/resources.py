@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bench.context import ContextError, RunContext
+from bench.photo_space import attacker_detector
 from bench.plan import AdversaryInfo, MethodInfo, TargetInfo
 from bench.progress import Reporter
 from bench.provenance import code_version
@@ -101,7 +102,7 @@ def describe_targets(targets: dict[str, Any], surrogates: list[Any], suite: Suit
                              "this data root; verification PSR is left out (run `bench targets --data-root ...`)")
         infos.append(TargetInfo(name, code_version(target), target.weight_digests(), thresholds,
                                 calibration if thresholds else None, target.differentiable,
-                                name in suite.surrogates or bool(twins), twins))
+                                name in suite.surrogates or bool(twins), twins, attacker_detector(target)))
     return infos
 
 

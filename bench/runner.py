@@ -109,7 +109,8 @@ class Runner:
         calibration = lfw_fingerprint(root)
         workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, methods, targets,
                               adversaries, surrogates, self.store.load_artifact, self.reporter.message,
-                              work=self.work, protocol=suite.protocol)
+                              work=self.work, protocol=suite.protocol, space=suite.space,
+                              photo_jpeg_quality=suite.photo_jpeg_quality)
         plugins = Plugins(method_infos, describe_targets(targets, surrogates, suite, calibration, self.reporter),
                           adversary_infos, surrogate_ids(surrogates), dict(self.unavailable), self.device)
         return workspace, plugins

@@ -12,12 +12,13 @@ from typing import Any
 
 from bench.data import SplitSpec
 from bench.metrics import PROTOCOLS
-from bench.validate import COUNT, UsageError, at_least, check_ranges
+from bench.validate import COUNT, Interval, UsageError, at_least, check_ranges
 
 # Named split presets (``bench run --split``). Chameleon (ECCV 2024, git-disl/Chameleon): probe / gallery / train
 # = 10% / 20% / 70%, seed 2023.
 CHAMELEON_SPLIT = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
 SPLITS = {"chameleon": CHAMELEON_SPLIT}
+SPACES = ("crop", "photo")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class Suite:
     # identity (ours); "opom-pairs", OPOM's protocol: each query vs ONE clean photo of the user plus
     # distractors, over all query/photo pairs, top-1/5/10.
     protocol: str = "templates"
+    # Where the recogniser meets a protected face (docs/photos.md): "crop", the aligned canvas the method made;
+    # "photo", the change put back into the user's photo, saved as JPEG at photo_jpeg_quality (a typical
+    # platform re-encode), re-detected and re-aligned by the target's own detector (Target.attacker_detector).
+    space: str = "crop"
+    photo_jpeg_quality: int = 90
     white_box: bool = False  # True: surrogates may also be evaluated targets (marked white-box in results)
     examples: int = 4  # example crops per method kept for the report
 
@@ -60,9 +66,15 @@ class Suite:
         where = f"suite '{self.name}': "
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"{where}protocol={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
+        if self.space not in SPACES:
+            raise UsageError(f"{where}space={self.space!r}; allowed: {', '.join(SPACES)}")
+        if self.space == "photo" and "gallery" in self.scenarios:
+            raise UsageError(f"{where}space=photo scores the probe scenario only (the gallery scenario enrols "
+                             "canvases); allowed: scenarios=('probe',) with space=photo")
         # a protected user needs a gallery, a probe and a fit photo
         check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
-                     examples=at_least(0, whole=True), draw=at_least(0, whole=True))
+                     examples=at_least(0, whole=True), draw=at_least(0, whole=True),
+                     photo_jpeg_quality=Interval(1, 100, whole=True))
         if self.users == "all" and self.draw:
             raise UsageError(f"{where}users=all takes every eligible identity: there is no other draw (draw=0)")
         if self.users != "all":

@@ -27,9 +27,25 @@ ROBUSTNESS = {"psr_top1_no_adversary": "PSR@1 no adversary", "psr_top1_worst_ada
               "psr_top1_worst_unseen": "PSR@1 worst unseen"}
 
 
-def measures() -> list[Metric]:
-    """The metrics a view shows as results of a method (not counts of what was measured)."""
-    return [m for m in METRICS.all() if m.group != "count"]
+SPACE_TEXT = {
+    "crop": "the recogniser is given the aligned face canvas the method made",
+    "photo": "each protected face is put back into its photo, saved as JPEG at quality {q} and re-detected and "
+             "re-aligned by the target's own detector (docs/photos.md); a photo where that detector finds no face "
+             "counts as protected and is counted as missed",
+}
+
+
+def measures(board: dict[str, Any] | None = None) -> list[Metric]:
+    """The metrics a view shows as results of a method (not counts of what was measured); given a board,
+    whole-photo metrics only where some entry has them (photo-space runs)."""
+    return [m for m in METRICS.all() if m.group != "count" and (
+        board is None or m.region != "photo" or any(e.get(m.entry) is not None for e in board["entries"]))]
+
+
+def missed_cells(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (target, adversary) cells where some entry counted photos the attacker's detector missed."""
+    return [(t, a) for t in board["targets"] for a in board["adversaries"]
+            if any("missed" in e.get("psr", {}).get(t, {}).get(a, {}) for e in board["entries"])]
 
 
 def counts() -> list[Metric]:
@@ -45,8 +61,9 @@ def mean_authorized(entry: dict[str, Any]) -> float | None:
 def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
     """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
     fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
-             *(m.entry for m in measures()), "device", "users", *(m.entry for m in counts()), "rank",
-             "psr_top1_worst_ci_low", "psr_top1_worst_ci_high", "protocol"]
+             *(m.entry for m in measures(board)), "device", "users", *(m.entry for m in counts()), "rank",
+             "psr_top1_worst_ci_low", "psr_top1_worst_ci_high", "protocol", "space"]
+    missed = missed_cells(board)
     rows = []
     for e in board["entries"]:
         row = {k: e.get(k) for k in fixed}
@@ -56,6 +73,7 @@ def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
                 cell = e.get("psr", {}).get(t, {}).get(a, {})
                 row[f"psr_top1[{t}|{a}]"] = cell.get("top1")
                 row[f"psr_top1[{t}|{a}]_ci_low"], row[f"psr_top1[{t}|{a}]_ci_high"] = cell.get("top1_ci") or (None, None)
+        row.update({f"missed[{t}|{a}]": e.get("psr", {}).get(t, {}).get(a, {}).get("missed") for t, a in missed})
         auth = e.get("authorized_accuracy") or {}
         row.update({f"authorized_top1[{t}]": auth[t] for t in board["targets"] if auth.get(t) is not None})
         row["reason"] = e.get("reason")
@@ -79,7 +97,8 @@ def _robustness_shown(board: dict[str, Any]) -> list[str]:
     return [k for k in ROBUSTNESS if any(e.get(k) is not None for e in board["entries"])]
 
 
-def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str]) -> list[str]:
+def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str],
+                 shown: list[Metric]) -> list[str]:
     changed = "†" if e.get("overrides") else ""
     interval = e.get("psr_top1_worst_ci")
     worst = percent(e.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
@@ -88,17 +107,17 @@ def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustn
     for t in targets:
         per = e.get("psr", {}).get(t, {})
         cells.append(" / ".join(percent(per.get(a, {}).get("top1")) for a in advs))
-    cells += [number(e.get(m.entry), m.fmt) for m in measures()]
+    cells += [number(e.get(m.entry), m.fmt) for m in shown]
     cells.append(percent(mean_authorized(e)))
     return cells
 
 
 def display_frame(board: dict[str, Any]) -> pd.DataFrame:
     """The Markdown table as text cells: PSR in %, every measure in its metric's format."""
-    targets, advs, robustness = board["targets"], board["adversaries"], _robustness_shown(board)
+    targets, advs, robustness, shown = board["targets"], board["adversaries"], _robustness_shown(board), measures(board)
     head = ["rank", "method", "kind", "scenario", "PSR@1 worst [95% CI]", *(ROBUSTNESS[k] for k in robustness),
-            *(f"{t} ({'/'.join(advs)})" for t in targets), *(m.label for m in measures()), "key-holder top-1"]
-    rows = [_display_row(e, targets, advs, robustness) for e in board["entries"] if e["status"] != "unavailable"]
+            *(f"{t} ({'/'.join(advs)})" for t in targets), *(m.label for m in shown), "key-holder top-1"]
+    rows = [_display_row(e, targets, advs, robustness, shown) for e in board["entries"] if e["status"] != "unavailable"]
     return pd.DataFrame(rows, columns=head, dtype=object)
 
 
@@ -120,6 +139,15 @@ def _notes(board: dict[str, Any]) -> list[str]:
     ]
     protocols = sorted({e.get("protocol", "templates") for e in board["entries"]})
     notes.append("Protocol: " + "; ".join(f"{p}: {PROTOCOL_TEXT.get(p, p)}" for p in protocols) + ".")
+    quality = (board["run"].get("protocol") or {}).get("photo_jpeg_quality") or 90
+    spaces = sorted({e.get("space", "crop") for e in board["entries"]})
+    notes.append("Space: " + "; ".join(f"{s}: {SPACE_TEXT.get(s, s).format(q=quality)}" for s in spaces) + ".")
+    missed = [f"{t}|{a} " + ", ".join(f"{e['method']} {e['psr'][t][a]['missed']}" for e in board["entries"]
+                                      if "missed" in e.get("psr", {}).get(t, {}).get(a, {}))
+              for t, a in missed_cells(board)]
+    if missed:
+        notes.append("Missed (photos the attacker's detector found no face in, all users; counted as protected): "
+                     + "; ".join(missed) + ".")
     notes += dict.fromkeys(f"Reported for {e['method']} by its paper ({r['source']}): {r['metric']} "
                            f"{percent(r['value'])} on {r['target']} ({r['setting']})."
                            for e in board["entries"] for r in e.get("reported") or [])
@@ -130,7 +158,8 @@ def _notes(board: dict[str, Any]) -> list[str]:
                      + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ".")
     if board.get("clean"):
         notes.append("Clean photos, rank-1 accuracy: " + ", ".join(
-            f"{t} {percent(v['top1_accuracy'])}" for t, v in board["clean"].items()) + ".")
+            f"{t} {percent(v['top1_accuracy'])}" + (f" ({v['missed']} missed)" if "missed" in v else "")
+            for t, v in board["clean"].items()) + ".")
     unavailable = {t: v["unavailable"] for t, v in board.get("target_info", {}).items() if "unavailable" in v}
     notes += [f"Target {t}: unavailable ({why})." for t, why in unavailable.items()]
     return notes

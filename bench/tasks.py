@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +23,14 @@ from bench.canvas import face_region, from_uint8, to_uint8
 from bench.context import AdversaryContext, RunContext
 from bench.metric_registry import METRICS
 from bench.metrics import identity_templates, probe_outcome, user_outcome
+from bench.photo_space import (
+    AttackerView,
+    as_tensor,
+    attacker_detector,
+    clean_posts,
+    publish_user,
+    with_missed,
+)
 from bench.prepare import Prepared
 from bench.store import ResultRow
 from bench.work import WorkLog
@@ -52,6 +61,9 @@ class Workspace:
     unavailable_metrics: dict[str, str] = field(default_factory=dict)  # quality metric -> why it cannot run
     work: WorkLog = field(default_factory=WorkLog)  # what the bodies computed (recomputations show there)
     protocol: str = "templates"  # how probe queries are scored (bench.metrics.probe_outcome)
+    space: str = "crop"  # where the recogniser meets protected faces (bench.photo_space)
+    photo_jpeg_quality: int = 90
+    views: dict[str, AttackerView] = field(default_factory=dict)  # attacker detectors by name, made once
 
     def canvases(self, photos) -> torch.Tensor:
         return from_uint8(self.data.stack(photos)).to(self.device)
@@ -62,6 +74,13 @@ class Workspace:
         self.work.note("clean-embedded", model or recogniser.name, (self.data.digests[p] for p in photos))
         with torch.inference_mode():
             return recogniser.embed(self.canvases(photos))
+
+    def attacker_view(self, target: str) -> AttackerView:
+        """The detector and aligner of an attacker using ``target`` (photo space)."""
+        name = attacker_detector(self.targets[target])
+        if name not in self.views:
+            self.views[name] = AttackerView(name, self.device)
+        return self.views[name]
 
     def method(self, name: str, seed: int) -> Any:
         """The named method, bound to the run context for this seed."""
@@ -77,14 +96,21 @@ class Workspace:
 def quality_rows(ws: Workspace, shown: torch.Tensor, clean: torch.Tensor, **tags: Any) -> list[ResultRow]:
     """One row per registered quality metric (``METRICS.quality()``): the mean over photos, on the metric's
     region. A metric that cannot run here (weights or package missing) is reported once and left out."""
-    rows = []
     regions = {"face": (face_region(shown), face_region(clean)), "canvas": (shown, clean)}
-    for metric in METRICS.quality():
+    return measured_rows(ws, METRICS.quality(), lambda metric: metric.compute(*regions[metric.region]), tags)
+
+
+def measured_rows(ws: Workspace, metrics: list, values_of: Callable[[Any], torch.Tensor],
+                  tags: dict[str, Any]) -> list[ResultRow]:
+    """One row per metric, the mean of ``values_of(metric)`` (per photo); a metric that cannot run here is
+    reported once and left out."""
+    rows = []
+    for metric in metrics:
         if metric.row in ws.unavailable_metrics:
             continue
         try:
             with torch.no_grad():
-                values = metric.compute(*regions[metric.region])
+                values = values_of(metric)
         except Exception as exc:  # a quality extra: report why it is missing, keep the run going
             ws.unavailable_metrics[metric.row] = str(exc)
             ws.message(f"[yellow]{metric.label} unavailable[/yellow]: {exc}")
@@ -139,9 +165,46 @@ def protect(ws: Workspace, method: str, user: str, seed: int) -> TaskOutput:
     return TaskOutput(info, rows, tensors)
 
 
+def publish_photos(ws: Workspace, method: str, user: str, protect_key: str, quality: int) -> TaskOutput:
+    """Photo space: the user's protected probe photos as posted (JPEG bytes, the artifact) and the quality of
+    each whole protected photo against the original (``METRICS.photo_quality()``)."""
+    probes = ws.data.splits[user].probe
+    protected = ws.load_artifact(protect_key)["protected"]
+    posted, pairs = publish_user(probes, ws.data.faces, ws.data.canvases,
+                                 protected if protected.dtype == torch.uint8 else to_uint8(protected), quality)
+
+    def tensor(rgb):
+        return from_uint8(torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]).to(ws.device)
+
+    def values_of(metric):
+        return torch.cat([metric.compute(tensor(p.published), tensor(p.original)).flatten() for p in pairs])
+
+    rows = measured_rows(ws, METRICS.photo_quality(), values_of, {"method": method, "user": user})
+    return TaskOutput({"photos": len(posted), "jpeg_quality": quality}, rows,
+                      {f"posted/{i}": as_tensor(data) for i, data in enumerate(posted)})
+
+
+def attacker_crops(ws: Workspace, target: str, user: str, posted: list) -> tuple[torch.Tensor, int]:
+    """What the attacker using ``target`` finds of ``user``'s posted probe photos: canvases in [0, 1] on the
+    device, and how many photos it missed."""
+    boxes = [ws.data.faces[p].box for p in ws.data.splits[user].probe]
+    crops, missed = ws.attacker_view(target).crops(posted, boxes)
+    return from_uint8(crops).to(ws.device), missed
+
+
+def photo_outcome(ws: Workspace, user: str, found: torch.Tensor, missed: int, names_from: torch.Tensor,
+                  gallery: torch.Tensor, labels: list[str], thresholds: dict[str, float]):
+    """A user's probe outcome in photo space: the found faces scored as in crop space, each missed photo counted
+    as protected. Where nothing was found, ``names_from`` (the clean probes) gives the measures' names only."""
+    outcome = probe_outcome(ws.protocol, user, found if len(found) else names_from, gallery, labels, thresholds)
+    return with_missed(outcome, len(found), missed)
+
+
 def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key: str,
-             protect_keys: dict[str, str], thresholds: dict[str, float]) -> TaskOutput:
-    """The adversary's view of every user's protected photos against the gallery: per-user PSR rows."""
+             protect_keys: dict[str, str], thresholds: dict[str, float],
+             photo_keys: dict[str, str] | None = None) -> TaskOutput:
+    """The adversary's view of every user's protected photos against the gallery: per-user PSR rows. In photo
+    space (``photo_keys``: the users' posted photos) the adversary acts on what the attacker's detector found."""
     adv, recogniser = ws.adversaries[adversary], ws.targets[target]
     clean_emb = ws.load_artifact(clean_key)
     labels = ws.data.gallery()[1]
@@ -166,13 +229,29 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
     # a user's photos together), then one embedding pass over everyone's.
     parts = [(scenario, user) for user in ws.data.users for scenario in ("probe", "gallery")
              if scenario in ws.scenarios]
+    missed: dict[str, int] = {}
     with torch.no_grad():
-        arts = {user: ws.load_artifact(protect_keys[user]) for user in ws.data.users}
-        seen = [adv.apply(from_uint8(arts[user]["protected" if scenario == "probe" else "protected_gallery"])
-                          .to(ws.device)) for scenario, user in parts]
-        embedded = eval_target.embed(torch.cat(seen)).split([len(x) for x in seen]) if seen else []
+        if photo_keys is not None:  # photo space: probe scenario only (bench.suites.Suite)
+            seen = []
+            for _, user in parts:
+                posted = ws.load_artifact(photo_keys[user])
+                crops, missed[user] = attacker_crops(ws, target, user, [posted[f"posted/{i}"]
+                                                                        for i in range(len(posted))])
+                seen.append(adv.apply(crops) if len(crops) else crops)
+        else:
+            arts = {user: ws.load_artifact(protect_keys[user]) for user in ws.data.users}
+            seen = [adv.apply(from_uint8(arts[user]["protected" if scenario == "probe" else "protected_gallery"])
+                              .to(ws.device)) for scenario, user in parts]
+        found = torch.cat(seen) if seen else None
+        embedded = eval_target.embed(found) if found is not None and len(found) else torch.zeros(0, 1)
+        embedded = embedded.split([len(x) for x in seen]) if seen else []
     for (scenario, user), emb in zip(parts, embedded, strict=True):
-        if scenario == "probe":
+        if scenario == "probe" and user in missed:
+            add("probe", user, photo_outcome(ws, user, emb, missed[user], clean_probe[user], gallery_emb, labels,
+                                             thresholds))
+            rows.append(ResultRow("missed", missed[user], method=method, scenario="probe", adversary=adversary,
+                                  target=target, user=user))
+        elif scenario == "probe":
             add("probe", user, probe_outcome(ws.protocol, user, emb, gallery_emb, labels, thresholds))
         else:  # the recogniser enrols the user's protected photos and is queried with clean ones
             swapped = templates.clone()
@@ -189,9 +268,17 @@ def evaluate_clean(ws: Workspace, target: str, clean_key: str, thresholds: dict[
     gallery_emb, labels = clean_emb["gallery"].to(ws.device), ws.data.gallery()[1]
     rows: list[ResultRow] = []
     for user in ws.data.users:
-        outcome = probe_outcome(ws.protocol, user, clean_emb[f"probe/{user}"].to(ws.device), gallery_emb, labels,
-                                thresholds)
+        clean_probe = clean_emb[f"probe/{user}"].to(ws.device)
         tags = dict(method="clean", scenario="probe", target=target, user=user)
+        if ws.space == "photo":  # the clean photos go the attacker's way too: posted, re-detected, re-aligned
+            crops, missed = attacker_crops(ws, target, user, clean_posts(ws.data.splits[user].probe,
+                                                                         ws.photo_jpeg_quality))
+            with torch.no_grad():
+                found = ws.targets[target].embed(crops) if len(crops) else crops
+            outcome = photo_outcome(ws, user, found, missed, clean_probe, gallery_emb, labels, thresholds)
+            rows.append(ResultRow("missed", missed, **tags))
+        else:
+            outcome = probe_outcome(ws.protocol, user, clean_probe, gallery_emb, labels, thresholds)
         rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
         rows.append(ResultRow("queries", outcome.queries, **tags))
     return TaskOutput({"gallery_identities": len(set(labels))}, rows)
@@ -219,5 +306,5 @@ def key_holder(ws: Workspace, method: str, target: str, clean_key: str, protect_
 
 BODIES: dict[str, Callable[..., TaskOutput]] = {
     "clean": clean, "protect": protect, "evaluate": evaluate, "evaluate_clean": evaluate_clean,
-    "key_holder": key_holder,
+    "key_holder": key_holder, "publish_photos": publish_photos,
 }

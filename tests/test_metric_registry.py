@@ -18,7 +18,9 @@ def test_core_quality_metrics_in_order_and_pyiqa_only_when_installed():
     assert rows[:3] == ["ssim", "psnr", "lpips"]
     installed = importlib.util.find_spec("pyiqa") is not None
     assert ("ms_ssim" in rows and "gmsd" in rows) == installed
-    assert all(m.region in ("face", "canvas") for m in METRICS.all())
+    assert all(m.region in ("face", "canvas") for m in METRICS.quality())
+    # the whole-photo versions are computed by photo-space runs only, never on canvases
+    assert [m.row for m in METRICS.photo_quality()] == ["photo_ssim", "photo_psnr", "photo_lpips"]
     with pytest.raises(ValueError, match="region"):
         Metric("x", "x", "X", "quality", "", True, ".3f", region="hair")
 

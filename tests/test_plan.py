@@ -127,6 +127,57 @@ def test_the_scoring_protocol_rekeys_every_evaluation_and_nothing_else():
     assert touched == {label for label in keys(base) if label.startswith("eval/")}
 
 
+def test_crop_space_keeps_the_keys_of_runs_made_before_spaces():
+    """Keys recorded from this plan before ``Suite.space`` existed: crop space (the default) must keep them, so
+    that every finished run resumes and scores as it did."""
+    for graph in (plan_run(suite(), data(), plugins()), plan_run(suite(space="crop"), data(), plugins())):
+        assert {label: keys(graph)[label] for label in ("clean/rec1", "protect/mask/ann/0", "eval/mask/blur/rec2",
+                                                         "eval/clean/rec2")} == {
+            "clean/rec1": "5777200d274718eb6bb5fafe", "protect/mask/ann/0": "dc06b1203d89cdcbefc870d5",
+            "eval/mask/blur/rec2": "8fc406de8d23c28f1e05b57d", "eval/clean/rec2": "cf5c5e39d9a0464c5259794d"}
+        assert not any(t.kind == "photos" for t in graph.tasks)
+
+
+def test_photo_space_adds_photo_tasks_and_rekeys_only_the_evaluations():
+    crop = plan_run(suite(), data(), plugins())
+    photo = plan_run(suite(space="photo"), data(), plugins())
+    before, after = keys(crop), keys(photo)
+    added = set(after) - set(before)
+    # one posted-photos task per method, user and seed (the unavailable method has none)
+    assert added == {f"photos/{m}/{u}/0" for m in ("mask", "cloak") for u in ("ann", "bob")}
+    shared = set(before)
+    # the protected photos are reused: re-scoring a finished run in photo space protects nothing again
+    assert {label for label in shared if before[label] != after[label]} == {
+        label for label in shared if label.startswith("eval/")}
+    by_label = {t.label: t for t in photo.tasks}
+    evaluation = by_label["eval/mask/blur/rec1"]
+    assert evaluation.args["photo_keys"]["ann"] == after["photos/mask/ann/0"]
+    assert after["photos/mask/ann/0"] in evaluation.deps
+    assert by_label["photos/mask/ann/0"].deps == [after["protect/mask/ann/0"]]
+    assert photo.meta["space"] == "photo" and photo.meta["methods"]["mask"]["photos"]["0"]["bob"] == \
+        after["photos/mask/bob/0"]
+    # the JPEG quality the attacker sees and the target's detector re-key the evaluations they judge
+    other_quality = keys(plan_run(suite(space="photo", photo_jpeg_quality=75), data(), plugins()))
+    assert {label for label in after if after[label] != other_quality[label]} == {
+        label for label in after if label.startswith(("eval/", "photos/"))}
+    mtcnn = plugins(targets=[dataclasses.replace(plugins().targets[0], attacker_detector="mtcnn"),
+                             plugins().targets[1]])
+    rekeyed = changed(photo, plan_run(suite(space="photo"), data(), mtcnn))
+    assert rekeyed == {label for label in after if label.startswith("eval/") and label.endswith("/rec1")}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"space": "pixels"}, "space='pixels'; allowed: crop, photo"),
+    ({"space": "photo", "scenarios": ("probe", "gallery")}, "space=photo scores the probe scenario only"),
+    ({"photo_jpeg_quality": 0}, "photo_jpeg_quality"),
+])
+def test_bad_space_settings_are_refused(changes, message):
+    from bench.validate import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        suite(**changes)
+
+
 def test_a_split_preset_rekeys_the_protect_tasks():
     base = plan_run(suite(), data(), plugins())
     touched = changed(base, plan_run(suite(split=SPLITS["chameleon"]), data(), plugins()))

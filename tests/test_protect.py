@@ -210,3 +210,19 @@ def test_fit_then_reuse_the_saved_mask(tmp_path):
         a = np.asarray(Image.open(out / p.name)).astype(int)
         b = np.asarray(Image.open(again / p.name)).astype(int)
         assert np.abs(a - b).max() <= 1
+
+
+def test_a_saved_mask_applies_with_yunet_as_the_detector(tmp_path):
+    """``--detector yunet``: OpenCV's detector finds and protects the face, and the summary says which ran."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    source = _big_photo(_photos(_people()[0])[3])
+    Image.fromarray(source).save(photos / "user.png")
+    out = tmp_path / "out"
+    assert main(["protect", "--mask", str(_mask_file(tmp_path, {})), "--photos", str(photos), "--out", str(out),
+                 "--device", "cpu", "--surrogates", "sface", "--faces", "all", "--detector", "yunet"]) == 0
+    summary = json.loads((out / "protect-summary.json").read_text())
+    assert summary["detector"] == "yunet" and summary["photos"][0]["status"] == "protected"
+    edited = np.asarray(Image.open(out / "user.png").convert("RGB")).astype(int)
+    moved = np.abs(edited - source.astype(int)).max(2)
+    assert moved[:, :300].max() == 0 and moved.max() > 0  # the face sits on the right; the left is untouched

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.commands._ui import wide_console
 from bench.commands.run import LogReporter, RichReporter, method_overrides
 from bench.devices import resolve_device
-from bench.faces import Aligner, FaceError, MTCNNDetector, canvases_to_tensor
+from bench.faces import Aligner, FaceError, canvases_to_tensor, make_detector
 from bench.maskfile import load_mask, save_mask
 from bench.protect import PhotoProtection, UserMatcher, photo_files
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
@@ -145,8 +145,9 @@ def run(args) -> int:
         summary["faces"] = f"the user's: {matcher.describe()}"
     else:
         summary["faces"] = "every face"
-    job = PhotoProtection(protector, MTCNNDetector(device), device, matcher, args.feather, args.quality,
-                          args.strip_metadata)
+    summary["detector"] = args.detector
+    job = PhotoProtection(protector, make_detector(args.detector, device), device, matcher, args.feather,
+                          args.quality, args.strip_metadata)
     files = photo_files(Path(args.photos))
     reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     results = []
@@ -202,5 +203,9 @@ def add_parser(sub) -> None:
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of the written photos (1..100)")
     p.add_argument("--feather", type=int, default=12, help="canvas pixels over which the change fades at the "
                                                            "crop border (0: none)")
+    p.add_argument("--detector", choices=("mtcnn", "yunet", "scrfd"), default="mtcnn",
+                   help="face detector for the photos to protect: mtcnn (default; what fitting aligns with), yunet "
+                        "(OpenCV's, tens of times faster on large photos: docs/photos.md) or scrfd (needs "
+                        "insightface)")
     p.add_argument("--strip-metadata", action="store_true", help="drop EXIF and ICC metadata from written photos")
     p.set_defaults(func=run)

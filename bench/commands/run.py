@@ -31,7 +31,7 @@ from bench.prepare import check_run_request
 from bench.registry import ATTACKS, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
-from bench.suites import SPLITS, Suite, get_suite
+from bench.suites import SPACES, SPLITS, Suite, get_suite
 from bench.validate import UsageError
 
 
@@ -140,6 +140,9 @@ def requested_suite(args) -> Suite:
             changes[name] = tuple(part for part in text.split(",") if part)
     if args.protocol:
         changes["protocol"] = args.protocol
+    for name in ("space", "photo_jpeg_quality"):
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
     if args.split:
         if args.split not in SPLITS:
             raise UsageError(f"unknown split preset {args.split!r}; known: {', '.join(SPLITS)}")
@@ -337,6 +340,13 @@ def add_parser(sub) -> None:
     p.add_argument("--protocol", choices=PROTOCOLS,
                    help="how probe queries are scored: templates (one per identity) or opom-pairs (OPOM: each query "
                         "vs one clean photo of the user plus distractors, all pairs, top-1/5/10)")
+    p.add_argument("--space", choices=SPACES,
+                   help="where the recogniser meets protected faces: crop (the aligned canvas; default) or photo "
+                        "(put back into the user's photo, saved as JPEG, re-detected and re-aligned by the "
+                        "target's own detector; docs/photos.md). Re-scoring a finished run in photo space "
+                        "reuses its protected photos")
+    p.add_argument("--photo-jpeg-quality", type=int, metavar="Q",
+                   help="JPEG quality of the photos the attacker scrapes in photo space (default 90)")
     p.add_argument("--split", help=f"a named split preset instead of the suite's ({', '.join(SPLITS)})")
     p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
                    help="override one config value of a method or an adversary, e.g. --set "
