@@ -96,7 +96,7 @@ def reduce_board(board: dict[str, Any]) -> dict[str, Any]:
         }
     run = board.get("run") or {}
     return {"format": BASELINE_FORMAT, "suite": run.get("suite"), "created": run.get("created"),
-            "primary_score": run.get("primary_score"), "methods": methods}
+            "primary_score": run.get("primary_score"), "users": sorted(run.get("users") or []), "methods": methods}
 
 
 def load_leaderboard(run_dir: str | Path) -> dict[str, Any]:
@@ -196,6 +196,10 @@ def compare(baseline: dict[str, Any], board: dict[str, Any], psr_tolerance: floa
     if baseline.get("suite") != now.get("suite"):
         findings.append(Finding("-", "suite", baseline.get("suite"), now.get("suite"), None, "fail",
                                 "the run is of a different suite than the baseline"))
+    if baseline.get("users") and now["users"] and baseline["users"] != now["users"]:
+        findings.append(Finding("-", "users", f"{len(baseline['users'])} users", f"{len(now['users'])} users", None,
+                                "fail", "the run judged other people than the baseline (another data root?): "
+                                "compare runs on the same data"))
     for method, base in baseline["methods"].items():
         cur = now["methods"].get(method)
         if cur is None:

@@ -229,3 +229,10 @@ def test_a_first_format_baseline_is_still_read(tmp_path, capsys):
     old["format"] = "cloakbench-baseline/1"
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert _check(tmp_path, _board(), tmp_path / "old.json") == 0
+
+
+def test_a_run_on_other_people_fails_with_that_reason(tmp_path):
+    base_board, now = _board(), _board()
+    base_board["run"]["users"], now["run"]["users"] = ["ann", "bob"], ["cid", "dee"]
+    (finding,) = [f for f in compare(reduce_board(base_board), now) if f.failed]
+    assert finding.metric == "users" and "other people" in finding.note
