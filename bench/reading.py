@@ -59,7 +59,9 @@ def _transfer(entries: list[dict], target: str, adversary: str = "none") -> str 
     diff = paired_difference(user_matrix(first["per_user_top1"], [cell], users),
                              user_matrix(second["per_user_top1"], [cell], users), score=mean_cell)
     ci = first["psr"][target][adversary].get("top1_ci")
-    head = f"on {target} (never a surrogate), {adversary if adversary != 'none' else 'no adversary'}, {first['method']} {_pct(means[first['method']])}{_interval(ci)}"
+    condition = "no adversary" if adversary == "none" else adversary
+    head = (f"on {target} (never a surrogate), {condition}, {first['method']} {_pct(means[first['method']])}"
+            f"{_interval(ci)}")
     gap = f"{_pct(diff.mean)} [{percent(diff.ci[0])}, {percent(diff.ci[1])}]"
     if diff.significant:
         return f"{head} is ahead of {second['method']} by {gap}, paired over {diff.users} users"
