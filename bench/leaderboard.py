@@ -287,28 +287,30 @@ def publish(run_dirs: str | Path | list[str | Path], dest: str | Path, readme: s
     """Publish runs as generated data (RobustBench style): leaderboard.{json,csv,md} and one JSON per entry
     (method and scenario) with its numbers, configuration, seeds, code version and environment. Several runs of
     one protocol are merged into one leaderboard (``merge``). With ``readme``, the Markdown leaderboard (its
-    table, notes and reading) also replaces that file's block between README_BLOCK's markers."""
+    table, notes and reading) also replaces that file's ``results`` block (``readme_markers``)."""
     written = publish_board(build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs]), dest)
     if readme is not None:
         written.append(write_readme_block(Path(readme), (Path(dest) / FILES["md"][0]).read_text()))
     return written
 
 
-README_BLOCK = ("<!-- results:begin -->\n", "<!-- results:end -->")
+def readme_markers(name: str = "results") -> tuple[str, str]:
+    """The markers around a generated block of the README (``results``: the published leaderboard)."""
+    return f"<!-- {name}:begin -->\n", f"<!-- {name}:end -->"
 
 
-def readme_block(text: str) -> str:
-    """The published leaderboard as a README shows it (between README_BLOCK's markers)."""
-    begin, end = README_BLOCK
+def readme_block(text: str, name: str = "results") -> str:
+    """A generated block of a README's text, between ``readme_markers(name)``."""
+    begin, end = readme_markers(name)
     if begin not in text or end not in text:
-        raise ValueError(f"no {begin.strip()} ... {end} block: add the two markers where the leaderboard goes")
+        raise ValueError(f"no {begin.strip()} ... {end} block: add the two markers where the block goes")
     return text.split(begin, 1)[1].split(end, 1)[0]
 
 
-def write_readme_block(readme: Path, markdown: str) -> Path:
+def write_readme_block(readme: Path, markdown: str, name: str = "results") -> Path:
     text = readme.read_text()
-    begin, end = README_BLOCK
-    readme.write_text(text.replace(begin + readme_block(text) + end, begin + markdown + end))
+    begin, end = readme_markers(name)
+    readme.write_text(text.replace(begin + readme_block(text, name) + end, begin + markdown + end))
     return readme
 
 
