@@ -94,11 +94,21 @@ def surrogate_name(target: Target) -> str:
     return getattr(target, "name", type(target).__name__)
 
 
+def is_convolution(module: torch.nn.Module) -> bool:
+    """A 2-D convolution: torch's, or a compiled one of the TF.js graph ports (a 4-D ``weight`` and a
+    ``kernel_size``; batch norm folded in and the activation fused, so its output is post-activation)."""
+    if isinstance(module, torch.nn.Conv2d):
+        return True
+    weight = getattr(module, "weight", None)
+    return hasattr(module, "kernel_size") and isinstance(weight, torch.Tensor) and weight.ndim == 4
+
+
 @contextmanager
 def feature_dropout(
     surrogates: list[Target], rate: float, gen: torch.Generator, kernel: tuple[int, int] | None = None
 ) -> Iterator[None]:
-    """DFANet-style feature dropout: while active, Conv2d outputs of every surrogate are dropped at ``rate``.
+    """DFANet-style feature dropout: while active, convolution outputs (``is_convolution``) of every surrogate
+    are dropped at ``rate``.
 
     Zhong & Deng (IEEE TIFS 2020) drop features of convolutional layers during the attack so every iteration
     sees a slightly different model (an implicit ensemble); OPOM's reference puts dropout after each 3 x 3
@@ -120,11 +130,11 @@ def feature_dropout(
         for s in surrogates:
             s.load()
             net = getattr(s, "network", None)
-            convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)
+            convs = [m for m in net.modules() if is_convolution(m)
                      and (kernel is None or tuple(m.kernel_size) == tuple(kernel))] if net is not None else []
             if not convs:
                 raise ValueError(
-                    f"feature dropout (DFANet) needs a torch network with Conv2d layers"
+                    f"feature dropout (DFANet) needs a torch network with convolutions"
                     f"{'' if kernel is None else f' of kernel {kernel}'}; {surrogate_name(s)} has none: "
                     "set dfanet_rate=0 for it"
                 )

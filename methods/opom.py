@@ -195,7 +195,9 @@ class OPOM(Method):
         "reference's IR-50 Softmax/ArcFace/CosFace trained on CASIA-WebFace",
         "convex hull solved by projected gradient (hull_steps) instead of cvxpy; affine hull in closed form",
         "DFANet on a non-IR-50 surrogate: dropout after each of its 3 x 3 convolutions (depthwise ones "
-        "included), the reference's rule for IR-50",
+        "included), the reference's rule for IR-50; on the TF.js graph ports (faceres, faceres-deep, "
+        "mobileface ...) batch norm is folded into each convolution and its activation fused, so the dropout "
+        "falls after them, where the reference drops the convolution's output before batch norm",
         "fit photos: the run's fit split (Chameleon's 70% by default), not exactly 10 photos per identity",
     )
 

@@ -75,3 +75,20 @@ def test_lfw_identities_cluster(target, lfw_faces):
     # rank-1 identification of each photo against all others
     top = sim.masked_fill(torch.eye(len(x), dtype=torch.bool), -2).argmax(1)
     assert (label[top] == label).float().mean() >= 0.8
+
+
+def test_dfanet_dropout_reaches_the_3x3_convolutions(target, wild):
+    """OPOM's DFANet presets drop features after every 3 x 3 convolution of each surrogate: every differentiable
+    target must expose them (the TF.js ports' compiled convolutions too), and the hooks must leave with the block."""
+    from methods._universal import feature_dropout, is_convolution
+
+    _, x = wild
+    convs = [m for m in target.network.modules() if is_convolution(m) and tuple(m.kernel_size) == (3, 3)]
+    assert convs, f"{target.name}: no 3 x 3 convolution found"
+    with torch.no_grad():
+        clean = target.embed(x)
+        with feature_dropout([target], 0.1, torch.Generator().manual_seed(0), kernel=(3, 3)):
+            dropped = target.embed(x)
+        after = target.embed(x)
+    assert not torch.allclose(dropped, clean, atol=1e-3), "dropout changed nothing"
+    torch.testing.assert_close(after, clean, atol=1e-6, rtol=0)

@@ -48,6 +48,8 @@ class Conv(nn.Module):
         self.same = bool(node.extra["same"])
         self.pads = node.pads
         self.act = Act(node.act, inplace=True)
+        # read by code that looks for convolutions by kernel, as on nn.Conv2d (DFANet's feature dropout)
+        self.kernel_size = tuple(int(k) for k in self.weight.shape[2:])
 
     def _same_pads(self, h: int, w: int) -> tuple[int, int, int, int]:
         kh, kw = self.weight.shape[2:]
