@@ -199,8 +199,8 @@ def test_no_hard_coded_cpu_and_no_host_copy_inside_a_loop(path):
 
 
 def test_dry_run_notes_a_method_that_fails_when_timed_and_prices_the_rest(tmp_path, monkeypatch):
-    # e.g. OPOM's DFANet variants on a surrogate without 3 x 3 convolutions: the run records their tasks as failed,
-    # so the dry run says so instead of stopping
+    # e.g. OPOM's DFANet variants on a surrogate a user brings without 3 x 3 convolutions: the run records their
+    # tasks as failed, so the dry run says so instead of stopping
     suite = tiny_suite()
     cache = RateCache("cpu", 1, path=tmp_path / "rates.json")
     estimator = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter(), cache=cache)
