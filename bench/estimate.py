@@ -8,6 +8,8 @@ The dry run plans on file lists (``bench.prepare.describe_files``: nothing is al
   t(k) = a + b k, then scaled to its configured effort and to the user's photo counts;
 - ``eval/<m>/<a>/<t>``: the adversary's transform and the target's forward pass on every user's protected photos;
 - ``authorized/<m>/<t>``: the de-obfuscated photos through the target; ``eval/clean/<t>``: ranking only.
+- photo space: ``photos/<m>/<u>`` posts each protected probe photo (JPEG), measures its quality and has each
+  attacker detector find the face; the clean probes take the same path once.
 
 Costs are read on ``bench.perf.cost_clock``: on a CPU the CPU time of the process (all its threads), which the
 load of a shared machine does not inflate (with one thread, the wall time of an idle machine; with more, the
@@ -39,6 +41,7 @@ from bench.faces import Aligner
 from bench.identity_bank import BankBuilder
 from bench.paths import bench_home
 from bench.perf import cost_clock, faces, time_calls, timed
+from bench.photo_space import AttackerView, attacker_detector, photo_costs
 from bench.plan import DataInfo, Plugins, TargetInfo, TaskGraph, plan_run
 from bench.prepare import describe_files
 from bench.progress import Reporter
@@ -254,6 +257,24 @@ class Estimator:
             self.cache.put(key, cached)
         return cached["seconds_per_photo"]
 
+    def photo_seconds(self, detector: str) -> dict[str, float]:
+        """Photo space: seconds per photo of posting it and of ``detector`` finding its face (real photos of the
+        data root)."""
+        key = f"photo/{detector}/{self.suite.photo_jpeg_quality}/" + code_version(AttackerView)
+        cached = self.cache.get(key)
+        if cached is None or self.remeasure:
+            files = sorted(self.root.rglob("*.jpg"))[: 2 * self.batch]
+            costs = [photo_costs(files, detector, self.suite.photo_jpeg_quality, cost_clock(self.device), self.device)
+                     for _ in range(2)]  # the first call loads the detector
+            cached = costs[-1]
+            self.cache.put(key, cached)
+        return cached
+
+    def photo_path_seconds(self, detectors: list[str]) -> float:
+        """Seconds per photo to post it and have every attacker detector find its face."""
+        prices = [self.photo_seconds(d) for d in detectors]
+        return prices[0]["post_s"] + sum(p["detect_s"] for p in prices)
+
     def adversary_seconds_per_photo(self, name: str, adversary: Any) -> float:
         key = f"adversary/{name}/" + content_key(asdict(adversary.config), code_version(adversary))
         cached = self.cache.get(key)
@@ -302,6 +323,10 @@ class Estimator:
             return photos / rate if rate else 0.0
 
         quality = None
+        # photo space: a posted photo is found once per attacker detector (bench.photo_space.AttackerView)
+        detectors = sorted({attacker_detector(TARGETS.entry(t).cls) for t in expand(self.suite.targets, TARGETS)
+                            if t not in self.unavailable}) if self.suite.space == "photo" else []
+        clean_posted = False
         for task in graph.tasks:
             kind = task_kind(task.label)
             cost = kinds.setdefault(kind, KindCost())
@@ -347,6 +372,12 @@ class Estimator:
                     photos += sum(len(v) for v in data.user_gallery.values())
                 cost.seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(
                     name, adversary)
+            elif kind == "photos":
+                cost.seconds += len(data.probe[args["user"]]) * (self.quality_seconds_per_photo()
+                                                                 + self.photo_path_seconds(detectors))
+            elif kind == "eval-clean" and detectors and not clean_posted:  # clean probes go the same way, once
+                clean_posted = True
+                cost.seconds += sum(len(v) for v in data.probe.values()) * self.photo_path_seconds(detectors)
             elif kind == "authorized":
                 cost.seconds += forward(args["target"], sum(len(v) for v in data.probe.values()))
         total = sum(k.seconds for k in kinds.values())

@@ -198,6 +198,27 @@ def test_no_hard_coded_cpu_and_no_host_copy_inside_a_loop(path):
     assert not copies, f"{path.name}: host copies inside a loop at lines {copies}"
 
 
+def test_dry_run_prices_photo_space_from_a_real_detection(tmp_path):
+    """Photo space adds posting and the attacker's detection: measured on real photos of the data root (YuNet,
+    JPEG), charged per protected probe photo (photos tasks) and once for the clean probes."""
+    suite = tiny_suite(space="photo")
+    cache = RateCache("cpu", 1, path=tmp_path / "rates.json")
+    estimator = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter(), cache=cache)
+    planned = estimator.plan()
+    assert sorted(task_kind(t.label) for t in planned.graph.tasks).count("photos") == 2
+    prefill(cache, planned)
+    estimate = estimator.estimate()
+    price = estimator.photo_seconds("yunet")  # measured now, then cached
+    assert 0 < price["post_s"] < price["detect_s"]
+    assert cache.get(next(k for k in cache.entries if k.startswith("photo/yunet/90/"))) == price
+    n_probe = sum(len(v) for v in describe_files(suite, embedded_data_root()).probe.values())
+    per_photo = price["post_s"] + price["detect_s"]
+    crop = expected_seconds(suite)
+    assert estimate.kinds["photos"].seconds == pytest.approx(n_probe * (0.1 + per_photo))
+    assert estimate.kinds["eval-clean"].seconds == pytest.approx(crop["eval-clean"] + n_probe * per_photo)
+    assert estimate.kinds["protect"].seconds == pytest.approx(crop["protect"])
+
+
 def test_dry_run_notes_a_method_that_fails_when_timed_and_prices_the_rest(tmp_path, monkeypatch):
     # e.g. OPOM's DFANet variants on a surrogate a user brings without 3 x 3 convolutions: the run records their
     # tasks as failed, so the dry run says so instead of stopping
