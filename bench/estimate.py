@@ -270,11 +270,6 @@ class Estimator:
             self.cache.put(key, cached)
         return cached
 
-    def photo_path_seconds(self, detectors: list[str]) -> float:
-        """Seconds per photo to post it and have every attacker detector find its face."""
-        prices = [self.photo_seconds(d) for d in detectors]
-        return prices[0]["post_s"] + sum(p["detect_s"] for p in prices)
-
     def adversary_seconds_per_photo(self, name: str, adversary: Any) -> float:
         key = f"adversary/{name}/" + content_key(asdict(adversary.config), code_version(adversary))
         cached = self.cache.get(key)
@@ -326,7 +321,9 @@ class Estimator:
         # photo space: a posted photo is found once per attacker detector (bench.photo_space.AttackerView)
         detectors = sorted({attacker_detector(TARGETS.entry(t).cls) for t in expand(self.suite.targets, TARGETS)
                             if t not in self.unavailable}) if self.suite.space == "photo" else []
-        clean_posted = False
+        post_s = self.photo_seconds(detectors[0])["post_s"] if detectors else 0.0
+        detect_s = sum(self.photo_seconds(d)["detect_s"] for d in detectors)  # per posted photo, every detector
+        clean_posted, detected = False, set()
         for task in graph.tasks:
             kind = task_kind(task.label)
             cost = kinds.setdefault(kind, KindCost())
@@ -372,12 +369,14 @@ class Estimator:
                     photos += sum(len(v) for v in data.user_gallery.values())
                 cost.seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(
                     name, adversary)
+                if detectors and args["method"] not in detected:  # its posted photos, found once per detector
+                    detected.add(args["method"])
+                    cost.seconds += photos * detect_s
             elif kind == "photos":
-                cost.seconds += len(data.probe[args["user"]]) * (self.quality_seconds_per_photo()
-                                                                 + self.photo_path_seconds(detectors))
+                cost.seconds += len(data.probe[args["user"]]) * (self.quality_seconds_per_photo() + post_s)
             elif kind == "eval-clean" and detectors and not clean_posted:  # clean probes go the same way, once
                 clean_posted = True
-                cost.seconds += sum(len(v) for v in data.probe.values()) * self.photo_path_seconds(detectors)
+                cost.seconds += sum(len(v) for v in data.probe.values()) * (post_s + detect_s)
             elif kind == "authorized":
                 cost.seconds += forward(args["target"], sum(len(v) for v in data.probe.values()))
         total = sum(k.seconds for k in kinds.values())
