@@ -321,7 +321,7 @@ class Estimator:
         # photo space: a posted photo is found once per attacker detector (bench.photo_space.AttackerView)
         detectors = sorted({attacker_detector(TARGETS.entry(t).cls) for t in expand(self.suite.targets, TARGETS)
                             if t not in self.unavailable}) if self.suite.space == "photo" else []
-        post_s = self.photo_seconds(detectors[0])["post_s"] if detectors else 0.0
+        post_s, quality_s = (self.photo_seconds(detectors[0])[k] if detectors else 0.0 for k in ("post_s", "quality_s"))
         detect_s = sum(self.photo_seconds(d)["detect_s"] for d in detectors)  # per posted photo, every detector
         clean_posted, detected = False, set()
         for task in graph.tasks:
@@ -373,10 +373,11 @@ class Estimator:
                     detected.add(args["method"])
                     cost.seconds += photos * detect_s
             elif kind == "photos":
-                cost.seconds += len(data.probe[args["user"]]) * (self.quality_seconds_per_photo() + post_s)
-            elif kind == "eval-clean" and detectors and not clean_posted:  # clean probes go the same way, once
+                cost.seconds += len(data.probe[args["user"]]) * (post_s + quality_s)
+            elif kind == "eval-clean" and detectors:  # clean probes posted, found (once) and embedded per target
+                probes = sum(len(v) for v in data.probe.values())
+                cost.seconds += probes * (post_s + (0.0 if clean_posted else detect_s)) + forward(args["target"], probes)
                 clean_posted = True
-                cost.seconds += sum(len(v) for v in data.probe.values()) * (post_s + detect_s)
             elif kind == "authorized":
                 cost.seconds += forward(args["target"], sum(len(v) for v in data.probe.values()))
         total = sum(k.seconds for k in kinds.values())

@@ -210,15 +210,16 @@ def test_dry_run_prices_photo_space_from_a_real_detection(tmp_path):
     prefill(cache, planned)
     estimate = estimator.estimate()
     price = estimator.photo_seconds("yunet")  # measured now, then cached
-    assert 0 < price["post_s"] < price["detect_s"]
+    assert price["post_s"] > 0 and price["quality_s"] > 0 and price["detect_s"] > 0
     assert cache.get(next(k for k in cache.entries if k.startswith("photo/yunet/90/"))) == price
     n_probe = sum(len(v) for v in describe_files(suite, embedded_data_root()).probe.values())
     crop = expected_seconds(suite)
-    assert estimate.kinds["photos"].seconds == pytest.approx(n_probe * (0.1 + price["post_s"]))
-    # one method (pgd): its posted photos found once, in its first evaluation; the clean ones posted and found once
+    assert estimate.kinds["photos"].seconds == pytest.approx(n_probe * (price["post_s"] + price["quality_s"]))
+    # one method (pgd): its posted photos found once, in its first evaluation; the clean ones posted, found and
+    # embedded by the one target (sface, 10 img/s)
     assert estimate.kinds["eval"].seconds == pytest.approx(crop["eval"] + n_probe * price["detect_s"])
     assert estimate.kinds["eval-clean"].seconds == pytest.approx(
-        crop["eval-clean"] + n_probe * (price["post_s"] + price["detect_s"]))
+        crop["eval-clean"] + n_probe * (price["post_s"] + price["detect_s"] + 1 / 10.0))
     assert estimate.kinds["protect"].seconds == pytest.approx(crop["protect"])
 
 
