@@ -12,6 +12,7 @@ takes it from the canvas with one differentiable affine ``grid_sample``, so grad
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -96,17 +97,30 @@ class Framing:
         """Differentiable resample of N x 3 x H x W canvases to N x 3 x size x size crops."""
         if canvases.ndim != 4 or canvases.shape[-1] != canvases.shape[-2]:
             raise ValueError(f"expected N x C x S x S canvases, got {tuple(canvases.shape)}")
-        n, c, s, _ = canvases.shape
-        # Bilinear sampling aliases when shrinking; pre-shrink the whole canvas with an antialiased resize.
-        # Normalised coordinates do not depend on resolution, so theta stays valid.
-        shrink = self.pixels_per_canvas_pixel() * CANVAS_SIZE / s
-        if shrink < 0.8:
-            canvases = F.interpolate(
-                canvases, size=max(1, round(s * shrink)), mode="bilinear", antialias=True, align_corners=False
-            )
-        theta = self.theta(CANVAS_SIZE).to(canvases.device, canvases.dtype).expand(n, 2, 3)
-        grid = F.affine_grid(theta, [n, c, self.size, self.size], align_corners=False)
-        return F.grid_sample(canvases, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        n, _, s, _ = canvases.shape
+        shrunk, grid = _resample_plan(self, s, canvases.device, canvases.dtype)
+        if shrunk is not None:
+            canvases = F.interpolate(canvases, size=shrunk, mode="bilinear", antialias=True, align_corners=False)
+        # every image of the batch is sampled on the same grid: one copy, expanded without a copy
+        return F.grid_sample(canvases, grid.expand(n, -1, -1, -1), mode="bilinear", padding_mode="border",
+                             align_corners=False)
+
+
+@lru_cache(maxsize=64)
+def _resample_plan(framing: Framing, canvas_size: int, device: torch.device,
+                   dtype: torch.dtype) -> tuple[int | None, torch.Tensor]:
+    """How ``framing`` is taken from a canvas of ``canvas_size`` pixels: the size of the antialiased pre-shrink
+    (None when there is none) and the 1 x size x size x 2 ``grid_sample`` grid. Built once per framing, canvas
+    size, device and dtype (the numpy fits and ``affine_grid`` cost more than the resample of a small batch)."""
+    # Bilinear sampling aliases when shrinking; pre-shrink the whole canvas with an antialiased resize.
+    # Normalised coordinates do not depend on resolution, so theta stays valid.
+    shrink = framing.pixels_per_canvas_pixel() * CANVAS_SIZE / canvas_size
+    shrunk = max(1, round(canvas_size * shrink)) if shrink < 0.8 else None
+    # a plain tensor, even when first asked for in inference mode: autograd saves it for grid_sample's backward
+    with torch.inference_mode(False), torch.no_grad():
+        theta = framing.theta(CANVAS_SIZE).to(device, dtype)[None]
+        grid = F.affine_grid(theta, [1, 1, framing.size, framing.size], align_corners=False)
+    return shrunk, grid
 
 
 def face_region(canvases: torch.Tensor) -> torch.Tensor:
