@@ -12,6 +12,7 @@ takes it from the canvas with one differentiable affine ``grid_sample``, so grad
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -97,16 +98,34 @@ class Framing:
         if canvases.ndim != 4 or canvases.shape[-1] != canvases.shape[-2]:
             raise ValueError(f"expected N x C x S x S canvases, got {tuple(canvases.shape)}")
         n, c, s, _ = canvases.shape
-        # Bilinear sampling aliases when shrinking; pre-shrink the whole canvas with an antialiased resize.
-        # Normalised coordinates do not depend on resolution, so theta stays valid.
-        shrink = self.pixels_per_canvas_pixel() * CANVAS_SIZE / s
-        if shrink < 0.8:
-            canvases = F.interpolate(
-                canvases, size=max(1, round(s * shrink)), mode="bilinear", antialias=True, align_corners=False
-            )
-        theta = self.theta(CANVAS_SIZE).to(canvases.device, canvases.dtype).expand(n, 2, 3)
-        grid = F.affine_grid(theta, [n, c, self.size, self.size], align_corners=False)
-        return F.grid_sample(canvases, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        shrunk, grid = _resample_plan(self, s, canvases.device, canvases.dtype)
+        if shrunk is not None:
+            canvases = F.interpolate(canvases, size=shrunk, mode="bilinear", antialias=True, align_corners=False)
+        if canvases.device.type != "cpu":  # CUDA's kernel runs a thread per image and pixel: keep the batch
+            return F.grid_sample(canvases, grid.expand(n, -1, -1, -1), mode="bilinear", padding_mode="border",
+                                 align_corners=False)
+        # Every image is sampled on the same grid: on a CPU the batch is folded into the channels, so the sampling
+        # coordinates and weights are computed once for all (the same numbers, image by image; ~25% faster).
+        stacked = canvases.reshape(1, n * c, *canvases.shape[2:])
+        crops = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return crops.view(n, c, self.size, self.size)
+
+
+@lru_cache(maxsize=64)
+def _resample_plan(framing: Framing, canvas_size: int, device: torch.device,
+                   dtype: torch.dtype) -> tuple[int | None, torch.Tensor]:
+    """How ``framing`` is taken from a canvas of ``canvas_size`` pixels: the size of the antialiased pre-shrink
+    (None when there is none) and the 1 x size x size x 2 ``grid_sample`` grid. Built once per framing, canvas
+    size, device and dtype (the numpy fits and ``affine_grid`` cost more than the resample of a small batch)."""
+    # Bilinear sampling aliases when shrinking; pre-shrink the whole canvas with an antialiased resize.
+    # Normalised coordinates do not depend on resolution, so theta stays valid.
+    shrink = framing.pixels_per_canvas_pixel() * CANVAS_SIZE / canvas_size
+    shrunk = max(1, round(canvas_size * shrink)) if shrink < 0.8 else None
+    # a plain tensor, even when first asked for in inference mode: autograd saves it for grid_sample's backward
+    with torch.inference_mode(False), torch.no_grad():
+        theta = framing.theta(CANVAS_SIZE).to(device, dtype)[None]
+        grid = F.affine_grid(theta, [1, 1, framing.size, framing.size], align_corners=False)
+    return shrunk, grid
 
 
 def face_region(canvases: torch.Tensor) -> torch.Tensor:

@@ -123,9 +123,9 @@ class Target:
         outs = [self._embed_batch(canvases[i : i + bs]) for i in range(0, len(canvases), bs)]
         if not outs:
             return torch.zeros(0, self.embedding_dim, device=canvases.device)
-        out = torch.cat(outs)
-        bad = int((~torch.isfinite(out.detach())).any(1).sum())
-        if bad:
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        if not bool(torch.isfinite(out).all()):
+            bad = int((~torch.isfinite(out.detach())).any(1).sum())
             raise NonFiniteEmbeddingError(
                 f"target {self.name}: {bad} of {len(out)} embeddings are not finite (NaN or inf); its weights or "
                 "converted files are likely corrupt: run `bench weights verify`"

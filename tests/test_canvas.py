@@ -43,3 +43,41 @@ def test_crop_is_differentiable_and_shrinks_with_antialias():
     assert small.shape == (2, 3, 56, 56)
     small.sum().backward()
     assert canvases.grad is not None and float(canvases.grad.abs().sum()) > 0
+
+
+def _uncached_crop(framing: Framing, canvases: torch.Tensor) -> torch.Tensor:
+    """The resample built from scratch on every call, as Framing.crop did before it kept its plan."""
+    import torch.nn.functional as F
+
+    n, c, s, _ = canvases.shape
+    shrink = framing.pixels_per_canvas_pixel() * 224 / s
+    if shrink < 0.8:
+        canvases = F.interpolate(canvases, size=max(1, round(s * shrink)), mode="bilinear", antialias=True,
+                                 align_corners=False)
+    theta = framing.theta(224).to(canvases.device, canvases.dtype).expand(n, 2, 3)
+    grid = F.affine_grid(theta, [n, c, framing.size, framing.size], align_corners=False)
+    return F.grid_sample(canvases, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def test_cached_resample_plan_gives_the_uncached_crop_on_real_faces(lfw_faces):
+    """The grid kept per framing, canvas size, device and dtype changes no pixel: any batch size, a pre-shrunk
+    framing, a larger canvas, float64; and a grid first built in inference mode still carries gradients."""
+    from bench.canvas import _resample_plan
+
+    faces = torch.cat([lfw_faces["Colin_Powell"][:3], lfw_faces["Tony_Blair"][:2]])
+    dlib_chip = Framing(150, ((47.92, 45.87), (102.00, 46.11), (75.29, 78.85), (50.83, 105.79), (98.45, 106.08)))
+    _resample_plan.cache_clear()
+    for framing in (Framing.arcface(112), Framing.arcface(56), dlib_chip):
+        for batch in (faces, faces[:2], faces[:1]):
+            with torch.inference_mode():
+                assert torch.equal(framing.crop(batch), _uncached_crop(framing, batch))
+        big = torch.nn.functional.interpolate(faces[:2], size=448, mode="bilinear", align_corners=False)
+        assert torch.equal(framing.crop(big), _uncached_crop(framing, big))
+        assert torch.equal(framing.crop(faces.double()), _uncached_crop(framing, faces.double()))
+        assert framing.crop(faces.double()).dtype == torch.float64
+        x, ref = faces.clone().requires_grad_(True), faces.clone().requires_grad_(True)
+        framing.crop(x).square().sum().backward()
+        _uncached_crop(framing, ref).square().sum().backward()
+        assert torch.equal(x.grad, ref.grad)
+    # one plan per framing x canvas size x dtype, shared by every batch size
+    assert _resample_plan.cache_info().currsize == 3 * 3
