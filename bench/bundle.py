@@ -6,8 +6,10 @@ DIR/
   (numpy, pillow, typing-extensions, CUDA libraries ...): a node with torch has those. A run-only bundle (the
   default) leaves out the core requirements that only plug-ins import (``PLUGIN_PACKAGES``) unless a chosen
   target or adversary names one in its ``run_packages``, and what only they bring; a complete one has them all;
-- ``home/``: a ``BENCH_HOME`` with the verified weight files (and the forms converted from them) of the chosen
-  targets and of the LPIPS metric, and the target calibrations;
+- ``home/``: a ``BENCH_HOME`` with the verified weight files of the chosen targets and of the LPIPS metric
+  (with the forms converted from them in a complete bundle, or with ``--converted``: otherwise the node converts
+  each once on first use, with packages the run imports anyway) and the calibrations of the chosen targets (of
+  all, in a complete bundle);
 - ``install.sh``: the pip command that installs the wheels with no network (``--no-deps`` for a run-only
   bundle, whose wheels are fewer than cloakbench's metadata asks for); ``README.md``: how to install and run;
   ``MANIFEST.json``: every file with its size and SHA-256.
