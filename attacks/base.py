@@ -32,6 +32,9 @@ class Adversary:
     name: str = "adversary"
     kind: ClassVar[str] = "transform"
     Config: ClassVar[type]
+    # Core requirements the harness leaves to plug-ins (bench.bundle.PLUGIN_PACKAGES) that this adversary
+    # imports to run: a run-only `bench bundle` carries them only for the adversaries it is made for.
+    run_packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -65,6 +68,17 @@ def check_range(name: str, value: float | None, low: float, high: float, *, open
     if not ok:
         bracket = "(" if open_low else "["
         raise ValueError(f"{name} must be in {bracket}{low:g}, {high:g}], got {value!r}")
+
+
+def skimage_restoration(adversary: str):
+    """scikit-image's ``restoration`` module, imported when a denoiser first runs (a run-only `bench bundle` made
+    for suites without these adversaries leaves scikit-image out)."""
+    try:
+        from skimage import restoration
+    except ImportError as exc:
+        raise ImportError(f"the '{adversary}' adversary needs scikit-image ({exc}): pip install 'scikit-image>=0.22' "
+                          "(or make the bundle for a suite that has this adversary)") from exc
+    return restoration
 
 
 def per_photo(canvases: torch.Tensor, fn: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from skimage.restoration import denoise_tv_chambolle
 
-from attacks.base import Adversary, check_range, per_photo
+from attacks.base import Adversary, check_range, per_photo, skimage_restoration
 from bench.registry import ATTACKS
 
 
@@ -26,7 +25,9 @@ class TVDenoiseConfig:
 class TVDenoise(Adversary):
     kind = "transform"
     Config = TVDenoiseConfig
+    run_packages = ("scikit-image",)
 
     def apply(self, protected: torch.Tensor) -> torch.Tensor:
         w = float(self.config.weight)
-        return per_photo(protected, lambda a: denoise_tv_chambolle(a / 255.0, weight=w, channel_axis=-1))
+        denoise = skimage_restoration(self.name).denoise_tv_chambolle
+        return per_photo(protected, lambda a: denoise(a / 255.0, weight=w, channel_axis=-1))

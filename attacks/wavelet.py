@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from skimage.restoration import denoise_wavelet
 
-from attacks.base import Adversary, check_range, per_photo
+from attacks.base import Adversary, check_range, per_photo, skimage_restoration
 from bench.registry import ATTACKS
 
 MODES = ("soft", "hard")
@@ -41,9 +40,11 @@ class WaveletConfig:
 class Wavelet(Adversary):
     kind = "transform"
     Config = WaveletConfig
+    run_packages = ("scikit-image", "PyWavelets")
 
     def apply(self, protected: torch.Tensor) -> torch.Tensor:
         c = self.config
-        return per_photo(protected, lambda a: denoise_wavelet(
+        denoise = skimage_restoration(self.name).denoise_wavelet
+        return per_photo(protected, lambda a: denoise(
             a / 255.0, sigma=c.sigma, wavelet=c.wavelet, mode=c.mode, method=c.method, channel_axis=-1,
             convert2ycbcr=True, rescale_sigma=True))

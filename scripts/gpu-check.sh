@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, from a bundle (`bench bundle DIR`) on a node that has torch and no network, in a few minutes:
-#   1. install cloakbench from the bundle's wheels if it is not installed (pip --no-index: nothing is fetched);
+#   1. install cloakbench from the bundle's wheels if it is not installed (the bundle's install.sh: pip
+#      --no-index, nothing is fetched; --no-deps for a run-only bundle);
 #   2. `bench perf` on the device: target, method and run rates as ratios (JSON);
 #   3. the smoke suite on the device and on the CPU, with the bundle's weights (BENCH_HOME=DIR/home);
 #   4. every PSR cell of the device run must equal the CPU run's within rounding (0.1 percentage point).
@@ -12,7 +13,11 @@ DEVICE=${2:-cuda}
 OUT=${3:-gpu-check}
 mkdir -p "$OUT"
 if ! python -c "import bench.cli" 2>/dev/null; then
-    python -m pip install --no-index --find-links "$BUNDLE/wheels" cloakbench
+    if [ -f "$BUNDLE/install.sh" ]; then
+        sh "$BUNDLE/install.sh"
+    else  # a bundle made before install.sh: every requirement is there
+        python -m pip install --no-index --find-links "$BUNDLE/wheels" cloakbench
+    fi
 fi
 export BENCH_HOME="$BUNDLE/home"
 start=$(date +%s)

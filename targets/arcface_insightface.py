@@ -34,6 +34,7 @@ class ArcFaceInsightFace(BlackBoxTarget):
     embedding_dim = 512
     framing = ArcFaceMobileFaceNet.framing
     weights = (ARCFACE_MBF_ONNX,)
+    run_packages = ("onnxruntime",)  # insightface itself is never bundled (installed alone, see pyproject.toml)
     preprocessing = "112 ArcFace crop, 8-bit BGR into insightface ArcFaceONNX.get_feat"
 
     @classmethod

