@@ -8,8 +8,8 @@ The dry run plans on file lists (``bench.prepare.describe_files``: nothing is al
   t(k) = a + b k, then scaled to its configured effort and to the user's photo counts;
 - ``eval/<m>/<a>/<t>``: the adversary's transform and the target's forward pass on every user's protected photos;
 - ``authorized/<m>/<t>``: the de-obfuscated photos through the target; ``eval/clean/<t>``: ranking only.
-- photo space: ``photos/<m>/<u>`` posts each protected probe photo (JPEG), measures its quality and has each
-  attacker detector find the face; the clean probes take the same path once.
+- photo space: ``photos/<m>/<u>``, paste-back, JPEG and whole-photo quality per protected probe; each method's
+  posted photos found once per attacker detector; the clean probes posted and embedded per target, found once.
 
 Costs are read on ``bench.perf.cost_clock``: on a CPU the CPU time of the process (all its threads), which the
 load of a shared machine does not inflate (with one thread, the wall time of an idle machine; with more, the
@@ -258,8 +258,8 @@ class Estimator:
         return cached["seconds_per_photo"]
 
     def photo_seconds(self, detector: str) -> dict[str, float]:
-        """Photo space: seconds per photo of posting it and of ``detector`` finding its face (real photos of the
-        data root)."""
+        """Photo space: seconds per photo to post it, to measure its quality and for ``detector`` to find its
+        face (``bench.photo_space.photo_costs`` on real photos of the data root)."""
         key = f"photo/{detector}/{self.suite.photo_jpeg_quality}/" + code_version(AttackerView)
         cached = self.cache.get(key)
         if cached is None or self.remeasure:
@@ -369,8 +369,9 @@ class Estimator:
                     photos += sum(len(v) for v in data.user_gallery.values())
                 cost.seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(
                     name, adversary)
-                if detectors and args["method"] not in detected:  # its posted photos, found once per detector
-                    detected.add(args["method"])
+                posted = frozenset(args["protect_keys"].values())  # a method's photos at one seed
+                if detectors and posted not in detected:  # found once per detector, in their first evaluation
+                    detected.add(posted)
                     cost.seconds += photos * detect_s
             elif kind == "photos":
                 cost.seconds += len(data.probe[args["user"]]) * (post_s + quality_s)

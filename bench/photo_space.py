@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.canvas import CANVAS_SIZE
+from bench.canvas import CANVAS_SIZE, from_uint8
 from bench.faces import make_detector, read_rgb
 from bench.metrics import UserOutcome
 from bench.photo import align_face, detect_faces, put_back
@@ -137,8 +137,9 @@ def with_missed(outcome: UserOutcome, found: int, missed: int) -> UserOutcome:
     return UserOutcome(outcome.user, total, psr)
 
 
-__all__ = ["AttackerView", "PhotoPair", "attacker_detector", "clean_posts", "publish_user", "published_photo",
-           "jpeg_bytes", "as_tensor", "decode", "with_missed", "DEFAULT_DETECTOR", "MIN_PROB", "MIN_OVERLAP"]
+def photo_tensor(rgb: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """An H x W x 3 uint8 photo as a 1 x 3 x H x W tensor in [0, 1] on ``device`` (what photo metrics take)."""
+    return from_uint8(torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]).to(device)
 
 
 def photo_costs(files: Sequence[Path], detector: str, quality: int, clock: Callable[[], float],
@@ -147,7 +148,6 @@ def photo_costs(files: Sequence[Path], detector: str, quality: int, clock: Calla
     ``post_s``, reading a photo, putting a change back into it and saving it as JPEG at ``quality``;
     ``quality_s``, the whole-photo quality metrics; ``detect_s``, decoding a posted photo and having ``detector``
     find and align its face."""
-    from bench.canvas import from_uint8
     from bench.metric_registry import METRICS
 
     view = AttackerView(detector, device)
@@ -167,12 +167,9 @@ def photo_costs(files: Sequence[Path], detector: str, quality: int, clock: Calla
         pairs.append((original, shown, jpeg_bytes(shown, quality)))
     posted = clock()
 
-    def tensor(rgb: np.ndarray) -> torch.Tensor:
-        return from_uint8(torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]).to(device)
-
     for original, shown, _ in pairs:
         for metric in METRICS.photo_quality():
-            metric.compute(tensor(shown), tensor(original))
+            metric.compute(photo_tensor(shown, device), photo_tensor(original, device))
     measured = clock()
     for _, _, data in pairs:
         faces = detect_faces(decode(data), view.detector, min_prob=MIN_PROB)
@@ -180,3 +177,7 @@ def photo_costs(files: Sequence[Path], detector: str, quality: int, clock: Calla
             align_face(decode(data), faces[0].landmarks)
     n = len(pairs)
     return {"post_s": (posted - start) / n, "quality_s": (measured - posted) / n, "detect_s": (clock() - measured) / n}
+
+
+__all__ = ["AttackerView", "PhotoPair", "attacker_detector", "clean_posts", "publish_user", "published_photo",
+           "jpeg_bytes", "as_tensor", "decode", "with_missed", "photo_costs", "photo_tensor", "DEFAULT_DETECTOR", "MIN_PROB", "MIN_OVERLAP"]

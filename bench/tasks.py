@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,6 +27,7 @@ from bench.photo_space import (
     as_tensor,
     attacker_detector,
     clean_posts,
+    photo_tensor,
     publish_user,
     with_missed,
 )
@@ -173,11 +173,9 @@ def publish_photos(ws: Workspace, method: str, user: str, protect_key: str, qual
     posted, pairs = publish_user(probes, ws.data.faces, ws.data.canvases,
                                  protected if protected.dtype == torch.uint8 else to_uint8(protected), quality)
 
-    def tensor(rgb):
-        return from_uint8(torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]).to(ws.device)
-
     def values_of(metric):
-        return torch.cat([metric.compute(tensor(p.published), tensor(p.original)).flatten() for p in pairs])
+        return torch.cat([metric.compute(photo_tensor(p.published, ws.device), photo_tensor(p.original, ws.device))
+                          .flatten() for p in pairs])
 
     rows = measured_rows(ws, METRICS.photo_quality(), values_of, {"method": method, "user": user})
     return TaskOutput({"photos": len(posted), "jpeg_quality": quality}, rows,
