@@ -32,13 +32,19 @@ def _spec(tmp_path, name: str, data: bytes) -> WeightSpec:
                       url="https://example.invalid/" + name)
 
 
-def test_weights_go_with_their_conversions_and_calibrations(tmp_path, monkeypatch):
+def _cached_weight(tmp_path, monkeypatch, name: str, converted: str) -> tuple[WeightSpec, Path]:
+    """A BENCH_HOME under tmp_path/cache holding ``name``'s verified weight file and one converted form."""
     monkeypatch.setenv("BENCH_HOME", str(tmp_path / "cache"))
-    spec = _spec(tmp_path, "model", b"weights")
-    folder = tmp_path / "cache" / "weights" / "model"
+    spec = _spec(tmp_path, name, b"weights")
+    folder = tmp_path / "cache" / "weights" / name
     folder.mkdir(parents=True)
-    (folder / "model.bin").write_bytes(b"weights")
-    (folder / f"{spec.sha256[:12]}-converted.pt").write_bytes(b"converted")
+    (folder / f"{name}.bin").write_bytes(b"weights")
+    (folder / f"{spec.sha256[:12]}-{converted}").write_bytes(b"converted")
+    return spec, folder
+
+
+def test_weights_go_with_their_conversions_and_calibrations(tmp_path, monkeypatch):
+    spec, folder = _cached_weight(tmp_path, monkeypatch, "model", "converted.pt")
     (folder / f"{spec.sha256[:12]}-half.pt.part").write_bytes(b"interrupted")  # an unfinished conversion
     (folder / "other.bin").write_bytes(b"not ours")
     (tmp_path / "cache" / "calibration" / "model").mkdir(parents=True)
@@ -137,12 +143,7 @@ def _fake_pip(requirements: list[str]):
 
 
 def _home_with(tmp_path, monkeypatch) -> list[WeightSpec]:
-    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "cache"))
-    spec = _spec(tmp_path, "sface", b"weights")
-    folder = tmp_path / "cache" / "weights" / "sface"
-    folder.mkdir(parents=True)
-    (folder / "sface.bin").write_bytes(b"weights")
-    (folder / f"{spec.sha256[:12]}-folded.onnx").write_bytes(b"converted")
+    spec, _ = _cached_weight(tmp_path, monkeypatch, "sface", "folded.onnx")
     for target in ("sface", "arcface-r100"):
         (tmp_path / "cache" / "calibration" / target).mkdir(parents=True)
         (tmp_path / "cache" / "calibration" / target / "abc.json").write_text("{}")
