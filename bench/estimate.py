@@ -17,8 +17,8 @@ idle wall time lies between CPU time / threads and CPU time); on a GPU the wall 
 time beside its wall time (``cpu_seconds``), which ``measured_kinds`` sums per kind to check an estimate.
 
 Rates are cached in ``$BENCH_HOME/perf/rates.json`` under a key of the machine (host, processor, torch, device,
-threads), each under a key of what was measured (name, config, code version, surrogates, batch); ``remeasure``
-replaces them (wall-clock rates on a GPU carry the load of the moment they were measured). Adversaries that adapt the recogniser (fine-tuning) are
+threads), each under a key of what was measured (name, config, code version, surrogates, batch; ``remeasure``: each
+once again, as GPU rates carry the load of their moment). Adversaries that adapt the recogniser (fine-tuning) are
 not priced (their training depends on the public photos); the plan says so.
 """
 
@@ -66,10 +66,12 @@ def machine_key(device: str, threads: int) -> str:
 
 
 class RateCache:
-    """Measured rates of one machine, device and thread count, kept as JSON in ``$BENCH_HOME/perf``."""
+    """Measured rates of one machine, device and thread count, kept as JSON in ``$BENCH_HOME/perf``; with
+    ``remeasure``, a stored rate is read back only once this process has measured it again."""
 
-    def __init__(self, device: str, threads: int, path: Path | None = None):
+    def __init__(self, device: str, threads: int, path: Path | None = None, remeasure: bool = False):
         self.path = path or bench_home() / "perf" / "rates.json"
+        self.remeasure, self.measured = remeasure, set()
         self.machine = machine_key(device, threads)
         self.description = {"host": platform.node(), "device": device, "threads": threads, "torch": torch.__version__}
         try:
@@ -79,9 +81,10 @@ class RateCache:
         self.entries: dict[str, Any] = self.all.setdefault(self.machine, {"machine": self.description})
 
     def get(self, key: str) -> Any:
-        return self.entries.get(key)
+        return None if self.remeasure and key not in self.measured else self.entries.get(key)
 
     def put(self, key: str, value: Any) -> None:
+        self.measured.add(key)
         self.entries[key] = {**value, "measured": time.strftime("%Y-%m-%d %H:%M")}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".part")
@@ -102,6 +105,8 @@ class Linear:
 
 
 def _linear(times: dict[int, float], batch: int) -> Linear:
+    if len(times) == 1:  # no effort knob: one timing, b = 0
+        return Linear(*times.values(), 0.0, batch)
     (k1, t1), (k2, t2) = sorted(times.items())
     b = max(0.0, (t2 - t1) / (k2 - k1))
     return Linear(max(0.0, t1 - b * k1), b, batch)
@@ -117,10 +122,6 @@ def time_method(method_factory, surrogates: list[Any], fit_photos: torch.Tensor,
         method = method_factory({effort: k} if effort else {})
         fit_s, protect_s = time_calls(method, surrogates, fit_photos, probes, clock=cost_clock(fit_photos.device))
         times[k] = (fit_s, protect_s)
-    if not effort:
-        k = runs[0]
-        return {"fit": asdict(Linear(times[k][0], 0.0, len(fit_photos))),
-                "protect": asdict(Linear(times[k][1], 0.0, len(probes)))}
     return {"fit": asdict(_linear({k: t[0] for k, t in times.items()}, len(fit_photos))),
             "protect": asdict(_linear({k: t[1] for k, t in times.items()}, len(probes)))}
 
@@ -173,9 +174,9 @@ class Estimator:
     """Prices a suite's tasks on this machine; measures what the cache lacks (with progress)."""
 
     def __init__(self, suite: Suite, root: Path, device: str, threads: int, reporter: Reporter,
-                 batch: int = 4, remeasure: bool = False, cache: RateCache | None = None):
+                 batch: int = 4, cache: RateCache | None = None):
         self.suite, self.root, self.device, self.threads = suite, Path(root), device, threads
-        self.reporter, self.batch, self.remeasure = reporter, batch, remeasure
+        self.reporter, self.batch = reporter, batch
         self.cache = cache or RateCache(device, threads)
         self.unavailable: dict[str, str] = {}
         self._targets: dict[str, Any] = {}
@@ -211,7 +212,7 @@ class Estimator:
         cls = TARGETS.entry(name).cls
         key = f"target/{name}/{code_version(cls)}"
         cached = self.cache.get(key)
-        if cached is None or self.remeasure:
+        if cached is None:
             target = self.target(name)
             if target is None:
                 return None
@@ -227,7 +228,7 @@ class Estimator:
         overrides = dict(self.suite.method_overrides.get(name, {}))
         key = "method/" + name + "/" + content_key(asdict(method.config), code_version(method), surrogates, self.batch)
         cached = self.cache.get(key)
-        if cached is None or self.remeasure:
+        if cached is None:
             team = [self.target(s) for s in surrogates]
             if any(t is None for t in team):
                 raise ValueError(f"surrogates {surrogates}: some are unavailable ({self.unavailable})")
@@ -248,7 +249,7 @@ class Estimator:
 
         key = "quality/" + content_key(sorted(m.row for m in METRICS.quality()), self.batch)
         cached = self.cache.get(key)
-        if cached is None or self.remeasure:
+        if cached is None:
             clean = self.photos()[0]
             shown = (clean + 0.01 * torch.randn_like(clean)).clamp(0, 1)
             probe = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
@@ -262,7 +263,7 @@ class Estimator:
         face (``bench.photo_space.photo_costs`` on real photos of the data root)."""
         key = f"photo/{detector}/{self.suite.photo_jpeg_quality}/" + code_version(AttackerView)
         cached = self.cache.get(key)
-        if cached is None or self.remeasure:
+        if cached is None:
             files = sorted(self.root.rglob("*.jpg"))[: 2 * self.batch]
             costs = [photo_costs(files, detector, self.suite.photo_jpeg_quality, cost_clock(self.device), self.device)
                      for _ in range(2)]  # the first call loads the detector
@@ -273,7 +274,7 @@ class Estimator:
     def adversary_seconds_per_photo(self, name: str, adversary: Any) -> float:
         key = f"adversary/{name}/" + content_key(asdict(adversary.config), code_version(adversary))
         cached = self.cache.get(key)
-        if cached is None or self.remeasure:
+        if cached is None:
             photos = torch.cat(self.photos())
             cached = {"seconds_per_photo": self._seconds(lambda: adversary.apply(photos)) / len(photos)}
             self.cache.put(key, cached)

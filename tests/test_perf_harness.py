@@ -152,6 +152,17 @@ def test_dry_run_prices_the_plan_from_cached_rates(tmp_path):
     assert estimate.methods["pgd"]["users"] == 2 and estimate.notes == []
 
 
+def test_remeasure_measures_each_rate_again_once_per_run(tmp_path):
+    path = tmp_path / "rates.json"
+    RateCache("cpu", 1, path=path).put("target/sface", {"forward_ips": 10.0})
+    cache = RateCache("cpu", 1, path=path, remeasure=True)
+    assert cache.get("target/sface") is None  # the stored rate is not read back
+    cache.put("target/sface", {"forward_ips": 12.0})
+    # every later task asking for it in this run reads the new rate instead of timing it again
+    assert cache.get("target/sface")["forward_ips"] == 12.0
+    assert RateCache("cpu", 1, path=path).get("target/sface")["forward_ips"] == 12.0
+
+
 def test_bench_run_dry_run_prints_tasks_and_time_per_kind(fresh_home, capsys):
     from bench.cli import main
 

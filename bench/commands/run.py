@@ -258,14 +258,15 @@ def make_executor(name: str, address: str | None, suite):
 
 def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
     """Plan the suite on file lists and price it from rates measured on this machine (bench/estimate.py)."""
-    from bench.estimate import Estimator, KindCost
+    from bench.estimate import Estimator, KindCost, RateCache
 
     try:
         device, threads = device_and_threads(args)
         torch.set_num_threads(threads)
         root, how = resolve_data_root(args.data_root)
         console.print(f"data: {root} ({how}); pricing on {device}, {threads} thread(s)")
-        estimator = Estimator(suite, root, device, threads, reporter, remeasure=args.remeasure)
+        estimator = Estimator(suite, root, device, threads, reporter,
+                              cache=RateCache(device, threads, remeasure=args.remeasure))
         with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
             estimate = estimator.estimate()
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError) as exc:
