@@ -365,9 +365,10 @@ class Estimator:
                 adversary = adversaries[name]
                 if adversary.kind == "adaptation":
                     notes.append(f"{name} adapts the recogniser: its training is not priced")
-                photos = sum(len(v) for v in data.probe.values())
+                protected = args["protect_keys"]  # the users the method protects (Suite.method_users)
+                photos = sum(len(data.probe[u]) for u in protected)
                 if gallery_scenario:
-                    photos += sum(len(v) for v in data.user_gallery.values())
+                    photos += sum(len(data.user_gallery[u]) for u in protected)
                 cost.seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(
                     name, adversary)
                 posted = frozenset(args["protect_keys"].values())  # a method's photos at one seed
@@ -381,7 +382,7 @@ class Estimator:
                 cost.seconds += probes * (post_s + (0.0 if clean_posted else detect_s)) + forward(args["target"], probes)
                 clean_posted = True
             elif kind == "authorized":
-                cost.seconds += forward(args["target"], sum(len(v) for v in data.probe.values()))
+                cost.seconds += forward(args["target"], sum(len(data.probe[u]) for u in args["protect_keys"]))
         total = sum(k.seconds for k in kinds.values())
         for entry in per_method.values():
             entry["fit_s_per_user"] = entry.pop("fit_s") / max(1, entry["users"])

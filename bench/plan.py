@@ -141,9 +141,11 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
                      unseen_targets=[t.name for t in plugins.targets if not t.white_box])
         if m.needs:
             entry["needs"] = dict(m.needs)
+        # a method too costly for the machine protects the first N users only (Suite.method_users)
+        users = data.users[: suite.method_users.get(m.name, len(data.users))]
         for seed in suite.seeds:
             protect_keys = entry["protect"].setdefault(str(seed), {})
-            for user in data.users:
+            for user in users:
                 gallery = data.user_gallery[user] if "gallery" in scenarios else []
                 key = content_key("protect", m.name, m.config, m.code, plugins.surrogates, data.fit[user],
                                   data.probe[user], gallery, seed, suite.quantize, asdict(suite.split), scenarios,

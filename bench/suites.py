@@ -45,6 +45,9 @@ class Suite:
     # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey).
     scenarios: tuple[str, ...] = ("probe",)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Methods too costly for the run's machine protect only the first N of the run's users (the leaderboard's
+    # entry counts them, and the generated method table says so on the method's row).
+    method_users: dict[str, int] = field(default_factory=dict)
     adversary_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     quantize: bool = True  # protected photos are published as 8-bit images
     # How probe-scenario queries are scored (bench.metrics.probe_outcome): "templates", one template per gallery
@@ -84,6 +87,11 @@ class Suite:
             if self.gallery_identities < self.users:  # the gallery holds the users and distractors
                 raise UsageError(f"{where}users={self.users} exceeds gallery_identities={self.gallery_identities}; "
                                  f"allowed: users <= gallery_identities (raise --gallery-identities or lower --users)")
+        for name, count in self.method_users.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1 or (
+                    self.users != "all" and count > self.users):
+                raise UsageError(f"{where}method_users[{name!r}]={count!r}; allowed: a whole number from 1 to "
+                                 f"the suite's users ({self.users})")
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
             raise UsageError(f"{where}seeds={self.seeds!r}; allowed: one or more whole numbers")
         for field_name in ("methods", "targets", "surrogates", "adversaries"):
@@ -99,6 +107,10 @@ class Suite:
 
 # The methods the benchmark started with: personalised masks and per-image cloaks.
 SEED_METHODS = ("chameleon", "opom-class-center", "uap", "facecloak", "pgd", "fawkes-low", "lowkey")
+
+# The methods suite's costly methods and how many of its users they protect, from its dry-run price on a 2-core
+# CPU (docs/methods.md gives the figures).
+METHODS_SUITE_REDUCED: dict[str, int] = {}
 
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
@@ -130,6 +142,23 @@ SUITES: dict[str, Suite] = {
         gallery_identities=50,
         white_box=True,
         split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
+    ),
+    "methods": Suite(
+        name="methods",
+        description="the method table (docs/methods.md): every registered method at its defaults on the same 10 "
+                    "users (20 photos: 4 gallery / 6 probe / 10 fit), a 50-identity gallery; the 2 surrogates "
+                    "white-box and 3 unseen targets; no adversary, JPEG-75 and mask estimation. The methods too "
+                    "costly for a CPU protect fewer of the users (method_users; their rows say so). CPU hours: "
+                    "price it with `bench run --suite methods --dry-run`",
+        methods=("*",),
+        targets=("sface", "dlib-resnet", "faceres", "mobileface", "arcface-mbf"),
+        surrogates=("sface", "dlib-resnet"),
+        adversaries=("none", "jpeg-75", "mask-estimation"),
+        users=10,
+        gallery_identities=50,
+        white_box=True,
+        split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
+        method_users=METHODS_SUITE_REDUCED,
     ),
     "adaptive": Suite(
         name="adaptive",

@@ -225,8 +225,9 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
 
     # What the adversary makes of each user's photos (one user at a time: an estimating adversary looks at all of
     # a user's photos together), then one embedding pass over everyone's.
-    parts = [(scenario, user) for user in ws.data.users for scenario in ("probe", "gallery")
-             if scenario in ws.scenarios]
+    # the users the method protected: all of the run's, or the first N of a costly method (Suite.method_users)
+    users = [u for u in ws.data.users if u in protect_keys]
+    parts = [(scenario, user) for user in users for scenario in ("probe", "gallery") if scenario in ws.scenarios]
     missed: dict[str, int] = {}
     with torch.no_grad():
         if photo_keys is not None:  # photo space: probe scenario only (bench.suites.Suite)
@@ -237,7 +238,7 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
                                                                         for i in range(len(posted))])
                 seen.append(adv.apply(crops) if len(crops) else crops)
         else:
-            arts = {user: ws.load_artifact(protect_keys[user]) for user in ws.data.users}
+            arts = {user: ws.load_artifact(protect_keys[user]) for user in users}
             seen = [adv.apply(from_uint8(arts[user]["protected" if scenario == "probe" else "protected_gallery"])
                               .to(ws.device)) for scenario, user in parts]
         found = torch.cat(seen) if seen else None
@@ -289,7 +290,7 @@ def key_holder(ws: Workspace, method: str, target: str, clean_key: str, protect_
     clean_emb = ws.load_artifact(clean_key)
     templates, names = identity_templates(clean_emb["gallery"].to(ws.device), ws.data.gallery()[1])
     rows = []
-    for user in ws.data.users:
+    for user in protect_keys:
         art = ws.load_artifact(protect_keys[user])
         if "deobfuscated" not in art:
             raise ValueError(f"{method} declares that its protectors hold a key (Method.holds_key), but the one "

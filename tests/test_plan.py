@@ -219,3 +219,20 @@ def test_data_changes_rekey_clean_tasks(field):
         assert keys(graph)["clean/rec1"] != keys(base)["clean/rec1"]
     else:
         assert keys(plan_run(suite(), other, plugins()))["clean/rec1"] != keys(base)["clean/rec1"]
+
+
+def test_a_reduced_method_protects_the_first_users_only():
+    """Suite.method_users: a costly method protects the first N users; its protect keys are those it would have
+    had unreduced, the other methods are untouched, and its evaluations cover its users only."""
+    base = plan_run(suite(), data(), plugins())
+    graph = plan_run(suite(method_users={"cloak": 1}), data(), plugins())
+    protected = graph.meta["methods"]["cloak"]["protect"]["0"]
+    assert list(protected) == ["ann"] and protected["ann"] == keys(base)["protect/cloak/ann/0"]
+    before, after = keys(base), keys(graph)
+    assert set(before) - set(after) == {"protect/cloak/bob/0"}
+    assert {label for label in after if after[label] != before[label]} == {
+        f"eval/cloak/{a}/{t}" for a in ("identity", "blur") for t in ("rec1", "rec2")}
+    evals = [t for t in graph.tasks if t.label.startswith("eval/cloak/")]
+    assert all(t.args["protect_keys"] == {"ann": protected["ann"]} for t in evals)
+    with pytest.raises(ValueError, match="method_users"):
+        suite(method_users={"cloak": 5})

@@ -4,18 +4,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from bench import leaderboard, report
+from bench import leaderboard, method_table, report
 
 
 def run(args) -> int:
     try:
         if args.publish:
             written = leaderboard.publish(args.run_dirs, args.publish, args.readme)
+            if args.method_table:
+                written.append(method_table.write(Path(args.publish), Path(args.method_table)))
             print(f"published {len(written)} files to {args.publish}")
             return 0
-        if args.readme:
-            raise ValueError("--readme goes with --publish: the README shows the published leaderboard")
+        if args.readme or args.method_table:
+            raise ValueError("--readme and --method-table go with --publish: they show the published leaderboard")
         if len(args.run_dirs) > 1:
             raise ValueError("several run folders are merged only when published: add --publish DIR")
         paths = leaderboard.write(args.run_dirs[0], tuple(f for f in args.format if f != "html"))
@@ -45,4 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--readme", metavar="FILE",
                    help="with --publish: also write the published Markdown leaderboard (table, notes, generated "
                         "reading) into FILE between <!-- results:begin --> and <!-- results:end -->")
+    p.add_argument("--method-table", metavar="FILE",
+                   help="with --publish: also write the method table (bench/method_table.py) of the published run "
+                        "into FILE between <!-- method-table:begin --> and <!-- method-table:end -->, e.g. "
+                        "docs/methods.md")
     p.set_defaults(func=run)
