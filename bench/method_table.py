@@ -25,6 +25,8 @@ COMMANDS = ("bench run --suite methods --threads 1 --out runs/methods",
             f"bench leaderboard runs/methods --publish {PUBLISHED.as_posix()}/ --method-table {DOC.as_posix()}")
 # the measures of a row, in the registry's formats
 SHOWN = ("ssim", "lpips", "linf", "fit_s", "protect_ms_per_photo")
+HEAD = ["method", "kind", "users", "PSR@1 worst [95% CI]", "PSR@1 white-box, no adversary", "PSR@1 worst unseen",
+        *(METRICS.get(m).label for m in SHOWN), "reduced"]
 
 
 def pending() -> str:
@@ -56,7 +58,7 @@ def _row(entry: dict[str, Any], white_box: list[str], run_users: int) -> str:
     status = "" if entry["status"] == "ok" else f" ({entry['status']})"
     if entry["status"] == "unavailable":
         return f"| {entry['method']}{status} | {entry.get('kind') or ''} | unavailable: {entry.get('reason')} |" + \
-            " |" * (6 + len(SHOWN))
+            " |" * (len(HEAD) - 3)
     interval = entry.get("psr_top1_worst_ci")
     worst = percent(entry.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]"
                                                  if interval else "")
@@ -75,8 +77,6 @@ def render(board: dict[str, Any]) -> str:
     unseen = [t for t in board["targets"] if t not in white_box]
     revisions = sorted({i.get("git_revision") or "unknown" for i in run.get("invocations") or []} or
                        {(run.get("environment") or {}).get("git_revision") or "unknown"})
-    head = ["method", "kind", "users", "PSR@1 worst [95% CI]", "PSR@1 white-box, no adversary",
-            "PSR@1 worst unseen", *(METRICS.get(m).label for m in SHOWN), "reduced"]
     lines = [f"Run: suite `{run.get('suite')}`, {users} users, surrogates {', '.join(run.get('surrogates') or [])} "
              f"(white-box: {', '.join(white_box) or 'none'}), unseen targets {', '.join(unseen) or 'none'}, "
              f"adversaries {', '.join(board['adversaries'])}; code {', '.join(r[:12] for r in revisions)}, "
@@ -84,7 +84,7 @@ def render(board: dict[str, Any]) -> str:
              "target x adversary with its 95% bootstrap interval over users; the lowest over the white-box "
              "targets with no adversary; the worst over the unseen targets. `reduced`: what the row measured "
              "less than the run (fewer users, a changed config).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += [_row(e, white_box, users) for e in board["entries"] if e["scenario"] == "probe"]
     return "\n".join(lines) + "\n"
 

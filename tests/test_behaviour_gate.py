@@ -73,7 +73,7 @@ def gate_board(tmp_path_factory, request) -> dict[str, Any]:
                 for key, value in overrides.items()]
     args = ["run", "--suite", "smoke", "--data-root", str(embedded_data_root()), "--out", str(out),
             "--users", str(USERS), "--gallery-identities", str(GALLERY), "--methods", ",".join(methods),
-            "--targets", TARGET, "--surrogates", TARGET, "--adversaries", ADVERSARY, "--threads", "2"]
+            "--targets", TARGET, "--surrogates", TARGET, "--adversaries", ADVERSARY, "--threads", "1"]
     for setting in settings:
         args += ["--set", setting]
     assert main(args) == 0, "the gate's run failed: see the output above"

@@ -82,3 +82,14 @@ def test_the_equality_check_fails_in_either_state(tiny_run, tmp_path):
 def test_method_table_needs_publish(tiny_run, capsys):
     assert main(["leaderboard", str(tiny_run), "--method-table", "docs/methods.md"]) == 2
     assert "--method-table go with --publish" in capsys.readouterr().err
+
+
+def test_every_row_has_the_header_s_cells(tiny_run):
+    """Measured, failed and unavailable rows alike (an unavailable method is one cell with its reason)."""
+    from bench.leaderboard import build_runs
+
+    board = build_runs([tiny_run])
+    board["entries"].append({"method": "never-ran", "kind": "per-image", "scenario": "probe", "status": "unavailable",
+                             "reason": "no weights here"})
+    lines = [line for line in method_table.render(board).splitlines() if line.startswith("| ")]
+    assert {line.count("|") for line in lines} == {len(method_table.HEAD) + 1} and "unavailable: no weights here" in lines[-1]
