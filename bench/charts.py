@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from bench.formatting import finite, number, percent
-from bench.report_data import is_ok, psr_cell, top1, white_box
+from bench.report_data import HEADLINE, is_ok, psr_cell, psr_value, white_box
 
 # Tableau-10: distinguishable categorical colours (method kinds, adversaries).
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
@@ -161,9 +161,9 @@ def tradeoff_chart(board: dict) -> tuple[str, str]:
     entries = [e for e in board["entries"] if is_ok(e)]
     use_lpips = any(finite(e.get("lpips")) is not None for e in entries)
     metric = "lpips" if use_lpips else "ssim"
-    plotted = [e for e in entries if finite(e.get(metric)) is not None and finite(e.get("psr_top1_worst")) is not None]
+    plotted = [e for e in entries if finite(e.get(metric)) is not None and finite(e.get(HEADLINE.worst_field)) is not None]
     xs = [finite(e[metric]) if use_lpips else 1 - finite(e[metric]) for e in plotted]
-    ys = [finite(e["psr_top1_worst"]) for e in plotted]
+    ys = [finite(e[HEADLINE.worst_field]) for e in plotted]
     missing = [e["label"] for e in entries if e not in plotted]
     note = f"Not plotted (no {metric.upper()} or PSR): {', '.join(missing)}." if missing else ""
     with matplotlib.rc_context(STYLE):
@@ -189,7 +189,7 @@ def tradeoff_chart(board: dict) -> tuple[str, str]:
                               markeredgewidth=0.8, zorder=3)
             mark.set_gid(gid)
             tips[gid] = (f"{e['label']}: {metric.upper()} {number(e.get(metric), '.3f')}, PSR@1 worst "
-                         f"{percent(y, suffix='%')}, mean {percent(e.get('psr_top1_mean'), suffix='%')}")
+                         f"{percent(y, suffix='%')}, mean {percent(e.get(HEADLINE.mean_field), suffix='%')}")
         front = pareto_front(list(zip(xs, ys, strict=True)))
         ax.plot([xs[i] for i in front], [ys[i] for i in front], color="#9ca3af", linestyle="--", linewidth=1, zorder=1)
         # one label per method, at its best scenario; a thin line joins a method's scenarios (same photos, same x)
@@ -267,13 +267,13 @@ def heatmap_chart(board: dict) -> str:
             for r, e in enumerate(entries):
                 for c, target in enumerate(targets):
                     cell = psr_cell(e, target, adversary)
-                    v = finite(cell.get("top1"))
+                    v = finite(cell.get(HEADLINE.name))
                     rect = Rectangle((c, r), 0.96, 0.94, facecolor="#f3f4f6" if v is None else PSR_CMAP(norm(v)))
                     gid = f"c{a}-{r}-{c}"
                     rect.set_gid(gid)
                     ax.add_patch(rect)
                     tip = f"{e['label']} | {target} | {adversary}: PSR@1 {percent(v, suffix='%')}"
-                    ci = cell.get("top1_ci")
+                    ci = cell.get(f"{HEADLINE.name}_ci")
                     if isinstance(ci, list) and len(ci) == 2:
                         tip += f" (95% CI {percent(ci[0], suffix='%')} to {percent(ci[1], suffix='%')})"
                     if finite(cell.get("top5")) is not None:
@@ -319,7 +319,7 @@ def adversary_chart(board: dict) -> str:
         bar_h, tips = 0.8 / len(adversaries), {}
         for r, e in enumerate(entries):
             for a, adversary in enumerate(adversaries):
-                values = {t: top1(e, t, adversary) for t in targets}
+                values = {t: psr_value(e, t, adversary) for t in targets}
                 known = [v for v in values.values() if v is not None]
                 y = r - 0.4 + (a + 0.5) * bar_h
                 if not known:

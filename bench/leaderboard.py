@@ -1,13 +1,14 @@
 """The leaderboard of a run store: a dict written as leaderboard.json (the source of every other view), plus its
 CSV and Markdown tables (laid out in ``bench.tables``) and the published copy.
 
-One entry per method and scenario. PSR per target and adversary (top-1 and top-5, with 95% bootstrap intervals
-over users; verification PSR when the target is calibrated), the worst case over every target x adversary cell
-(the primary score: a protection is as good as the recogniser that beats it), and every per-user measure that
-``bench.metric_registry.METRICS`` declares (image quality on the face box, budget, cost, counts), aggregated over
-users as declared there. Each entry keeps its per-user top-1 PSR per cell (``per_user_top1``), from which
-``bench.ranking`` gives the primary score's interval and ranks with ties (methods no paired bootstrap over the
-same users tells apart share a rank). Results are generated, never edited by hand.
+One entry per method and scenario. Every PSR measure ``bench.metric_registry.METRICS`` declares, per target and
+adversary (top-1 and top-5, with 95% bootstrap intervals over users; verification PSR when the target is
+calibrated), the worst case of the headline measure over every target x adversary cell (the primary score: a
+protection is as good as the recogniser that beats it), and every per-user measure the registry declares (image
+quality on the face box, budget, cost, counts), aggregated over users as declared there. Each entry keeps its
+per-user headline PSR per cell (``per_user_top1``), from which ``bench.ranking`` gives the primary score's
+interval and ranks with ties (methods no paired bootstrap over the same users tells apart share a rank). Results
+are generated, never edited by hand.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.metric_registry import Metric
+from bench.metric_registry import METRICS, Metric
 from bench.metrics import summarise
 from bench.ranking import rank_entries, stability
 from bench.registry import METHODS, UnknownNameError
@@ -142,7 +143,8 @@ def build(store: RunStore) -> dict[str, Any]:
             # the key holder un-masks the user's published (query) photos: a probe-scenario measure
             scored["authorized_accuracy"] = ({t: _mean(pd.Series(v, dtype=float)) for t, v in
                                               authorized.items() if v} or None) if scenario == "probe" else None
-            scored.update(robustness_fields(scored["psr"], plan.get("adversary_kinds", {}), m.get("unseen_targets", [])),
+            scored.update(robustness_fields(scored["psr"], plan.get("adversary_kinds", {}), m.get("unseen_targets", []),
+                                            METRICS.headline().name),
                           surrogates=m.get("surrogates"), adapt_s=adaptation_seconds(eval_rows) or None)
             entries.append(scored)
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
@@ -151,8 +153,8 @@ def build(store: RunStore) -> dict[str, Any]:
     for tname, key in plan.get("clean_eval", {}).items():
         if store.is_done(key):
             rows = _frame(store.rows([key]))
-            clean[tname] = {"top1_accuracy": 1 - _mean(_values(rows, "psr_top1")),
-                            "top5_accuracy": 1 - _mean(_values(rows, "psr_top5"))}
+            clean[tname] = {f"{p.name}_accuracy": 1 - _mean(_values(rows, p.row)) for p in METRICS.psr()
+                            if p.clean_accuracy}
             if (rows["metric"] == "missed").any():  # photo space: clean photos the attacker found no face in
                 clean[tname]["missed"] = int(_values(rows, "missed").sum())
     return {
@@ -218,9 +220,10 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
     for board in boards:
         for target, acc in board["clean"].items():
             known = clean.setdefault(target, acc)
-            if abs(known["top1_accuracy"] - acc["top1_accuracy"]) > 1e-9:
-                raise ValueError(f"clean accuracy on {target} differs between the runs ({known['top1_accuracy']:.4f} "
-                                 f"vs {acc['top1_accuracy']:.4f}): they did not judge the same photos the same way")
+            key = f"{METRICS.headline().name}_accuracy"
+            if abs(known[key] - acc[key]) > 1e-9:
+                raise ValueError(f"clean accuracy on {target} differs between the runs ({known[key]:.4f} "
+                                 f"vs {acc[key]:.4f}): they did not judge the same photos the same way")
     run = {**first["run"], "suite": "+".join(dict.fromkeys(b["run"]["suite"] for b in boards)),
            "source": [b["run"]["source"] for b in boards]}
     return {**first, "run": run, "entries": entries, "clean": clean, "stability": stability(entries)}
@@ -228,30 +231,34 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.DataFrame | None],
                     scenario: str) -> dict[str, Any]:
-    """Fill one method's entry for one scenario: PSR cells with intervals and the worst case."""
+    """Fill one method's entry for one scenario: the declared PSR measures' cells with intervals, and the
+    headline's per-user values, worst case and mean."""
+    headline = METRICS.headline()
+    declared = sorted(METRICS.psr(), key=lambda p: p.row)  # cells list their measures by name
     cells = []
     for (aname, tname), rows in eval_rows.items():
         if rows is None:
             entry["psr"].setdefault(tname, {})[aname] = {"status": "failed"}
             continue
-        mine = rows[(rows["scenario"] == scenario) & rows["metric"].str.startswith("psr_")]
+        mine = rows[rows["scenario"] == scenario]
         cell: dict[str, Any] = {}
-        for metric, values in mine.groupby("metric")["value"]:  # sorted by name
-            s = summarise(values.tolist())
-            name = metric[len("psr_"):]
-            cell[name], cell[f"{name}_ci"] = s["mean"], s["ci"]
-        missed = rows.loc[(rows["scenario"] == scenario) & (rows["metric"] == "missed"), "value"]
+        for measure in declared:
+            values = _values(mine, measure.row)
+            if not values.empty:
+                s = summarise(values.tolist())
+                cell[measure.name], cell[f"{measure.name}_ci"] = s["mean"], s["ci"]
+        missed = _values(mine, "missed")
         if not missed.empty:  # photo space: photos the attacker's detector found no face in (counted protected)
             cell["missed"] = int(missed.sum())
         entry["psr"].setdefault(tname, {})[aname] = cell
-        if "top1" in cell:
-            cells.append(cell["top1"])
+        if headline.name in cell:
+            cells.append(cell[headline.name])
             # per user (mean over seeds): what paired comparisons and tied ranks resample (bench.ranking)
-            top1 = mine[mine["metric"] == "psr_top1"].groupby("user")["value"].mean()
-            entry.setdefault("per_user_top1", {})[f"{tname}|{aname}"] = {
-                str(u): round(float(v), 6) for u, v in top1.items()}
-    entry["psr_top1_worst"] = min(cells) if cells else None
-    entry["psr_top1_mean"] = _mean(pd.Series(cells, dtype=float))
+            per_user = mine[mine["metric"] == headline.row].groupby("user")["value"].mean()
+            entry.setdefault(headline.per_user_field, {})[f"{tname}|{aname}"] = {
+                str(u): round(float(v), 6) for u, v in per_user.items()}
+    entry[headline.worst_field] = min(cells) if cells else None
+    entry[headline.mean_field] = _mean(pd.Series(cells, dtype=float))
     return entry
 
 

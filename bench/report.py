@@ -21,7 +21,7 @@ from PIL import Image
 from bench.charts import adversary_chart, heatmap_chart, tradeoff_chart
 from bench.formatting import NA, number, percent
 from bench.metric_registry import METRICS
-from bench.report_data import get, is_ok, load_board, load_examples, normalise
+from bench.report_data import HEADLINE, get, is_ok, load_board, load_examples, normalise
 from bench.report_table import leaderboard_table
 from bench.tables import stability_notes, white_box_text
 
@@ -68,7 +68,7 @@ def gallery(board: dict, examples: dict[str, tuple[np.ndarray, np.ndarray]]) -> 
                 f'<figure><img src="{_png_uri(mask)}" alt="mask x{gain:.1f}"><figcaption>mask \u00d7{gain:.1f} '
                 f'(L\u221e {linf}/255)</figcaption></figure></div>')
         quality = " \u00b7 ".join([*(f"{m.label} {number(e.get(m.entry), m.fmt)}" for m in METRICS.quality()),
-                                    f"PSR@1 worst {percent(e.get('psr_top1_worst'), suffix='%')}"])
+                                    f"{HEADLINE.label} worst {percent(e.get(HEADLINE.worst_field), suffix='%')}"])
         cards.append(f'<div class="card"><h3>{_esc(method)} <span class="kind">{_esc(e.get("kind") or "")}</span>'
                      f'</h3><p class="small">{_esc(quality)}</p>{"".join(rows)}</div>')
     return f'<div class="gallery">{"".join(cards)}</div>'
@@ -160,7 +160,7 @@ def _clean_accuracy(board: dict) -> str:
     clean = board.get("clean")
     if not isinstance(clean, dict) or not clean:
         return ""
-    rows = "".join(f"<tr><td>{_esc(t)}</td><td>{percent(get(v, 'top1_accuracy'), suffix='%')}</td>"
+    rows = "".join(f"<tr><td>{_esc(t)}</td><td>{percent(get(v, f'{HEADLINE.name}_accuracy'), suffix='%')}</td>"
                    f"<td>{percent(get(v, 'top5_accuracy'), suffix='%')}</td></tr>" for t, v in clean.items())
     return ('<h3>Clean photos (no protection)</h3><table class="clean"><thead><tr><th>target</th>'
             f"<th>top-1 accuracy</th><th>top-5 accuracy</th></tr></thead><tbody>{rows}</tbody></table>")
@@ -186,7 +186,7 @@ def render_html(board: dict, examples: dict[str, tuple[np.ndarray, np.ndarray]] 
     title = f"cloakbench report: {run.get('suite') or 'run'}"
     ok = [e for e in board["entries"] if is_ok(e)]
     tradeoff, tradeoff_note = tradeoff_chart(board)
-    primary = run.get("primary_score") or "psr_top1_worst"
+    primary = run.get("primary_score") or HEADLINE.worst_field
     meta = " \u00b7 ".join(x for x in [f"suite {run.get('suite') or NA}", f"created {run.get('created') or NA}",
                                        f"{len(board['entries'])} methods ({len(ok)} ok)",
                                        f"{len(board.get('targets') or [])} targets",

@@ -16,8 +16,9 @@ ADAPTIVE_KINDS = ("estimation", "adaptation")
 
 
 def robustness_fields(psr: dict[str, dict[str, dict]], kinds: dict[str, str], unseen_targets: list[str],
-                      metric: str = "top1") -> dict[str, Any]:
-    """``psr``: target -> adversary -> cell (``cell[metric]`` a PSR in [0, 1]); ``kinds``: adversary -> kind."""
+                      metric: str) -> dict[str, Any]:
+    """``psr``: target -> adversary -> cell (``cell[metric]`` a PSR in [0, 1], ``metric`` a declared PSR measure's
+    name); ``kinds``: adversary -> kind."""
     cells = [(t, a, cell[metric]) for t, per in psr.items() for a, cell in per.items()
              if isinstance(cell, dict) and cell.get(metric) is not None]
 
