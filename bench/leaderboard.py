@@ -1,5 +1,5 @@
 """The leaderboard of a run store: a dict written as leaderboard.json (the source of every other view), plus its
-CSV and Markdown tables (laid out in ``bench.tables``) and the published copy.
+CSV and Markdown tables (laid out in ``bench.tables``); ``bench.publish`` writes the published copy.
 
 One entry per method and scenario. Every PSR measure ``bench.metric_registry.METRICS`` declares, per target and
 adversary (top-1 and top-5, with 95% bootstrap intervals over users; verification PSR when the target is
@@ -26,6 +26,7 @@ from bench.ranking import rank_entries, stability
 from bench.registry import METHODS, UnknownNameError
 from bench.robustness import adaptation_seconds, robustness_fields
 from bench.store import RunStore
+from bench.submissions import is_submitted
 from bench.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
 
 # Suite fields that must agree for runs to share one leaderboard (with the users, data, surrogates, targets and
@@ -171,10 +172,20 @@ def build(store: RunStore) -> dict[str, Any]:
     }
 
 
+def published_board(folder: str | Path) -> dict[str, Any]:
+    """A published folder's leaderboard, as its runs made it (submitted entries are merged in again on publish)."""
+    board = json.loads((Path(folder) / FILES["json"][0]).read_text())
+    return {**board, "entries": [e for e in board["entries"] if not is_submitted(e)]}
+
+
 def build_runs(run_dirs: list[str | Path]) -> dict[str, Any]:
-    """The leaderboard of one run, or of several runs of the same protocol merged (``merge``)."""
+    """The leaderboard of one run, or of several runs of the same protocol merged (``merge``). A folder with a
+    leaderboard.json and no store (a published folder) gives the board it holds: its views are regenerated."""
     boards = []
     for run_dir in run_dirs:
+        if not (Path(run_dir) / "store.sqlite").exists() and (Path(run_dir) / FILES["json"][0]).is_file():
+            boards.append(published_board(run_dir))
+            continue
         store = RunStore.open_existing(run_dir)
         try:
             boards.append(build(store))
@@ -288,51 +299,3 @@ def write_board(board: dict[str, Any], run_dir: str | Path, formats: tuple[str, 
 def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md")) -> dict[str, Path]:
     """Build the leaderboard of one run folder from its store and write its files (``write_board``)."""
     return write_board(build_runs([run_dir]), run_dir, formats)
-
-
-def publish(run_dirs: str | Path | list[str | Path], dest: str | Path, readme: str | Path | None = None) -> list[Path]:
-    """Publish runs as generated data (RobustBench style): leaderboard.{json,csv,md} and one JSON per entry
-    (method and scenario) with its numbers, configuration, seeds, code version and environment. Several runs of
-    one protocol are merged into one leaderboard (``merge``). With ``readme``, the Markdown leaderboard (its
-    table, notes and reading) also replaces that file's ``results`` block (``readme_markers``)."""
-    written = publish_board(build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs]), dest)
-    if readme is not None:
-        written.append(write_readme_block(Path(readme), (Path(dest) / FILES["md"][0]).read_text()))
-    return written
-
-
-def readme_markers(name: str = "results") -> tuple[str, str]:
-    """The markers around a generated block of the README (``results``: the published leaderboard)."""
-    return f"<!-- {name}:begin -->\n", f"<!-- {name}:end -->"
-
-
-def readme_block(text: str, name: str = "results") -> str:
-    """A generated block of a README's text, between ``readme_markers(name)``."""
-    begin, end = readme_markers(name)
-    if begin not in text or end not in text:
-        raise ValueError(f"no {begin.strip()} ... {end} block: add the two markers where the block goes")
-    return text.split(begin, 1)[1].split(end, 1)[0]
-
-
-def write_readme_block(readme: Path, markdown: str, name: str = "results") -> Path:
-    text = readme.read_text()
-    begin, end = readme_markers(name)
-    readme.write_text(text.replace(begin + readme_block(text, name) + end, begin + markdown + end))
-    return readme
-
-
-def publish_board(board: dict[str, Any], dest: str | Path) -> list[Path]:
-    dest = Path(dest)
-    entries_dir = dest / "entries"
-    entries_dir.mkdir(parents=True, exist_ok=True)
-    for old in entries_dir.glob("*.json"):
-        old.unlink()  # entries are regenerated whole: a method dropped from the run leaves no stale file
-    written = []
-    run_facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "data", "surrogates",
-                                                  "invocations")}
-    for e in board["entries"]:
-        path = entries_dir / f"{e['method']}--{e['scenario']}.json"
-        facts = {**run_facts, **e.get("run", {})}  # a merged entry carries its own run's suite and environment
-        path.write_text(to_json({**e, "run": facts, "targets": board["targets"], "adversaries": board["adversaries"]}))
-        written.append(path)
-    return written + list(write_board(board, dest).values())

@@ -104,7 +104,7 @@ def _robustness_shown(board: dict[str, Any]) -> list[str]:
 
 def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str],
                  shown: list[Metric]) -> list[str]:
-    changed = "†" if e.get("overrides") else ""
+    changed = ("†" if e.get("overrides") else "") + ("‡" if e.get("origin") == "submitted" else "")
     interval = e.get(HEADLINE.ci_field)
     worst = percent(e.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
     cells = [str(e.get("rank", "")), e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"),
@@ -157,6 +157,9 @@ def _notes(board: dict[str, Any]) -> list[str]:
                            f"{percent(r['value'])} on {r['target']} ({r['setting']})."
                            for e in board["entries"] for r in e.get("reported") or [])
     notes += stability_notes(board)
+    notes += [f"‡ {e['method']}: submitted by {e['submission']['author']} ({e['submission']['paper']}; code "
+              f"{e['submission']['code']}; {e['submission']['hardware']}), ranked on its per-user evidence."
+              for e in board["entries"] if e.get("origin") == "submitted"]
     changed = {e["method"]: e["overrides"] for e in board["entries"] if e.get("overrides")}
     for method, overrides in changed.items():
         notes.append(f"† {method}: config changed from its registered defaults: "

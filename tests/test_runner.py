@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from bench import leaderboard, tables
+from bench import leaderboard, publish, tables
 from bench.paths import embedded_data_root
 from bench.runner import Reporter, Runner
 from bench.store import RunStore
@@ -126,7 +126,7 @@ def test_leaderboard_files_regenerate_from_store(finished_run):
 
 def test_publish_writes_one_json_per_entry_with_numbers_as_numbers(finished_run, tmp_path):
     run_dir = finished_run[0]
-    written = leaderboard.publish(run_dir, tmp_path / "results")
+    written = publish.publish(run_dir, tmp_path / "results")
     entries = sorted((tmp_path / "results" / "entries").glob("*.json"))
     assert [p.name for p in entries] == ["pgd--gallery.json", "pgd--probe.json"]
     entry = json.loads(entries[1].read_text())
@@ -143,7 +143,7 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
     uap_suite = tiny_suite().with_overrides(methods=("uap",), method_overrides={"uap": {"iterations": 2}})
     uap_dir = tmp_path / "uap-run"
     Runner(uap_suite, uap_dir, data_root=str(embedded_data_root())).run()
-    leaderboard.publish([run_dir, uap_dir], tmp_path / "results")
+    publish.publish([run_dir, uap_dir], tmp_path / "results")
     names = sorted(p.name for p in (tmp_path / "results" / "entries").glob("*.json"))
     assert names == ["pgd--gallery.json", "pgd--probe.json", "uap--gallery.json", "uap--probe.json"]
     uap = json.loads((tmp_path / "results" / "entries" / "uap--probe.json").read_text())

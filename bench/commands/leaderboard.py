@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import leaderboard, report
+from bench import leaderboard, publish, report
 
 
 def run(args) -> int:
     try:
         if args.publish:
-            written = leaderboard.publish(args.run_dirs, args.publish, args.readme)
+            written = publish.publish(args.run_dirs, args.publish, args.readme)
             print(f"published {len(written)} files to {args.publish}")
             return 0
         if args.readme:
