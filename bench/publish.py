@@ -7,10 +7,13 @@ entries (``bench.submissions``) are kept and ranked with them.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from bench.leaderboard import FILES, build_runs, to_json, write_board
+from bench.paths import bench_home
 from bench.ranking import rank_entries, stability
 from bench.result_schema import SCHEMA_ID, schema_errors, write_schema
 from bench.submissions import is_submitted, load_submitted, read_entry
@@ -23,7 +26,8 @@ def publish(run_dirs: str | Path | list[str | Path], dest: str | Path, readme: s
     Several runs of one protocol are merged into one leaderboard (``merge``); submitted entries already in
     ``dest/entries`` are kept and ranked with them (``bench.submissions``). With ``readme``, the Markdown
     leaderboard (its table, notes and reading) also replaces that file's ``results`` block (``readme_markers``)."""
-    written = publish_board(build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs]), dest)
+    run_dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list) else [run_dirs])]
+    written = publish_board(build_runs(run_dirs), dest) + _copy_examples(run_dirs, Path(dest))
     if readme is not None:
         written.append(write_readme_block(Path(readme), (Path(dest) / FILES["md"][0]).read_text()))
     return written
@@ -60,11 +64,66 @@ def _with_submitted(board: dict[str, Any], dest: Path) -> dict[str, Any]:
     return {**board, "entries": entries, "stability": stability(entries)}
 
 
+def _machine_roots(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """(absolute folder of this machine, the name published in its place), longest first: the weights cache,
+    the data folder the run read, this checkout, the home folder."""
+    roots = [(str(bench_home()), "$BENCH_HOME"), (str(Path.home()), "~"),
+             (str(Path(__file__).resolve().parents[1]), "<cloakbench>")]  # e.g. the built-in LFW subset
+    data_root = str((board["run"].get("data") or {}).get("root") or "")
+    dataset = (board["run"].get("protocol") or {}).get("dataset")
+    if dataset and f"/{dataset}/" in data_root:  # e.g. /srv/data/lfw/images -> $BENCH_DATA/lfw/images
+        roots.append((data_root.split(f"/{dataset}/")[0], "$BENCH_DATA"))
+    if os.environ.get("BENCH_DATA"):
+        roots.append((str(Path(os.environ["BENCH_DATA"]).resolve()), "$BENCH_DATA"))
+    return sorted({r for r in roots if r[0] not in ("", "/")}, key=lambda r: -len(r[0]))
+
+
+def without_machine_paths(board: dict[str, Any]) -> dict[str, Any]:
+    """The board with no path of the machine that made it: run folders by name only, cache, data and home
+    folders by the variable that names them (the numbers are untouched)."""
+    roots = _machine_roots(board)
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, str):
+            for root, name in roots:
+                value = value.replace(root, name)
+        return value
+
+    def run_names(run: dict[str, Any]) -> dict[str, Any]:
+        source = run.get("source")
+        if source is None:
+            return run
+        return {**run, "source": [Path(s).name for s in source] if isinstance(source, list) else Path(source).name}
+
+    board = scrub(board)
+    entries = [{**e, "run": run_names(e["run"])} if isinstance(e.get("run"), dict) else e for e in board["entries"]]
+    return {**board, "run": run_names(board["run"]), "entries": entries}
+
+
+def _copy_examples(run_dirs: list[Path], dest: Path) -> list[Path]:
+    """The runs' example crops (``examples/<method>.npz``), for the published report."""
+    written = []
+    for run_dir in run_dirs:
+        for path in sorted((run_dir / "examples").glob("*.npz")):
+            if run_dir.resolve() != dest.resolve():
+                (dest / "examples").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest / "examples" / path.name)
+                written.append(dest / "examples" / path.name)
+    return written
+
+
 def publish_board(board: dict[str, Any], dest: str | Path) -> list[Path]:
     """Write a board as a published folder: every entry from a run is regenerated and validated against the
-    entry schema; submitted entries are kept as they were submitted."""
+    entry schema; submitted entries are kept as they were submitted; no path of this machine is written."""
     dest = Path(dest)
     board = _with_submitted(board, dest)  # checked before anything is written
+    name = dest.resolve().name
+    board = without_machine_paths({**board, "run": {**board["run"], "board": board["run"].get("suite") if name == "results"
+                                                    else name}})
     run_facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "data", "surrogates",
                                                   "invocations", "protocol", "users")}
     files = {}

@@ -16,6 +16,7 @@ import pandas as pd
 from bench.formatting import number, percent
 from bench.metric_registry import METRICS, Metric
 from bench.reading import reading
+from bench.robustness import worst_of
 
 HEADLINE = METRICS.headline()
 PRIMARY_SCORE = HEADLINE.worst_field
@@ -62,12 +63,14 @@ def mean_authorized(entry: dict[str, Any]) -> float | None:
 
 
 def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
-    """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
+    """One row per entry: fixed columns, PSR top-1 per target|adversary, the worst cell of every other declared
+    PSR measure (PSR@5, verification), key-holder accuracy, the reason."""
     ci = HEADLINE.ci_field
     fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, HEADLINE.mean_field, *ROBUSTNESS,
              *(m.entry for m in measures(board)), "device", "users", *(m.entry for m in counts()), "rank",
              f"{ci}_low", f"{ci}_high", "protocol", "space"]
     missed = missed_cells(board)
+    others = [m for m in METRICS.psr() if not m.headline and any(worst_of(e, m.name) is not None for e in board["entries"])]
     rows = []
     for e in board["entries"]:
         row = {k: e.get(k) for k in fixed}
@@ -78,6 +81,7 @@ def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
                 column, name = f"{HEADLINE.row}[{t}|{a}]", HEADLINE.name
                 row[column] = cell.get(name)
                 row[f"{column}_ci_low"], row[f"{column}_ci_high"] = cell.get(f"{name}_ci") or (None, None)
+        row.update({f"psr_{m.name}_worst": worst_of(e, m.name) for m in others})  # PSR@5, verification ...
         row.update({f"missed[{t}|{a}]": e.get("psr", {}).get(t, {}).get(a, {}).get("missed") for t, a in missed})
         auth = e.get("authorized_accuracy") or {}
         row.update({f"authorized_top1[{t}]": auth[t] for t in board["targets"] if auth.get(t) is not None})
