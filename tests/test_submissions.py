@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -93,3 +94,11 @@ def test_publish_refuses_a_submitted_entry_of_another_protocol(published, capsys
     assert main(["leaderboard", str(published), "--publish", str(published)]) == 2
     assert "differs in seeds" in capsys.readouterr().err
     assert (published / "leaderboard.json").read_text() == before  # nothing written
+
+
+def test_nothing_published_names_a_folder_of_the_machine_that_made_it():
+    pattern = re.compile(r"(?<![\w.$~])/(root|home|work|tmp|Users|mnt|srv)/")
+    for path in sorted(RESULTS.rglob("*")):
+        if path.suffix in (".json", ".csv", ".md"):
+            found = pattern.search(path.read_text())
+            assert found is None, f"{path} holds a machine path near {path.read_text()[found.start():][:60]!r}"
