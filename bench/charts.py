@@ -205,10 +205,11 @@ def tradeoff_chart(board: dict, score: str = "worst", axis: str = "visibility") 
         if axis == "cost":
             ax.set_xscale("log")
             ax.set_xlim(min(xs) / 2, max(xs) * 2)
-        else:
-            ax.set_xlim(0, max(xs) * 1.12 + 1e-3)
+        else:  # the marks' own range, with room for labels either side
+            span = max(max(xs) - min(xs), 0.02)
+            ax.set_xlim(max(min(xs) - 0.35 * span, 0), max(xs) + 0.35 * span)
         highs = [(values[id(e)][1] or (y, y))[1] for e, y in zip(plotted, ys, strict=True)]
-        ax.set_ylim(-0.02, min(max(max(highs) * 1.1 + 0.04, 0.25), 1.04))
+        ax.set_ylim(-0.02, min(max(max(highs) * 1.15 + 0.02, 0.05), 1.04))
         tips = {}
         for i, (e, x, y) in enumerate(zip(plotted, xs, ys, strict=True)):
             gid, color = f"p{i}", KIND_COLORS.get(e.get("kind"), PALETTE[3])

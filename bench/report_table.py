@@ -84,7 +84,8 @@ def _declared_budget(e: dict) -> tuple[Any, str, str | None]:
 def columns(board: dict) -> list[tuple[str, str, Cell]]:
     """(group, header, cell) for every table column."""
     cols: list[tuple[str, str, Cell]] = [
-        ("", "method", lambda e: (str(e.get("method")), str(e.get("method")), None)),
+        # the label names the scenario when a board has several: the sticky column alone tells rows apart
+        ("", "method", lambda e: (str(e.get("label") or e.get("method")), str(e.get("label") or e.get("method")), None)),
         ("", "kind", _text("kind")), ("", "scenario", _text("scenario")),
         ("", "status", lambda e: (str(e.get("status") or NA), str(e.get("status") or NA), e.get("reason") or None)),
         (HEADLINE.label, "worst", _pct(HEADLINE.worst_field)), (HEADLINE.label, "mean", _pct(HEADLINE.mean_field)),
