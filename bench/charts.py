@@ -170,7 +170,8 @@ def _seconds_per_photo(e: dict) -> float | None:
 def _x_axis(entries: list[dict], axis: str) -> tuple[str, Any, str]:
     """(what is plotted, entry -> x or None, axis label) for the visibility or the cost axis."""
     if axis == "cost":
-        return "s/photo", _seconds_per_photo, "seconds per protected photo, fitting included (log scale)"
+        return ("s/photo", _seconds_per_photo,
+                "seconds per protected photo: protecting, plus fitting spread over the user's query photos (log)")
     if any(finite(e.get("lpips")) is not None for e in entries):
         return "LPIPS", lambda e: finite(e.get("lpips")), "LPIPS (AlexNet) to the clean face: lower is less visible"
     return ("1 - SSIM", lambda e: None if finite(e.get("ssim")) is None else 1 - finite(e.get("ssim")),

@@ -238,8 +238,9 @@ def render_html(board: dict, examples: dict[str, tuple[np.ndarray, np.ndarray]] 
         "scenarios share its photos, so they sit on one vertical line. Hover a mark for its numbers.</p>"
         f"{_score_picker(board)}{_tradeoffs(board, 'visibility')}</section>",
         '<section><h2>Protection against cost</h2><p class="small">Up and to the left is better: stronger '
-        "protection for less compute per protected photo (a universal mask's fitting spread over the user's "
-        f"photos). The score follows the choice above.</p>{_tradeoffs(board, 'cost')}</section>",
+        "protection for less compute per protected photo (a universal mask's fitting spread over the user's query "
+        "photos of this run: a mask reused on more photos costs less per photo). The score follows the choice "
+        f"above.</p>{_tradeoffs(board, 'cost')}</section>",
         '<section><h2>PSR@1 under each adversary</h2><p class="small">Bars: PSR@1 averaged over targets under '
         "each adversary; black tick: the worst target. Hover a bar for every target.</p>"
         f'<div class="plot">{adversary_chart(board)}</div></section>',
