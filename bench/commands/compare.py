@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from rich.table import Table
 
-from bench import leaderboard
 from bench.commands._ui import wide_console
 from bench.formatting import percent
 from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
-
-
-def load_board(where: str) -> dict:
-    path = Path(where)
-    if (path / "store.sqlite").exists():
-        return leaderboard.build_runs([path])
-    if (path / "leaderboard.json").exists():
-        return json.loads((path / "leaderboard.json").read_text())
-    raise FileNotFoundError(f"{where} is neither a run folder (store.sqlite) nor holds a leaderboard.json")
+from bench.results_frame import load_board
 
 
 def entry_of(board: dict, method: str, scenario: str) -> dict:

@@ -28,7 +28,7 @@ from bench.devices import default_threads, resolve_device
 from bench.executors import LocalExecutor
 from bench.metrics import PROTOCOLS
 from bench.prepare import check_run_request
-from bench.registry import ATTACKS, ConfigError, UnknownNameError
+from bench.registry import ADVERSARIES, ConfigError, UnknownNameError
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
 from bench.suites import SPACES, SPLITS, Suite, get_suite
@@ -149,7 +149,7 @@ def requested_suite(args) -> Suite:
         changes["split"] = SPLITS[args.split]
     if args.set:  # NAME.KEY=VALUE: NAME is a registered adversary or else a method of the run
         merged = method_overrides({**suite.method_overrides, **suite.adversary_overrides}, args.set)
-        adversaries = set(ATTACKS.names())
+        adversaries = set(ADVERSARIES.names())
         changes["method_overrides"] = {k: v for k, v in merged.items() if k not in adversaries}
         changes["adversary_overrides"] = {k: v for k, v in merged.items() if k in adversaries}
     return suite.with_overrides(**changes)
