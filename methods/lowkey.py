@@ -20,7 +20,6 @@ What still differs from the reference is listed in the class's ``deviations`` (s
 from __future__ import annotations
 
 import importlib.util
-
 from dataclasses import dataclass
 
 import torch
