@@ -30,7 +30,7 @@ def load_method(name: str, **config: Any):
 
 def load_target(name: str, device: str = "cpu"):
     """The registered face-recognition target ``name``, its weights fetched, verified and loaded: ready for
-    ``target.embed(canvases)`` (N x 3 x 112 x 112 in [0, 1] -> N x D unit embeddings)."""
+    ``target.embed(canvases)`` (N x 3 x H x W canvases in [0, 1] -> N x D unit embeddings)."""
     from bench.devices import resolve_device
     from bench.registry import TARGETS
 

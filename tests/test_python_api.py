@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.canvas import CANVAS_SIZE
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
 
 
@@ -40,7 +42,7 @@ def test_docs_python_api_runs(capsys, monkeypatch, tmp_path):
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), namespace)
     printed = capsys.readouterr().out
-    assert "(112, 112, 3) uint8" in printed
+    assert f"({CANVAS_SIZE}, {CANVAS_SIZE}, 3) uint8" in printed
     assert "did you mean 'steps'" in printed
     df = namespace["df"]
     assert set(df["metric"]) >= {"psr_top1", "psr_top1_worst"} and df["value"].between(0, 1e6).all()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from bench.commands._ui import add_format_option, wants_json
+
 KINDS = ("methods", "adversaries", "targets", "suites")
 ALIASES = {"attacks": "adversaries"}
 
@@ -85,7 +87,7 @@ def table(kind: str, rows: list[dict]):
 
 def run(args) -> int:
     kind = ALIASES.get(args.kind, args.kind)
-    fmt = "json" if args.json else args.format
+    fmt = "json" if wants_json(args) else args.format
     rows = rows_for(kind)
     if fmt == "json":
         print(json.dumps(rows, indent=2, default=str))
@@ -114,8 +116,6 @@ def add_parser(sub) -> None:
     p = sub.add_parser("list", help="list registered methods, adversaries, targets or suites")
     p.add_argument("kind", choices=[*KINDS, *ALIASES], metavar="{" + ",".join(KINDS) + "}",
                    help="what to list")
-    p.add_argument("--format", choices=["table", "json", "md"], default="table",
-                   help="table (default), json (every field: name, available, reason, config ...) or md: a Markdown "
-                        "table, as in the README")
-    p.add_argument("--json", action="store_true", help="the same as --format json")
+    add_format_option(p, ("table", "json", "md"), ": json has every field (name, available, reason, config "
+                                                  "...), md is the Markdown table of the README")
     p.set_defaults(func=run)
