@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import traceback
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; finished tasks are kept in the run store, run the same command to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (head, less) closed the pipe: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a failure no command foresaw: one line, or everything with --debug
         if args.debug:
             raise
