@@ -388,7 +388,7 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
                    help="override one config value of a method or an adversary, e.g. --set "
                         "opom-class-center.iterations=100 or --set jpeg-75.quality=60 (repeatable; `bench list "
-                        "methods --json` / `bench list attacks --json` show each config)")
+                        "methods --json` / `bench list adversaries --json` show each config)")
     p.add_argument("--no-wait", action="store_true",
                    help="if another run is using the run folder, stop at once (default: wait for it, then reuse "
                         "its finished tasks)")
