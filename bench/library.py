@@ -84,7 +84,7 @@ def protect(method: Any, faces: Sequence[Any] | torch.Tensor, surrogates: Sequen
     photos = faces_tensor(faces).to(loaded[0].device if hasattr(loaded[0], "device") else device)
     if method.needs():
         root, _how = resolve_data_root(data_root)
-        method.bind(standalone_context(root, device=device), seed)
+        method = method.bind(standalone_context(root, device=device), seed)
     return method.fit(photos, loaded, seed).protect(photos)
 
 
