@@ -23,7 +23,7 @@ def command_modules() -> list[str]:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser with every command, or with ``only`` that one (the others are not imported)."""
+    """The parser with every command, or with ``only`` that one ("": none; the others are not imported)."""
     parser = argparse.ArgumentParser(
         prog="bench", description="cloakbench: benchmark face privacy-protection masks against face recognition"
     )
@@ -46,7 +46,9 @@ def _command_in(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_in(argv))
+    command = _command_in(argv)
+    # `bench --version` needs no command at all; `bench` alone and `bench --help` list them all
+    parser = build_parser("" if command is None and "--version" in argv else command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
