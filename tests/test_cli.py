@@ -238,7 +238,7 @@ def test_the_end_of_run_table_is_a_rich_table_without_highlighted_digits():
 
     from rich.console import Console
 
-    from bench.commands.run import print_board
+    from bench.commands._ui import print_board
     from bench.results_frame import load_board
 
     board = load_board(Path(__file__).resolve().parent.parent / "results")

@@ -1,5 +1,5 @@
 """What the commands share: a console whose tables stay readable when output is piped (rich assumes 80 columns),
-one ``--format`` option (``--json`` kept as its short form), and DataFrames as rich tables."""
+one ``--format`` option (``--json`` kept as its short form), DataFrames and leaderboards as rich tables."""
 
 from __future__ import annotations
 
@@ -36,3 +36,20 @@ def frame_table(frame, title: str | None = None, caption: str | None = None):
     for row in frame.itertuples(index=False):
         table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     return table
+
+
+def print_board(board: dict, console: Console) -> None:
+    """The leaderboard as a rich table, then its notes and reading (as the Markdown file has them)."""
+    from bench import tables
+
+    frame = tables.display_frame(board)
+    cells = "/".join(board["adversaries"])  # target columns hold one PSR@1 per adversary: said once, in the caption
+    frame = frame.rename(columns={f"{t} ({cells})": t for t in board["targets"]})
+    console.print(frame_table(frame, title=f"{board['run'].get('suite') or ''} leaderboard",
+                              caption=f"per target: PSR@1 in % under {' / '.join(board['adversaries'])}"))
+    for e in board["entries"]:
+        if e["status"] == "unavailable":
+            console.print(f"{e['method']} ({e['scenario']}): unavailable: {e.get('reason')}", highlight=False,
+                          markup=False)
+    notes = tables.to_markdown(board).partition("\n\n")[2]  # the Markdown after its table: notes and reading
+    console.print(notes, highlight=False, markup=False, soft_wrap=True)

@@ -21,8 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench import leaderboard, repeats, report, tables
-from bench.commands._ui import add_format_option, frame_table, wants_json, wide_console
+from bench import leaderboard, repeats, report
+from bench.commands._ui import add_format_option, print_board, wants_json, wide_console
 from bench.data import DataError, resolve_data_root
 from bench.devices import default_threads, resolve_device
 from bench.executors import LocalExecutor
@@ -255,21 +255,6 @@ def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict 
                 console.print(f"[red]{escape(label)}[/red]\n{escape(trace)}", highlight=False)
         return 1, board
     return 0, board
-
-
-def print_board(board: dict, console: Console) -> None:
-    """The leaderboard as a rich table, then its notes and reading (as the Markdown file has them)."""
-    frame = tables.display_frame(board)
-    cells = "/".join(board["adversaries"])  # target columns hold one PSR@1 per adversary: said once, in the caption
-    frame = frame.rename(columns={f"{t} ({cells})": t for t in board["targets"]})
-    console.print(frame_table(frame, title=f"{board['run'].get('suite') or ''} leaderboard",
-                              caption=f"per target: PSR@1 in % under {' / '.join(board['adversaries'])}"))
-    for e in board["entries"]:
-        if e["status"] == "unavailable":
-            console.print(f"{e['method']} ({e['scenario']}): unavailable: {e.get('reason')}", highlight=False,
-                          markup=False)
-    notes = tables.to_markdown(board).partition("\n\n")[2]  # the Markdown after its table: notes and reading
-    console.print(notes, highlight=False, markup=False, soft_wrap=True)
 
 
 def device_and_threads(args) -> tuple[str, int]:

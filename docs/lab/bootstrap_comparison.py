@@ -45,7 +45,7 @@ def matrices(board):
             continue
         users = sorted({u for c in per.values() for u in c})
         cells = sorted(per)
-        yield e["method"], user_matrix(per, cells, users)
+        yield f"{e['method']} ({e['scenario']})", user_matrix(per, cells, users)
 
 
 def _ci(ci):
