@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from bench.faces import AlignedFace
 
 
+_NAME_FIELDS = ("methods", "targets", "surrogates", "adversaries", "scenarios")
+
+
 def load_method(name: str, **config: Any):
     """The registered method ``name`` with its preset config, ``config`` overriding single fields (unknown keys
     and ill-typed values raise :class:`bench.registry.ConfigError` naming the valid ones)."""
@@ -97,8 +100,10 @@ def evaluate(suite: str = "smoke", out: str | os.PathLike | None = None, data_ro
     from bench.runner import Runner
     from bench.suites import get_suite
 
-    chosen = get_suite(suite)
-    chosen = chosen.with_overrides(**overrides) if overrides else chosen
+    # lists are taken for tuples (a suite is frozen and hashed into task keys); a bare name for a one-name tuple
+    changes = {k: (v,) if isinstance(v, str) and k in _NAME_FIELDS else tuple(v) if isinstance(v, list) else v
+               for k, v in overrides.items()}
+    chosen = get_suite(suite).with_overrides(**changes)
     folder = Path(out or f"runs/{chosen.name}")
     Runner(chosen, folder, data_root=data_root, device=device, threads=threads, executor=LocalExecutor()).run()
     return load_results(folder)
