@@ -258,3 +258,21 @@ def test_compare_takes_scenarios_as_run_does(capsys):
     results = Path(__file__).resolve().parent.parent / "results"
     assert main(["compare", str(results), "pgd", "uap", "--scenarios", "probe", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["scenario"] == "probe"
+
+
+def test_debug_prints_the_traceback_of_a_failed_task(capsys, monkeypatch, tmp_path):
+    from bench import tasks
+    from bench.paths import embedded_data_root
+
+    def broken_protect(workspace, **args):
+        return (...).clamp(0, 1)  # a plug-in author's bug, inside a task
+
+    monkeypatch.setitem(tasks.BODIES, "protect", broken_protect)
+    base = ["run", "--suite", "smoke", "--data-root", str(embedded_data_root()), "--users", "2",
+            "--gallery-identities", "6", "--adversaries", "none", "--threads", "1"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "'ellipsis' object has no attribute 'clamp'" in out and "--debug prints each failed task's traceback" in out
+    assert main(["--debug", *base, "--out", str(tmp_path / "a")]) == 1  # the failed tasks run again
+    out = capsys.readouterr().out
+    assert "Traceback (most recent call last)" in out and "test_cli.py" in out and "(...).clamp(0, 1)" in out
