@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from bench.metric_registry import METRICS
-from bench.registry import ATTACKS, METHODS, TARGETS
+from bench.registry import ADVERSARIES, METHODS, TARGETS
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
-EXAMPLES = {METHODS: "example-mean-away", TARGETS: "example-sface-grey", ATTACKS: "example-median-3"}
+EXAMPLES = {METHODS: "example-mean-away", TARGETS: "example-sface-grey", ADVERSARIES: "example-median-3"}
 
 
 @pytest.fixture
