@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.formatting import number, percent
-from bench.leaderboard import FILES, readme_block, write_readme_block
+from bench.leaderboard import FILES
 from bench.metric_registry import METRICS
+from bench.publish import readme_block, write_readme_block
 from bench.tables import PRIMARY_SCORE
 
 MARKER = "method-table"

@@ -32,10 +32,10 @@ def tiny_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny") / "run"
     mp = pytest.MonkeyPatch()
-    mp.setitem(SUITES, "smoke", get_suite("smoke").with_overrides(method_users={"gaussian-blur": 1}))
+    mp.setitem(SUITES, "smoke", get_suite("smoke").with_overrides(method_users={"fgsm": 1}))
     try:
         assert main(["run", "--suite", "smoke", "--data-root", str(embedded_data_root()), "--out", str(out),
-                     "--users", "2", "--gallery-identities", "8", "--methods", "pgd,gaussian-blur",
+                     "--users", "2", "--gallery-identities", "8", "--methods", "pgd,fgsm",
                      "--adversaries", "none,jpeg-75", "--set", "pgd.steps=2", "--threads", "1"]) == 0
     finally:
         mp.undo()
@@ -51,10 +51,10 @@ def test_the_table_is_written_from_a_published_run(tiny_run, tmp_path, capsys):
     shown = method_table.shown(doc)
     assert shown == method_table.render(board) == method_table.published_block(published)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in shown.splitlines() if line.startswith("| ")}
-    pgd, blur = rows["pgd"], rows["gaussian-blur"]
+    pgd, fgsm = rows["pgd"], rows["fgsm"]
     entries = {e["method"]: e for e in board["entries"]}
     # the reduced method protected one of the two users and says so; pgd ran its changed config on both
-    assert entries["gaussian-blur"]["users"] == 1 and "| 1 of 2 users |" in blur
+    assert entries["fgsm"]["users"] == 1 and "| 1 of 2 users |" in fgsm
     assert entries["pgd"]["users"] == 2 and pgd.endswith("| steps=2 |")
     worst, interval = entries["pgd"]["psr_top1_worst"], entries["pgd"]["psr_top1_worst_ci"]
     assert f"| {100 * worst:.1f} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}] |" in pgd

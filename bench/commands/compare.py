@@ -10,29 +10,22 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from rich.table import Table
 
-from bench import leaderboard
-from bench.commands._ui import wide_console
+from bench.commands._ui import add_format_option, wants_json, wide_console
 from bench.formatting import percent
+from bench.metric_registry import METRICS
 from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
+from bench.results_frame import load_board
 
-
-def load_board(where: str) -> dict:
-    path = Path(where)
-    if (path / "store.sqlite").exists():
-        return leaderboard.build_runs([path])
-    if (path / "leaderboard.json").exists():
-        return json.loads((path / "leaderboard.json").read_text())
-    raise FileNotFoundError(f"{where} is neither a run folder (store.sqlite) nor holds a leaderboard.json")
+HEADLINE = METRICS.headline()
 
 
 def entry_of(board: dict, method: str, scenario: str) -> dict:
     for e in board["entries"]:
         if e["method"] == method and e["scenario"] == scenario:
-            if not e.get("per_user_top1"):
+            if not e.get(HEADLINE.per_user_field):
                 why = (f"{e['status']}: {e.get('reason')}" if e["status"] != "ok" else
                        "its leaderboard was written before per-user values were kept")
                 raise ValueError(f"{method} ({scenario}) has no per-user PSR ({why}); regenerate the leaderboard "
@@ -48,7 +41,7 @@ def compare(board: dict, a: str, b: str, scenario: str = "probe", n_boot: int = 
     cells, users = shared_cells_users([ea, eb])
     if not users:
         raise ValueError(f"{a} and {b} share no user judged on the same target and adversary")
-    ma, mb = (user_matrix(e["per_user_top1"], cells, users) for e in (ea, eb))
+    ma, mb = (user_matrix(e[HEADLINE.per_user_field], cells, users) for e in (ea, eb))
     rows = []
     for i, cell in enumerate(cells):
         d = paired_difference(ma[:, [i]], mb[:, [i]], mean_cell, n_boot)
@@ -67,7 +60,7 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
+    if wants_json(args):
         print(json.dumps(result, indent=2))
         return 0
     table = Table(title=f"PSR@1 {result['a']} - {result['b']} ({result['scenario']} scenario, {result['users']} "
@@ -92,7 +85,8 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run folder, or a folder with leaderboard.json (e.g. results/)")
     p.add_argument("a", metavar="A", help="method")
     p.add_argument("b", metavar="B", help="method to subtract")
-    p.add_argument("--scenario", default="probe", choices=["probe", "gallery"])
+    p.add_argument("--scenario", "--scenarios", dest="scenario", default="probe", choices=["probe", "gallery"],
+                   help="the scenario whose entries are compared (default probe)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
-    p.add_argument("--json", action="store_true", help="the numbers as JSON")
+    add_format_option(p)
     p.set_defaults(func=run)
