@@ -73,6 +73,14 @@ def adapt_weight(weight: torch.Tensor, side: torch.Tensor, dist: torch.Tensor,
     return new_weight, new_side
 
 
+def use_last_iterate(best_shift: torch.Tensor, last_dssim: torch.Tensor, last_shift: torch.Tensor) -> torch.Tensor:
+    """Per photo, whether the last iterate replaces the kept one: v1.0's save-last-on-failure (kept shift under
+    0.3, last DSSIM under 0.015, last shift larger), or no iterate kept at all (v1.0 then outputs an all-zero
+    crop; we take the last iterate, shrunk into the bound by the caller)."""
+    saved = (best_shift < SAVE_LAST_FEATURE) & (last_dssim < SAVE_LAST_DSSIM) & (last_shift > best_shift)
+    return saved | (best_shift == 0)
+
+
 class FawkesProtector(Protector):
     def __init__(self, config: FawkesConfig, surrogates: list[Target], seed: int):
         self.config = config
@@ -122,10 +130,7 @@ class FawkesProtector(Protector):
                 best[farther] = cloaked[farther]
                 best_feat = torch.where(farther, feat, best_feat)
         self.history = dict(zip(("dssim", "feature", "weight"), torch.stack(history).unbind(1), strict=True))
-        # v1.0's save-last-on-failure; with no iterate inside the tolerance and the last one beyond 0.015, v1.0
-        # outputs an all-zero crop: we keep the last iterate (shrunk below)
-        save_last = (best_feat < SAVE_LAST_FEATURE) & (dist < SAVE_LAST_DSSIM) & (feat > best_feat)
-        use_last = save_last | (best_feat == 0)
+        use_last = use_last_iterate(best_feat, dist, feat)
         kept = torch.where(use_last.view(-1, 1, 1, 1), cloaked, best)
         bound = TOLERANCE * th
         shrunk = face_dssim(kept, x) > bound
