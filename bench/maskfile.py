@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import bench
-from bench.budget import MEASURES, BudgetExceeded, check_budget
+from bench.budget import MEASURES, SLACK, BudgetExceeded, check_budget
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE
 
 FORMAT = "cloakbench-mask/1"
@@ -97,8 +97,11 @@ def check_mask_budget(saved: SavedMask, what: str) -> None:
         raise ValueError(f"{what}: the header declares no budget ({', '.join(MEASURES)}) to check the mask against; "
                          "a mask without a checked budget is refused")
     on_mask = {k: v for k, v in bounds.items() if k != "dssim"}
-    method = f"the mask in {what} ({saved.header.get('method', 'unknown method')})"
+    zeros = torch.zeros_like(saved.mask)
     try:
-        check_budget(method, on_mask, saved.mask, torch.zeros_like(saved.mask), "canvas")
-    except BudgetExceeded as exc:
-        raise ValueError(f"{exc}: over the budget its own header declares (a damaged or edited file); refused") from exc
+        check_budget(str(saved.header.get("method", "the mask")), on_mask, saved.mask, zeros, "mask")
+    except BudgetExceeded:
+        kind, value = next((k, float(MEASURES[k](saved.mask, zeros)[0])) for k in on_mask
+                           if float(MEASURES[k](saved.mask, zeros)[0]) > on_mask[k] + SLACK[k])
+        raise ValueError(f"{what}: the mask's {kind} is {value:.6f}, over the {on_mask[kind]:.6f} its header declares "
+                         "(a damaged or edited file); refused") from None
