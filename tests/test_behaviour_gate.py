@@ -47,8 +47,6 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
 # Families the gate runs no floor for yet, and why; their tests are expected to fail (strict: once a floor is
 # recorded and the family taken off this list, the gate holds it).
 PENDING: dict[str, str] = {
-    "Fawkes": "its v1.0 rewrite is not on this branch yet: once it is, take Fawkes off PENDING and record its "
-              "floor (pytest tests/test_behaviour_gate.py -k Fawkes --record-floors)",
     "region patch": "no setting tried dodges SFace white-box at rank 1 (0% for every user, also at the defaults "
                     "in the earlier partial table): there is no floor to hold it to until that is understood",
 }
