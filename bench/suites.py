@@ -19,6 +19,10 @@ from bench.validate import COUNT, Interval, UsageError, at_least, check_ranges
 CHAMELEON_SPLIT = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
 SPLITS = {"chameleon": CHAMELEON_SPLIT}
 SPACES = ("crop", "photo")
+# probe and gallery: a recogniser with a gallery (bench.metrics); linkage: a tracker linking posted photos to each
+# other, and linkage-anchored: the same tracker holding one clean photo of every user too (bench.metrics
+# .linkage_outcomes).
+SCENARIOS = ("probe", "gallery", "linkage", "linkage-anchored")
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ class Suite:
     split: SplitSpec = field(default_factory=SplitSpec)
     seeds: tuple[int, ...] = (0,)
     # "probe": protected photos are the queries against a clean gallery (OPOM/Chameleon/FaceCloak);
-    # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey).
+    # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey);
+    # "linkage" / "linkage-anchored": a tracker links the posted protected photos to each other (Protego).
     scenarios: tuple[str, ...] = ("probe",)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     adversary_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -60,17 +65,18 @@ class Suite:
     examples: int = 4  # example crops per method kept for the report
 
     def __post_init__(self) -> None:
-        unknown = set(self.scenarios) - {"probe", "gallery"}
+        unknown = set(self.scenarios) - set(SCENARIOS)
         if unknown or not self.scenarios:
-            raise UsageError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
+            raise UsageError(f"suite '{self.name}': scenarios must be among {', '.join(SCENARIOS)}; "
+                             f"got {self.scenarios}")
         where = f"suite '{self.name}': "
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"{where}protocol={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
         if self.space not in SPACES:
             raise UsageError(f"{where}space={self.space!r}; allowed: {', '.join(SPACES)}")
-        if self.space == "photo" and "gallery" in self.scenarios:
-            raise UsageError(f"{where}space=photo scores the probe scenario only (the gallery scenario enrols "
-                             "canvases); allowed: scenarios=('probe',) with space=photo")
+        if self.space == "photo" and set(self.scenarios) != {"probe"}:
+            raise UsageError(f"{where}space=photo scores the probe scenario only (the gallery and linkage "
+                             "scenarios compare canvases); allowed: scenarios=('probe',) with space=photo")
         # a protected user needs a gallery, a probe and a fit photo
         check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
                      examples=at_least(0, whole=True), draw=at_least(0, whole=True),

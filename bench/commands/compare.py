@@ -18,6 +18,7 @@ from bench import leaderboard
 from bench.commands._ui import wide_console
 from bench.formatting import percent
 from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
+from bench.suites import SCENARIOS
 
 
 def load_board(where: str) -> dict:
@@ -92,7 +93,7 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run folder, or a folder with leaderboard.json (e.g. results/)")
     p.add_argument("a", metavar="A", help="method")
     p.add_argument("b", metavar="B", help="method to subtract")
-    p.add_argument("--scenario", default="probe", choices=["probe", "gallery"])
+    p.add_argument("--scenario", default="probe", choices=list(SCENARIOS))
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
     p.add_argument("--json", action="store_true", help="the numbers as JSON")
     p.set_defaults(func=run)
