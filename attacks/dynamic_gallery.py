@@ -14,7 +14,9 @@ per identity: the normalised sum of its embeddings, ``bench.metrics.identity_tem
 1. each posted photo not yet enrolled is matched to the identity whose template it is most similar to;
 2. if that similarity reaches the target's threshold calibrated on LFW at false-accept rate ``far`` (1e-3, the
    harness's strictest calibrated threshold: the tracker enrols only what it is confident of), the photo joins
-   that identity: its embedding is added to the identity's sum;
+   that identity: its embedding is added to the identity's sum. A target with no LFW calibration under the run's
+   data root gets the threshold a tracker can set on its own gallery (``bench.metrics.gallery_thresholds``: the
+   quantile of its impostor scores); the evaluation's info records which;
 3. repeat until a round enrols nothing or ``rounds`` rounds have run.
 
 Enrolled photos stay enrolled (DynTracker only adds to the gallery). Each posted photo is then scored like a

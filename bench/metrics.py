@@ -117,6 +117,18 @@ def enrolled_outcomes(sums: torch.Tensor, names: list[str], posts: torch.Tensor,
     return out
 
 
+def gallery_thresholds(gallery: torch.Tensor, labels: list[str], fars: tuple[float, ...] = (1e-2, 1e-3)
+                       ) -> dict[str, float]:
+    """Thresholds a recogniser can set on its own gallery where the target has no LFW calibration: at FAR f, the
+    (1 - f) quantile of the impostor scores, every gallery photo against every other identity's template."""
+    sums, names = identity_sums(gallery, labels)
+    scores = gallery @ F.normalize(sums, dim=1).T
+    own = torch.tensor([names.index(lbl) for lbl in labels], device=gallery.device)
+    impostor = scores.masked_fill(F.one_hot(own, len(names)).bool(), float("nan")).flatten()
+    impostor = impostor[~impostor.isnan()]
+    return {f"far{far:.0e}".replace("e-0", "e-"): float(torch.quantile(impostor.double(), 1 - far)) for far in fars}
+
+
 PROTOCOLS = ("templates", "opom-pairs")
 
 

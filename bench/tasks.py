@@ -23,6 +23,7 @@ from bench.context import AdversaryContext, RunContext
 from bench.metric_registry import METRICS
 from bench.metrics import (
     enrolled_outcomes,
+    gallery_thresholds,
     identity_sums,
     identity_templates,
     linkage_outcomes,
@@ -259,11 +260,14 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
     emb_of = dict(zip(parts, embedded, strict=True))
     tracked: dict[str, Any] = {}
     if adv.grows_gallery:  # the tracker enrols what it recognises, then every photo meets the grown gallery
+        # an uncalibrated target: the tracker sets its threshold on its own gallery's impostor scores
+        admit = thresholds or gallery_thresholds(gallery_emb, labels)
+        tracked["thresholds"] = {"source": "LFW calibration" if thresholds else "the run's gallery", **admit}
         if "probe" in ws.scenarios:  # everyone's protected posts against the clean gallery, together
             users = list(ws.data.users)
             posts = torch.cat([emb_of[("probe", u)] for u in users])
             owners = [u for u in users for _ in range(len(emb_of[("probe", u)]))]
-            enrolled, rounds = adv.enrol(sums, posts, thresholds)
+            enrolled, rounds = adv.enrol(sums, posts, admit)
             tracked["probe"] = enrolment_facts(enrolled, rounds, owners, names)
             for user, outcome in enrolled_outcomes(sums, names, posts, owners, enrolled, thresholds).items():
                 add("probe", user, outcome)
@@ -271,7 +275,7 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
             own = sums.clone()                                             # enrolled from protected photos
             own[names.index(user)] = emb_of[("gallery", user)].sum(0)
             owners = [user] * len(clean_probe[user])
-            enrolled, rounds = adv.enrol(own, clean_probe[user], thresholds)
+            enrolled, rounds = adv.enrol(own, clean_probe[user], admit)
             tracked.setdefault("gallery", {})[user] = enrolment_facts(enrolled, rounds, owners, names)
             add("gallery", user, enrolled_outcomes(own, names, clean_probe[user], owners, enrolled,
                                                    thresholds)[user])
