@@ -109,8 +109,10 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
     # how probe queries are scored; the default leaves the keys of runs made before protocols existed unchanged
     protocol_part = () if suite.protocol == "templates" else (suite.protocol,)
     photo_space = suite.space == "photo"
-    # the clean baseline links clean photos in the linkage scenarios: they enter its key (nothing without them)
+    # the clean baseline links clean photos in the linkage scenarios: they enter its key (nothing without them);
+    # they link the probe photos a protect task makes anyway, so they stay out of its key
     linkage_part = tuple(s for s in scenarios if s.startswith("linkage"))
+    protect_scenarios = [s for s in scenarios if s not in linkage_part]
 
     def space_part(t: TargetInfo, photo_keys: dict[str, str] | None = None) -> tuple:
         """What photo space adds to an evaluation key (nothing in crop space)."""
@@ -149,8 +151,8 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
             for user in data.users:
                 gallery = data.user_gallery[user] if "gallery" in scenarios else []
                 key = content_key("protect", m.name, m.config, m.code, plugins.surrogates, data.fit[user],
-                                  data.probe[user], gallery, seed, suite.quantize, asdict(suite.split), scenarios,
-                                  m.needs, plugins.device)
+                                  data.probe[user], gallery, seed, suite.quantize, asdict(suite.split),
+                                  protect_scenarios, m.needs, plugins.device)
                 protect_keys[user] = key
                 tasks.append(TaskNode(key, "protect", f"protect/{m.name}/{user}/{seed}", "protect",
                                       {"method": m.name, "user": user, "seed": seed}))
