@@ -124,14 +124,17 @@ SUITES: dict[str, Suite] = {
         name="quick",
         description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
                     "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 5 targets (the 2 "
-                    "surrogates white-box, 3 unseen including ArcFace), no adversary, JPEG-75 and mask estimation, "
+                    "surrogates white-box, 3 unseen including ArcFace), no adversary, JPEG-75, mask estimation and "
+                    "the dynamic gallery; probe scenario and the trackers linking posts (linkage, linkage-anchored); "
                     "4 users with 20 photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` "
                     "for their CPU cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), "
                     "FaceCloak, OPOM's other losses",
         methods=("chameleon", "opom-class-center", "uap", "pgd"),
         targets=("sface", "dlib-resnet", "faceres", "mobileface", "arcface-mbf"),
         surrogates=("sface", "dlib-resnet"),
-        adversaries=("none", "jpeg-75", "mask-estimation"),
+        # linkage and the dynamic gallery reuse the probe photos' embeddings: a few CPU seconds in all
+        adversaries=("none", "jpeg-75", "mask-estimation", "dynamic-gallery"),
+        scenarios=("probe", "linkage", "linkage-anchored"),
         users=4,
         gallery_identities=50,
         white_box=True,
@@ -139,23 +142,25 @@ SUITES: dict[str, Suite] = {
     ),
     "adaptive": Suite(
         name="adaptive",
-        description="the training adversaries (learned purification, robust fine-tuning) against the seed methods: "
-                    "the owner protects 12 of its own people with each method and trains; SFace (a surrogate) and "
-                    "MobileFace (never seen) judge, 4 users",
+        description="the training adversaries (learned purification, robust fine-tuning) and the dynamic gallery "
+                    "against the seed methods: the owner protects 12 of its own people with each method and trains; "
+                    "SFace (a surrogate) and MobileFace (never seen) judge, probe, gallery and linkage scenarios, "
+                    "4 users",
         methods=SEED_METHODS,
         targets=("sface", "mobileface"),
         surrogates=("sface", "dlib-resnet"),
-        adversaries=("none", "purification", "robust-finetune"),
+        adversaries=("none", "purification", "robust-finetune", "dynamic-gallery"),
         users=4,
         gallery_identities=50,
-        # Fawkes and LowKey protect what the recogniser enrols (gallery); the masks protect queries (probe).
-        scenarios=("probe", "gallery"),
+        # Fawkes and LowKey protect what the recogniser enrols (gallery); the masks protect queries (probe); a
+        # tracker links posts (linkage).
+        scenarios=("probe", "gallery", "linkage"),
         white_box=True,
         split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
     ),
     "full": Suite(
         name="full",
-        description="every registered method, target and adversary; probe and gallery scenarios; 50 users "
+        description="every registered method, target, adversary and scenario; 50 users "
                     "(`--users all`: every identity with 10+ photos, 135 in the shared LFW) against every LFW "
                     "identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which Chameleon picks its "
                     "team of 2 by focal diversity. Hours on a GPU: price it first with `bench run --suite full "
@@ -166,7 +171,7 @@ SUITES: dict[str, Suite] = {
         adversaries=("*",),
         users=50,  # enough that a transfer figure survives a new draw of people (docs/protocol.md)
         gallery_identities=None,
-        scenarios=("probe", "gallery"),
+        scenarios=SCENARIOS,
         white_box=True,
         split=CHAMELEON_SPLIT,
     ),
