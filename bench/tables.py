@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from bench.formatting import number, percent
-from bench.metric_registry import METRICS, Metric
+from bench.metric_registry import METRICS, SCENARIO_PSR, Metric
 from bench.reading import reading
 
 PRIMARY_SCORE = "psr_top1_worst"
@@ -126,10 +126,9 @@ def display_frame(board: dict[str, Any]) -> pd.DataFrame:
 def _notes(board: dict[str, Any]) -> list[str]:
     scenarios = sorted({e.get("scenario") for e in board["entries"]})
     notes = [
-        f"PSR@1 in % ({', '.join(scenarios)} scenario): probe = share of protected query photos whose identity is "
-        f"not ranked first against a clean gallery; gallery = share of clean queries not matched to the user's "
-        f"enrolled protected photos; linkage = share of a user's protected posts whose nearest other post (among "
-        f"every user's) is not theirs, linkage-anchored = the same with one clean photo of every user held too; "
+        f"PSR@1 in % ({', '.join(scenarios)} scenario): "
+        + "; ".join(f"{s} = {text}" for s, text in SCENARIO_PSR.items() if s in scenarios or s in ("probe", "gallery"))
+        + "; "
         f"sorted by the worst case over targets x adversaries, with its 95% bootstrap interval over users. Rank: "
         f"1 + the methods a paired bootstrap over the same users finds significantly better; methods it cannot "
         f"tell apart share a rank. White-box targets (surrogates, or running a surrogate's weights): "
