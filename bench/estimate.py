@@ -450,10 +450,11 @@ class Estimator:
             entry["protect_s_per_photo"] = entry.pop("protect_s") / max(1, entry["photos"])
         for name, facts in adaptation.items():
             each = "method and target" if adversaries[name].trains_per_target else "method"
-            notes.append(f"{name}: protecting the owner's people {facts['protect_public_s'] / 60:.1f} min (shared with "
-                         f"the other training adversaries asking for the same people), training "
-                         f"{facts['train_s'] / 60:.1f} min ({facts['builds']} build(s), one per {each}); what it "
-                         "trains is cached in the run folder and reused when the run resumes")
+            public = (f"protecting the owner's people {facts['protect_public_s'] / 60:.1f} min, " if
+                      facts["protect_public_s"] else "the owner's people as another training adversary protected "
+                      "them, ")
+            notes.append(f"{name}: {public}training {facts['train_s'] / 60:.1f} min ({facts['builds']} build(s), one "
+                         f"per {each}); what it trains is cached in the run folder and reused when the run resumes")
         for name, entry in per_method.items():
             if entry["kind"] == "per-image" and entry["protect_s_per_photo"] >= SLOW_PER_PHOTO_S:
                 where = "this CPU" if self.device == "cpu" else self.device
