@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sqlite3
 import sys
 
 import bench.commands as commands
+from bench.storage import StoreDamaged, storage_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; finished tasks are kept in the run store, run the same command to resume",
               file=sys.stderr)
         return 130
+    except StoreDamaged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.OperationalError) as exc:  # a full disk or a folder we may not write, wherever met
+        line = storage_line(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

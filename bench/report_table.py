@@ -17,7 +17,7 @@ from bench.charts import PSR_CMAP
 from bench.formatting import NA, finite, number, percent
 from bench.metric_registry import Metric
 from bench.report_data import get, psr_cell
-from bench.tables import counts, mean_authorized, measures
+from bench.tables import counts, mean_authorized, measures, worst_text
 
 Cell = Callable[[dict], tuple[Any, str, "str | None"]]
 
@@ -38,6 +38,14 @@ def _pct(key: str) -> Cell:
     return lambda e: (finite(e.get(key)), percent(e.get(key), suffix="%"), None)
 
 
+def _worst(cells: int) -> Cell:
+    def cell(e: dict) -> tuple[Any, str, str | None]:
+        v = finite(e.get("psr_top1_worst"))
+        part = worst_text(e, cells)
+        return v, percent(v, suffix="%") + part, e.get("reason") if part else None
+    return cell
+
+
 def _psr(target: str, adversary: str) -> Cell:
     def cell(e: dict) -> tuple[Any, str, str | None]:
         c = psr_cell(e, target, adversary)
@@ -49,7 +57,7 @@ def _psr(target: str, adversary: str) -> Cell:
             tip = (tip + "; " if tip else "") + f"PSR@5 {percent(c.get('top5'), suffix='%')}"
         if c.get("status") == "failed":
             tip = f"failed: {c.get('reason')}"
-        return v, percent(v, suffix="%"), tip
+        return v, "failed" if c.get("status") == "failed" else percent(v, suffix="%"), tip
     return cell
 
 
@@ -78,7 +86,8 @@ def columns(board: dict) -> list[tuple[str, str, Cell]]:
         ("", "method", lambda e: (str(e.get("method")), str(e.get("method")), None)),
         ("", "kind", _text("kind")), ("", "scenario", _text("scenario")),
         ("", "status", lambda e: (str(e.get("status") or NA), str(e.get("status") or NA), e.get("reason") or None)),
-        ("PSR@1", "worst", _pct("psr_top1_worst")), ("PSR@1", "mean", _pct("psr_top1_mean")),
+        ("PSR@1", "worst", _worst(len(board.get("targets") or []) * len(board.get("adversaries") or []))),
+        ("PSR@1", "mean", _pct("psr_top1_mean")),
     ]
     for t in board.get("targets") or []:
         cols += [(f"PSR@1 on {t}", a, _psr(t, a)) for a in board.get("adversaries") or []]

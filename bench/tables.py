@@ -60,13 +60,14 @@ def mean_authorized(entry: dict[str, Any]) -> float | None:
 
 def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
     """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
-    fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
+    fixed = ["method", "kind", "scenario", "status", "failed_cells", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
              *(m.entry for m in measures(board)), "device", "users", *(m.entry for m in counts()), "rank",
              "psr_top1_worst_ci_low", "psr_top1_worst_ci_high", "protocol", "space"]
     missed = missed_cells(board)
     rows = []
     for e in board["entries"]:
         row = {k: e.get(k) for k in fixed}
+        row["failed_cells"] = "; ".join(e.get("failed_cells") or {}) or None  # cells the worst case leaves out
         row["psr_top1_worst_ci_low"], row["psr_top1_worst_ci_high"] = e.get("psr_top1_worst_ci") or (None, None)
         for t in board["targets"]:
             for a in board["adversaries"]:
@@ -97,16 +98,27 @@ def _robustness_shown(board: dict[str, Any]) -> list[str]:
     return [k for k in ROBUSTNESS if any(e.get(k) is not None for e in board["entries"])]
 
 
+def worst_text(e: dict[str, Any], cells: int) -> str:
+    """The worst case, said to be over part of the cells when some failed or were not computed."""
+    missing = len(e.get("failed_cells") or {})
+    return f" (incomplete: {cells - missing} of {cells} cells)" if missing else ""
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    return "failed" if cell.get("status") == "failed" else percent(cell.get("top1"))
+
+
 def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str],
                  shown: list[Metric]) -> list[str]:
     changed = "†" if e.get("overrides") else ""
     interval = e.get("psr_top1_worst_ci")
     worst = percent(e.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
+    worst += worst_text(e, len(targets) * len(advs))
     cells = [str(e.get("rank", "")), e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"),
              e.get("kind") or "", e["scenario"], worst, *(percent(e.get(k)) for k in robustness)]
     for t in targets:
         per = e.get("psr", {}).get(t, {})
-        cells.append(" / ".join(percent(per.get(a, {}).get("top1")) for a in advs))
+        cells.append(" / ".join(cell_text(per.get(a, {})) for a in advs))
     cells += [number(e.get(m.entry), m.fmt) for m in shown]
     cells.append(percent(mean_authorized(e)))
     return cells
