@@ -19,6 +19,7 @@ as such (with the reason) and skipped by callers, never fatal.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, similarity_fit
 from bench.image_files import open_image
 from bench.integrity import arrays_digest, file_sha256
 from bench.paths import bench_home
-from bench.storage import remove_orphans, writing
+from bench.storage import remove_orphans, write_bytes
 from bench.work import WorkLog
 
 
@@ -76,11 +77,9 @@ class FaceError(Exception):
 def decode_photo(path: str | os.PathLike, max_side: int | None = None,
                  log: Callable[[str], None] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
     """The photo as H x W x 3 uint8 RGB, oriented by its EXIF tag, and the (x, y) scale of the decoded pixels
-    relative to the oriented full-size photo (1.0 unless it was longer than ``max_side``). A photo above Pillow's
-    decompression-bomb warning limit is said so in one line to ``log``."""
-    what = f"decoded at most {max_side} px on its longest side" if max_side else "decoded in full"
+    relative to the oriented full-size photo (1.0 unless it was longer than ``max_side``) (``open_image``)."""
     try:
-        with open_image(path, log or (lambda msg: print(msg, file=sys.stderr)), what) as im:
+        with open_image(path, log, f"decoded at most {max_side} px on its longest side" if max_side else "") as im:
             full = im.size
             if max_side and max(full) > max_side and im.format == "JPEG":
                 # JPEG decodes at 1/2, 1/4 or 1/8 size directly: the full-size pixels never sit in memory
@@ -261,14 +260,8 @@ class Aligner:
 
     @staticmethod
     def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        try:
-            with writing(path.parent, sum(a.nbytes for a in arrays.values()), "(the alignment cache, BENCH_HOME)"):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(tmp, digest=np.array(arrays_digest(arrays)), **arrays)
-                os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        np.savez_compressed(buffer := io.BytesIO(), digest=np.array(arrays_digest(arrays)), **arrays)
+        write_bytes(path, buffer.getvalue(), "(the alignment cache in BENCH_HOME)")
 
     def _load(self, path: Path) -> dict[str, np.ndarray] | None:
         """The cached arrays, or None (the file is removed, to be made again) when they do not match the digest

@@ -9,6 +9,7 @@ is done with it.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -21,9 +22,9 @@ def large_image_note(path: str | os.PathLike, size: tuple[int, int], what: str) 
             f"decompression-bomb limit of {limit:.0f} Mpx; {what}")
 
 
-def open_image(path: str | os.PathLike, note: Callable[[str], None], what: str) -> Image.Image:
-    """``Image.open(path)``; for an image above Pillow's warning limit (below its hard limit), ``note`` gets one
-    line (``what``: what is done with the image) in place of the warning."""
+def open_image(path: str | os.PathLike, note: Callable[[str], None] | None = None, what: str = "") -> Image.Image:
+    """``Image.open(path)``; for an image above Pillow's warning limit (below its hard limit), ``note`` (by
+    default: standard error) gets one line (``what``: what is done with the image) in place of the warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -33,5 +34,5 @@ def open_image(path: str | os.PathLike, note: Callable[[str], None], what: str) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         im = Image.open(path)
-    note(large_image_note(path, im.size, what))
+    (note or (lambda line: print(line, file=sys.stderr)))(large_image_note(path, im.size, what or "decoded in full"))
     return im

@@ -27,7 +27,7 @@ class StorageError(OSError):
     """A write that failed for want of space or permission; ``str()`` is the one line to show."""
 
     def __str__(self) -> str:
-        return self.args[0]
+        return str(self.strerror)
 
 
 class StoreDamaged(ValueError):
@@ -87,10 +87,12 @@ def writing(folder: Path, needed: int | None = None, what: str = "") -> Iterator
 
 
 def write_bytes(path: Path, data: bytes, what: str = "", tmp: Path | None = None) -> None:
-    """Write ``data`` whole: under ``tmp`` (by default a name of this process's own), then renamed, so a killed
-    or failed write leaves nothing under the file's own name."""
-    tmp = tmp or path.with_name(f"{path.name}.{os.getpid()}.part")
+    """Write ``data`` whole: under ``tmp`` (by default ``<stem>.<pid>.tmp<suffix>``, this process's own name, which
+    :func:`remove_orphans` knows), then renamed, so a killed or failed write leaves nothing under the file's own
+    name."""
+    tmp = tmp or path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
     with writing(path.parent, len(data), what):
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(tmp, "wb") as f:
                 f.write(data)

@@ -60,14 +60,13 @@ def mean_authorized(entry: dict[str, Any]) -> float | None:
 
 def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
     """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
-    fixed = ["method", "kind", "scenario", "status", "failed_cells", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
+    fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
              *(m.entry for m in measures(board)), "device", "users", *(m.entry for m in counts()), "rank",
              "psr_top1_worst_ci_low", "psr_top1_worst_ci_high", "protocol", "space"]
     missed = missed_cells(board)
     rows = []
     for e in board["entries"]:
         row = {k: e.get(k) for k in fixed}
-        row["failed_cells"] = "; ".join(e.get("failed_cells") or {}) or None  # cells the worst case leaves out
         row["psr_top1_worst_ci_low"], row["psr_top1_worst_ci_high"] = e.get("psr_top1_worst_ci") or (None, None)
         for t in board["targets"]:
             for a in board["adversaries"]:
@@ -77,6 +76,7 @@ def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
         row.update({f"missed[{t}|{a}]": e.get("psr", {}).get(t, {}).get(a, {}).get("missed") for t, a in missed})
         auth = e.get("authorized_accuracy") or {}
         row.update({f"authorized_top1[{t}]": auth[t] for t in board["targets"] if auth.get(t) is not None})
+        row["failed_cells"] = "; ".join(e.get("failed_cells") or {}) or None  # cells the worst case leaves out
         row["reason"] = e.get("reason")
         rows.append(row)
     # object columns keep each value as the JSON has it (an int stays an int next to a missing one)
