@@ -122,9 +122,6 @@ class ArtifactReader:
         # weights_only keeps a tampered file from running code
         return torch.load(io.BytesIO(data), weights_only=True)
 
-    def has_artifact(self, key: str) -> bool:
-        return self.artifact_path(key).exists()
-
 
 class RunStore(ArtifactReader):
     def __init__(self, run_dir: str | os.PathLike):
@@ -141,8 +138,9 @@ class RunStore(ArtifactReader):
             self._add_artifact_hashes()
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            if storage_line(exc, self.run_dir):
-                raise StorageError(0, storage_line(exc, self.run_dir)) from None
+            line = storage_line(exc, self.run_dir)
+            if line:
+                raise StorageError(0, line) from None
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise
             raise StoreDamaged(self.damaged_message(exc)) from None
