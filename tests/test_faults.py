@@ -4,7 +4,8 @@ line that names what was wrong, and either the correct leaderboard or none.
 One run, on a copy of the built-in data holding unreadable entries, is shared by every test (a module fixture);
 each test copies its folder and damages the copy: an artifact overwritten, cut short or removed, a store with a
 garbage header or a page of garbage, a failed or missing cell, a full disk, a folder that cannot be written, a
-store from before artifacts were hashed.
+store from before artifacts were hashed. A full disk and a refused write are made real by the kernel: the
+artifact's temporary file is a link to ``/dev/full`` or into ``/sys``.
 """
 
 from __future__ import annotations
@@ -192,16 +193,13 @@ def test_a_missing_artifact_on_a_full_disk_ends_in_one_line_and_the_rerun_finish
     assert again == {label, "eval/pgd/none/sface", "eval/pgd/jpeg-75/sface"}, again
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_folder_that_cannot_be_written_ends_in_one_line(reference, faulty_data, tmp_path):
+def test_a_write_that_is_refused_ends_in_one_line(reference, faulty_data, tmp_path):
     run_dir = copy_run(reference, tmp_path)
     _, path = protect_artifact(run_dir)
     path.unlink()
-    path.parent.chmod(0o555)
-    try:
-        out = rerun(run_dir, faulty_data, code=1)
-    finally:
-        path.parent.chmod(0o755)
+    # the artifact's write goes where the kernel refuses to create a file, even for root (sysfs)
+    path.with_name(path.name + ".part").symlink_to("/sys/cloakbench-refused")
+    out = rerun(run_dir, faulty_data, code=1)
     assert len(lines_with(out, f"permission denied writing in {path.parent}")) == 1, out
 
 
