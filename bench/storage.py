@@ -35,7 +35,7 @@ class StoreDamaged(ValueError):
 
 
 def _mb(nbytes: int) -> str:
-    return f"{nbytes / 1e6:.1f} MB"
+    return f"{nbytes / 1e6:.1f} MB" if nbytes < 1e9 else f"{nbytes / 1e9:.1f} GB"
 
 
 def _existing(folder: Path) -> Path:
