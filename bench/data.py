@@ -153,7 +153,7 @@ def load_identity_folders(
         identities = dict(list(identities.items())[:max_identities])
     if not identities:
         raise DataError(f"no identity under {folder} has {min_photos}+ photos")
-    return Dataset(dataset, folder, identities, excluded, too_few, unreadable)
+    return Dataset(dataset, folder, identities, excluded, unreadable=unreadable, too_few=too_few)
 
 
 @dataclass(frozen=True)

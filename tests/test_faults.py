@@ -60,7 +60,8 @@ def faulty_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(faulty_data, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    finished(bench_run(run_dir, "--data-root", str(faulty_data)))
+    out = finished(bench_run(run_dir, "--data-root", str(faulty_data)))
+    (run_dir.parent / "output.txt").write_text(out)
     return run_dir
 
 
@@ -90,6 +91,8 @@ def test_unreadable_photos_are_skipped_before_users_and_splits_are_drawn(referen
     skipped = dict(query(reference, "SELECT item, reason FROM skipped"))
     images = faulty_data / "lfw" / "images"
     assert "symlink loop" in skipped[str(images / "Colin_Powell" / "a.jpg")]
+    out = (reference.parent / "output.txt").read_text()
+    assert len(lines_with(out, f"skipped {images / 'Colin_Powell' / 'a.jpg'}: cannot be read")) == 1, out
     assert "folder named like a photo" in skipped[str(images / "Rudolph_Giuliani" / "Rudolph_Giuliani_0000.jpg")]
     if os.geteuid() != 0:
         assert "permission denied" in skipped[str(images / "George_W_Bush" / "George_W_Bush_0000.jpg")]
