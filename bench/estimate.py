@@ -426,14 +426,9 @@ class Estimator:
                 name = args["adversary"]
                 adversary = adversaries[name]
                 if adversary.kind == "adaptation":
-<<<<<<< HEAD
-                    notes.append(f"{name} adapts the recogniser: its training is not priced")
+                    cost.seconds += adapt(name, adversary, args["method"], args["target"])
                 protected = args["protect_keys"]  # the users the method protects (Suite.method_users)
                 photos = sum(len(data.probe[u]) for u in protected)
-=======
-                    cost.seconds += adapt(name, adversary, args["method"], args["target"])
-                photos = sum(len(v) for v in data.probe.values())
->>>>>>> main
                 if gallery_scenario:
                     photos += sum(len(data.user_gallery[u]) for u in protected)
                 cost.seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(
