@@ -18,45 +18,17 @@ are K x D unit vectors (the normalised mean embedding of an identity's photos), 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.context import ContextError, RunContext
+from bench.context import ContextError, IdentityBank, RunContext
 
 
 class BankError(ContextError):
     """No usable candidate identities: the message says where they were looked for and what to do."""
-
-
-@dataclass
-class IdentityBank:
-    names: list[str]
-    canvases: torch.Tensor
-    owner: torch.Tensor
-    source: str
-    digest: str
-    _centroids: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def photos_of(self, identity: int) -> torch.Tensor:
-        return self.canvases[self.owner == identity]
-
-    def centroids(self, surrogate: Any, device: torch.device | str) -> torch.Tensor:
-        """K x D unit centroids of the bank identities under ``surrogate`` (computed once per surrogate)."""
-        key = (getattr(surrogate, "name", type(surrogate).__name__), str(device))
-        if key not in self._centroids:
-            with torch.no_grad():
-                emb = surrogate.embed(self.canvases.to(device))
-            sums = torch.zeros(len(self.names), emb.shape[1], device=emb.device, dtype=emb.dtype)
-            sums.index_add_(0, self.owner.to(emb.device), emb)
-            self._centroids[key] = torch.nn.functional.normalize(sums, dim=1)
-        return self._centroids[key].to(device)
 
 
 def _name_key(name: str) -> str:

@@ -89,9 +89,6 @@ class ArtifactReader:
         # Files this run wrote itself; weights_only keeps a tampered file from running code.
         return torch.load(self.artifact_path(key), weights_only=True)
 
-    def has_artifact(self, key: str) -> bool:
-        return self.artifact_path(key).exists()
-
 
 class RunStore(ArtifactReader):
     def __init__(self, run_dir: str | os.PathLike):

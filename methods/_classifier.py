@@ -28,11 +28,9 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from bench.context import Need
-from bench.identity_bank import IdentityBank
+from bench.api import IdentityBank, Need, Target
 from methods._universal import check_photos, surrogate_name
 from methods.base import GOALS, Method, Protector
-from targets.base import Target
 
 COSINE_SCALE = 64.0
 TORCHATTACKS = f"torchattacks {torchattacks.__version__} (github.com/Harry24k/adversarial-attacks-pytorch)"

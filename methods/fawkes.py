@@ -38,15 +38,21 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.canvas import FACE_BOX, face_region
-from bench.context import Need
-from bench.identity_bank import IdentityBank
-from bench.quality import dssim
-from bench.registry import METHODS
-from bench.validate import COUNT, Interval, check_ranges, positive
+from bench.api import (
+    COUNT,
+    FACE_BOX,
+    METHODS,
+    IdentityBank,
+    Interval,
+    Need,
+    Target,
+    check_ranges,
+    dssim,
+    face_region,
+    positive,
+)
 from methods._identity_bank import farthest_identities, user_features
 from methods.base import Budget, Method, Protector, seeded_generator
-from targets.base import Target
 
 TANH_K = 2 - 1e-6  # v1.0's tanh constant: keeps arctanh finite at 0 and 1
 
