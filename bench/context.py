@@ -13,7 +13,7 @@ under test (configured, bound) with its surrogates, and a cache folder for what 
 needs enter its evaluation keys; the method and its surrogates already do through the protect tasks' keys.
 
 Outside a run (tests, notebooks) build a context from an explicit data root with
-``bench.identity_bank.standalone_context``.
+``bench.assembly.standalone_context``.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class RunContext:
         self._check_granted("identity_bank", (identities, photos))
         if self.bank_provider is None:
             raise ContextError("this run context has no identity bank: `bench run` supplies one; outside a run use "
-                               "bench.identity_bank.standalone_context(data_root=...)")
+                               "bench.assembly.standalone_context(data_root=...)")
         bank = self.bank_provider(identities, photos)
         self.used[Need("identity_bank", (identities, photos)).label] = bank.digest
         return bank

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.context import ContextError, IdentityBank, RunContext
+from bench.context import ContextError, IdentityBank
+from bench.data import Dataset
 
 
 class BankError(ContextError):
@@ -47,9 +48,8 @@ class BankBuilder:
     is the run context's ``bank_provider``). The bank of the first k identities of a larger request is the
     same people: candidates are taken in one fixed order."""
 
-    def __init__(self, data_root: Path, dataset: str, exclude: set[str], aligner: Any, reporter: Any = None):
-        self.data_root = Path(data_root)
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, exclude: set[str], aligner: Any, reporter: Any = None):
+        self.dataset = dataset  # every identity folder of the run's dataset, listed once (bench.assembly)
         self.exclude = set(exclude)
         self.aligner = aligner
         self.reporter = reporter  # bench.progress.Reporter, or None
@@ -74,12 +74,12 @@ class BankBuilder:
         return self._banks[(identities, photos)]
 
     def _build(self, identities: int, photos: int) -> IdentityBank:
-        from bench.data import DataError, load_identity_folders
+        from bench.data import DataError
         from bench.faces import canvases_to_tensor
 
-        where = f"{self.data_root} ({self.dataset})"
+        where = f"{self.dataset.root} ({self.dataset.name})"
         try:
-            data = load_identity_folders(self.data_root, self.dataset, min_photos=photos)
+            data = self.dataset.at_least(photos)
         except DataError as exc:
             raise BankError(f"cannot build the identity bank: {exc}") from exc
         people = [n for n in data.identities if n not in self.exclude]
@@ -113,18 +113,4 @@ class BankBuilder:
         return IdentityBank(names, canvases_to_tensor(canvases), owner, where, bank_digest(names, canvases))
 
 
-def standalone_context(data_root: str | Path, device: str = "auto", dataset: str = "lfw",
-                       exclude: tuple[str, ...] = (), cache_dir: Path | None = None) -> RunContext:
-    """A context for using a method outside a run: its identity bank comes from ``data_root`` (the people of
-    ``dataset`` there, minus ``exclude``), aligned on ``device`` (``auto``: CUDA when present). It grants
-    whatever the method declares."""
-    from bench.devices import resolve_device
-    from bench.faces import Aligner
-
-    device = resolve_device(device)
-
-    builder = BankBuilder(Path(data_root), dataset, set(exclude), Aligner(device=device))
-    return RunContext(device=device, data_root=Path(data_root), cache_dir=cache_dir, bank_provider=builder.bank)
-
-
-__all__ = ["IdentityBank", "BankBuilder", "BankError", "bank_digest", "standalone_context"]
+__all__ = ["IdentityBank", "BankBuilder", "BankError", "bank_digest"]

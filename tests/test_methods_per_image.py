@@ -10,9 +10,9 @@ import math
 import pytest
 import torch
 
+from bench.assembly import standalone_context
 from bench.canvas import FACE_BOX, face_region
 from bench.context import ContextError, Need
-from bench.identity_bank import standalone_context
 from bench.quality import dssim
 from bench.registry import METHODS, TARGETS
 from methods._identity_bank import farthest_identities, user_features

@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 
+from bench.assembly import standalone_context
 from bench.canvas import FACE_BOX
-from bench.identity_bank import standalone_context
 from bench.registry import METHODS
 from methods.base import seeded_generator
 from methods.chameleon import LAMBDA_MAX, LAMBDA_MIN, dssim_region, focal_diversity, next_lambda, select_team
