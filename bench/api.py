@@ -51,7 +51,8 @@ from bench.weights import WeightError, WeightSpec, derived, ensure, recording, w
 
 # name -> the plug-in base module that defines it (imported on first use: those modules import bench.api)
 _BASES = {
-    **dict.fromkeys(("Method", "Protector", "MaskProtector", "Budget", "Reported", "GOALS", "seeded_generator"),
+    **dict.fromkeys(("Method", "Protector", "MaskProtector", "Budget", "Reported", "GOALS", "seeded_generator",
+                     "seeded"),
                     "methods.base"),
     **dict.fromkeys(("Adversary", "check_range", "per_photo"), "attacks.base"),
     **dict.fromkeys(("Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "NonFiniteEmbeddingError"),

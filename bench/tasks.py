@@ -10,8 +10,7 @@ planner's ``TaskNode.body`` names to them; a body is found by name, so a task pi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from bench.photo_space import (
 from bench.prepare import Prepared
 from bench.store import ResultRow
 from bench.work import WorkLog
+from methods.base import seeded
 
 
 @dataclass
@@ -131,24 +131,14 @@ def clean(ws: Workspace, target: str) -> TaskOutput:
     return TaskOutput({"gallery_labels": gallery_labels, "target": recogniser.name}, [], tensors)
 
 
-@contextmanager
-def seeded_global_rng(seed: int, device: str) -> Iterator[None]:
-    """Torch's global RNG seeded for one task, its state put back after: methods draw from their own
-    ``torch.Generator`` (``seeded_generator``), but libraries such as torchattacks take none and draw from the
-    global one; this keeps them reproducible without one task's draws reaching the next."""
-    where = torch.device(device)
-    with torch.random.fork_rng(devices=[where.index or 0] if where.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
-
-
 def protect(ws: Workspace, method: str, user: str, seed: int) -> TaskOutput:
     m = ws.method(method, seed)
     split = ws.data.splits[user]
     fit_photos, probes = ws.canvases(split.fit), ws.canvases(split.probe)
     # The user's photos to protect, in one call: a per-image method batches over all of them.
     clean_gallery = ws.canvases(split.gallery) if "gallery" in ws.scenarios else probes[:0]
-    with seeded_global_rng(seed, ws.device):
+    # torch's global RNG seeded for this task only (libraries such as torchattacks take no generator)
+    with seeded(seed, ws.device):
         t0 = time.perf_counter()
         protector = m.fit(fit_photos, ws.surrogates, seed)
         fit_s = time.perf_counter() - t0

@@ -23,6 +23,8 @@ that it enters the task key. A method used outside a run is bound by hand to
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -194,3 +196,13 @@ def seeded_generator(seed: int, device: torch.device | str) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | str) -> Iterator[None]:
+    """Run with torch's global RNG seeded, restoring the caller's RNG state after: for libraries that draw from
+    it and take no generator (torchattacks). Methods' own draws go through :func:`seeded_generator`."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        yield
