@@ -9,7 +9,8 @@ need of a run (device, seed, identity bank, cache folder, code versions) the run
 - base classes (re-exported from each plug-in package's ``base`` module): ``Method``, ``Protector``,
   ``MaskProtector``, ``Budget``, ``Reported``, ``GOALS``, ``seeded_generator``; ``Adversary``; ``Target``,
   ``TorchTarget``, ``BlackBoxTarget``, ``TargetConfig``;
-- registries: ``METHODS``, ``ATTACKS``, ``TARGETS`` (``@METHODS.register("name", **preset)``);
+- registries: ``METHODS``, ``ADVERSARIES`` (also as ``ATTACKS``), ``TARGETS``
+  (``@METHODS.register("name", **preset)``);
 - the canvas: its size, templates, face box, :class:`Framing`, 8-bit round trips;
 - config checks: ``check_ranges`` with ``COUNT``, ``FRACTION``, ``Interval``, ``at_least``, ``positive``;
 - image quality used inside optimisations: ``dssim``, ``get_lpips``;
@@ -42,7 +43,7 @@ from bench.integrity import IntegrityError
 from bench.lpips import get_lpips
 from bench.onnx_tools import fold_file, free_batch_file
 from bench.quality import dssim
-from bench.registry import ATTACKS, METHODS, TARGETS, ConfigError
+from bench.registry import ADVERSARIES, ATTACKS, METHODS, TARGETS, ConfigError
 from bench.tfjs import compile_graph, load_graph_json, read_weights
 from bench.tfjs.graphdef import read_frozen_graph
 from bench.user_weights import load_into, load_state_dict, locate_user_file, user_file_status
@@ -78,7 +79,7 @@ __all__ = [
     # base classes
     *_BASES,
     # registries
-    "METHODS", "ATTACKS", "TARGETS", "ConfigError",
+    "METHODS", "ADVERSARIES", "ATTACKS", "TARGETS", "ConfigError",
     # canvas
     "ARCFACE_112", "CANVAS_OFFSET", "CANVAS_SCALE", "CANVAS_SIZE", "CANVAS_TEMPLATE", "FACE_BOX", "Framing",
     "face_region", "from_uint8", "to_uint8",

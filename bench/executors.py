@@ -55,8 +55,11 @@ def record_output(task: TaskNode, output: TaskOutput, seconds: float, store: Run
 
 
 def record_failure(task: TaskNode, exc: BaseException, seconds: float, store: RunStore) -> str:
+    """Record a failed task: its one-line error (what leaderboards and summaries show) and, in its facts, the
+    full traceback (the file and line a plug-in author needs; ``bench run --debug`` prints it)."""
     err = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    store.record(task.key, task.kind, task.label, "failed", seconds, error=err)
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip()
+    store.record(task.key, task.kind, task.label, "failed", seconds, info={"traceback": trace}, error=err)
     return err
 
 

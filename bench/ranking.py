@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# A rank correlation of two methods is +1 or -1 whatever the data: the split-half check needs three.
+MIN_SPLIT_HALF_METHODS = 3
+
 Score = Callable[[np.ndarray], np.ndarray]  # (B x U x C) per-user values of B replicates -> (B,) scores
 
 
@@ -139,11 +142,17 @@ def rank_entries(entries: list[dict], n_boot: int = 2000, seed: int = 0) -> None
 def stability(entries: list[dict], scenario: str = "probe", seed: int = 0) -> dict | None:
     """Split-half check of a leaderboard's order: the methods ranked on two disjoint random halves of the users,
     over every shared cell and over the cells of targets no surrogate was (``unseen_targets``); Spearman's rho
-    of the two halves' primary scores. None with fewer than 2 ranked methods or 4 shared users."""
+    of the two halves' primary scores. None with fewer than 2 ranked methods (no order to check); with 2 methods
+    (rho can only be +1 or -1) or fewer than 4 shared users, ``left_out`` says why there is no check."""
     ranked = _rankable(entries, scenario)
     cells, users = shared_cells_users(ranked)
-    if len(ranked) < 2 or len(users) < 4:
+    if len(ranked) < 2:
         return None
+    why = (f"it needs at least {MIN_SPLIT_HALF_METHODS} ranked methods (with {len(ranked)}, Spearman's rho can only "
+           "be +1 or -1)" if len(ranked) < MIN_SPLIT_HALF_METHODS else
+           f"it needs at least 4 users every method was judged on ({len(users)} here)" if len(users) < 4 else None)
+    if why:
+        return {"scenario": scenario, "users": len(users), "methods": len(ranked), "left_out": why}
     unseen = set.intersection(*(set(e.get("unseen_targets") or []) for e in ranked))
     out: dict = {"scenario": scenario, "users": len(users), "methods": len(ranked)}
     for name, keep in (("all", cells), ("unseen", [c for c in cells if c.split("|", 1)[0] in unseen])):

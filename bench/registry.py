@@ -2,7 +2,7 @@
 
 A plug-in class registers itself with ``@METHODS.register("name", **preset)``; presets let one file expose
 several variants (``fawkes-low``, ``opom-fi-uap`` ...). Registries are filled lazily from Python entry points
-(groups ``cloakbench.methods``, ``cloakbench.attacks``, ``cloakbench.targets``): an entry names a module or a
+(groups ``cloakbench.methods``, ``cloakbench.attacks`` for adversaries, ``cloakbench.targets``): an entry names a module or a
 package, and every module of a package is imported. ``bench`` itself never imports a plug-in by name.
 
 A module that fails to import is recorded, not fatal: ``bench list`` shows it as unavailable with the error.
@@ -11,6 +11,7 @@ A module that fails to import is recorded, not fatal: ``bench list`` shows it as
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import inspect
 import math
@@ -35,6 +36,12 @@ class UnknownNameError(KeyError):
 
 class ConfigError(ValueError):
     """A bad configuration value or key for a plug-in."""
+
+
+def did_you_mean(name: str, known: list[str] | set[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest known name to a misspelt one, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass
@@ -67,7 +74,8 @@ def build_config(config_cls: type, values: dict[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown config key(s) {unknown}; valid keys: {sorted(names)}")
+        raise ConfigError(f"{where}: unknown config key(s) {unknown}{did_you_mean(unknown[0], names)}; valid keys: "
+                          f"{sorted(names)}")
     try:
         hints = typing.get_type_hints(config_cls)
     except Exception:  # an annotation that does not resolve: leave the check to the config itself
@@ -170,7 +178,8 @@ class Registry(Generic[T]):
             hint = ""
             if self._broken:
                 hint = f"; modules that failed to import: {', '.join(sorted(self._broken))}"
-            raise UnknownNameError(f"unknown {self.kind} '{name}'. Known {self.plural}: {known}{hint}") from None
+            raise UnknownNameError(f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}. Known "
+                                   f"{self.plural}: {known}{hint}") from None
 
     def create(self, name: str, **overrides: Any) -> T:
         """Instantiate ``name`` with its preset config, overridden by ``overrides``."""
@@ -199,6 +208,7 @@ class Registry(Generic[T]):
                 if "name" in inspect.signature(describe).parameters:
                     kwargs["name"] = name  # a class registered under several names learns which one it is
                 row.update(describe(**kwargs))
+            row.setdefault("description", summary(entry.cls))
             config_cls = getattr(entry.cls, "Config", None)
             if dataclasses.is_dataclass(config_cls):
                 try:  # the preset's full config: what `bench run --set NAME.KEY=VALUE` can change
@@ -211,11 +221,18 @@ class Registry(Generic[T]):
         return rows
 
 
+def summary(cls: type) -> str:
+    """What a plug-in is, in its own words: the first paragraph of its class docstring, else of its module's."""
+    doc = cls.__dict__.get("__doc__") or getattr(inspect.getmodule(cls), "__doc__", None) or ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 def _short_error(exc: BaseException) -> str:
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
     return last[:500]
 
 
 METHODS: Registry = Registry("method", "cloakbench.methods")
-ATTACKS: Registry = Registry("adversary", "cloakbench.attacks", plural="adversaries")
+ADVERSARIES: Registry = Registry("adversary", "cloakbench.attacks", plural="adversaries")
+ATTACKS = ADVERSARIES  # the registry's earlier name, kept for plug-ins that import it
 TARGETS: Registry = Registry("target", "cloakbench.targets")

@@ -15,7 +15,7 @@ from bench.photo_space import attacker_detector
 from bench.plan import AdversaryInfo, MethodInfo, TargetInfo
 from bench.progress import Reporter
 from bench.provenance import code_version
-from bench.registry import ATTACKS, METHODS, TARGETS
+from bench.registry import ADVERSARIES, METHODS, TARGETS
 from bench.suites import Suite
 from bench.weights import WeightError, ensure
 
@@ -31,7 +31,7 @@ def validate_names(suite: Suite) -> None:
     """Fail before any work on names that are not registered (the message lists the known ones), on config
     overrides for methods or adversaries the run does not include, on bad config values, and on black-box surrogates."""
     methods = expand(suite.methods, METHODS)
-    for registry, names in ((METHODS, methods), (ATTACKS, expand(suite.adversaries, ATTACKS)),
+    for registry, names in ((METHODS, methods), (ADVERSARIES, expand(suite.adversaries, ADVERSARIES)),
                             (TARGETS, expand(suite.targets, TARGETS)), (TARGETS, suite.surrogates)):
         for name in names:
             registry.entry(name)
@@ -41,13 +41,13 @@ def validate_names(suite: Suite) -> None:
                          f"(its methods: {', '.join(methods)})")
     for mname in methods:  # a bad config key or value fails here, not hours into the run
         METHODS.create(mname, **suite.method_overrides.get(mname, {}))
-    adversaries = expand(suite.adversaries, ATTACKS)
+    adversaries = expand(suite.adversaries, ADVERSARIES)
     stray = sorted(set(suite.adversary_overrides) - set(adversaries))
     if stray:
         raise ValueError(f"config overrides for adversaries {stray}, which this run does not include "
                          f"(its adversaries: {', '.join(adversaries)})")
     for aname in adversaries:
-        ATTACKS.create(aname, **suite.adversary_overrides.get(aname, {}))
+        ADVERSARIES.create(aname, **suite.adversary_overrides.get(aname, {}))
     black_box = [name for name in suite.surrogates if not TARGETS.entry(name).cls.differentiable]
     if black_box:
         usable = [n for n in TARGETS.names() if TARGETS.entry(n).cls.differentiable]
@@ -154,8 +154,8 @@ def create_adversaries(suite: Suite, context: RunContext, reporter: Reporter) ->
     are resolved here so that they enter its evaluation keys; one that cannot be met fails that adversary's
     cells at run time with the reason (its key records it)."""
     adversaries, infos = {}, []
-    for aname in expand(suite.adversaries, ATTACKS):
-        adversary = ATTACKS.create(aname, **suite.adversary_overrides.get(aname, {}))
+    for aname in expand(suite.adversaries, ADVERSARIES):
+        adversary = ADVERSARIES.create(aname, **suite.adversary_overrides.get(aname, {}))
         adversaries[aname] = adversary
         try:
             needs = resolve_needs(adversary.needs(), context)

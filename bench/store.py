@@ -73,6 +73,12 @@ class ArtifactReader:
     def skip(self, item: str, reason: str) -> None:
         self._skipped[item] = reason
 
+    def tracebacks_since(self, since: float) -> list[tuple[str, str]]:
+        """(label, full traceback) of the tasks recorded as failed at or after ``since``, where one was kept."""
+        rows = self.db.execute("SELECT label, info FROM tasks WHERE status = 'failed' AND finished >= ? "
+                               "ORDER BY finished", (since,)).fetchall()
+        return [(label, trace) for label, info in rows if (trace := json.loads(info or "{}").get("traceback"))]
+
     def skipped(self) -> dict[str, str]:
         return dict(self._skipped)
 
@@ -102,7 +108,7 @@ class RunStore(ArtifactReader):
     @classmethod
     def open_existing(cls, run_dir: str | os.PathLike) -> RunStore:
         if not (Path(run_dir) / "store.sqlite").exists():
-            raise FileNotFoundError(f"{run_dir} is not a run folder (no store.sqlite); run `bench run --out {run_dir}`")
+            raise FileNotFoundError(f"{run_dir} is not a run folder (no store.sqlite); give the --out folder of a `bench run`")
         return cls(run_dir)
 
     def close(self) -> None:
@@ -179,6 +185,12 @@ class RunStore(ArtifactReader):
         """(label, error) of the tasks recorded as failed at or after ``since`` (a time.time() value)."""
         return self.db.execute("SELECT label, error FROM tasks WHERE status = 'failed' AND finished >= ? "
                                "ORDER BY finished", (since,)).fetchall()
+
+    def tracebacks_since(self, since: float) -> list[tuple[str, str]]:
+        """(label, full traceback) of the tasks recorded as failed at or after ``since``, where one was kept."""
+        rows = self.db.execute("SELECT label, info FROM tasks WHERE status = 'failed' AND finished >= ? "
+                               "ORDER BY finished", (since,)).fetchall()
+        return [(label, trace) for label, info in rows if (trace := json.loads(info or "{}").get("traceback"))]
 
     def skipped(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT item, reason FROM skipped").fetchall())

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.data import SplitSpec
 from bench.metrics import PROTOCOLS
+from bench.registry import did_you_mean
 from bench.validate import COUNT, Interval, UsageError, at_least, check_ranges
 
 # Named split presets (``bench run --split``). Chameleon (ECCV 2024, git-disl/Chameleon): probe / gallery / train
@@ -171,4 +172,5 @@ def get_suite(name: str) -> Suite:
     try:
         return SUITES[name]
     except KeyError:
-        raise KeyError(f"unknown suite '{name}'. Known suites: {', '.join(sorted(SUITES))}") from None
+        raise KeyError(f"unknown suite '{name}'{did_you_mean(name, SUITES)}. Known suites: {', '.join(sorted(SUITES))}"
+                       ) from None

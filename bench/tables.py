@@ -170,6 +170,8 @@ def stability_notes(board: dict[str, Any]) -> list[str]:
     check = board.get("stability")
     if not check:
         return []
+    if check.get("left_out"):
+        return [f"Split-half check ({check['scenario']} scenario) left out: {check['left_out']}."]
     parts = [f"{label} {check[key]['rank_correlation']:.2f}" for key, label in
              (("all", "over every target"), ("unseen", "over unseen targets only")) if check.get(key)]
     return [f"Split-half check: the {check['methods']} methods ranked on two disjoint halves of the {check['users']} "

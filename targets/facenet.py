@@ -31,6 +31,7 @@ average geometry.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -260,10 +261,9 @@ class FaceNet(TorchTarget):
 
     @classmethod
     def runtime_available(cls) -> tuple[bool, str | None]:
-        try:
-            import facenet_pytorch  # noqa: F401
-        except ImportError as exc:
-            return False, f"facenet-pytorch is not installed ({exc}); pip install facenet-pytorch==2.5.3"
+        # found, not imported: facenet_pytorch pulls in torchvision, seconds a listing need not spend
+        if importlib.util.find_spec("facenet_pytorch") is None:
+            return False, "facenet-pytorch is not installed; pip install facenet-pytorch==2.5.3"
         return True, None
 
     def state_file(self) -> Path:
@@ -328,10 +328,8 @@ class FaceNet128(FaceNet):
 
     @classmethod
     def runtime_available(cls) -> tuple[bool, str | None]:
-        try:
-            import h5py  # noqa: F401
-        except ImportError as exc:
-            return False, f"h5py is not installed ({exc}); pip install h5py"
+        if importlib.util.find_spec("h5py") is None:
+            return False, "h5py is not installed; pip install h5py"
         return super().runtime_available()
 
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.registry import ATTACKS, ConfigError
+from bench.registry import ADVERSARIES, ConfigError
 
 
 def sign_noise(shape, amplitude: float, seed: int) -> torch.Tensor:
@@ -37,7 +37,7 @@ def published(x: torch.Tensor) -> torch.Tensor:
 ])
 def test_bad_adversary_config_names_value_and_range(name, overrides, allowed):
     with pytest.raises(ConfigError) as err:
-        ATTACKS.create(name, **overrides)
+        ADVERSARIES.create(name, **overrides)
     msg = str(err.value)
     assert allowed in msg and repr(next(iter(overrides.values()))) in msg, msg
 
@@ -62,7 +62,7 @@ DENOISERS = ["gaussian-blur-1", "median-3", "median-5", "bilateral", "nl-means-1
 def test_denoisers_bring_a_noisy_face_closer_to_the_clean_one(name, lfw_faces):
     clean = lfw_faces["Colin_Powell"][:3]
     noisy = published(clean + sign_noise(clean.shape, 8 / 255, seed=1))
-    restored = ATTACKS.create(name).apply(noisy)
+    restored = ADVERSARIES.create(name).apply(noisy)
     before = (noisy - clean).abs().mean()
     after = (restored - clean).abs().mean()
     assert after < 0.8 * before, f"{name}: mean error {255 * after:.2f} vs {255 * before:.2f} grey levels"
@@ -70,17 +70,17 @@ def test_denoisers_bring_a_noisy_face_closer_to_the_clean_one(name, lfw_faces):
 
 def test_bit_depth_keeps_levels_and_erases_what_is_below_half_a_level(lfw_faces):
     clean = published(lfw_faces["Tony_Blair"][:2])
-    squeezed = ATTACKS.create("bit-depth-3").apply(clean)
+    squeezed = ADVERSARIES.create("bit-depth-3").apply(clean)
     assert len(torch.unique(squeezed)) <= 8
     levels = torch.round(clean * 7) / 7  # exactly representable photo: a small change vanishes
     nudged = published(levels + sign_noise(levels.shape, 4 / 255, seed=2))
-    assert torch.equal(ATTACKS.create("bit-depth-3").apply(nudged), levels)
+    assert torch.equal(ADVERSARIES.create("bit-depth-3").apply(nudged), levels)
 
 
 def test_resize_pad_is_seeded(lfw_faces):
     x = lfw_faces["Tony_Blair"][:3]
-    a, b = ATTACKS.create("resize-pad").apply(x), ATTACKS.create("resize-pad").apply(x)
-    c = ATTACKS.create("resize-pad", seed=7).apply(x)
+    a, b = ADVERSARIES.create("resize-pad").apply(x), ADVERSARIES.create("resize-pad").apply(x)
+    c = ADVERSARIES.create("resize-pad", seed=7).apply(x)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert (a == 0).all(dim=1).any()  # padded somewhere
 
@@ -94,7 +94,7 @@ def smooth_universal_mask(amplitude: float, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["mask-mean-highpass", "mask-median-denoised", "mask-low-rank", "mask-estimation"])
 def test_mask_estimation_removes_a_shared_mask_but_not_per_photo_noise(name, lfw_faces):
     clean = lfw_faces["George_W_Bush"]
-    adversary = ATTACKS.create(name)
+    adversary = ADVERSARIES.create(name)
     assert adversary.kind == "estimation"
     universal = published(clean + smooth_universal_mask(8 / 255, seed=3))
     restored = adversary.apply(universal)
@@ -150,7 +150,7 @@ def adversary_context(cache_dir, owner_run, adversary, surrogates, steps=2):
 def test_the_owners_people_are_a_declared_identity_bank_without_evaluated_people(owner_run, lfw_faces, sface):
     from bench.context import AdversaryContext, ContextError
 
-    adversary = ATTACKS.create("robust-finetune", identities=3, photos=2)
+    adversary = ADVERSARIES.create("robust-finetune", identities=3, photos=2)
     assert [n.label for n in adversary.needs()] == ["identity_bank/3x2"]
     bank = owner_run.identity_bank(3, 2)
     assert len(bank.names) == 3 and not set(bank.names) & set(lfw_faces)
@@ -162,14 +162,14 @@ def test_the_owners_people_are_a_declared_identity_bank_without_evaluated_people
 def test_adaptive_adversaries_need_a_context(sface):
     for name in ("purification", "robust-finetune"):
         with pytest.raises(ValueError, match="AdversaryContext"):
-            ATTACKS.create(name).adapt(sface)
+            ADVERSARIES.create(name).adapt(sface)
 
 
 def test_purification_trains_a_wrapper_and_caches_it(tmp_path, owner_run, sface, shared_data):
     from bench.calibration_store import lfw_fingerprint
 
     settings = dict(identities=3, photos=2, steps=10, batch=4, width=8, layers=3, patch=32)
-    adversary = ATTACKS.create("purification", **settings)
+    adversary = ADVERSARIES.create("purification", **settings)
     context = adversary_context(tmp_path, owner_run, adversary, [sface])
     assert adversary.kind == "adaptation"
     purified_target = adversary.adapt(sface, context)
@@ -180,7 +180,7 @@ def test_purification_trains_a_wrapper_and_caches_it(tmp_path, owner_run, sface,
     photos = owner_run.identity_bank(3, 2).canvases[:2]
     assert purified_target.embed(photos).shape == (2, sface.embedding_dim)
     assert purified_target.purify(photos).shape == photos.shape
-    again = ATTACKS.create("purification", **settings)
+    again = ADVERSARIES.create("purification", **settings)
     again.adapt(sface, context)
     assert again.info()["cached"] is True and again.info()["train_s"] == info["train_s"]
 
@@ -190,7 +190,7 @@ def test_robust_finetune_pulls_protected_to_clean_and_is_cached(tmp_path, owner_
 
     before = {k: v.clone() for k, v in mobileface.network.state_dict().items()}
     settings = dict(identities=3, photos=2, epochs=3, batch=6, lr=1e-4)
-    adversary = ATTACKS.create("robust-finetune", **settings)
+    adversary = ADVERSARIES.create("robust-finetune", **settings)
     context = adversary_context(tmp_path, owner_run, adversary, [sface])
     tuned = adversary.adapt(mobileface, context)
     info = adversary.info()
@@ -204,7 +204,7 @@ def test_robust_finetune_pulls_protected_to_clean_and_is_cached(tmp_path, owner_
         now = (tuned.embed(pairs.protected) * anchor).sum(1).mean()
         kept = (tuned.embed(pairs.clean) * anchor).sum(1).mean()
     assert now > was and kept > 0.9, (float(was), float(now), float(kept))
-    again = ATTACKS.create("robust-finetune", **settings)
+    again = ADVERSARIES.create("robust-finetune", **settings)
     reused = again.adapt(mobileface, context)
     assert again.info()["cached"] is True
     with torch.no_grad():
@@ -214,7 +214,7 @@ def test_robust_finetune_pulls_protected_to_clean_and_is_cached(tmp_path, owner_
 def test_robust_finetune_refuses_a_black_box(tmp_path, owner_run, sface):
     from bench.registry import TARGETS
 
-    adversary = ATTACKS.create("robust-finetune", identities=3, photos=2)
+    adversary = ADVERSARIES.create("robust-finetune", identities=3, photos=2)
     context = adversary_context(tmp_path, owner_run, adversary, [sface])
     with pytest.raises(ValueError, match="differentiable"):
         adversary.adapt(TARGETS.create("dlib"), context)
@@ -224,7 +224,7 @@ def test_robust_finetune_refuses_a_black_box(tmp_path, owner_run, sface):
 def test_purifier_moves_protected_photos_back_towards_clean(tmp_path, owner_run, sface):
     from attacks._adaptive import protected_pairs
 
-    adversary = ATTACKS.create("purification", identities=3, photos=2, steps=400)
+    adversary = ADVERSARIES.create("purification", identities=3, photos=2, steps=400)
     context = adversary_context(tmp_path, owner_run, adversary, [sface], steps=5)
     purified_target = adversary.adapt(sface, context)
     pairs = protected_pairs(context, 3, 2, seed=0)

@@ -109,3 +109,170 @@ def test_the_readme_leaderboard_is_the_published_one():
     root = Path(__file__).resolve().parents[1]
     assert readme_block((root / "README.md").read_text()) == (root / "results" / "leaderboard.md").read_text(), (
         "regenerate it: bench leaderboard RUN --publish results/ --readme README.md")
+
+
+def test_version_and_a_light_start():
+    import subprocess
+    import sys
+
+    import bench
+
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"cloakbench {bench.__version__}"
+    # listing suites imports only the list command: no run machinery, no model code
+    code = ("import sys; from bench.cli import main; main(['list', 'suites', '--format', 'json']); "
+            "print(sorted(m for m in ('bench.runner', 'bench.commands.run', 'bench.commands.perf') "
+            "if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr.strip() == "[]"
+
+
+def test_every_option_has_help():
+    import argparse
+
+    from bench.cli import build_parser
+
+    def missing(parser, where):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from missing(child, f"{where} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                yield f"{where} {'/'.join(action.option_strings) or action.dest}"
+
+    assert list(missing(build_parser(), "bench")) == []
+
+
+def test_unknown_names_and_keys_fail_the_dry_run_as_the_run_with_a_suggestion(capsys, tmp_path):
+    for args, expected in ((["--methods", "pgdd"], "unknown method 'pgdd' (did you mean 'pgd'?)"),
+                           (["--adversaries", "jpeg75"], "(did you mean 'jpeg-75'?)"),
+                           (["--set", "pgd.stepz=3"], "unknown config key(s) ['stepz'] (did you mean 'steps'?)")):
+        for dry in ([], ["--dry-run"]):
+            assert main(["run", "--suite", "smoke", *args, *dry, "--out", str(tmp_path / "run")]) == 2, args
+            assert expected in " ".join(capsys.readouterr().out.split()), (args, dry)
+    assert not (tmp_path / "run").exists()
+
+
+def test_adversaries_are_listed_as_adversaries_with_descriptions(capsys):
+    assert main(["list", "adversaries", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert main(["list", "attacks", "--json"]) == 0  # the old spelling still works
+    assert json.loads(capsys.readouterr().out) == rows
+    jpeg = next(r for r in rows if r["name"] == "jpeg-75")
+    assert jpeg["description"].startswith("JPEG re-compression")
+    assert main(["list", "adversaries"]) == 0
+    table = capsys.readouterr().out
+    assert "adversaries: " in table and "JPEG re-compression" in table
+    assert all(len(line) <= 140 for line in table.splitlines())
+
+
+def test_list_tables_keep_one_line_per_name(capsys):
+    for kind in ("targets", "suites"):
+        assert main(["list", kind, "--json"]) == 0
+        names = [r["name"] for r in json.loads(capsys.readouterr().out)]
+        assert main(["list", kind]) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+        assert [line.split("│")[1].strip() for line in lines] == names, kind
+    assert "quick" in names and "smoke" in names
+
+
+def test_an_unforeseen_error_is_one_line_and_debug_shows_the_traceback(capsys, monkeypatch):
+    import pytest
+
+    import bench.commands.list as listing
+
+    def broken(kind):
+        return None.clamp  # a plug-in bug
+
+    monkeypatch.setattr(listing, "rows_for", broken)
+    assert main(["list", "methods"]) == 1
+    err = capsys.readouterr().err
+    assert "AttributeError" in err and "test_cli.py:" in err and "--debug" in err and len(err.splitlines()) == 1
+    with pytest.raises(AttributeError):
+        main(["--debug", "list", "methods"])
+
+
+def test_a_failed_task_keeps_its_full_traceback(tmp_path):
+    import time
+
+    from bench.executors import record_failure
+    from bench.plan import TaskNode
+    from bench.store import RunStore
+
+    store = RunStore(tmp_path)
+    task = TaskNode(key="k1", kind="protect", label="protect/x/u", body="protect", args={})
+    started = time.time()
+    try:
+        (...).clamp(0, 1)  # what a plug-in author's bug looks like
+    except AttributeError as exc:
+        err = record_failure(task, exc, 0.1, store)
+    assert err == "AttributeError: 'ellipsis' object has no attribute 'clamp'"
+    assert store.task("k1")["error"] == err
+    ((label, trace),) = store.tracebacks_since(started)
+    assert label == "protect/x/u" and "test_cli.py" in trace and "(...).clamp(0, 1)" in trace
+    store.close()
+
+
+def test_protect_set_takes_the_run_form_or_the_short_one():
+    import pytest
+
+    from bench.commands.run import one_method_overrides
+    from bench.validate import UsageError
+
+    assert one_method_overrides("pgd", ["pgd.steps=5", "epsilon=4/255"]) == {"steps": 5, "epsilon": 4 / 255}
+    with pytest.raises(UsageError, match="runs pgd only"):
+        one_method_overrides("pgd", ["uap.steps=5"])
+
+
+def test_leaderboard_on_a_published_folder_says_what_it_is(capsys):
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    assert main(["leaderboard", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "published leaderboard, not a run" in err and "bench report" in err and "--out" not in err
+
+
+def test_the_end_of_run_table_is_a_rich_table_without_highlighted_digits():
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from bench.commands._ui import print_board
+    from bench.results_frame import load_board
+
+    board = load_board(Path(__file__).resolve().parent.parent / "results")
+    console = Console(width=400, force_terminal=True, color_system="standard", record=True)
+    print_board(board, console)
+    styled = console.export_text(styles=True, clear=False)
+    assert "PSR@1 worst [95% CI]" in styled and "PSR@\x1b[1;36m1" not in styled
+    text = console.export_text()
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    assert len(rows) == sum(e["status"] != "unavailable" for e in board["entries"])
+    assert "Split-half check" in text
+
+
+def test_compare_takes_scenarios_as_run_does(capsys):
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    assert main(["compare", str(results), "pgd", "uap", "--scenarios", "probe", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["scenario"] == "probe"
+
+
+def test_debug_prints_the_traceback_of_a_failed_task(capsys, monkeypatch, tmp_path):
+    from bench import tasks
+    from bench.paths import embedded_data_root
+
+    def broken_protect(workspace, **args):
+        return (...).clamp(0, 1)  # a plug-in author's bug, inside a task
+
+    monkeypatch.setitem(tasks.BODIES, "protect", broken_protect)
+    base = ["run", "--suite", "smoke", "--data-root", str(embedded_data_root()), "--users", "2",
+            "--gallery-identities", "6", "--adversaries", "none", "--threads", "1"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "'ellipsis' object has no attribute 'clamp'" in out and "--debug prints each failed task's traceback" in out
+    assert main(["--debug", *base, "--out", str(tmp_path / "a")]) == 1  # the failed tasks run again
+    out = capsys.readouterr().out
+    assert "Traceback (most recent call last)" in out and "test_cli.py" in out and "(...).clamp(0, 1)" in out

@@ -197,9 +197,9 @@ def test_seeds_multiply_protect_and_eval_tasks():
 
 def test_the_runner_parts_name_no_plugin():
     """The harness never names a plug-in: suite presets (configuration) are the only place."""
-    from bench.registry import ATTACKS, METHODS, TARGETS
+    from bench.registry import ADVERSARIES, METHODS, TARGETS
 
-    names = set(METHODS.names()) | set(ATTACKS.names()) | set(TARGETS.names())
+    names = set(METHODS.names()) | set(ADVERSARIES.names()) | set(TARGETS.names())
     bench_dir = Path(__file__).parent.parent / "bench"
     parts = ["plan", "prepare", "provenance", "resources", "runner", "tasks", "executors", "context",
              "identity_bank", "budget", "metric_registry", "calibration_store"]

@@ -101,6 +101,11 @@ def test_the_split_half_check_covers_every_target_and_the_unseen_ones():
     assert check["all"]["rank_correlation"] == pytest.approx(1.0) and check["all"]["cells"] == 2
     assert check["unseen"]["cells"] == 1 and check["unseen"]["halves"] == [8, 8]
     assert stability(entries[:1]) is None  # one method: no order to check
+    two = stability(entries[:2])  # two methods: rho is +1 or -1 whatever the users say
+    assert "all" not in two and "at least 3 ranked methods" in two["left_out"]
+    from bench.tables import stability_notes
+
+    assert stability_notes({"stability": two}) == [f"Split-half check (probe scenario) left out: {two['left_out']}."]
 
 
 def test_the_spread_across_draws_reads_each_draws_primary_score():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from bench.registry import ATTACKS, METHODS, TARGETS, ConfigError, Registry, UnknownNameError
+from bench.registry import ADVERSARIES, METHODS, TARGETS, ConfigError, Registry, UnknownNameError
 
 
 def test_unknown_name_lists_known_ones():
@@ -19,16 +19,16 @@ def test_unknown_name_lists_known_ones():
 
 
 def test_create_applies_preset_then_overrides():
-    jpeg = ATTACKS.create("jpeg-30")
+    jpeg = ADVERSARIES.create("jpeg-30")
     assert jpeg.config.quality == 30 and jpeg.name == "jpeg-30"
-    assert ATTACKS.create("jpeg-30", quality=60).config.quality == 60
+    assert ADVERSARIES.create("jpeg-30", quality=60).config.quality == 60
 
 
 def test_bad_config_key_and_value_are_clear():
     with pytest.raises(ConfigError, match="valid keys"):
         METHODS.create("pgd", epsilonn=0.1)
     with pytest.raises(ConfigError, match="quality"):
-        ATTACKS.create("jpeg", quality=0)
+        ADVERSARIES.create("jpeg", quality=0)
 
 
 def test_variants_and_duplicates():
@@ -56,14 +56,14 @@ def test_variants_and_duplicates():
 
 def test_entry_points_find_builtin_plugins():
     assert "pgd" in METHODS.names()
-    assert {"none", "jpeg-75"} <= set(ATTACKS.names())
+    assert {"none", "jpeg-75"} <= set(ADVERSARIES.names())
     assert "sface" in TARGETS.names()
     assert not METHODS.broken_modules(), METHODS.broken_modules()
-    assert not ATTACKS.broken_modules(), ATTACKS.broken_modules()
+    assert not ADVERSARIES.broken_modules(), ADVERSARIES.broken_modules()
 
 
 def test_describe_schema_for_list_json():
-    for registry in (METHODS, ATTACKS, TARGETS):
+    for registry in (METHODS, ADVERSARIES, TARGETS):
         rows = registry.describe()
         json.dumps(rows)
         for row in rows:
@@ -110,9 +110,9 @@ def test_budget_text_follows_the_config():
     assert METHODS.entry("pgd").cls.describe(epsilon=4 / 255)["budget"] == "linf 4/255"
 
 
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", ADVERSARIES.names())
 def test_every_adversary_keeps_shape_and_range_on_real_faces(name, wild_faces):
-    adversary = ATTACKS.create(name)
+    adversary = ADVERSARIES.create(name)
     x = torch.stack([wild_faces["person_a_1"], wild_faces["person_b_1"]])
     y = adversary.apply(x)
     assert y.shape == x.shape and y.dtype == torch.float32

@@ -9,7 +9,7 @@ from bench.bundle import BundleError, write_bundle
 from bench.commands._ui import wide_console
 from bench.commands.perf import DEFAULT_TARGETS as PERF_TARGETS
 from bench.commands.weights import declared_specs
-from bench.registry import ATTACKS, TARGETS, UnknownNameError
+from bench.registry import ADVERSARIES, TARGETS, UnknownNameError
 from bench.resources import expand
 from bench.suites import get_suite
 
@@ -28,7 +28,7 @@ def suite_targets(suites: list[str]) -> list[str]:
 def plugin_needs(targets: list[str], suites: list[str]) -> list[str]:
     """The ``run_packages`` of the targets and of the suites' adversaries."""
     classes = [TARGETS.entry(t).cls for t in targets]
-    classes += [ATTACKS.entry(a).cls for s in suites for a in expand(get_suite(s).adversaries, ATTACKS)]
+    classes += [ADVERSARIES.entry(a).cls for s in suites for a in expand(get_suite(s).adversaries, ADVERSARIES)]
     return sorted({p for cls in classes for p in getattr(cls, "run_packages", ())})
 
 

@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from rich.table import Table
 
-from bench import leaderboard
-from bench.commands._ui import wide_console
+from bench.commands._ui import add_format_option, wants_json, wide_console
 from bench.formatting import percent
 from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
-
-
-def load_board(where: str) -> dict:
-    path = Path(where)
-    if (path / "store.sqlite").exists():
-        return leaderboard.build_runs([path])
-    if (path / "leaderboard.json").exists():
-        return json.loads((path / "leaderboard.json").read_text())
-    raise FileNotFoundError(f"{where} is neither a run folder (store.sqlite) nor holds a leaderboard.json")
+from bench.results_frame import load_board
 
 
 def entry_of(board: dict, method: str, scenario: str) -> dict:
@@ -67,7 +57,7 @@ def run(args) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
+    if wants_json(args):
         print(json.dumps(result, indent=2))
         return 0
     table = Table(title=f"PSR@1 {result['a']} - {result['b']} ({result['scenario']} scenario, {result['users']} "
@@ -92,7 +82,8 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run folder, or a folder with leaderboard.json (e.g. results/)")
     p.add_argument("a", metavar="A", help="method")
     p.add_argument("b", metavar="B", help="method to subtract")
-    p.add_argument("--scenario", default="probe", choices=["probe", "gallery"])
+    p.add_argument("--scenario", "--scenarios", dest="scenario", default="probe", choices=["probe", "gallery"],
+                   help="the scenario whose entries are compared (default probe)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
-    p.add_argument("--json", action="store_true", help="the numbers as JSON")
+    add_format_option(p)
     p.set_defaults(func=run)

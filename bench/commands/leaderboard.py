@@ -4,12 +4,29 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from bench import leaderboard, report
 
 
+def check_run_folder(folder: str) -> None:
+    """A folder this command can read, or a message that says what the folder is and what to give instead."""
+    path = Path(folder)
+    if (path / "store.sqlite").exists():
+        return
+    if not path.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder; give the --out folder of a `bench run`")
+    if (path / "leaderboard.json").exists():
+        raise ValueError(f"{folder} holds a published leaderboard, not a run (no store.sqlite): its files are already "
+                         f"written. `bench report {folder}` draws it, `bench compare {folder} A B` compares two "
+                         "methods; to regenerate it, give the run folder it was published from")
+    raise FileNotFoundError(f"{folder} is not a run folder (no store.sqlite); give the --out folder of a `bench run`")
+
+
 def run(args) -> int:
     try:
+        for folder in args.run_dirs:
+            check_run_folder(folder)
         if args.publish:
             written = leaderboard.publish(args.run_dirs, args.publish, args.readme)
             print(f"published {len(written)} files to {args.publish}")

@@ -16,7 +16,7 @@ from dataclasses import asdict
 import torch
 from rich.table import Table
 
-from bench.commands._ui import wide_console
+from bench.commands._ui import add_format_option, wants_json, wide_console
 from bench.commands.run import method_overrides
 from bench.devices import default_threads, resolve_device
 from bench.perf import faces, method_cost, shortened, target_rates
@@ -132,7 +132,7 @@ def run(args) -> int:
     except (ValueError, UnknownNameError, ConfigError, WeightError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    if args.json:
+    if wants_json(args):
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
         return 0
     for result in results:
@@ -147,9 +147,11 @@ DEFAULT_TARGETS = "sface,dlib-resnet,faceres,mobileface"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("perf", help="measure target, method and run throughput as ratios (bench/perf.py)")
-    p.add_argument("--targets", default=DEFAULT_TARGETS)
+    p.add_argument("--targets", default=DEFAULT_TARGETS,
+                   help=f"comma-separated targets to time (default {DEFAULT_TARGETS})")
     p.add_argument("--surrogates", default="sface,dlib-resnet", help="targets the methods fit against")
-    p.add_argument("--methods", default="chameleon,uap,pgd")
+    p.add_argument("--methods", default="chameleon,uap,pgd",
+                   help="comma-separated methods to time, shortened to --effort (default chameleon,uap,pgd)")
     p.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE", help="change a method's setting")
     p.add_argument("--effort", type=int, default=4,
                    help="cap on each method's steps/epochs/iterations (its effort knob) for the timings")
@@ -162,5 +164,5 @@ def add_parser(sub) -> None:
     p.add_argument("--data-root", help="faces to time on (default: as bench run)")
     p.add_argument("--device", default="auto", help="auto (CPU, and CUDA beside it when present), cpu, cuda")
     p.add_argument("--threads", type=int, help="torch threads (default: the cores this process may use)")
-    p.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    add_format_option(p, what=": json prints the measurements")
     p.set_defaults(func=run)

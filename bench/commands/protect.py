@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.assembly import standalone_context
 from bench.commands._ui import wide_console
-from bench.commands.run import LogReporter, RichReporter, method_overrides
+from bench.commands.run import LogReporter, RichReporter, one_method_overrides
 from bench.context import ContextError
 from bench.data import DataError
 from bench.devices import resolve_device
@@ -28,11 +28,8 @@ from bench.faces import Aligner, FaceError, canvases_to_tensor, make_detector
 from bench.maskfile import load_mask, save_mask
 from bench.protect import PhotoProtection, UserMatcher, photo_files
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
+from bench.validate import UsageError
 from bench.weights import WeightError, ensure
-
-
-class UsageError(ValueError):
-    """A bad argument, found before any work."""
 
 
 def _check_args(args) -> None:
@@ -71,7 +68,7 @@ def _load_surrogates(names: list[str], device: str, log) -> list:
 
 def _fit(args, surrogates, device, console):
     """Fit the method on the user's photos; returns (protector, method bound to its context, user canvases)."""
-    overrides = method_overrides({}, [f"{args.method}.{s}" for s in args.set or []]).get(args.method, {})
+    overrides = one_method_overrides(args.method, args.set or [])
     method = METHODS.create(args.method, **overrides)
     ok, reason = METHODS.entry(args.method).availability()
     if not ok:
@@ -213,11 +210,13 @@ def add_parser(sub) -> None:
                                         "(default sface,dlib-resnet, or the mask file's)")
     p.add_argument("--faces", choices=("user", "all"), default="user",
                    help="protect only the user's face (matched against the fit photos; default) or every face")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config value of the method")
+    p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
+                   help="override one config value of the method, as in `bench run` (pgd.steps=50); KEY=VALUE "
+                        "for short (repeatable)")
     p.add_argument("--data-root", help="data root whose people form the identity bank of methods that need one "
                                        "(fawkes, tip-im, facecloak, the classifier attacks); default: the LFW "
                                        "subset embedded in the package")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the fit (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of the written photos (1..100)")
     p.add_argument("--feather", type=int, default=12, help="canvas pixels over which the change fades at the "

@@ -21,14 +21,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench import leaderboard, repeats, report, tables
-from bench.commands._ui import wide_console
+from bench import leaderboard, repeats, report
+from bench.commands._ui import add_format_option, print_board, wants_json, wide_console
 from bench.data import DataError, resolve_data_root
 from bench.devices import default_threads, resolve_device
 from bench.executors import LocalExecutor
 from bench.metrics import PROTOCOLS
 from bench.prepare import check_run_request
-from bench.registry import ATTACKS, ConfigError, UnknownNameError
+from bench.registry import ADVERSARIES, ConfigError, UnknownNameError
+from bench.resources import validate_names
 from bench.runner import Reporter, Runner
 from bench.store import RunFolderBusy
 from bench.suites import SPACES, SPLITS, Suite, get_suite
@@ -119,6 +120,18 @@ def method_overrides(base: dict, settings: list[str]) -> dict:
     return merged
 
 
+def one_method_overrides(method: str, settings: list[str]) -> dict:
+    """``--set`` of a command that runs one method (``bench protect``): ``NAME.KEY=VALUE`` as in ``bench run``,
+    NAME being that method, or ``KEY=VALUE`` for short."""
+    named = []
+    for item in settings:
+        key = item.partition("=")[0]
+        if "." in key and not key.startswith(f"{method}."):
+            raise UsageError(f"--set {item}: this command runs {method} only; write {method}.KEY=VALUE or KEY=VALUE")
+        named.append(item if "." in key else f"{method}.{item}")
+    return method_overrides({}, named).get(method, {})
+
+
 def user_count(text: str) -> int | str:
     """``--users``: a whole number, or ``all``."""
     if text == "all":
@@ -149,7 +162,7 @@ def requested_suite(args) -> Suite:
         changes["split"] = SPLITS[args.split]
     if args.set:  # NAME.KEY=VALUE: NAME is a registered adversary or else a method of the run
         merged = method_overrides({**suite.method_overrides, **suite.adversary_overrides}, args.set)
-        adversaries = set(ATTACKS.names())
+        adversaries = set(ADVERSARIES.names())
         changes["method_overrides"] = {k: v for k, v in merged.items() if k not in adversaries}
         changes["adversary_overrides"] = {k: v for k, v in merged.items() if k in adversaries}
     return suite.with_overrides(**changes)
@@ -165,11 +178,11 @@ def run(args) -> int:
     except ValueError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
-    if args.dry_run:
-        # with --json, stdout holds the JSON alone: progress and notes go to stderr
-        shown = Console(stderr=True, width=console.width) if args.json else console
-        return dry_run(suite, args, shown, RichReporter(shown) if shown.is_terminal else LogReporter(shown))
     out = Path(args.out or f"runs/{suite.name}")
+    if args.dry_run:
+        # with --format json, stdout holds the JSON alone: progress and notes go to stderr
+        shown = Console(stderr=True, width=console.width) if wants_json(args) else console
+        return dry_run(suite, args, out, shown, RichReporter(shown) if shown.is_terminal else LogReporter(shown))
     if args.repeats < 1:
         console.print(f"[red]error:[/red] --repeats {args.repeats} is out of range; allowed: --repeats >= 1")
         return 2
@@ -227,14 +240,19 @@ def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict 
         return 2, None
     board = leaderboard.build(runner.store)
     paths = {**leaderboard.write_board(board, out), "html": report.write_report(out)}
-    console.print(tables.to_markdown(board))
+    print_board(board, console)
     console.print(f"run folder {out} ({time.perf_counter() - t0:.0f} s); wrote "
                   + ", ".join(str(p) for p in paths.values()))
     failed = runner.store.failed_since(started)
     if failed:
         label, error = failed[0]
         console.print(f"[red]{len(failed)} task(s) failed[/red] and count nowhere; first: {label}: "
-                      + escape(" ".join((error or "").split())), highlight=False, soft_wrap=True)
+                      + escape(" ".join((error or "").split()))
+                      + ("" if args.debug else " (--debug prints each failed task's traceback)"),
+                      highlight=False, soft_wrap=True)
+        if args.debug:
+            for label, trace in runner.store.tracebacks_since(started):
+                console.print(f"[red]{escape(label)}[/red]\n{escape(trace)}", highlight=False)
         return 1, board
     return 0, board
 
@@ -256,12 +274,15 @@ def make_executor(name: str, address: str | None, suite):
     raise ValueError(f"unknown executor {name!r}: local or ray")
 
 
-def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
-    """Plan the suite on file lists and price it from rates measured on this machine (bench/estimate.py)."""
+def dry_run(suite, args, out: Path, console: Console, reporter: Reporter) -> int:
+    """Plan the suite on file lists and price it from rates measured on this machine (bench/estimate.py), after
+    the checks a run makes before any work (a request the run would refuse fails here the same way)."""
     from bench.estimate import Estimator, KindCost, RateCache
 
     try:
         device, threads = device_and_threads(args)
+        check_run_request(suite, out, args.data_root, device, threads)
+        validate_names(suite)
         torch.set_num_threads(threads)
         root, how = resolve_data_root(args.data_root)
         console.print(f"data: {root} ({how}); pricing on {device}, {threads} thread(s)")
@@ -270,11 +291,11 @@ def dry_run(suite, args, console: Console, reporter: Reporter) -> int:
         with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
             estimate = estimator.estimate()
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
         return 2
     on_cpu = device == "cpu"
     clock = "cpu" if on_cpu else "wall"
-    if args.json:
+    if wants_json(args):
         print(json.dumps({"suite": suite.name, "device": device, "threads": threads, "clock": clock,
                           "kinds": {k: vars(v) for k, v in estimate.kinds.items()}, "methods": estimate.methods,
                           "seconds": estimate.seconds, "notes": estimate.notes,
@@ -321,7 +342,7 @@ def add_parser(sub) -> None:
                    help="print the tasks per kind and their estimated time from rates measured on this machine "
                         "(cached under $BENCH_HOME/perf), and run nothing")
     p.add_argument("--remeasure", action="store_true", help="with --dry-run: measure the rates again")
-    p.add_argument("--json", action="store_true", help="with --dry-run: print the estimate as JSON")
+    add_format_option(p, what=": with --dry-run, json prints the estimate")
     p.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="local: tasks one after the other in this process; ray: tasks as Ray tasks (pip install "
                         "'cloakbench[ray]'), the run folder on a path every worker shares")
@@ -352,7 +373,7 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
                    help="override one config value of a method or an adversary, e.g. --set "
                         "opom-class-center.iterations=100 or --set jpeg-75.quality=60 (repeatable; `bench list "
-                        "methods --json` / `bench list attacks --json` show each config)")
+                        "methods --json` / `bench list adversaries --json` show each config)")
     p.add_argument("--no-wait", action="store_true",
                    help="if another run is using the run folder, stop at once (default: wait for it, then reuse "
                         "its finished tasks)")

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from bench.calibrate import calibrate, stale_reason
 from bench.calibration_store import is_weak, load_calibration, save_calibration
-from bench.commands._ui import wide_console
+from bench.commands._ui import add_format_option, wants_json, wide_console
 from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
 from bench.devices import resolve_device
 from bench.formatting import number, percent
@@ -145,10 +145,11 @@ def render(rows: list[dict[str, Any]], console: Console) -> None:
 
 def run(args) -> int:
     err = Console(stderr=True)
-    if args.threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    from bench.devices import default_threads
+
+    torch.set_num_threads(args.threads or default_threads())
     try:
         names = args.only or TARGETS.names()
         for name in names:
@@ -174,7 +175,7 @@ def run(args) -> int:
     if not args.only:
         for module, error in sorted(TARGETS.broken_modules().items()):
             rows.append({"name": module, "available": False, "reason": f"module failed to import: {error}"})
-    if args.json:
+    if wants_json(args):
         print(json.dumps(rows, indent=2, default=str))
     else:
         render(rows, wide_console())
@@ -187,10 +188,10 @@ def add_parser(sub) -> None:
         help="measure the face recognition targets on LFW (accuracy, thresholds at FAR, speed) and list them",
     )
     p.add_argument("--data-root", help="data root holding lfw/images/<Name>/ and lfw/labels/pairs.txt")
-    p.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    add_format_option(p, what=": json prints a JSON array")
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these targets")
     p.add_argument("--recalibrate", action="store_true", help="measure again even when a calibration is cached")
     p.add_argument("--device", default="auto", help="torch device for the targets: auto (CUDA when present), cpu, "
                                                     "cuda, cuda:N")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the cores this process may use)")
     p.set_defaults(func=run)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from bench.commands._ui import wide_console
+from bench.commands._ui import add_format_option, wants_json, wide_console
 from bench.lpips import ALEXNET_SPEC
 from bench.registry import TARGETS, UnknownNameError
 from bench.scrfd import SCRFD_ONNX
@@ -124,7 +124,7 @@ def _status_cell(status: str) -> str:
 
 def run_list(args, console: Console) -> int:
     table_rows = rows(args.names)
-    if args.json:
+    if wants_json(args):
         print(json.dumps(table_rows, indent=2))
         return 0
     table = Table(title=f"weights ({len(table_rows)})")
@@ -236,5 +236,5 @@ def add_parser(sub) -> None:
         a = actions.add_parser(action, help=text)
         a.add_argument("names", nargs="*", metavar="NAME", help="weight or target names (default: all)")
         if action == "list":
-            a.add_argument("--json", action="store_true", help="print a JSON array")
+            add_format_option(a, what=": json prints a JSON array")
     p.set_defaults(func=run)
