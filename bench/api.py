@@ -10,7 +10,7 @@ need of a run (device, seed, identity bank, cache folder, code versions) the run
   ``MaskProtector``, ``Budget``, ``Reported``, ``GOALS``, ``seeded_generator``; ``Adversary``; ``Target``,
   ``TorchTarget``, ``BlackBoxTarget``, ``TargetConfig``;
 - registries: ``METHODS``, ``ADVERSARIES`` (also as ``ATTACKS``), ``TARGETS``
-  (``@METHODS.register("name", **preset)``);
+  (``@METHODS.register("name", **preset)``), and the metric registry ``METRICS`` with :class:`Metric`;
 - the canvas: its size, templates, face box, :class:`Framing`, 8-bit round trips;
 - config checks: ``check_ranges`` with ``COUNT``, ``FRACTION``, ``Interval``, ``at_least``, ``positive``;
 - image quality used inside optimisations: ``dssim``, ``get_lpips``;
@@ -41,6 +41,7 @@ from bench.canvas import (
 from bench.context import AdversaryContext, ContextError, IdentityBank, Need, RunContext
 from bench.integrity import IntegrityError
 from bench.lpips import get_lpips
+from bench.metric_registry import METRICS, Metric
 from bench.onnx_tools import fold_file, free_batch_file
 from bench.quality import dssim
 from bench.registry import ADVERSARIES, ATTACKS, METHODS, TARGETS, ConfigError
@@ -79,7 +80,7 @@ __all__ = [
     # base classes
     *_BASES,
     # registries
-    "METHODS", "ADVERSARIES", "ATTACKS", "TARGETS", "ConfigError",
+    "METHODS", "ADVERSARIES", "ATTACKS", "TARGETS", "ConfigError", "METRICS", "Metric",
     # canvas
     "ARCFACE_112", "CANVAS_OFFSET", "CANVAS_SCALE", "CANVAS_SIZE", "CANVAS_TEMPLATE", "FACE_BOX", "Framing",
     "face_region", "from_uint8", "to_uint8",

@@ -1,8 +1,9 @@
 """The report's charts, drawn with matplotlib and embedded in the page as inline SVG (hover a mark for its numbers).
 
-- ``tradeoff_chart``: worst-case PSR@1 against LPIPS (1 - SSIM when no entry has LPIPS), one colour per method
-  kind, one marker per scenario, every method labelled once; labels are placed where they overlap neither another
-  label nor a mark (with a leader line when they had to move away from their point).
+- ``tradeoff_chart``: a PSR@1 score (worst case, no adversary, unseen targets, worst adaptive) with its 95%
+  interval against LPIPS (1 - SSIM when no entry has LPIPS) or against the cost of protecting a photo, one colour
+  per method kind, one marker per scenario, the legend beside the plot, every method labelled once; labels are
+  placed where they overlap neither another label nor a mark (with a leader line when they moved away).
 - ``heatmap_chart``: PSR@1 per entry (rows) and target (columns), one panel per adversary.
 - ``adversary_chart``: per entry, PSR@1 under each adversary averaged over targets, with the worst target marked.
 """
@@ -24,7 +25,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from bench.formatting import finite, number, percent
-from bench.report_data import is_ok, psr_cell, top1, white_box
+from bench.report_data import HEADLINE, is_ok, psr_cell, psr_value, white_box
+from bench.robustness import SCORES, score_of
 
 # Tableau-10: distinguishable categorical colours (method kinds, adversaries).
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
@@ -156,40 +158,71 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def tradeoff_chart(board: dict) -> tuple[str, str]:
-    """Worst-case PSR@1 against visibility; returns (svg, note naming what could not be drawn)."""
+def _seconds_per_photo(e: dict) -> float | None:
+    """What protecting one photo costs, fitting included: fit seconds per user spread over the user's photos."""
+    protect, fit = finite(e.get("protect_ms_per_photo")), finite(e.get("fit_s_per_user"))
+    photos = (finite(e.get("probes")) or 0) / max(finite(e.get("users")) or 1, 1)
+    if protect is None:
+        return None
+    return protect / 1000 + ((fit or 0.0) / photos if photos else 0.0)
+
+
+def _x_axis(entries: list[dict], axis: str) -> tuple[str, Any, str]:
+    """(what is plotted, entry -> x or None, axis label) for the visibility or the cost axis."""
+    if axis == "cost":
+        return ("s/photo", _seconds_per_photo,
+                "seconds per protected photo: protecting, plus fitting spread over the user's query photos (log)")
+    if any(finite(e.get("lpips")) is not None for e in entries):
+        return "LPIPS", lambda e: finite(e.get("lpips")), "LPIPS (AlexNet) to the clean face: lower is less visible"
+    return ("1 - SSIM", lambda e: None if finite(e.get("ssim")) is None else 1 - finite(e.get("ssim")),
+            "1 - SSIM to the clean face: lower is less visible")
+
+
+def tradeoff_chart(board: dict, score: str = "worst", axis: str = "visibility") -> tuple[str, str]:
+    """One PSR@1 score (``bench.robustness.SCORES``) with its 95% interval against visibility or cost; returns
+    (svg, note naming what could not be drawn)."""
     entries = [e for e in board["entries"] if is_ok(e)]
-    use_lpips = any(finite(e.get("lpips")) is not None for e in entries)
-    metric = "lpips" if use_lpips else "ssim"
-    plotted = [e for e in entries if finite(e.get(metric)) is not None and finite(e.get("psr_top1_worst")) is not None]
-    xs = [finite(e[metric]) if use_lpips else 1 - finite(e[metric]) for e in plotted]
-    ys = [finite(e["psr_top1_worst"]) for e in plotted]
+    what, x_of, xlabel = _x_axis(entries, axis)
+    label, _, _ = SCORES[score]
+    values = {id(e): score_of(e, score, HEADLINE.name) for e in entries}
+    plotted = [e for e in entries if x_of(e) is not None and finite(values[id(e)][0]) is not None]
+    xs = [x_of(e) for e in plotted]
+    ys = [finite(values[id(e)][0]) for e in plotted]
     missing = [e["label"] for e in entries if e not in plotted]
-    note = f"Not plotted (no {metric.upper()} or PSR): {', '.join(missing)}." if missing else ""
+    note = f"Not plotted (no {what} or no {label} PSR): {', '.join(missing)}." if missing else ""
+    chart_id = f"{axis}-{score}".replace("_", "-")
     with matplotlib.rc_context(STYLE):
-        fig, canvas = _figure(12, 8.5)
-        fig.subplots_adjust(left=0.08, right=0.98, top=0.97, bottom=0.09)
+        fig, canvas = _figure(12, 6.5)
+        fig.subplots_adjust(left=0.08, right=0.74, top=0.97, bottom=0.11)
         ax = fig.add_subplot()
-        xlabel = ("LPIPS (AlexNet) to the clean face" if use_lpips else "1 - SSIM to the clean face")
-        ax.set_xlabel(xlabel + ": lower is less visible")
-        ax.set_ylabel("PSR@1, worst target \u00d7 adversary")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{HEADLINE.label}, {label}")
         ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
         ax.grid(color="#e5e7eb", linewidth=0.8)
         ax.set_axisbelow(True)
         if not plotted:
-            _empty(ax, "no entry has both PSR and image-quality values")
-            return _svg(fig, "tradeoff", f"PSR@1 worst case against {xlabel}", {}), note
-        ax.set_xlim(0, max(xs) * 1.12 + 1e-3)
-        ax.set_ylim(-0.02, min(max(max(ys) * 1.25 + 0.08, 0.25), 1.04))  # room above for labels and legend
+            _empty(ax, f"no entry has both {what} and this PSR")
+            return _svg(fig, chart_id, f"PSR@1 {label} against {what}", {}), note
+        if axis == "cost":
+            ax.set_xscale("log")
+            ax.set_xlim(min(xs) / 2, max(xs) * 2)
+        else:  # the marks' own range, with room for labels either side
+            span = max(max(xs) - min(xs), 0.02)
+            ax.set_xlim(max(min(xs) - 0.35 * span, 0), max(xs) + 0.35 * span)
+        highs = [(values[id(e)][1] or (y, y))[1] for e, y in zip(plotted, ys, strict=True)]
+        ax.set_ylim(-0.02, min(max(max(highs) * 1.15 + 0.02, 0.05), 1.04))
         tips = {}
         for i, (e, x, y) in enumerate(zip(plotted, xs, ys, strict=True)):
-            gid = f"p{i}"
+            gid, color = f"p{i}", KIND_COLORS.get(e.get("kind"), PALETTE[3])
+            interval = values[id(e)][1]
+            if interval:  # the score's 95% bootstrap interval over users
+                ax.plot([x, x], list(interval), color=color, alpha=0.45, linewidth=1.6, zorder=2,
+                        solid_capstyle="butt")
             (mark,) = ax.plot([x], [y], linestyle="none", marker=SCENARIO_MARKERS.get(e.get("scenario"), "D"),
-                              markersize=8, color=KIND_COLORS.get(e.get("kind"), PALETTE[3]), markeredgecolor="white",
-                              markeredgewidth=0.8, zorder=3)
+                              markersize=8, color=color, markeredgecolor="white", markeredgewidth=0.8, zorder=3)
             mark.set_gid(gid)
-            tips[gid] = (f"{e['label']}: {metric.upper()} {number(e.get(metric), '.3f')}, PSR@1 worst "
-                         f"{percent(y, suffix='%')}, mean {percent(e.get('psr_top1_mean'), suffix='%')}")
+            ci = f" [{percent(interval[0], suffix='%')}, {percent(interval[1], suffix='%')}]" if interval else ""
+            tips[gid] = f"{e['label']}: {what} {number(x, '.3g')}, {HEADLINE.label} {label} {percent(y, suffix='%')}{ci}"
         front = pareto_front(list(zip(xs, ys, strict=True)))
         ax.plot([xs[i] for i in front], [ys[i] for i in front], color="#9ca3af", linestyle="--", linewidth=1, zorder=1)
         # one label per method, at its best scenario; a thin line joins a method's scenarios (same photos, same x)
@@ -199,13 +232,14 @@ def tradeoff_chart(board: dict) -> tuple[str, str]:
         for idx in by_method.values():
             if len(idx) > 1:
                 ax.plot([xs[i] for i in idx], [ys[i] for i in idx], color="#d1d5db", linewidth=1.2, zorder=2)
-        legend = ax.legend(handles=[
+        ax.legend(handles=[
             *(Line2D([], [], linestyle="none", marker="o", markersize=8, color=c, label=k) for k, c in KIND_COLORS.items()),
             *(Line2D([], [], linestyle="none", marker=m, markersize=8, color="#6b7280", label=f"{s} scenario")
               for s, m in SCENARIO_MARKERS.items() if any(e.get("scenario") == s for e in plotted)),
-            Line2D([], [], color="#9ca3af", linestyle="--", label="Pareto front (no entry is both less visible "
-                                                                  "and stronger)")],
-            loc="upper right", fontsize=9, framealpha=0.95)
+            Line2D([], [], color="#6b7280", alpha=0.45, linewidth=1.6, label="95% interval over users"),
+            Line2D([], [], color="#9ca3af", linestyle="--", label="Pareto front (no entry is both\ncheaper or less "
+                                                                  "visible and stronger)")],
+            loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)  # outside: covers no point
         fig.draw_without_rendering()
         renderer = canvas.get_renderer()
         anchors = {}  # a method's label sits at its highest point; methods on the same spot share one label
@@ -225,8 +259,7 @@ def tradeoff_chart(board: dict) -> tuple[str, str]:
             t.remove()
             texts.append(", ".join(anchors[k][1]))
         bb = ax.get_window_extent(renderer)
-        spots = place_labels(order, sizes, (bb.x0 + 2, bb.y0 + 2, bb.x1 - 2, bb.y1 - 2),
-                             marks, [tuple(legend.get_window_extent(renderer).extents)])
+        spots = place_labels(order, sizes, (bb.x0 + 2, bb.y0 + 2, bb.x1 - 2, bb.y1 - 2), marks, [])
         unlabelled = []
         for k, text, spot in zip(order, texts, spots, strict=True):
             i = anchors[k][0]
@@ -241,7 +274,7 @@ def tradeoff_chart(board: dict) -> tuple[str, str]:
                                     "shrinkB": 4} if far else None)
         if unlabelled:
             note = (note + " " if note else "") + f"No room for the labels of: {', '.join(unlabelled)} (hover the marks)."
-        return _svg(fig, "tradeoff", f"PSR@1 worst case against {xlabel}, per method", tips), note
+        return _svg(fig, chart_id, f"PSR@1 {label} against {what}, per method", tips), note
 
 
 # ---------------------------------------------------------------------------------------------- heatmap
@@ -252,13 +285,16 @@ def heatmap_chart(board: dict) -> str:
     targets, adversaries = board.get("targets") or [], board.get("adversaries") or []
     wb = white_box(board)
     rows, cols = max(len(entries), 1), max(len(targets), 1)
+    # a panel is as wide as its cells or its title, whichever is wider: titles of one-target panels never meet
+    titles = [f"adversary: {a}" for a in adversaries] or [""]
+    panels = [max(0.62 * cols, 0.095 * len(t) + 0.1) for t in titles]
     with matplotlib.rc_context(STYLE):
-        width = 2.6 + len(adversaries or [1]) * (0.62 * cols + 0.3)
+        width = 2.6 + sum(panels) + 0.3 * len(panels)
         height = 2.2 + 0.3 * rows  # inches: 1.4 of column heads, 0.8 of colour bar, 0.3 per row
         fig, _ = _figure(width, height)
-        axes = fig.subplots(1, max(len(adversaries), 1), sharey=True, squeeze=False)[0]
+        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False, gridspec_kw={"width_ratios": panels})[0]
         fig.subplots_adjust(left=2.5 / width, right=0.99, top=1 - 1.4 / height, bottom=0.8 / height,
-                            wspace=0.3 / (0.62 * cols))
+                            wspace=0.3 / (sum(panels) / len(panels)))
         norm, tips = Normalize(0, 1), {}
         if not entries or not adversaries or not targets:
             _empty(axes[0], "no PSR cells to show")
@@ -267,13 +303,13 @@ def heatmap_chart(board: dict) -> str:
             for r, e in enumerate(entries):
                 for c, target in enumerate(targets):
                     cell = psr_cell(e, target, adversary)
-                    v = finite(cell.get("top1"))
+                    v = finite(cell.get(HEADLINE.name))
                     rect = Rectangle((c, r), 0.96, 0.94, facecolor="#f3f4f6" if v is None else PSR_CMAP(norm(v)))
                     gid = f"c{a}-{r}-{c}"
                     rect.set_gid(gid)
                     ax.add_patch(rect)
                     tip = f"{e['label']} | {target} | {adversary}: PSR@1 {percent(v, suffix='%')}"
-                    ci = cell.get("top1_ci")
+                    ci = cell.get(f"{HEADLINE.name}_ci")
                     if isinstance(ci, list) and len(ci) == 2:
                         tip += f" (95% CI {percent(ci[0], suffix='%')} to {percent(ci[1], suffix='%')})"
                     if finite(cell.get("top5")) is not None:
@@ -289,7 +325,7 @@ def heatmap_chart(board: dict) -> str:
                           [t + (" (wb)" if t in wb else "") for t in targets], rotation=35, ha="left")
             ax.xaxis.tick_top()
             ax.tick_params(length=0)
-            ax.set_title(f"adversary: {adversary}", fontsize=11, fontweight="bold", pad=8, y=1.0 + 1.05 / (0.3 * rows))
+            ax.set_title(titles[a], fontsize=11, fontweight="bold", pad=8, y=1.0 + 1.05 / (0.3 * rows))
             for side in ("top", "right", "bottom", "left"):
                 ax.spines[side].set_visible(False)
         axes[0].set_yticks([r + 0.47 for r in range(len(entries))], [e["label"] for e in entries])
@@ -319,7 +355,7 @@ def adversary_chart(board: dict) -> str:
         bar_h, tips = 0.8 / len(adversaries), {}
         for r, e in enumerate(entries):
             for a, adversary in enumerate(adversaries):
-                values = {t: top1(e, t, adversary) for t in targets}
+                values = {t: psr_value(e, t, adversary) for t in targets}
                 known = [v for v in values.values() if v is not None]
                 y = r - 0.4 + (a + 0.5) * bar_h
                 if not known:

@@ -1,8 +1,9 @@
 """Regression check of a run against a stored baseline (for CI): PSR and image quality per method.
 
 The baseline is a reduced copy of a run's ``leaderboard.json``, written only by an explicit
-``bench check RUN_DIR --update-baseline FILE``: per method its status, PSR@1 per target x adversary with each
-user's value and the 95% interval over users, the worst-case PSR@1, and every metric
+``bench check RUN_DIR --update-baseline FILE``: per method its status, the headline PSR measure
+(``METRICS.headline()``, PSR@1) per target x adversary with each user's value and the 95% interval over users,
+its worst case, and every metric
 ``bench.metric_registry.METRICS`` declares a check tolerance for (SSIM, PSNR, LPIPS today).
 
 How far a PSR may move follows from the users' spread, not from a fixed number (``psr_verdict``): where the
@@ -31,6 +32,9 @@ from bench.ranking import Score, mean_cell, paired_difference, user_matrix, wors
 BASELINE_FORMAT = "cloakbench-baseline/2"
 READABLE_FORMATS = ("cloakbench-baseline/1", BASELINE_FORMAT)  # /1: no per-user values
 PSR_TOLERANCE = 0.05  # absolute, PSR is a fraction in [0, 1]: only where no interval exists
+HEADLINE = METRICS.headline()
+# the baseline's keys for the headline: its cells, their intervals, its worst case and that worst case's interval
+CELLS, CELL_CIS, WORST, WORST_CI = HEADLINE.row, f"{HEADLINE.row}_ci", HEADLINE.worst_field, HEADLINE.ci_field
 
 
 def default_tolerances() -> dict[str, float]:
@@ -79,19 +83,19 @@ def reduce_board(board: dict[str, Any]) -> dict[str, Any]:
         psr, intervals = {}, {}
         for target, per_adv in (entry.get("psr") or {}).items():
             for adversary, cell in (per_adv or {}).items():
-                top1 = finite(cell.get("top1")) if isinstance(cell, dict) else None
-                if top1 is not None:
-                    psr[f"{target}|{adversary}"] = top1
-                    if cell.get("top1_ci"):
-                        intervals[f"{target}|{adversary}"] = [float(v) for v in cell["top1_ci"]]
-        worst_ci = entry.get("psr_top1_worst_ci")
+                value = finite(cell.get(HEADLINE.name)) if isinstance(cell, dict) else None
+                if value is not None:
+                    psr[f"{target}|{adversary}"] = value
+                    if cell.get(f"{HEADLINE.name}_ci"):
+                        intervals[f"{target}|{adversary}"] = [float(v) for v in cell[f"{HEADLINE.name}_ci"]]
+        worst_ci = entry.get(WORST_CI)
         methods[_entry_key(entry)] = {
             "status": entry.get("status", "ok"),
-            "psr_top1_worst": finite(entry.get("psr_top1_worst")),
-            "psr_top1_worst_ci": [float(v) for v in worst_ci] if worst_ci else None,
-            "psr_top1": psr,
-            "psr_top1_ci": intervals,
-            "per_user_top1": entry.get("per_user_top1") or {},
+            WORST: finite(entry.get(WORST)),
+            WORST_CI: [float(v) for v in worst_ci] if worst_ci else None,
+            CELLS: psr,
+            CELL_CIS: intervals,
+            HEADLINE.per_user_field: entry.get(HEADLINE.per_user_field) or {},
             **{m.entry: finite(entry.get(m.entry)) for m in METRICS.checked()},
         }
     run = board.get("run") or {}
@@ -173,7 +177,8 @@ def psr_verdict(method: str, metric: str, base: dict, cur: dict, cells: list[str
     base_value, now_value = finite(base_value), finite(now_value)
     if base_value is None or now_value is None or fixed is not None:
         return _compare_value(method, metric, base_value, now_value, PSR_TOLERANCE if fixed is None else fixed, True)
-    paired = _paired_users(base.get("per_user_top1") or {}, cur.get("per_user_top1") or {}, cells)
+    per_user = HEADLINE.per_user_field
+    paired = _paired_users(base.get(per_user) or {}, cur.get(per_user) or {}, cells)
     if paired is not None:
         diff = paired_difference(*paired, score=score)
         return _verdict(method, metric, base_value, now_value, f"paired 95% CI [{diff.ci[0]:+.3f}, {diff.ci[1]:+.3f}]",
@@ -214,16 +219,16 @@ def compare(baseline: dict[str, Any], board: dict[str, Any], psr_tolerance: floa
             if cur["status"] == "ok":
                 findings.append(Finding(method, "status", base.get("status"), "ok", None, "new", "now available"))
             continue
-        cells = base.get("psr_top1") or {}
-        psr = [psr_verdict(method, "psr_top1_worst", base, cur, sorted(cells), worst_cell, base.get("psr_top1_worst"),
-                           cur["psr_top1_worst"], base.get("psr_top1_worst_ci"), psr_tolerance)]
-        psr += [psr_verdict(method, f"psr_top1[{cell}]", base, cur, [cell], mean_cell, value,
-                            cur["psr_top1"].get(cell), (base.get("psr_top1_ci") or {}).get(cell), psr_tolerance)
+        cells = base.get(CELLS) or {}
+        psr = [psr_verdict(method, WORST, base, cur, sorted(cells), worst_cell, base.get(WORST), cur[WORST],
+                           base.get(WORST_CI), psr_tolerance)]
+        psr += [psr_verdict(method, f"{CELLS}[{cell}]", base, cur, [cell], mean_cell, value, cur[CELLS].get(cell),
+                            (base.get(CELL_CIS) or {}).get(cell), psr_tolerance)
                 for cell, value in cells.items()]
         findings += [f for f in psr if f is not None]
-        for cell, value in cur["psr_top1"].items():
+        for cell, value in cur[CELLS].items():
             if cell not in cells:
-                findings.append(Finding(method, f"psr_top1[{cell}]", None, value, None, "new", "new cell"))
+                findings.append(Finding(method, f"{CELLS}[{cell}]", None, value, None, "new", "new cell"))
         for m in METRICS.checked():
             finding = _compare_value(method, m.entry, finite(base.get(m.entry)), finite(cur.get(m.entry)),
                                      tolerances[m.entry], m.higher_is_better)

@@ -1,13 +1,14 @@
 """The leaderboard of a run store: a dict written as leaderboard.json (the source of every other view), plus its
-CSV and Markdown tables (laid out in ``bench.tables``) and the published copy.
+CSV and Markdown tables (laid out in ``bench.tables``); ``bench.publish`` writes the published copy.
 
-One entry per method and scenario. PSR per target and adversary (top-1 and top-5, with 95% bootstrap intervals
-over users; verification PSR when the target is calibrated), the worst case over every target x adversary cell
-(the primary score: a protection is as good as the recogniser that beats it), and every per-user measure that
-``bench.metric_registry.METRICS`` declares (image quality on the face box, budget, cost, counts), aggregated over
-users as declared there. Each entry keeps its per-user top-1 PSR per cell (``per_user_top1``), from which
-``bench.ranking`` gives the primary score's interval and ranks with ties (methods no paired bootstrap over the
-same users tells apart share a rank). Results are generated, never edited by hand.
+One entry per method and scenario. Every PSR measure ``bench.metric_registry.METRICS`` declares, per target and
+adversary (top-1 and top-5, with 95% bootstrap intervals over users; verification PSR when the target is
+calibrated), the worst case of the headline measure over every target x adversary cell (the primary score: a
+protection is as good as the recogniser that beats it), and every per-user measure the registry declares (image
+quality on the face box, budget, cost, counts), aggregated over users as declared there. Each entry keeps its
+per-user headline PSR per cell (``per_user_top1``), from which ``bench.ranking`` gives the primary score's
+interval and ranks with ties (methods no paired bootstrap over the same users tells apart share a rank). Results
+are generated, never edited by hand.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Any
 
 import pandas as pd
 
-from bench.metric_registry import Metric
+from bench.metric_registry import METRICS, Metric
 from bench.metrics import summarise
 from bench.ranking import rank_entries, stability
 from bench.registry import METHODS, UnknownNameError
 from bench.robustness import adaptation_seconds, robustness_fields
 from bench.store import RunStore
+from bench.submissions import is_submitted
 from bench.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
 
 # Suite fields that must agree for runs to share one leaderboard (with the users, data, surrogates, targets and
@@ -142,7 +144,8 @@ def build(store: RunStore) -> dict[str, Any]:
             # the key holder un-masks the user's published (query) photos: a probe-scenario measure
             scored["authorized_accuracy"] = ({t: _mean(pd.Series(v, dtype=float)) for t, v in
                                               authorized.items() if v} or None) if scenario == "probe" else None
-            scored.update(robustness_fields(scored["psr"], plan.get("adversary_kinds", {}), m.get("unseen_targets", [])),
+            scored.update(robustness_fields(scored["psr"], plan.get("adversary_kinds", {}), m.get("unseen_targets", []),
+                                            METRICS.headline().name),
                           surrogates=m.get("surrogates"), adapt_s=adaptation_seconds(eval_rows) or None)
             entries.append(scored)
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
@@ -151,8 +154,8 @@ def build(store: RunStore) -> dict[str, Any]:
     for tname, key in plan.get("clean_eval", {}).items():
         if store.is_done(key):
             rows = _frame(store.rows([key]))
-            clean[tname] = {"top1_accuracy": 1 - _mean(_values(rows, "psr_top1")),
-                            "top5_accuracy": 1 - _mean(_values(rows, "psr_top5"))}
+            clean[tname] = {f"{p.name}_accuracy": 1 - _mean(_values(rows, p.row)) for p in METRICS.psr()
+                            if p.clean_accuracy}
             if (rows["metric"] == "missed").any():  # photo space: clean photos the attacker found no face in
                 clean[tname]["missed"] = int(_values(rows, "missed").sum())
     return {
@@ -169,10 +172,20 @@ def build(store: RunStore) -> dict[str, Any]:
     }
 
 
+def published_board(folder: str | Path) -> dict[str, Any]:
+    """A published folder's leaderboard, as its runs made it (submitted entries are merged in again on publish)."""
+    board = json.loads((Path(folder) / FILES["json"][0]).read_text())
+    return {**board, "entries": [e for e in board["entries"] if not is_submitted(e)]}
+
+
 def build_runs(run_dirs: list[str | Path]) -> dict[str, Any]:
-    """The leaderboard of one run, or of several runs of the same protocol merged (``merge``)."""
+    """The leaderboard of one run, or of several runs of the same protocol merged (``merge``). A folder with a
+    leaderboard.json and no store (a published folder) gives the board it holds: its views are regenerated."""
     boards = []
     for run_dir in run_dirs:
+        if not (Path(run_dir) / "store.sqlite").exists() and (Path(run_dir) / FILES["json"][0]).is_file():
+            boards.append(published_board(run_dir))
+            continue
         store = RunStore.open_existing(run_dir)
         try:
             boards.append(build(store))
@@ -218,9 +231,10 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
     for board in boards:
         for target, acc in board["clean"].items():
             known = clean.setdefault(target, acc)
-            if abs(known["top1_accuracy"] - acc["top1_accuracy"]) > 1e-9:
-                raise ValueError(f"clean accuracy on {target} differs between the runs ({known['top1_accuracy']:.4f} "
-                                 f"vs {acc['top1_accuracy']:.4f}): they did not judge the same photos the same way")
+            key = f"{METRICS.headline().name}_accuracy"
+            if abs(known[key] - acc[key]) > 1e-9:
+                raise ValueError(f"clean accuracy on {target} differs between the runs ({known[key]:.4f} "
+                                 f"vs {acc[key]:.4f}): they did not judge the same photos the same way")
     run = {**first["run"], "suite": "+".join(dict.fromkeys(b["run"]["suite"] for b in boards)),
            "source": [b["run"]["source"] for b in boards]}
     return {**first, "run": run, "entries": entries, "clean": clean, "stability": stability(entries)}
@@ -228,30 +242,34 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.DataFrame | None],
                     scenario: str) -> dict[str, Any]:
-    """Fill one method's entry for one scenario: PSR cells with intervals and the worst case."""
+    """Fill one method's entry for one scenario: the declared PSR measures' cells with intervals, and the
+    headline's per-user values, worst case and mean."""
+    headline = METRICS.headline()
+    declared = sorted(METRICS.psr(), key=lambda p: p.row)  # cells list their measures by name
     cells = []
     for (aname, tname), rows in eval_rows.items():
         if rows is None:
             entry["psr"].setdefault(tname, {})[aname] = {"status": "failed"}
             continue
-        mine = rows[(rows["scenario"] == scenario) & rows["metric"].str.startswith("psr_")]
+        mine = rows[rows["scenario"] == scenario]
         cell: dict[str, Any] = {}
-        for metric, values in mine.groupby("metric")["value"]:  # sorted by name
-            s = summarise(values.tolist())
-            name = metric[len("psr_"):]
-            cell[name], cell[f"{name}_ci"] = s["mean"], s["ci"]
-        missed = rows.loc[(rows["scenario"] == scenario) & (rows["metric"] == "missed"), "value"]
+        for measure in declared:
+            values = _values(mine, measure.row)
+            if not values.empty:
+                s = summarise(values.tolist())
+                cell[measure.name], cell[f"{measure.name}_ci"] = s["mean"], s["ci"]
+        missed = _values(mine, "missed")
         if not missed.empty:  # photo space: photos the attacker's detector found no face in (counted protected)
             cell["missed"] = int(missed.sum())
         entry["psr"].setdefault(tname, {})[aname] = cell
-        if "top1" in cell:
-            cells.append(cell["top1"])
+        if headline.name in cell:
+            cells.append(cell[headline.name])
             # per user (mean over seeds): what paired comparisons and tied ranks resample (bench.ranking)
-            top1 = mine[mine["metric"] == "psr_top1"].groupby("user")["value"].mean()
-            entry.setdefault("per_user_top1", {})[f"{tname}|{aname}"] = {
-                str(u): round(float(v), 6) for u, v in top1.items()}
-    entry["psr_top1_worst"] = min(cells) if cells else None
-    entry["psr_top1_mean"] = _mean(pd.Series(cells, dtype=float))
+            per_user = mine[mine["metric"] == headline.row].groupby("user")["value"].mean()
+            entry.setdefault(headline.per_user_field, {})[f"{tname}|{aname}"] = {
+                str(u): round(float(v), 6) for u, v in per_user.items()}
+    entry[headline.worst_field] = min(cells) if cells else None
+    entry[headline.mean_field] = _mean(pd.Series(cells, dtype=float))
     return entry
 
 
@@ -281,51 +299,3 @@ def write_board(board: dict[str, Any], run_dir: str | Path, formats: tuple[str, 
 def write(run_dir: str | Path, formats: tuple[str, ...] = ("json", "csv", "md")) -> dict[str, Path]:
     """Build the leaderboard of one run folder from its store and write its files (``write_board``)."""
     return write_board(build_runs([run_dir]), run_dir, formats)
-
-
-def publish(run_dirs: str | Path | list[str | Path], dest: str | Path, readme: str | Path | None = None) -> list[Path]:
-    """Publish runs as generated data (RobustBench style): leaderboard.{json,csv,md} and one JSON per entry
-    (method and scenario) with its numbers, configuration, seeds, code version and environment. Several runs of
-    one protocol are merged into one leaderboard (``merge``). With ``readme``, the Markdown leaderboard (its
-    table, notes and reading) also replaces that file's ``results`` block (``readme_markers``)."""
-    written = publish_board(build_runs(run_dirs if isinstance(run_dirs, list) else [run_dirs]), dest)
-    if readme is not None:
-        written.append(write_readme_block(Path(readme), (Path(dest) / FILES["md"][0]).read_text()))
-    return written
-
-
-def readme_markers(name: str = "results") -> tuple[str, str]:
-    """The markers around a generated block of the README (``results``: the published leaderboard)."""
-    return f"<!-- {name}:begin -->\n", f"<!-- {name}:end -->"
-
-
-def readme_block(text: str, name: str = "results") -> str:
-    """A generated block of a README's text, between ``readme_markers(name)``."""
-    begin, end = readme_markers(name)
-    if begin not in text or end not in text:
-        raise ValueError(f"no {begin.strip()} ... {end} block: add the two markers where the block goes")
-    return text.split(begin, 1)[1].split(end, 1)[0]
-
-
-def write_readme_block(readme: Path, markdown: str, name: str = "results") -> Path:
-    text = readme.read_text()
-    begin, end = readme_markers(name)
-    readme.write_text(text.replace(begin + readme_block(text, name) + end, begin + markdown + end))
-    return readme
-
-
-def publish_board(board: dict[str, Any], dest: str | Path) -> list[Path]:
-    dest = Path(dest)
-    entries_dir = dest / "entries"
-    entries_dir.mkdir(parents=True, exist_ok=True)
-    for old in entries_dir.glob("*.json"):
-        old.unlink()  # entries are regenerated whole: a method dropped from the run leaves no stale file
-    written = []
-    run_facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "data", "surrogates",
-                                                  "invocations")}
-    for e in board["entries"]:
-        path = entries_dir / f"{e['method']}--{e['scenario']}.json"
-        facts = {**run_facts, **e.get("run", {})}  # a merged entry carries its own run's suite and environment
-        path.write_text(to_json({**e, "run": facts, "targets": board["targets"], "adversaries": board["adversaries"]}))
-        written.append(path)
-    return written + list(write_board(board, dest).values())

@@ -5,8 +5,14 @@ The runner computes each ``compute``-bearing metric on every protected batch and
 report and the Markdown/CSV exports show it with ``label`` and ``fmt``, and ``bench check`` compares it against
 the baseline with ``tolerance`` in the metric's own ``direction``. Adding a metric is one ``METRICS.register``.
 
-PSR metrics are not declared here: they come out of the evaluation tasks, one per rank/threshold, and flow
-through the leaderboard by name.
+Protection success rates are declared here too (``PSRMeasure``): the evaluation tasks store one ``psr_<name>`` row
+per user, target and adversary; the leaderboard turns the declared ones into cells with intervals, a worst case
+and a mean, and every view (tables, report, reading, ``bench check``) reads them through these declarations. One
+of them is the headline (``METRICS.headline()``, top-1 today): the leaderboard's primary score is its worst case.
+Adding a PSR measure is one ``METRICS.register(PSRMeasure(...))``.
+
+Plug-in packages add metrics through the ``cloakbench.metrics`` entry-point group (a module that registers on
+import), like methods, targets and adversaries; the built-in metrics below register when this module imports.
 
 Metrics from pyiqa (the optional ``[iqa]`` extra: ``pip install 'cloakbench[iqa]'``) register only when pyiqa
 imports: MS-SSIM and GMSD, which pyiqa computes with no downloaded weights.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 import torch
 
@@ -48,39 +55,132 @@ class Metric:
             raise ValueError(f"metric {self.row}: region must be face, canvas or photo, not {self.region!r}")
 
 
-class MetricRegistry:
-    def __init__(self) -> None:
-        self._metrics: dict[str, Metric] = {}
+PSR_PREFIX = "psr_"  # result rows of PSR measures: psr_<name>
 
-    def register(self, metric: Metric) -> Metric:
+
+@dataclass(frozen=True)
+class PSRMeasure:
+    """A protection success rate: the share of a user's protected queries the recogniser fails on, per target
+    and adversary. The leaderboard keeps, per entry, the cell ``psr[target][adversary][name]`` (``aggregate``
+    over users) with its 95% interval ``name_ci``, and over the cells the worst case (``worst_field``) and the
+    mean (``mean_field``); for the headline also each user's value per cell (``per_user_field``), which ranks,
+    ties and ``bench check`` resample."""
+
+    name: str  # the cell key: "top1"; the evaluation row is "psr_top1"
+    label: str  # "PSR@1"
+    kind: str  # "identification" | "verification" | another scenario's kind (e.g. "linkage")
+    compares: str  # what a success is, for `bench list metrics` and the report
+    aggregate: str = "mean"  # over users
+    higher_is_better: bool = True  # direction: a higher PSR is a better protection
+    headline: bool = False  # the measure whose worst case is the leaderboard's primary score
+    clean_accuracy: bool = False  # the clean-photo table reports 1 - this PSR of unprotected photos
+
+    def __post_init__(self) -> None:
+        if self.aggregate != "mean":
+            raise ValueError(f"PSR measure {self.name}: only a mean over users has a bootstrap interval, not "
+                             f"{self.aggregate!r}")
+
+    @property
+    def row(self) -> str:
+        return PSR_PREFIX + self.name
+
+    @property
+    def worst_field(self) -> str:
+        return f"psr_{self.name}_worst"
+
+    @property
+    def mean_field(self) -> str:
+        return f"psr_{self.name}_mean"
+
+    @property
+    def ci_field(self) -> str:
+        return f"psr_{self.name}_worst_ci"
+
+    @property
+    def per_user_field(self) -> str:
+        return f"per_user_{self.name}"
+
+
+class MetricRegistry:
+    def __init__(self, group: str | None = None) -> None:
+        self._metrics: dict[str, Metric] = {}
+        self._psr: dict[str, PSRMeasure] = {}
+        self.group = group  # entry-point group of plug-in metrics, loaded on first look-up
+        self._loaded = group is None
+        self.broken: dict[str, str] = {}  # plug-in module -> why it failed to import
+
+    def register(self, metric: Metric | PSRMeasure) -> Metric | PSRMeasure:
+        if isinstance(metric, PSRMeasure):
+            if metric.name in self._psr:
+                raise ValueError(f"PSR measure {metric.name!r} is already registered")
+            if metric.headline and any(m.headline for m in self._psr.values()):
+                raise ValueError(f"PSR measure {metric.name!r}: {self.headline().name!r} is already the headline")
+            self._psr[metric.name] = metric
+            return metric
         if metric.row in self._metrics:
             raise ValueError(f"metric {metric.row!r} is already registered")
         self._metrics[metric.row] = metric
         return metric
 
+    def load_plugins(self) -> None:
+        """Import the modules of the ``cloakbench.metrics`` entry points (each registers its metrics)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        for ep in entry_points(group=self.group):
+            module = ep.value.split(":")[0]
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # a broken plug-in is reported, not fatal
+                self.broken[module] = f"{type(exc).__name__}: {exc}"[:500]
+
     def get(self, row: str) -> Metric:
+        if row not in self._metrics:  # built-ins are looked up while this module imports: no plug-in load then
+            self.load_plugins()
         try:
             return self._metrics[row]
         except KeyError:
             raise KeyError(f"unknown metric {row!r}; known: {', '.join(self._metrics)}") from None
 
     def all(self) -> list[Metric]:
+        """Per-user measures of a protect task (quality, budget, cost, counts), in declaration order."""
+        self.load_plugins()
         return list(self._metrics.values())
+
+    def psr(self) -> list[PSRMeasure]:
+        """The declared PSR measures, in declaration order."""
+        self.load_plugins()
+        return list(self._psr.values())
+
+    def psr_measure(self, name: str) -> PSRMeasure:
+        self.load_plugins()
+        try:
+            return self._psr[name]
+        except KeyError:
+            raise KeyError(f"unknown PSR measure {name!r}; known: {', '.join(self._psr)}") from None
+
+    def headline(self) -> PSRMeasure:
+        """The PSR measure whose worst case is the primary score (a built-in: read without loading plug-ins,
+        so views may name its fields when they import)."""
+        found = next((m for m in self._psr.values() if m.headline), None)
+        if found is None:
+            raise LookupError("no PSR measure is declared the headline")
+        return found
 
     def quality(self) -> list[Metric]:
         """Metrics computed from protected and clean canvases (in declaration order)."""
-        return [m for m in self._metrics.values() if m.compute is not None and m.region != "photo"]
+        return [m for m in self.all() if m.compute is not None and m.region != "photo"]
 
     def photo_quality(self) -> list[Metric]:
         """Metrics computed from whole protected and original photos (photo-space runs)."""
-        return [m for m in self._metrics.values() if m.compute is not None and m.region == "photo"]
+        return [m for m in self.all() if m.compute is not None and m.region == "photo"]
 
     def checked(self) -> list[Metric]:
         """Metrics `bench check` gates on."""
-        return [m for m in self._metrics.values() if m.tolerance is not None]
+        return [m for m in self.all() if m.tolerance is not None]
 
 
-METRICS = MetricRegistry()
+METRICS = MetricRegistry("cloakbench.metrics")
 
 
 def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -122,6 +222,17 @@ METRICS.register(Metric("protect_ms_per_photo", "protect_ms_per_photo", "ms/phot
                         "milliseconds to protect one photo", False, ".0f"))
 METRICS.register(Metric("probes", "probes", "probes", "count", "protected query photos", None, "d",
                         aggregate="sum"))
+
+METRICS.register(PSRMeasure("top1", "PSR@1", "identification", "the user's identity is not ranked first against "
+                            "the gallery", headline=True, clean_accuracy=True))
+METRICS.register(PSRMeasure("top5", "PSR@5", "identification", "the user's identity is not among the first five",
+                            clean_accuracy=True))
+METRICS.register(PSRMeasure("top10", "PSR@10", "identification", "the user's identity is not among the first ten "
+                            "(OPOM's pairs protocol)"))
+METRICS.register(PSRMeasure("far1e-2", "PSR@FAR1e-2", "verification", "the match score stays below the threshold "
+                            "of the target at 1% false accepts (calibrated targets)"))
+METRICS.register(PSRMeasure("far1e-3", "PSR@FAR1e-3", "verification", "the match score stays below the threshold "
+                            "of the target at 0.1% false accepts (calibrated targets)"))
 
 
 def register_pyiqa(registry: MetricRegistry) -> list[Metric]:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.metric_registry import METRICS
+
+_PER_USER = METRICS.headline().per_user_field  # cell -> user -> value, what is resampled
 # A rank correlation of two methods is +1 or -1 whatever the data: the split-half check needs three.
 MIN_SPLIT_HALF_METHODS = 3
 
@@ -101,21 +104,21 @@ def score_interval(values: np.ndarray, score: Score = worst_cell, n_boot: int = 
 
 
 def user_matrix(per_user: dict[str, dict[str, float]], cells: list[str], users: list[str]) -> np.ndarray:
-    """U x C matrix from ``cell -> user -> value`` (a leaderboard entry's ``per_user_top1``); NaN where missing."""
+    """U x C matrix from ``cell -> user -> value`` (a leaderboard entry's per-user headline PSR, ``per_user_top1``); NaN where missing."""
     return np.array([[per_user.get(c, {}).get(u, np.nan) for c in cells] for u in users], dtype=np.float64)
 
 
 def shared_cells_users(entries: list[dict]) -> tuple[list[str], list[str]]:
     """The cells every entry has per-user values for, and the users every one of them has in all those cells:
     what entries are compared on, paired."""
-    cells = sorted(set.intersection(*(set(e["per_user_top1"]) for e in entries))) if entries else []
-    users = sorted(set.intersection(*(set(e["per_user_top1"][c]) for e in entries for c in cells))) if cells else []
+    cells = sorted(set.intersection(*(set(e[_PER_USER]) for e in entries))) if entries else []
+    users = sorted(set.intersection(*(set(e[_PER_USER][c]) for e in entries for c in cells))) if cells else []
     return cells, users
 
 
 def _rankable(entries: list[dict], scenario: str) -> list[dict]:
     """The entries of a scenario that can be ranked: finished, with per-user values."""
-    return [e for e in entries if e["scenario"] == scenario and e["status"] == "ok" and e.get("per_user_top1")]
+    return [e for e in entries if e["scenario"] == scenario and e["status"] == "ok" and e.get(_PER_USER)]
 
 
 def rank_entries(entries: list[dict], n_boot: int = 2000, seed: int = 0) -> None:
@@ -126,14 +129,14 @@ def rank_entries(entries: list[dict], n_boot: int = 2000, seed: int = 0) -> None
     for scenario in dict.fromkeys(e["scenario"] for e in entries):
         ranked = _rankable(entries, scenario)
         for e in ranked:
-            own = e["per_user_top1"]
+            own = e[_PER_USER]
             users = sorted({u for per in own.values() for u in per})
-            e["psr_top1_worst_ci"] = list(score_interval(user_matrix(own, sorted(own), users), n_boot=n_boot,
-                                                         seed=seed))
+            e[METRICS.headline().ci_field] = list(score_interval(user_matrix(own, sorted(own), users),
+                                                                 n_boot=n_boot, seed=seed))
         cells, users = shared_cells_users(ranked)
         if not users:
             continue
-        ranks = tied_ranks({i: user_matrix(e["per_user_top1"], cells, users) for i, e in enumerate(ranked)},
+        ranks = tied_ranks({i: user_matrix(e[_PER_USER], cells, users) for i, e in enumerate(ranked)},
                            n_boot=n_boot, seed=seed)
         for i, e in enumerate(ranked):
             e["rank"] = ranks[i]
@@ -159,7 +162,7 @@ def stability(entries: list[dict], scenario: str = "probe", seed: int = 0) -> di
         if not keep:
             out[name] = None
             continue
-        half = split_half({e["method"]: user_matrix(e["per_user_top1"], keep, users) for e in ranked}, seed=seed)
+        half = split_half({e["method"]: user_matrix(e[_PER_USER], keep, users) for e in ranked}, seed=seed)
         out[name] = {"rank_correlation": half.rank_correlation, "cells": len(keep),
                      "halves": [len(h) for h in half.halves], "scores": list(half.scores)}
     return out

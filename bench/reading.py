@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from bench.formatting import percent
+from bench.metric_registry import METRICS
 from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix
 
 HOLDS = 0.8  # split-half rank correlation from which an order is said to hold on new people
 ROUGHLY = 0.5
+HEADLINE = METRICS.headline()  # the measure whose worst case ranks the board
 
 
 def _pct(value: float | None) -> str:
@@ -35,11 +37,11 @@ def _ranked(board: dict[str, Any], scenario: str) -> list[dict]:
 
 def _rank_groups(entries: list[dict]) -> str:
     groups: dict[int, list[dict]] = {}
-    for e in sorted(entries, key=lambda e: (e["rank"], -(e.get("psr_top1_worst") or 0.0))):
+    for e in sorted(entries, key=lambda e: (e["rank"], -(e.get(HEADLINE.worst_field) or 0.0))):
         groups.setdefault(e["rank"], []).append(e)
     parts = []
     for rank, members in groups.items():
-        names = ", ".join(f"{e['method']} {_pct(e.get('psr_top1_worst'))}{_interval(e.get('psr_top1_worst_ci'))}"
+        names = ", ".join(f"{e['method']} {_pct(e.get(HEADLINE.worst_field))}{_interval(e.get(HEADLINE.ci_field))}"
                           for e in members)
         parts.append(f"rank {rank}{' (tied)' if len(members) > 1 else ''}: {names}")
     return "; ".join(parts)
@@ -48,17 +50,18 @@ def _rank_groups(entries: list[dict]) -> str:
 def _transfer(entries: list[dict], target: str, adversary: str = "none") -> str | None:
     """The best method on one unseen target against the next, paired over the users both have."""
     cell = f"{target}|{adversary}"
-    have = [e for e in entries if cell in (e.get("per_user_top1") or {})]
+    per_user = HEADLINE.per_user_field
+    have = [e for e in entries if cell in (e.get(per_user) or {})]
     if len(have) < 2:
         return None
-    users = sorted(set.intersection(*(set(e["per_user_top1"][cell]) for e in have)))
+    users = sorted(set.intersection(*(set(e[per_user][cell]) for e in have)))
     if len(users) < 2:
         return None
-    means = {e["method"]: float(np.nanmean(user_matrix(e["per_user_top1"], [cell], users))) for e in have}
+    means = {e["method"]: float(np.nanmean(user_matrix(e[per_user], [cell], users))) for e in have}
     first, second = sorted(have, key=lambda e: -means[e["method"]])[:2]
-    diff = paired_difference(user_matrix(first["per_user_top1"], [cell], users),
-                             user_matrix(second["per_user_top1"], [cell], users), score=mean_cell)
-    ci = first["psr"][target][adversary].get("top1_ci")
+    diff = paired_difference(user_matrix(first[per_user], [cell], users),
+                             user_matrix(second[per_user], [cell], users), score=mean_cell)
+    ci = first["psr"][target][adversary].get(f"{HEADLINE.name}_ci")
     condition = "no adversary" if adversary == "none" else adversary
     head = (f"on {target} (never a surrogate), {condition}, {first['method']} {_pct(means[first['method']])}"
             f"{_interval(ci)}")
@@ -94,7 +97,7 @@ def reading(board: dict[str, Any]) -> list[str]:
             continue
         users = len(shared_cells_users(entries)[1])
         user_counts.append(users)
-        lines.append(f"- {scenario} scenario, {users} users, PSR@1 worst case with its 95% interval over users "
+        lines.append(f"- {scenario} scenario, {users} users, {HEADLINE.label} worst case with its 95% interval over users "
                      f"(tied = no paired bootstrap tells them apart): {_rank_groups(entries)}.")
         unseen = sorted(set.intersection(*(set(e.get("unseen_targets") or []) for e in entries)))
         lines += [f"- {scenario} scenario, {claim}." for claim in (_transfer(entries, t) for t in unseen) if claim]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.formatting import percent
+from bench.metric_registry import METRICS
 from bench.tables import PRIMARY_SCORE
 
 
@@ -26,7 +27,7 @@ def spread(boards: list[dict[str, Any]]) -> dict[str, Any]:
             row = rows.setdefault((e["method"], e["scenario"]), {"method": e["method"], "scenario": e["scenario"],
                                                                   "draws": [None] * len(boards)})
             if e["status"] == "ok" and e.get(PRIMARY_SCORE) is not None:
-                row["draws"][draw] = {"score": e[PRIMARY_SCORE], "ci": e.get("psr_top1_worst_ci"),
+                row["draws"][draw] = {"score": e[PRIMARY_SCORE], "ci": e.get(METRICS.headline().ci_field),
                                       "users": e.get("users"), "rank": e.get("rank")}
     for row in rows.values():
         scores = [d["score"] for d in row["draws"] if d]

@@ -21,8 +21,9 @@ from PIL import Image
 from bench.charts import adversary_chart, heatmap_chart, tradeoff_chart
 from bench.formatting import NA, number, percent
 from bench.metric_registry import METRICS
-from bench.report_data import get, is_ok, load_board, load_examples, normalise
+from bench.report_data import HEADLINE, get, is_ok, load_board, load_examples, normalise
 from bench.report_table import leaderboard_table
+from bench.robustness import SCORES, score_of
 from bench.tables import stability_notes, white_box_text
 
 
@@ -68,7 +69,7 @@ def gallery(board: dict, examples: dict[str, tuple[np.ndarray, np.ndarray]]) -> 
                 f'<figure><img src="{_png_uri(mask)}" alt="mask x{gain:.1f}"><figcaption>mask \u00d7{gain:.1f} '
                 f'(L\u221e {linf}/255)</figcaption></figure></div>')
         quality = " \u00b7 ".join([*(f"{m.label} {number(e.get(m.entry), m.fmt)}" for m in METRICS.quality()),
-                                    f"PSR@1 worst {percent(e.get('psr_top1_worst'), suffix='%')}"])
+                                    f"{HEADLINE.label} worst {percent(e.get(HEADLINE.worst_field), suffix='%')}"])
         cards.append(f'<div class="card"><h3>{_esc(method)} <span class="kind">{_esc(e.get("kind") or "")}</span>'
                      f'</h3><p class="small">{_esc(quality)}</p>{"".join(rows)}</div>')
     return f'<div class="gallery">{"".join(cards)}</div>'
@@ -98,6 +99,12 @@ th.group{text-align:center;font-weight:600;color:var(--muted);font-size:12px;bor
 th[data-col]{cursor:pointer;user-select:none}
 th[data-col]:hover{background:#e5e7eb}
 th .arrow{display:inline-block;width:10px;margin-left:2px;color:var(--accent)}
+#leaderboard tbody td:first-child,#leaderboard thead tr:last-child th:first-child{position:sticky;left:0;z-index:1;
+ background:#fff;box-shadow:1px 0 0 var(--line)}
+#leaderboard thead tr:last-child th:first-child{z-index:3;background:#f3f4f6}
+#leaderboard thead tr:last-child th{top:26px}
+.scroll.board{max-height:80vh;overflow:auto}
+.picker{font-size:13px;margin:4px 0 8px}.picker label{margin-right:14px;cursor:pointer}
 td.na{color:#9ca3af}
 td.psr{font-weight:600}
 tr.status-unavailable td,tr.status-failed td{color:#9ca3af;font-style:italic}
@@ -140,6 +147,11 @@ _JS = """
       th.querySelector('.arrow').textContent=state.dir>0?'\\u25b2':'\\u25bc';
     });
   });
+  document.querySelectorAll('input[name=score]').forEach(function(r){
+    r.addEventListener('change',function(){
+      document.querySelectorAll('[data-score]').forEach(function(d){d.hidden=d.getAttribute('data-score')!==r.value;});
+    });
+  });
   document.body.setAttribute('data-report-ready','1');
 })();
 """
@@ -160,7 +172,7 @@ def _clean_accuracy(board: dict) -> str:
     clean = board.get("clean")
     if not isinstance(clean, dict) or not clean:
         return ""
-    rows = "".join(f"<tr><td>{_esc(t)}</td><td>{percent(get(v, 'top1_accuracy'), suffix='%')}</td>"
+    rows = "".join(f"<tr><td>{_esc(t)}</td><td>{percent(get(v, f'{HEADLINE.name}_accuracy'), suffix='%')}</td>"
                    f"<td>{percent(get(v, 'top5_accuracy'), suffix='%')}</td></tr>" for t, v in clean.items())
     return ('<h3>Clean photos (no protection)</h3><table class="clean"><thead><tr><th>target</th>'
             f"<th>top-1 accuracy</th><th>top-5 accuracy</th></tr></thead><tbody>{rows}</tbody></table>")
@@ -180,27 +192,55 @@ def _notes(board: dict) -> str:
     return "<ul class='notes'>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>" if notes else ""
 
 
+def _scores(board: dict) -> list[str]:
+    """The scores some entry has (``bench.robustness.SCORES``), the primary score first."""
+    return [k for k in SCORES if k == "worst" or any(score_of(e, k, HEADLINE.name)[0] is not None
+                                                      for e in board["entries"] if is_ok(e))]
+
+
+def _score_picker(board: dict) -> str:
+    options = "".join(f'<label><input type="radio" name="score" value="{k}"{" checked" if k == "worst" else ""}> '
+                      f"{_esc(SCORES[k][0])}</label>" for k in _scores(board))
+    return f'<div class="picker" role="radiogroup" aria-label="score">Score: {options}</div>'
+
+
+def _tradeoffs(board: dict, axis: str) -> str:
+    """One chart per score, all but the chosen one hidden (the picker's script switches them)."""
+    parts = []
+    for k in _scores(board):
+        svg, note = tradeoff_chart(board, k, axis)
+        hidden = "" if k == "worst" else " hidden"
+        parts.append(f'<div class="plot" data-score="{k}"{hidden}>{svg}<p class="note">{_esc(note)}</p></div>')
+    return "".join(parts)
+
+
 def render_html(board: dict, examples: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> str:
     board = normalise(board)
     run = board.get("run") if isinstance(board.get("run"), dict) else {}
-    title = f"cloakbench report: {run.get('suite') or 'run'}"
+    title = f"cloakbench report: {run.get('board') or run.get('suite') or 'run'}"
     ok = [e for e in board["entries"] if is_ok(e)]
-    tradeoff, tradeoff_note = tradeoff_chart(board)
-    primary = run.get("primary_score") or "psr_top1_worst"
-    meta = " \u00b7 ".join(x for x in [f"suite {run.get('suite') or NA}", f"created {run.get('created') or NA}",
-                                       f"{len(board['entries'])} methods ({len(ok)} ok)",
+    primary = run.get("primary_score") or HEADLINE.worst_field
+    protocol = get(run, "protocol", "protocol")
+    meta = " \u00b7 ".join(x for x in [f"suite {run.get('suite') or NA}", f"{len(run.get('users') or [])} users",
+                                       f"{len(board['entries'])} entries ({len(ok)} ok)",
                                        f"{len(board.get('targets') or [])} targets",
-                                       f"{len(board.get('adversaries') or [])} adversaries"])
+                                       f"{len(board.get('adversaries') or [])} adversaries",
+                                       *([f"{protocol} protocol"] if protocol else []),
+                                       f"created {run.get('created') or NA}"])
     sections = [
         "<section><h2>Leaderboard</h2>"
         f'<p class="small">Sorted by the primary score <b>{_esc(primary)}</b>: the top-1 protection success rate '
         "(share of protected probe photos whose identity the recogniser does not rank first) in the worst cell "
         "over targets \u00d7 adversaries. Click a header to sort; hover a PSR cell for its 95% bootstrap "
-        f'interval over users.</p><div class="scroll">{leaderboard_table(board)}</div>{_notes(board)}</section>',
+        f'interval over users.</p><div class="scroll board">{leaderboard_table(board)}</div>{_notes(board)}</section>',
         '<section><h2>Protection against visibility</h2><p class="small">Up and to the left is better: stronger '
-        "protection in the worst case, less visible. A method's scenarios share its photos, so they sit on one "
-        f'vertical line. Hover a mark for its numbers.</p><div class="plot">{tradeoff}</div>'
-        f'<p class="note">{_esc(tradeoff_note)}</p></section>',
+        "protection, less visible; the bar through a mark is the score's 95% interval over users. A method's "
+        "scenarios share its photos, so they sit on one vertical line. Hover a mark for its numbers.</p>"
+        f"{_score_picker(board)}{_tradeoffs(board, 'visibility')}</section>",
+        '<section><h2>Protection against cost</h2><p class="small">Up and to the left is better: stronger '
+        "protection for less compute per protected photo (a universal mask's fitting spread over the user's query "
+        "photos of this run: a mask reused on more photos costs less per photo). The score follows the choice "
+        f"above.</p>{_tradeoffs(board, 'cost')}</section>",
         '<section><h2>PSR@1 under each adversary</h2><p class="small">Bars: PSR@1 averaged over targets under '
         "each adversary; black tick: the worst target. Hover a bar for every target.</p>"
         f'<div class="plot">{adversary_chart(board)}</div></section>',

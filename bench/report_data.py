@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 
 from bench.formatting import finite
+from bench.metric_registry import METRICS
+
+HEADLINE = METRICS.headline()
 
 
 def get(mapping: Any, *keys: str) -> Any:
@@ -77,8 +80,9 @@ def psr_cell(entry: dict, target: str, adversary: str) -> dict:
     return cell if isinstance(cell, dict) else {}
 
 
-def top1(entry: dict, target: str, adversary: str) -> float | None:
-    return finite(psr_cell(entry, target, adversary).get("top1"))
+def psr_value(entry: dict, target: str, adversary: str, measure: str = HEADLINE.name) -> float | None:
+    """One PSR of a cell (the headline measure unless ``measure`` names another), None where missing."""
+    return finite(psr_cell(entry, target, adversary).get(measure))
 
 
 def is_ok(entry: dict) -> bool:

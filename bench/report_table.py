@@ -15,8 +15,9 @@ from matplotlib.colors import to_hex
 
 from bench.charts import PSR_CMAP
 from bench.formatting import NA, finite, number, percent
-from bench.metric_registry import Metric
-from bench.report_data import get, psr_cell
+from bench.metric_registry import METRICS, Metric
+from bench.report_data import HEADLINE, get, psr_cell
+from bench.robustness import threat_profile, worst_of
 from bench.tables import counts, mean_authorized, measures
 
 Cell = Callable[[dict], tuple[Any, str, "str | None"]]
@@ -41,8 +42,8 @@ def _pct(key: str) -> Cell:
 def _psr(target: str, adversary: str) -> Cell:
     def cell(e: dict) -> tuple[Any, str, str | None]:
         c = psr_cell(e, target, adversary)
-        v = finite(c.get("top1"))
-        ci = c.get("top1_ci")
+        v = finite(c.get(HEADLINE.name))
+        ci = c.get(f"{HEADLINE.name}_ci")
         tip = f"95% CI {percent(ci[0], suffix='%')} to {percent(ci[1], suffix='%')}" \
             if isinstance(ci, list) and len(ci) == 2 else None
         if finite(c.get("top5")) is not None:
@@ -51,6 +52,14 @@ def _psr(target: str, adversary: str) -> Cell:
             tip = f"failed: {c.get('reason')}"
         return v, percent(v, suffix="%"), tip
     return cell
+
+
+def _profile(profiles: dict[int, dict], threat: str) -> Cell:
+    return lambda e: (profiles[id(e)][threat], percent(profiles[id(e)][threat], suffix="%"), None)
+
+
+def _worst(name: str) -> Cell:
+    return lambda e: (worst_of(e, name), percent(worst_of(e, name), suffix="%"), None)
 
 
 def _authorized(e: dict) -> tuple[Any, str, str | None]:
@@ -75,13 +84,23 @@ def _declared_budget(e: dict) -> tuple[Any, str, str | None]:
 def columns(board: dict) -> list[tuple[str, str, Cell]]:
     """(group, header, cell) for every table column."""
     cols: list[tuple[str, str, Cell]] = [
-        ("", "method", lambda e: (str(e.get("method")), str(e.get("method")), None)),
+        # the label names the scenario when a board has several: the sticky column alone tells rows apart
+        ("", "method", lambda e: (str(e.get("label") or e.get("method")), str(e.get("label") or e.get("method")), None)),
         ("", "kind", _text("kind")), ("", "scenario", _text("scenario")),
         ("", "status", lambda e: (str(e.get("status") or NA), str(e.get("status") or NA), e.get("reason") or None)),
-        ("PSR@1", "worst", _pct("psr_top1_worst")), ("PSR@1", "mean", _pct("psr_top1_mean")),
+        (HEADLINE.label, "worst", _pct(HEADLINE.worst_field)), (HEADLINE.label, "mean", _pct(HEADLINE.mean_field)),
     ]
+    # the threat-model profile beside the worst case: methods tied there can differ against weaker adversaries
+    profiles = {id(e): threat_profile(e, HEADLINE.name) for e in board["entries"]}
+    for threat in ("oblivious", "transforms", "adaptive"):
+        if any(p[threat] is not None for p in profiles.values()):
+            cols.append((f"{HEADLINE.label} by threat", threat, _profile(profiles, threat)))
+    # every other declared PSR measure (PSR@5, verification at a FAR ...) by its worst cell
+    for measure in METRICS.psr():
+        if not measure.headline and any(worst_of(e, measure.name) is not None for e in board["entries"]):
+            cols.append(("other PSR, worst", measure.label, _worst(measure.name)))
     for t in board.get("targets") or []:
-        cols += [(f"PSR@1 on {t}", a, _psr(t, a)) for a in board.get("adversaries") or []]
+        cols += [(f"{HEADLINE.label} on {t}", a, _psr(t, a)) for a in board.get("adversaries") or []]
     shown = measures(board)
     groups = list(dict.fromkeys(m.group for m in shown))
     for group in groups:
@@ -114,7 +133,7 @@ def leaderboard_table(board: dict) -> str:
             sort = "" if value is None else (f"{value:.10g}" if isinstance(value, float) else str(value))
             classes = ["na"] if text == NA else []
             style = ""
-            if group.startswith("PSR@1") and isinstance(value, float):
+            if (group.startswith(HEADLINE.label) or group.startswith("other PSR")) and isinstance(value, float):
                 color = to_hex(PSR_CMAP(min(max(value, 0.0), 1.0)))
                 style = f' style="background:{color};color:{"#fff" if value < 0.6 else "#111"}"'
                 classes.append("psr")

@@ -15,12 +15,16 @@ from typing import Any
 
 import pandas as pd
 
+from bench.metric_registry import METRICS, PSR_PREFIX
+
+HEADLINE = METRICS.headline()  # the measure whose per-user values every interval and rank is bootstrapped from
 # Cell fields that are not PSR values: an interval (``<metric>_ci``) belongs to its metric's row.
 _CELL_COUNTS = ("missed",)
 # Entry fields that summarise the cells or describe the method, not measures.
 _ENTRY_FACTS = {"method", "kind", "scenario", "status", "reason", "budget", "config", "overrides", "psr", "device",
-                "seeds", "protocol", "space", "reference", "reported", "per_user_top1", "rank", "adversary_kinds",
-                "unseen_targets", "surrogates", "psr_top1_by_adversary", "authorized_accuracy", "users", "probes"}
+                "seeds", "protocol", "space", "reference", "reported", HEADLINE.per_user_field, "rank",
+                "adversary_kinds", "unseen_targets", "surrogates", f"psr_{HEADLINE.name}_by_adversary",
+                "authorized_accuracy", "users", "probes"}
 COLUMNS = ["method", "kind", "scenario", "target", "adversary", "metric", "value", "ci_low", "ci_high", "users",
            "rank"]
 USER_COLUMNS = ["method", "kind", "scenario", "target", "adversary", "user", "metric", "value"]
@@ -57,7 +61,7 @@ def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
                 if key.endswith("_ci") or not _number(value):
                     continue
                 ci = cell.get(f"{key}_ci") or (None, None)
-                metric = key if key in _CELL_COUNTS else f"psr_{key}"
+                metric = key if key in _CELL_COUNTS else PSR_PREFIX + key
                 rows.append({**base, "target": target, "adversary": adversary, "metric": metric, "value": value,
                              "ci_low": ci[0], "ci_high": ci[1]})
     for target, value in (entry.get("authorized_accuracy") or {}).items():
@@ -75,10 +79,10 @@ def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _user_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for cell, per_user in (entry.get("per_user_top1") or {}).items():
+    for cell, per_user in (entry.get(HEADLINE.per_user_field) or {}).items():
         target, adversary = cell.split("|", 1)
         rows += [{"method": entry["method"], "kind": entry.get("kind"), "scenario": entry["scenario"],
-                  "target": target, "adversary": adversary, "user": user, "metric": "psr_top1", "value": value}
+                  "target": target, "adversary": adversary, "user": user, "metric": HEADLINE.row, "value": value}
                  for user, value in per_user.items()]
     return rows
 

@@ -1,8 +1,10 @@
 """The leaderboard's tables: a board (``leaderboard.json``'s contents) as one flat row per entry, CSV and Markdown.
 
-Columns after the PSR summary come from ``bench.metric_registry.METRICS``: every measure (quality, budget, cost)
-in declaration order, then the run facts (device, users, the count metrics). A metric registered there shows up
-here, in the report and in ``bench check`` with no other edit.
+The PSR columns follow the registry's headline PSR measure (``METRICS.headline()``, top-1): its worst case (the
+primary score), mean, robustness summaries and one column per target x adversary. Columns after the PSR summary
+come from ``bench.metric_registry.METRICS`` too: every measure (quality, budget, cost) in declaration order, then
+the run facts (device, users, the count metrics). A metric registered there shows up here, in the report and in
+``bench check`` with no other edit.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import pandas as pd
 from bench.formatting import number, percent
 from bench.metric_registry import METRICS, Metric
 from bench.reading import reading
+from bench.robustness import worst_of
 
-PRIMARY_SCORE = "psr_top1_worst"
+HEADLINE = METRICS.headline()
+PRIMARY_SCORE = HEADLINE.worst_field
 PROTOCOL_TEXT = {
     "templates": "probe queries ranked against one template per gallery identity (the mean of its clean photos)",
     "opom-pairs": "OPOM's protocol: each probe query ranked against ONE clean photo of the user plus every other "
@@ -23,8 +27,8 @@ PROTOCOL_TEXT = {
 }
 # Robustness summaries of an entry (bench.robustness): column -> Markdown header. The Markdown shows one only
 # when some entry has it (a run with no adaptive adversary has no "worst adaptive").
-ROBUSTNESS = {"psr_top1_no_adversary": "PSR@1 no adversary", "psr_top1_worst_adaptive": "PSR@1 worst adaptive",
-              "psr_top1_worst_unseen": "PSR@1 worst unseen"}
+ROBUSTNESS = {f"psr_{HEADLINE.name}_{key}": f"{HEADLINE.label} {text}" for key, text in
+              (("no_adversary", "no adversary"), ("worst_adaptive", "worst adaptive"), ("worst_unseen", "worst unseen"))}
 
 
 SPACE_TEXT = {
@@ -59,20 +63,25 @@ def mean_authorized(entry: dict[str, Any]) -> float | None:
 
 
 def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
-    """One row per entry: fixed columns, PSR top-1 per target|adversary, key-holder accuracy, the reason."""
-    fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, "psr_top1_mean", *ROBUSTNESS,
+    """One row per entry: fixed columns, PSR top-1 per target|adversary, the worst cell of every other declared
+    PSR measure (PSR@5, verification), key-holder accuracy, the reason."""
+    ci = HEADLINE.ci_field
+    fixed = ["method", "kind", "scenario", "status", PRIMARY_SCORE, HEADLINE.mean_field, *ROBUSTNESS,
              *(m.entry for m in measures(board)), "device", "users", *(m.entry for m in counts()), "rank",
-             "psr_top1_worst_ci_low", "psr_top1_worst_ci_high", "protocol", "space"]
+             f"{ci}_low", f"{ci}_high", "protocol", "space"]
     missed = missed_cells(board)
+    others = [m for m in METRICS.psr() if not m.headline and any(worst_of(e, m.name) is not None for e in board["entries"])]
     rows = []
     for e in board["entries"]:
         row = {k: e.get(k) for k in fixed}
-        row["psr_top1_worst_ci_low"], row["psr_top1_worst_ci_high"] = e.get("psr_top1_worst_ci") or (None, None)
+        row[f"{ci}_low"], row[f"{ci}_high"] = e.get(ci) or (None, None)
         for t in board["targets"]:
             for a in board["adversaries"]:
                 cell = e.get("psr", {}).get(t, {}).get(a, {})
-                row[f"psr_top1[{t}|{a}]"] = cell.get("top1")
-                row[f"psr_top1[{t}|{a}]_ci_low"], row[f"psr_top1[{t}|{a}]_ci_high"] = cell.get("top1_ci") or (None, None)
+                column, name = f"{HEADLINE.row}[{t}|{a}]", HEADLINE.name
+                row[column] = cell.get(name)
+                row[f"{column}_ci_low"], row[f"{column}_ci_high"] = cell.get(f"{name}_ci") or (None, None)
+        row.update({f"psr_{m.name}_worst": worst_of(e, m.name) for m in others})  # PSR@5, verification ...
         row.update({f"missed[{t}|{a}]": e.get("psr", {}).get(t, {}).get(a, {}).get("missed") for t, a in missed})
         auth = e.get("authorized_accuracy") or {}
         row.update({f"authorized_top1[{t}]": auth[t] for t in board["targets"] if auth.get(t) is not None})
@@ -99,14 +108,14 @@ def _robustness_shown(board: dict[str, Any]) -> list[str]:
 
 def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str],
                  shown: list[Metric]) -> list[str]:
-    changed = "†" if e.get("overrides") else ""
-    interval = e.get("psr_top1_worst_ci")
+    changed = ("†" if e.get("overrides") else "") + ("‡" if e.get("origin") == "submitted" else "")
+    interval = e.get(HEADLINE.ci_field)
     worst = percent(e.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
     cells = [str(e.get("rank", "")), e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"),
              e.get("kind") or "", e["scenario"], worst, *(percent(e.get(k)) for k in robustness)]
     for t in targets:
         per = e.get("psr", {}).get(t, {})
-        cells.append(" / ".join(percent(per.get(a, {}).get("top1")) for a in advs))
+        cells.append(" / ".join(percent(per.get(a, {}).get(HEADLINE.name)) for a in advs))
     cells += [number(e.get(m.entry), m.fmt) for m in shown]
     cells.append(percent(mean_authorized(e)))
     return cells
@@ -115,7 +124,7 @@ def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustn
 def display_frame(board: dict[str, Any]) -> pd.DataFrame:
     """The Markdown table as text cells: PSR in %, every measure in its metric's format."""
     targets, advs, robustness, shown = board["targets"], board["adversaries"], _robustness_shown(board), measures(board)
-    head = ["rank", "method", "kind", "scenario", "PSR@1 worst [95% CI]", *(ROBUSTNESS[k] for k in robustness),
+    head = ["rank", "method", "kind", "scenario", f"{HEADLINE.label} worst [95% CI]", *(ROBUSTNESS[k] for k in robustness),
             *(f"{t} ({'/'.join(advs)})" for t in targets), *(m.label for m in shown), "key-holder top-1"]
     rows = [_display_row(e, targets, advs, robustness, shown) for e in board["entries"] if e["status"] != "unavailable"]
     return pd.DataFrame(rows, columns=head, dtype=object)
@@ -152,13 +161,16 @@ def _notes(board: dict[str, Any]) -> list[str]:
                            f"{percent(r['value'])} on {r['target']} ({r['setting']})."
                            for e in board["entries"] for r in e.get("reported") or [])
     notes += stability_notes(board)
+    notes += [f"‡ {e['method']}: submitted by {e['submission']['author']} ({e['submission']['paper']}; code "
+              f"{e['submission']['code']}; {e['submission']['hardware']}), ranked on its per-user evidence."
+              for e in board["entries"] if e.get("origin") == "submitted"]
     changed = {e["method"]: e["overrides"] for e in board["entries"] if e.get("overrides")}
     for method, overrides in changed.items():
         notes.append(f"† {method}: config changed from its registered defaults: "
                      + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ".")
     if board.get("clean"):
         notes.append("Clean photos, rank-1 accuracy: " + ", ".join(
-            f"{t} {percent(v['top1_accuracy'])}" + (f" ({v['missed']} missed)" if "missed" in v else "")
+            f"{t} {percent(v[f'{HEADLINE.name}_accuracy'])}" + (f" ({v['missed']} missed)" if "missed" in v else "")
             for t, v in board["clean"].items()) + ".")
     unavailable = {t: v["unavailable"] for t, v in board.get("target_info", {}).items() if "unavailable" in v}
     notes += [f"Target {t}: unavailable ({why})." for t, why in unavailable.items()]

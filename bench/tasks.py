@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from bench.budget import check_budget
 from bench.canvas import face_region, from_uint8, to_uint8
 from bench.context import AdversaryContext, RunContext
-from bench.metric_registry import METRICS
+from bench.metric_registry import METRICS, PSR_PREFIX
 from bench.metrics import identity_templates, probe_outcome, user_outcome
 from bench.photo_space import (
     AttackerView,
@@ -222,7 +222,7 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
 
     def add(scenario, user, outcome):
         tags = dict(method=method, scenario=scenario, adversary=adversary, target=target, user=user)
-        rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
+        rows.extend(ResultRow(PSR_PREFIX + m, v, **tags) for m, v in outcome.psr.items())
         rows.append(ResultRow("queries", outcome.queries, **tags))
 
     # What the adversary makes of each user's photos (one user at a time: an estimating adversary looks at all of
@@ -279,7 +279,7 @@ def evaluate_clean(ws: Workspace, target: str, clean_key: str, thresholds: dict[
             rows.append(ResultRow("missed", missed, **tags))
         else:
             outcome = probe_outcome(ws.protocol, user, clean_probe, gallery_emb, labels, thresholds)
-        rows.extend(ResultRow(f"psr_{m}", v, **tags) for m, v in outcome.psr.items())
+        rows.extend(ResultRow(PSR_PREFIX + m, v, **tags) for m, v in outcome.psr.items())
         rows.append(ResultRow("queries", outcome.queries, **tags))
     return TaskOutput({"gallery_identities": len(set(labels))}, rows)
 

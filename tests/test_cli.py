@@ -91,12 +91,12 @@ def test_repeats_runs_disjoint_draws_and_reports_their_spread(capsys, tmp_path):
     assert (out / "draw-0" / "leaderboard.json").exists() and (out / "draw-1" / "leaderboard.json").exists()
 
 
-def test_the_readme_method_table_is_the_generated_one(capsys):
+def test_the_method_table_of_the_docs_is_the_generated_one(capsys):
     from pathlib import Path
 
-    from bench.leaderboard import readme_block
+    from bench.publish import readme_block
 
-    shown = readme_block((Path(__file__).resolve().parents[1] / "README.md").read_text(), "methods")
+    shown = readme_block((Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text(), "methods")
     assert main(["list", "methods", "--format", "md"]) == 0
     assert shown.rstrip("\n") == capsys.readouterr().out.rstrip("\n"), "regenerate it: bench list methods --format md"
 
@@ -104,7 +104,7 @@ def test_the_readme_method_table_is_the_generated_one(capsys):
 def test_the_readme_leaderboard_is_the_published_one():
     from pathlib import Path
 
-    from bench.leaderboard import readme_block
+    from bench.publish import readme_block
 
     root = Path(__file__).resolve().parents[1]
     assert readme_block((root / "README.md").read_text()) == (root / "results" / "leaderboard.md").read_text(), (

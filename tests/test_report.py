@@ -97,7 +97,8 @@ def _chromium_args(profile: Path) -> list[str]:
 def test_report_command_writes_self_contained_html(run_dir):
     assert main(["report", str(run_dir)]) == 0
     page = (run_dir / "report.html").read_text()
-    assert "<table id=\"leaderboard\"" in page and page.count("<svg") == 3
+    # visibility and cost trade-offs (the fixture has no per-user values: the worst case only), adversaries, heatmap
+    assert "<table id=\"leaderboard\"" in page and page.count("<svg") == 4
     assert not re.search(r"(src|href)=\"(https?:)?//", page), "the report must not load anything from the network"
     assert page.count('<img src="data:image/png;base64,') == 3 * 3 * 3  # 3 methods x 3 crops x (clean, protected, mask)
     # missing values render as n/a; unavailable and failed methods keep their reasons
@@ -108,10 +109,10 @@ def test_report_renders_with_missing_fields(tmp_path):
     board = {"entries": [{"method": "bare"}, {"status": "failed"}, "not-an-entry"], "targets": ["t"],
              "adversaries": None}
     page = render_html(board)
-    assert "bare" in page and "entry 2" in page and page.count("<svg") == 3
+    assert "bare" in page and "entry 2" in page and page.count("<svg") == 4
     # without any LPIPS the trade-off plot falls back to SSIM
     board["entries"][0].update(ssim=0.9, psr_top1_worst=0.4, psr_top1_mean=0.5)
-    assert 'aria-label="PSR@1 worst case against 1 - SSIM to the clean face' in render_html(board)
+    assert 'aria-label="PSR@1 worst case, every target x adversary against 1 - SSIM' in render_html(board)
 
 
 def test_report_names_scenarios_when_a_run_has_several(run_dir):
@@ -140,13 +141,14 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     body = dom.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
     assert body.count("<tr") == 6
     svgs = re.findall(r"<svg.*?</svg>", dom, flags=re.S)
-    assert len(svgs) == 3
+    assert len(svgs) == 4
     for svg in svgs:  # every chart holds drawn marks, not an empty frame
         assert len(re.findall(r"<path\b", svg)) >= 10
-    # one hover note per mark: 3 points (chameleon, opom, uap have LPIPS; fawkes has none), 4 entries x 3
-    # adversaries of bars, 4 entries x 3 targets x 3 adversaries of heatmap cells
-    assert [len(re.findall(r"<title>", svg)) for svg in svgs] == [3, 12, 36]
-    assert "Not plotted (no LPIPS or PSR): fawkes" in dom
+    # one hover note per mark: 3 points (chameleon, opom, uap have LPIPS; fawkes has none), 4 on the cost chart
+    # (fawkes has a protect time), 4 entries x 3 adversaries of bars, 4 entries x 3 targets x 3 adversaries of
+    # heatmap cells
+    assert [len(re.findall(r"<title>", svg)) for svg in svgs] == [3, 4, 12, 36]
+    assert "Not plotted (no LPIPS or no worst case, every target x adversary PSR): fawkes" in dom
     assert dom.count('<img src="data:image/png;base64,') == 27
 
 
@@ -192,4 +194,32 @@ def test_tradeoff_labels_every_method_of_the_published_board():
     board = normalise(json.loads((RESULTS / "leaderboard.json").read_text()))
     svg, note = tradeoff_chart(board)
     assert "No room" not in note and "Not plotted" not in note
+    assert 'aria-label="PSR@1 worst case' in svg
     assert svg.count("<title>") == sum(e.get("status") == "ok" for e in board["entries"])
+
+
+@pytest.mark.skipif(_chromium() is None, reason="NO CHROMIUM BINARY: install Debian's `chromium` package")
+def test_published_report_picks_its_score_and_keeps_the_method_column_in_view(tmp_path):
+    """The published quick board: the score picker shows one chart per axis, the method column stays put when the
+    table scrolls sideways, the threat profile and PSR@5 sit beside the worst case, and the legend is off the plot."""
+    out = write_report(RESULTS, tmp_path / "report.html")
+    page = out.read_text()
+    assert [k for k in ("worst", "no_adversary", "unseen", "adaptive") if f'value="{k}"' in page] == [
+        "worst", "no_adversary", "unseen", "adaptive"]
+    assert ">oblivious<" in page and ">transforms<" in page and ">adaptive<" in page and ">PSR@5<" in page
+    probe = ("<script>(function(){var r=document.querySelector('input[value=unseen]'); r.click();"
+             "var shown=[].slice.call(document.querySelectorAll('[data-score]')).filter(function(d){return !d.hidden;})"
+             ".map(function(d){return d.getAttribute('data-score');});"
+             "var box=document.querySelector('.scroll.board'); box.scrollLeft=600;"
+             "var cell=document.getElementById('leaderboard').tBodies[0].rows[0].cells[0];"
+             "var left=cell.getBoundingClientRect().left-box.getBoundingClientRect().left;"
+             "document.body.setAttribute('data-probe', shown.join(',')+'|'+Math.round(left)+'|'+box.scrollLeft);"
+             "})();</script></body>")
+    out.write_text(page.replace("</body>", probe))
+    proc = subprocess.run([_chromium(), *_chromium_args(tmp_path / "profile"), "--window-size=1000,900",
+                           "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-probe="([^"]*)"', proc.stdout)
+    assert found, proc.stderr[-2000:]
+    shown, left, scrolled = found.group(1).split("|")
+    assert shown == "unseen,unseen"  # the visibility and the cost chart of the chosen score
+    assert int(scrolled) > 0 and abs(int(left)) <= 1  # scrolled sideways, the method column did not move

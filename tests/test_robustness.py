@@ -14,13 +14,13 @@ def test_worst_cases_by_kind_and_by_unseen_target():
     }
     kinds = {"none": "transform", "jpeg-75": "transform", "mask-estimation": "estimation",
              "purification": "adaptation"}
-    fields = robustness_fields(psr, kinds, unseen_targets=["mobileface"])
+    fields = robustness_fields(psr, kinds, ["mobileface"], "top1")
     assert fields["psr_top1_no_adversary"] == 0.6
     assert fields["psr_top1_worst_adaptive"] == 0.3
     assert fields["psr_top1_worst_unseen"] == 0.3
     assert fields["psr_top1_by_adversary"] == {"none": 0.6, "jpeg-75": 0.5, "mask-estimation": 0.4,
                                                "purification": 0.3}
-    only_transforms = robustness_fields(psr, {"none": "transform", "jpeg-75": "transform"}, [])
+    only_transforms = robustness_fields(psr, {"none": "transform", "jpeg-75": "transform"}, [], "top1")
     assert only_transforms["psr_top1_worst_adaptive"] is None and only_transforms["psr_top1_worst_unseen"] is None
 
 

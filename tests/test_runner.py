@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from bench import leaderboard, tables
+from bench import leaderboard, publish, tables
 from bench.paths import embedded_data_root
 from bench.runner import Reporter, Runner
 from bench.store import RunStore
@@ -126,7 +127,7 @@ def test_leaderboard_files_regenerate_from_store(finished_run):
 
 def test_publish_writes_one_json_per_entry_with_numbers_as_numbers(finished_run, tmp_path):
     run_dir = finished_run[0]
-    written = leaderboard.publish(run_dir, tmp_path / "results")
+    written = publish.publish(run_dir, tmp_path / "results")
     entries = sorted((tmp_path / "results" / "entries").glob("*.json"))
     assert [p.name for p in entries] == ["pgd--gallery.json", "pgd--probe.json"]
     entry = json.loads(entries[1].read_text())
@@ -136,6 +137,13 @@ def test_publish_writes_one_json_per_entry_with_numbers_as_numbers(finished_run,
     invocations = entry["run"]["invocations"]
     assert len(invocations) >= 2 and all(i["git_revision"] and i["created"] for i in invocations)
     assert (tmp_path / "results" / "leaderboard.md") in written
+    # the report of the published folder has the run's example crops, and nothing names this machine's folders
+    assert (tmp_path / "results" / "examples" / "pgd.npz") in written
+    assert (tmp_path / "results" / "schema" / "entry-v1.json") in written
+    for path in (tmp_path / "results").rglob("*"):
+        if path.suffix in (".json", ".csv", ".md"):
+            assert str(run_dir) not in path.read_text() and str(Path.home()) not in path.read_text(), path
+    assert json.loads((tmp_path / "results" / "leaderboard.json").read_text())["run"]["source"] == run_dir.name
 
 
 def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tmp_path):
@@ -143,11 +151,11 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
     uap_suite = tiny_suite().with_overrides(methods=("uap",), method_overrides={"uap": {"iterations": 2}})
     uap_dir = tmp_path / "uap-run"
     Runner(uap_suite, uap_dir, data_root=str(embedded_data_root())).run()
-    leaderboard.publish([run_dir, uap_dir], tmp_path / "results")
+    publish.publish([run_dir, uap_dir], tmp_path / "results")
     names = sorted(p.name for p in (tmp_path / "results" / "entries").glob("*.json"))
     assert names == ["pgd--gallery.json", "pgd--probe.json", "uap--gallery.json", "uap--probe.json"]
     uap = json.loads((tmp_path / "results" / "entries" / "uap--probe.json").read_text())
-    assert uap["run"]["source"] == str(uap_dir) and uap["kind"] == "universal"
+    assert uap["run"]["source"] == uap_dir.name and uap["kind"] == "universal"
     users = json.loads((tmp_path / "results" / "leaderboard.json").read_text())["run"]["users"]
     assert sorted(uap["protector_info"]) == sorted(users)  # what each user's fit recorded
     md = (tmp_path / "results" / "leaderboard.md").read_text()

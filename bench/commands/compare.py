@@ -15,14 +15,17 @@ from rich.table import Table
 
 from bench.commands._ui import add_format_option, wants_json, wide_console
 from bench.formatting import percent
+from bench.metric_registry import METRICS
 from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
 from bench.results_frame import load_board
+
+HEADLINE = METRICS.headline()
 
 
 def entry_of(board: dict, method: str, scenario: str) -> dict:
     for e in board["entries"]:
         if e["method"] == method and e["scenario"] == scenario:
-            if not e.get("per_user_top1"):
+            if not e.get(HEADLINE.per_user_field):
                 why = (f"{e['status']}: {e.get('reason')}" if e["status"] != "ok" else
                        "its leaderboard was written before per-user values were kept")
                 raise ValueError(f"{method} ({scenario}) has no per-user PSR ({why}); regenerate the leaderboard "
@@ -38,7 +41,7 @@ def compare(board: dict, a: str, b: str, scenario: str = "probe", n_boot: int = 
     cells, users = shared_cells_users([ea, eb])
     if not users:
         raise ValueError(f"{a} and {b} share no user judged on the same target and adversary")
-    ma, mb = (user_matrix(e["per_user_top1"], cells, users) for e in (ea, eb))
+    ma, mb = (user_matrix(e[HEADLINE.per_user_field], cells, users) for e in (ea, eb))
     rows = []
     for i, cell in enumerate(cells):
         d = paired_difference(ma[:, [i]], mb[:, [i]], mean_cell, n_boot)

@@ -6,29 +6,31 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench import leaderboard, report
+from bench import leaderboard, publish, report
 
 
-def check_run_folder(folder: str) -> None:
-    """A folder this command can read, or a message that says what the folder is and what to give instead."""
+def check_run_folder(folder: str, publishing: bool = False) -> None:
+    """A folder this command can read, or a message that says what the folder is and what to give instead. A
+    published folder is read when publishing: its views are regenerated and submitted entries merged."""
     path = Path(folder)
-    if (path / "store.sqlite").exists():
+    if (path / "store.sqlite").exists() or (publishing and (path / "leaderboard.json").exists()):
         return
     if not path.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder; give the --out folder of a `bench run`")
     if (path / "leaderboard.json").exists():
         raise ValueError(f"{folder} holds a published leaderboard, not a run (no store.sqlite): its files are already "
                          f"written. `bench report {folder}` draws it, `bench compare {folder} A B` compares two "
-                         "methods; to regenerate it, give the run folder it was published from")
+                         f"methods; `bench leaderboard {folder} --publish {folder}` regenerates its views and merges "
+                         "submitted entries")
     raise FileNotFoundError(f"{folder} is not a run folder (no store.sqlite); give the --out folder of a `bench run`")
 
 
 def run(args) -> int:
     try:
         for folder in args.run_dirs:
-            check_run_folder(folder)
+            check_run_folder(folder, publishing=bool(args.publish))
         if args.publish:
-            written = leaderboard.publish(args.run_dirs, args.publish, args.readme)
+            written = publish.publish(args.run_dirs, args.publish, args.readme)
             print(f"published {len(written)} files to {args.publish}")
             return 0
         if args.readme:
