@@ -33,6 +33,11 @@ class Adversary:
     # Core requirements the harness leaves to plug-ins (bench.bundle.PLUGIN_PACKAGES) that this adversary
     # imports to run: a run-only `bench bundle` carries them only for the adversaries it is made for.
     run_packages: ClassVar[tuple[str, ...]] = ()
+    # A tracker that grows its gallery with what it recognises (attacks.dynamic_gallery): the evaluation hands it
+    # the gallery and the posted photos' embeddings (``enrol``) and scores the photos against the grown gallery.
+    grows_gallery: ClassVar[bool] = False
+    # What it trains serves every target of a run (a purifier) or is trained per target (a fine-tuned model).
+    trains_per_target: ClassVar[bool] = False
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -53,6 +58,12 @@ class Adversary:
     def adapt(self, target: Target, context: AdversaryContext | None = None) -> Target:
         """The recogniser the adversary uses (model adaptation overrides this)."""
         return target
+
+    def training_step(self, target: Target, photos: torch.Tensor) -> tuple[Callable[[], Any], int] | None:
+        """For the dry run (``bench.estimate``): one step of the training ``adapt`` runs, on ``photos`` standing in
+        for the owner's (their shape is what counts), and how many such steps the configured training takes;
+        None when the adversary trains nothing."""
+        return None
 
     def info(self) -> dict[str, Any]:
         """Facts about the last adaptation (seconds it took, whether it came from the cache); JSON-serialisable."""

@@ -145,6 +145,21 @@ class Purification(Adversary):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def training_step(self, target: Target, photos: torch.Tensor) -> tuple[Any, int]:
+        cfg = self.config
+        net = Denoiser(cfg.width, cfg.layers).to(photos.device)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        gen = torch.Generator().manual_seed(cfg.seed)
+
+        def step() -> None:
+            x, y = random_patches(photos, photos, cfg.batch, cfg.patch, gen)
+            loss = (net(x) - y).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return step, cfg.steps
+
     def denoiser(self, context: AdversaryContext) -> tuple[Denoiser, dict[str, Any]]:
         """The trained denoiser for the method under test, from the cache or trained now."""
         cfg = self.config

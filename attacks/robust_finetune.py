@@ -71,6 +71,7 @@ def pair_loss(model: Target, protected: torch.Tensor, clean: torch.Tensor, ancho
 class RobustFinetune(Adversary):
     kind = "adaptation"
     Config = RobustFinetuneConfig
+    trains_per_target = True
 
     def __init__(self, config: RobustFinetuneConfig | None = None):
         super().__init__(config)
@@ -117,6 +118,31 @@ class RobustFinetune(Adversary):
         self._info = {**facts, "adapt_s": facts["protect_public_s"] + facts["train_s"],
                       "wall_s": time.perf_counter() - t0}
         return tuned
+
+    def training_step(self, target: Target, photos: torch.Tensor) -> tuple[Any, int] | None:
+        network = getattr(target, "network", None)
+        if not target.differentiable or not isinstance(network, torch.nn.Module):
+            return None  # its cells fail with the reason; nothing is trained
+        cfg = self.config
+        tuned = copy.deepcopy(target)
+        tuned.network.eval()
+        params = list(tuned.network.parameters())
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        batch = photos[torch.arange(cfg.batch) % len(photos)]
+        with torch.no_grad():
+            anchor = target.embed(batch)
+
+        def step() -> None:
+            loss = pair_loss(tuned, batch, batch, anchor)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        pairs = cfg.identities * cfg.photos
+        # the anchors (one forward pass per pair, two with flips) are a small part next to the steps: left out
+        return step, cfg.epochs * -(-pairs // cfg.batch)
 
     def _train(self, tuned: Target, original: Target, pairs, device: torch.device) -> tuple[float, float]:
         cfg = self.config

@@ -10,11 +10,13 @@ DIR/
   (with the forms converted from them in a complete bundle, or with ``--converted``: otherwise the node converts
   each once on first use, with packages the run imports anyway) and the calibrations of the chosen targets (of
   all, in a complete bundle);
-- ``install.sh``: the pip command that installs the wheels with no network (``--no-deps`` for a run-only
-  bundle, whose wheels are fewer than cloakbench's metadata asks for); ``README.md``: how to install and run;
-  ``MANIFEST.json``: every file with its size and SHA-256.
+- ``install.sh``: checks every file against ``MANIFEST.json`` (and that no unlisted wheel lies in ``wheels/``),
+  then installs the wheels with no network (``--no-deps`` for a run-only bundle, whose wheels are fewer than
+  cloakbench's metadata asks for); ``README.md``: how to install and run; ``MANIFEST.json``: every file with its
+  size and SHA-256.
 
-Making a bundle needs the network (``pip wheel`` fetches the wheels at the pinned versions); using it does not.
+Making a bundle needs the network: ``pip download`` fetches wheels only (a release with no wheel is refused, never
+built), each pinned to the SHA-256 the package index lists for it (``--require-hashes``). Using it does not.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from importlib import metadata
@@ -121,19 +124,48 @@ def selection(requirements: list[str], extras: tuple[str, ...], plugin_needs: It
     return closure([*kept, *needs], extras, stop={*closure(PROVIDED), *stop})
 
 
+def wheel_hashes(name: str, version: str) -> list[str]:
+    """SHA-256 of every wheel of ``name`` ``version`` the package index lists (pip downloads the one that fits
+    this interpreter and checks it against these). A release with no wheel is refused: a bundle never builds a
+    registry's source distribution, whose ``setup.py`` would run here."""
+    from bench.pypi_index import IndexFileError, release_files
+
+    try:
+        files = release_files(name)
+    except IndexFileError as exc:
+        raise BundleError(f"{name}=={version}: {exc}") from exc
+    hashes = []
+    for f in files:
+        if f["filename"].endswith(".whl") and f["sha256"]:
+            parts = f["filename"][:-4].split("-")
+            if len(parts) >= 5 and normalise(parts[0]) == normalise(name) and parts[1] == version:
+                hashes.append(f["sha256"])
+    if not hashes:
+        raise BundleError(f"{name}=={version} has no wheel on the package index, only a source distribution: a "
+                          "bundle carries wheels only (building one runs the package's setup.py); choose a version "
+                          "with a wheel or leave the extra that needs it out")
+    return sorted(hashes)
+
+
 def build_wheels(out: Path, extras: tuple[str, ...], log: Callable[[str], None],
                  plugin_needs: Iterable[str] | None = None) -> dict[str, str]:
     """cloakbench's wheel and the wheels of what it needs (see :func:`selection`) in ``out``; returns the bundled
-    packages (name -> version)."""
+    packages (name -> version). The dependencies come as wheels only, pinned to the index's SHA-256
+    (``--require-hashes``): nothing from the registry is built or run to make a bundle."""
     out.mkdir(parents=True, exist_ok=True)
     _pip(["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(project_root())], log)
     built = sorted(out.glob("cloakbench-*.whl"))
     if not built:
         raise BundleError(f"pip wheel wrote no cloakbench wheel into {out}")
     needed = selection(wheel_requirements(built[-1], extras), extras, plugin_needs)
-    pins = [f"{name}=={version}" for name, version in sorted(needed.items())]
-    if pins:
-        _pip(["wheel", "--no-deps", "-q", "-w", str(out), *pins], log)
+    if needed:
+        lines = [f"{name}=={version} " + " ".join(f"--hash=sha256:{h}" for h in wheel_hashes(name, version))
+                 for name, version in sorted(needed.items())]
+        with tempfile.TemporaryDirectory() as tmp:
+            pinned = Path(tmp) / "requirements.txt"
+            pinned.write_text("\n".join(lines) + "\n")
+            _pip(["download", "--no-deps", "--only-binary", ":all:", "--require-hashes", "-q", "-d", str(out),
+                  "-r", str(pinned)], log)
     return needed
 
 
@@ -177,6 +209,27 @@ def copy_home(home: Path, specs: Iterable[WeightSpec], calibrated: Iterable[str]
     return copied
 
 
+# install.sh's first step: every file against its SHA-256 in MANIFEST.json, and no wheel that the manifest does not
+# list (the install takes wheels/*.whl); any difference stops the install before pip runs.
+VERIFY = """python - "$here" <<'CHECK'
+import hashlib, json, sys
+from pathlib import Path
+here = Path(sys.argv[1])
+files = json.loads((here / "MANIFEST.json").read_text())["files"]
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+bad = [rel for rel, entry in files.items() if not (here / rel).is_file() or sha256(here / rel) != entry["sha256"]]
+bad += [f"wheels/{p.name} (not in MANIFEST.json)" for p in sorted((here / "wheels").glob("*.whl"))
+        if f"wheels/{p.name}" not in files]
+if bad:
+    sys.exit(f"bundle check failed, nothing installed: {len(bad)} file(s) missing or changed: {', '.join(bad[:5])}")
+print(f"bundle check: {len(files)} files match MANIFEST.json")
+CHECK
+"""
 INSTALL = {
     "run": 'python -m pip install --no-index --no-deps "$here"/wheels/*.whl',
     "complete": 'python -m pip install --no-index --find-links "$here/wheels" cloakbench',
@@ -231,8 +284,9 @@ def write_bundle(out: Path, specs: list[WeightSpec], targets: list[str], extras:
         raise BundleError(f"no wheel for {missing} in {wheels}")
     wheel_mb = sum(p.stat().st_size for p in wheel_files) / 2**20
     home_mb = sum(p.stat().st_size for p in home_files) / 2**20
-    (out / "install.sh").write_text("#!/bin/sh\n# Installs this bundle's wheels with no network (see README.md).\n"
-                                    'set -e\nhere=$(cd "$(dirname "$0")" && pwd)\n' + INSTALL[kind] + "\n")
+    (out / "install.sh").write_text("#!/bin/sh\n# Installs this bundle's wheels with no network (see README.md), once "
+                                    "every file matches MANIFEST.json.\n"
+                                    'set -e\nhere=$(cd "$(dirname "$0")" && pwd)\n' + VERIFY + INSTALL[kind] + "\n")
     (out / "README.md").write_text(README.format(
         python=platform.python_version(), platform=platform.platform(), dir=out.resolve(), wheels=len(wheel_files),
         selection=SELECTIONS[kind], install=INSTALL[kind].replace("$here", str(out.resolve())), suite=suite,

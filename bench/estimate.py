@@ -7,6 +7,10 @@ The dry run plans on file lists (``bench.prepare.describe_files``: nothing is al
   two small values of its effort knob (``Method.effort``: steps, epochs or iterations) after a warm-up, as
   t(k) = a + b k, then scaled to its configured effort and to the user's photo counts;
 - ``eval/<m>/<a>/<t>``: the adversary's transform and the target's forward pass on every user's protected photos;
+  a training adversary (``Adversary.training_step``) adds, where the run first builds it, the owner's people
+  protected by the method (the method's fit and protect rates x its people and photos, once per method and
+  people), its training (seconds per step measured here x the steps its config takes, once per method, or per
+  method and target for a fine-tuned model) and the adapted recogniser re-embedding the gallery and clean probes;
 - ``authorized/<m>/<t>``: the de-obfuscated photos through the target; ``eval/clean/<t>``: ranking only.
 - photo space: ``photos/<m>/<u>``, paste-back, JPEG and whole-photo quality per protected probe; each method's
   posted photos found once per attacker detector; the clean probes posted and embedded per target, found once.
@@ -18,8 +22,9 @@ time beside its wall time (``cpu_seconds``), which ``measured_kinds`` sums per k
 
 Rates are cached in ``$BENCH_HOME/perf/rates.json`` under a key of the machine (host, processor, torch, device,
 threads), each under a key of what was measured (name, config, code version, surrogates, batch; ``remeasure``: each
-once again, as GPU rates carry the load of their moment). Adversaries that adapt the recogniser (fine-tuning) are
-not priced (their training depends on the public photos); the plan says so.
+once again, as GPU rates carry the load of their moment). A training adversary's step depends on the shape of what
+it trains on, not on the photos, so it is timed on the dry run's own photos; its cache of trained models (in the
+run folder) is not looked at: the price is that of a first run.
 """
 
 from __future__ import annotations
@@ -140,6 +145,8 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     cache: str = ""
+    # training adversary -> builds, protect_public_s (protecting the owner's people), train_s
+    adaptation: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -272,6 +279,27 @@ class Estimator:
             self.cache.put(key, cached)
         return cached
 
+    def training(self, name: str, adversary: Any, target: str) -> dict[str, float] | None:
+        """An adaptive adversary's training on this machine: seconds per step (three steps on ``batch`` photos
+        after a warm-up, ``Adversary.training_step``) and the steps its configuration takes (None: it trains
+        nothing here, e.g. a black-box target it cannot fine-tune)."""
+        per_target = adversary.trains_per_target
+        key = f"training/{name}/" + content_key(asdict(adversary.config), code_version(adversary),
+                                                 target if per_target else None, self.batch)
+        cached = self.cache.get(key)
+        if cached is None:
+            model = self.target(target) if per_target else None
+            made = adversary.training_step(model, torch.cat(self.photos())) if model is not None or not per_target \
+                else None
+            if made is None:
+                return None
+            step, steps = made
+            self.reporter.message(f"timing {name}'s training step on {self.device}" + (f" ({target})" if per_target
+                                                                                       else ""))
+            cached = {"seconds_per_step": self._seconds(lambda: [step() for _ in range(3)]) / 3, "steps": steps}
+            self.cache.put(key, cached)
+        return cached
+
     def adversary_seconds_per_photo(self, name: str, adversary: Any) -> float:
         key = f"adversary/{name}/" + content_key(asdict(adversary.config), code_version(adversary))
         cached = self.cache.get(key)
@@ -317,6 +345,40 @@ class Estimator:
                 rate_of[target] = self.target_rate(target)
             rate = rate_of[target]
             return photos / rate if rate else 0.0
+
+        # training adversaries: the owner's people protected once per method (and people, seed), shared by the
+        # adversaries that ask for the same; what is trained, once per method (and target, for a fine-tuned
+        # model); an adapted recogniser re-embeds the gallery and the clean probes (attacks._adaptive)
+        adaptation: dict[str, dict[str, float]] = {}
+        built: set[tuple] = set()
+
+        def adapt(name: str, adversary: Any, mname: str, target: str) -> float:
+            people = next((n.args for n in adversary.needs() if n.what == "identity_bank"), None)
+            seed = getattr(adversary.config, "seed", 0)
+            facts = adaptation.setdefault(name, {"builds": 0, "protect_public_s": 0.0, "train_s": 0.0})
+            seconds = forward(target, len(data.gallery) + sum(len(v) for v in data.probe.values()))
+            if people and ("public", mname, people, seed) not in built and mname not in failing:
+                built.add(("public", mname, people, seed))
+                identities, photos = people
+                try:
+                    rates = self.method_cost(mname, methods[mname], surrogates, context)
+                except ValueError:
+                    return seconds  # the method fails here: its protect tasks say why (priced below)
+                method = methods[mname]
+                effort = getattr(method.config, method.effort) if method.effort else 0
+                public = identities * (Linear(**rates["fit"]).seconds(photos, effort)
+                                       + Linear(**rates["protect"]).seconds(photos, effort))
+                facts["protect_public_s"] += public
+                seconds += public
+            trained = (name, mname, target if adversary.trains_per_target else None)
+            if trained not in built:
+                built.add(trained)
+                rate = self.training(name, adversary, target)
+                if rate is not None:
+                    facts["builds"] += 1
+                    facts["train_s"] += rate["seconds_per_step"] * rate["steps"]
+                    seconds += rate["seconds_per_step"] * rate["steps"]
+            return seconds
 
         quality = None
         # photo space: a posted photo is found once per attacker detector (bench.photo_space.AttackerView)
@@ -364,7 +426,7 @@ class Estimator:
                 name = args["adversary"]
                 adversary = adversaries[name]
                 if adversary.kind == "adaptation":
-                    notes.append(f"{name} adapts the recogniser: its training is not priced")
+                    cost.seconds += adapt(name, adversary, args["method"], args["target"])
                 photos = sum(len(v) for v in data.probe.values())
                 if gallery_scenario:
                     photos += sum(len(v) for v in data.user_gallery.values())
@@ -386,6 +448,13 @@ class Estimator:
         for entry in per_method.values():
             entry["fit_s_per_user"] = entry.pop("fit_s") / max(1, entry["users"])
             entry["protect_s_per_photo"] = entry.pop("protect_s") / max(1, entry["photos"])
+        for name, facts in adaptation.items():
+            each = "method and target" if adversaries[name].trains_per_target else "method"
+            public = (f"protecting the owner's people {facts['protect_public_s'] / 60:.1f} min, " if
+                      facts["protect_public_s"] else "the owner's people as another training adversary protected "
+                      "them, ")
+            notes.append(f"{name}: {public}training {facts['train_s'] / 60:.1f} min ({facts['builds']} build(s), one "
+                         f"per {each}); what it trains is cached in the run folder and reused when the run resumes")
         for name, entry in per_method.items():
             if entry["kind"] == "per-image" and entry["protect_s_per_photo"] >= SLOW_PER_PHOTO_S:
                 where = "this CPU" if self.device == "cpu" else self.device
@@ -393,7 +462,8 @@ class Estimator:
                              f"{entry['seconds'] / 3600:.1f} h in all ({100 * entry['seconds'] / max(total, 1e-9):.0f}% "
                              "of the plan); its cost explodes on a CPU: run it on a GPU (--device cuda) or leave it "
                              "out (--methods)")
-        return Estimate(kinds, per_method, sorted(set(notes)), dict(self.unavailable), str(self.cache.path))
+        return Estimate(kinds, per_method, sorted(set(notes)), dict(self.unavailable), str(self.cache.path),
+                        adaptation)
 
 
 __all__ = ["Estimate", "Estimator", "KindCost", "Linear", "RateCache", "machine_key", "measured_kinds", "task_kind",

@@ -148,16 +148,24 @@ def build(store: RunStore) -> dict[str, Any]:
                                             METRICS.headline().name),
                           surrogates=m.get("surrogates"), adapt_s=adaptation_seconds(eval_rows) or None)
             entries.append(scored)
-    entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
-    rank_entries(entries)
     clean = {}
     for tname, key in plan.get("clean_eval", {}).items():
         if store.is_done(key):
-            rows = _frame(store.rows([key]))
+            all_rows = _frame(store.rows([key]))
+            rows = all_rows[all_rows["scenario"] == "probe"]
             clean[tname] = {f"{p.name}_accuracy": 1 - _mean(_values(rows, p.row)) for p in METRICS.psr()
                             if p.clean_accuracy}
             if (rows["metric"] == "missed").any():  # photo space: clean photos the attacker found no face in
                 clean[tname]["missed"] = int(_values(rows, "missed").sum())
+            for scenario in sorted(set(all_rows["scenario"]) - {"probe"}):  # linkage: the clean photos' rate
+                linked = all_rows[all_rows["scenario"] == scenario]
+                clean[tname][f"{scenario}_top1_rate"] = 1 - _mean(_values(linked, "psr_top1"))
+    for e in entries:  # a linkage entry carries its baseline: the clean photos' PSR-linkage per target
+        rates = {t: 1 - v[f"{e['scenario']}_top1_rate"] for t, v in clean.items() if f"{e['scenario']}_top1_rate" in v}
+        if rates:
+            e["clean_psr_top1"] = rates
+    entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
+    rank_entries(entries)
     return {
         "run": {"suite": suite.get("name"), "created": env.get("created"), "environment": env,
                 "primary_score": PRIMARY_SCORE, "data": plan.get("data"), "surrogates": plan.get("surrogates"),

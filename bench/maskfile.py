@@ -9,6 +9,7 @@ the file holds the key: subtracting the mask restores the photo (Chameleon's aut
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 import bench
+from bench.budget import MEASURES, SLACK, BudgetExceeded, check_budget
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE
 
 FORMAT = "cloakbench-mask/1"
@@ -45,17 +47,61 @@ def save_mask(path: str | Path, mask: torch.Tensor, header: dict[str, Any],
 
 
 def load_mask(path: str | Path) -> SavedMask:
+    """Read and check a mask file; a file that is not one, or whose mask is not finite, not 3 x canvas x canvas or
+    over the budget its header declares, raises :class:`ValueError` with one line saying which."""
+    path = Path(path)
+    make = "make one with `bench protect --method NAME --fit DIR ... --save-mask FILE`"
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # an .npz is a zip archive
+        raise ValueError(f"{path} is not a cloakbench mask file (not an .npz archive); {make}")
     try:
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
-            mask = torch.from_numpy(z["mask"]).unsqueeze(0)
+            mask = np.asarray(z["mask"])
             templates = {k.split("/", 1)[1]: torch.from_numpy(z[k]) for k in z.files if k.startswith("template/")}
-    except (OSError, KeyError, ValueError) as exc:
-        raise ValueError(f"{path} is not a cloakbench mask file ({exc}); make one with "
-                         "`bench protect --method NAME --fit DIR ... --save-mask FILE`") from exc
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path}: unknown mask format {header.get('format')!r} (expected {FORMAT})")
-    if header.get("canvas_size") != CANVAS_SIZE or tuple(mask.shape[-2:]) != (CANVAS_SIZE, CANVAS_SIZE):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a cloakbench mask file ({exc}); {make}") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"{path}: unknown mask format {header.get('format') if isinstance(header, dict) else None!r}"
+                         f" (expected {FORMAT})")
+    if header.get("canvas_size") != CANVAS_SIZE:
         raise ValueError(f"{path}: mask made for a {header.get('canvas_size')} px canvas; this cloakbench uses "
                          f"{CANVAS_SIZE} px")
-    return SavedMask(mask, header, templates)
+    expected = (3, CANVAS_SIZE, CANVAS_SIZE)
+    if mask.shape != expected or not np.issubdtype(mask.dtype, np.floating):
+        raise ValueError(f"{path}: the mask is {mask.dtype} of shape {'x'.join(map(str, mask.shape)) or 'scalar'}, "
+                         f"not float {'x'.join(map(str, expected))} (RGB on the {CANVAS_SIZE} px canvas); {make}")
+    if not np.isfinite(mask).all():
+        raise ValueError(f"{path}: the mask holds {int((~np.isfinite(mask)).sum())} values that are NaN or "
+                         f"infinite; {make}")
+    saved = SavedMask(torch.from_numpy(mask.astype(np.float32)).unsqueeze(0), header, templates)
+    check_mask_budget(saved, str(path))
+    return saved
+
+
+def declared_bounds(header: dict[str, Any]) -> dict[str, float]:
+    """The bounds a mask file's header declares that the harness measures (``bench.budget.MEASURES``)."""
+    budget = header.get("budget")
+    if not isinstance(budget, dict):
+        return {}
+    return {k: float(v) for k, v in budget.items() if k in MEASURES and isinstance(v, int | float)}
+
+
+def check_mask_budget(saved: SavedMask, what: str) -> None:
+    """The run's budget check (``bench.budget.check_budget``) on the mask as the change it makes to a canvas. For
+    linf, l2 and area the mask bounds every photo's change (clipping to 0..1 only shrinks it); a DSSIM bound depends
+    on the photo and is checked on each one as it is protected (``bench.protect.PhotoProtection``)."""
+    bounds = declared_bounds(saved.header)
+    if not bounds:
+        raise ValueError(f"{what}: the header declares no budget ({', '.join(MEASURES)}) to check the mask against; "
+                         "a mask without a checked budget is refused")
+    on_mask = {k: v for k, v in bounds.items() if k != "dssim"}
+    zeros = torch.zeros_like(saved.mask)
+    try:
+        check_budget(str(saved.header.get("method", "the mask")), on_mask, saved.mask, zeros, "mask")
+    except BudgetExceeded:
+        kind, value = next((k, float(MEASURES[k](saved.mask, zeros)[0])) for k in on_mask
+                           if float(MEASURES[k](saved.mask, zeros)[0]) > on_mask[k] + SLACK[k])
+        raise ValueError(f"{what}: the mask's {kind} is {value:.6f}, over the {on_mask[kind]:.6f} its header declares "
+                         "(a damaged or edited file); refused") from None

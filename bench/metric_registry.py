@@ -182,6 +182,17 @@ class MetricRegistry:
 
 METRICS = MetricRegistry("cloakbench.metrics")
 
+# What PSR@k means in each scenario (bench.suites.SCENARIOS): the evaluation tasks' ``psr_top1``/``psr_top5`` rows
+# carry the scenario; the linkage scenarios' baseline is the clean photos linked alike (leaderboard ``clean``:
+# ``<scenario>_top1_rate``; each linkage entry's ``clean_psr_top1``).
+SCENARIO_PSR = {
+    "probe": "share of protected query photos whose identity is not ranked first against a clean gallery",
+    "gallery": "share of clean queries not matched to the user's enrolled protected photos",
+    "linkage": "PSR-linkage: share of a user's protected posts whose nearest other post (among every user's) is "
+               "not theirs",
+    "linkage-anchored": "PSR-linkage with one clean photo of every user held beside the posts",
+}
+
 
 def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     from bench.quality import ssim

@@ -18,6 +18,13 @@ Paper protocols (``Suite.protocol``, scoring in ``probe_outcome``):
   takes the user's clean gallery photos as mates and every gallery photo of the other identities as distractors
   (``pairs_outcome`` also takes the reference's form: mates = the clean queries, ``exclude_same=True``).
 
+Linkage scenario (tracker side, as in Protego, Wang et al. 2025): a tracker holds everyone's posted photos and
+links them to each other, with no clean gallery. For each posted photo it ranks every other posted photo by cosine
+similarity; the photo is linked at k when one of the user's own other posts is among the k nearest (ties count
+against the protection). PSR-linkage@k = share of a user's posts not linked. The anchored variant adds one clean
+photo of every user to what the tracker holds (``linkage_outcomes(anchors=...)``); a user's anchor counts as their
+own. A user with a single post and no anchor has nothing to be linked to: that post counts as not linked.
+
 Every PSR is the mean of per-user PSRs (each user weighs the same, whatever their photo count) with a 95%
 percentile bootstrap interval over users.
 """
@@ -31,13 +38,19 @@ import torch
 import torch.nn.functional as F
 
 
-def identity_templates(embeddings: torch.Tensor, labels: list[str]) -> tuple[torch.Tensor, list[str]]:
-    """One unit-norm template per identity: the normalised mean of its embeddings. Returns (I x D, names)."""
+def identity_sums(embeddings: torch.Tensor, labels: list[str]) -> tuple[torch.Tensor, list[str]]:
+    """Each identity's embeddings summed (I x D, names sorted): a template before normalisation."""
     names = sorted(set(labels))
     index = {n: i for i, n in enumerate(names)}
     idx = torch.tensor([index[lbl] for lbl in labels], device=embeddings.device)
     sums = torch.zeros(len(names), embeddings.shape[1], device=embeddings.device, dtype=embeddings.dtype)
     sums.index_add_(0, idx, embeddings)
+    return sums, names
+
+
+def identity_templates(embeddings: torch.Tensor, labels: list[str]) -> tuple[torch.Tensor, list[str]]:
+    """One unit-norm template per identity: the normalised mean of its embeddings. Returns (I x D, names)."""
+    sums, names = identity_sums(embeddings, labels)
     return F.normalize(sums, dim=1), names
 
 
@@ -73,6 +86,47 @@ def user_outcome(
     for far, thr in sorted((thresholds or {}).items()):
         psr[far] = float((sims < thr).float().mean())
     return UserOutcome(user, len(queries), psr)
+
+
+def enrolled_outcomes(sums: torch.Tensor, names: list[str], posts: torch.Tensor, owners: list[str],
+                      enrolled: torch.Tensor, thresholds: dict[str, float] | None = None,
+                      ks: tuple[int, ...] = (1, 5)) -> dict[str, UserOutcome]:
+    """Posted photos scored as probes against a gallery that grew by enrolling some of them (a dynamic gallery,
+    ``attacks.dynamic_gallery``): ``sums`` (I x D) each identity's summed unit embeddings before enrolment,
+    ``posts`` (N x D) the posted photos, ``owners`` whose each is, ``enrolled`` (N,) the identity each joined (-1:
+    none). Each photo meets the grown templates with its own contribution left out (a photo never finds itself);
+    with nothing enrolled this is ``user_outcome`` on the templates of ``sums``."""
+    joined = enrolled >= 0
+    grown = sums.clone()
+    grown.index_add_(0, enrolled[joined], posts[joined])
+    scores = posts @ F.normalize(grown, dim=1).T
+    rows = joined.nonzero().flatten()
+    own_left_out = F.normalize(grown[enrolled[rows]] - posts[rows], dim=1)
+    scores[rows, enrolled[rows]] = (posts[rows] * own_left_out).sum(1)
+    out = {}
+    for user in dict.fromkeys(owners):
+        mine = torch.tensor([o == user for o in owners], device=posts.device)
+        t = names.index(user)
+        user_scores = scores[mine]
+        true = user_scores[:, t : t + 1]
+        rank = 1 + (torch.cat([user_scores[:, :t], user_scores[:, t + 1 :]], 1) >= true).sum(1)
+        psr = {f"top{k}": float((rank > k).float().mean()) for k in ks}
+        for far, thr in sorted((thresholds or {}).items()):
+            psr[far] = float((true[:, 0] < thr).float().mean())
+        out[user] = UserOutcome(user, int(mine.sum()), psr)
+    return out
+
+
+def gallery_thresholds(gallery: torch.Tensor, labels: list[str], fars: tuple[float, ...] = (1e-2, 1e-3)
+                       ) -> dict[str, float]:
+    """Thresholds a recogniser can set on its own gallery where the target has no LFW calibration: at FAR f, the
+    (1 - f) quantile of the impostor scores, every gallery photo against every other identity's template."""
+    sums, names = identity_sums(gallery, labels)
+    scores = gallery @ F.normalize(sums, dim=1).T
+    own = torch.tensor([names.index(lbl) for lbl in labels], device=gallery.device)
+    impostor = scores.masked_fill(F.one_hot(own, len(names)).bool(), float("nan")).flatten()
+    impostor = impostor[~impostor.isnan()]
+    return {f"far{far:.0e}".replace("e-0", "e-"): float(torch.quantile(impostor.double(), 1 - far)) for far in fars}
 
 
 PROTOCOLS = ("templates", "opom-pairs")
@@ -133,6 +187,31 @@ def probe_outcome(
         own = torch.tensor([label == user for label in labels], device=gallery.device)
         return pairs_outcome(user, queries, gallery[own], gallery[~own], thresholds)
     raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+
+
+def linkage_outcomes(posts: dict[str, torch.Tensor], anchors: dict[str, torch.Tensor] | None = None,
+                     ks: tuple[int, ...] = (1, 5)) -> dict[str, UserOutcome]:
+    """Linkage outcome per user: ``posts`` maps each user to the embeddings of their posted photos (N_u x D, unit
+    norm); ``anchors`` (the anchored variant) to the embeddings the tracker also holds of them (clean photos).
+    For every post, the rank (1 = best) of the user's nearest own other photo among all other photos held."""
+    users = list(posts)
+    held = [posts[u] for u in users] + [anchors[u] for u in users] if anchors else [posts[u] for u in users]
+    owner = torch.cat([torch.full((len(x),), i) for i, x in enumerate(held)]) % len(users)
+    everything = torch.cat(held)
+    owner = owner.to(everything.device)
+    sims = everything @ everything.T
+    sims.fill_diagonal_(float("-inf"))  # a photo is never its own neighbour
+    out, start = {}, 0
+    for i, user in enumerate(users):
+        rows = sims[start : start + len(posts[user])]
+        start += len(posts[user])
+        own = owner == i
+        best_own = rows.masked_fill(~own, float("-inf")).max(1).values
+        rank = 1 + (rows.masked_fill(own, float("-inf")) >= best_own[:, None]).sum(1)
+        rank = torch.where(torch.isinf(best_own), torch.full_like(rank, len(everything)), rank)  # nothing to link to
+        psr = {f"top{k}": float((rank > k).float().mean()) for k in ks}
+        out[user] = UserOutcome(user, len(rank), psr)
+    return out
 
 
 def bootstrap_ci(

@@ -9,7 +9,8 @@ Tasks (``TaskNode.body`` names the function in ``bench.tasks`` that runs it)
 - ``protect/<method>/<user>/<seed>``: fit the method on the user's fit photos and protect the user's probes
   (and gallery photos when the suite has the gallery scenario); quality, budget used, cost.
 - ``eval/<method>/<adversary>/<target>``: what the adversary makes of every user's protected photos.
-- ``eval/clean/<target>``: the same on clean probes, the baseline.
+- ``eval/clean/<target>``: the same on clean probes, the baseline (and, in the linkage scenarios, the clean
+  probes linked to each other).
 - ``photos/<method>/<user>/<seed>`` (photo space only): the user's protected probe photos as posted, and their
   whole-photo quality. In photo space the eval keys also hold the JPEG quality, the target's attacker detector
   and the photo keys; crop space (the default) adds nothing, so its keys are those of runs made before spaces.
@@ -108,6 +109,10 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
     # how probe queries are scored; the default leaves the keys of runs made before protocols existed unchanged
     protocol_part = () if suite.protocol == "templates" else (suite.protocol,)
     photo_space = suite.space == "photo"
+    # the clean baseline links clean photos in the linkage scenarios: they enter its key (nothing without them);
+    # they link the probe photos a protect task makes anyway, so they stay out of its key
+    linkage_part = tuple(s for s in scenarios if s.startswith("linkage"))
+    protect_scenarios = [s for s in scenarios if s not in linkage_part]
 
     def space_part(t: TargetInfo, photo_keys: dict[str, str] | None = None) -> tuple:
         """What photo space adds to an evaluation key (nothing in crop space)."""
@@ -146,8 +151,8 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
             for user in data.users:
                 gallery = data.user_gallery[user] if "gallery" in scenarios else []
                 key = content_key("protect", m.name, m.config, m.code, plugins.surrogates, data.fit[user],
-                                  data.probe[user], gallery, seed, suite.quantize, asdict(suite.split), scenarios,
-                                  m.needs, plugins.device)
+                                  data.probe[user], gallery, seed, suite.quantize, asdict(suite.split),
+                                  protect_scenarios, m.needs, plugins.device)
                 protect_keys[user] = key
                 tasks.append(TaskNode(key, "protect", f"protect/{m.name}/{user}/{seed}", "protect",
                                       {"method": m.name, "user": user, "seed": seed}))
@@ -181,7 +186,7 @@ def plan_run(suite, data: DataInfo, plugins: Plugins) -> TaskGraph:
     meta["clean_eval"] = {}
     for t in plugins.targets:
         key = content_key("eval-clean", t.name, clean_keys[t.name], t.thresholds, t.calibration, *protocol_part,
-                          *space_part(t))
+                          *space_part(t), *linkage_part)
         meta["clean_eval"][t.name] = key
         tasks.append(TaskNode(key, "eval", f"eval/clean/{t.name}", "evaluate_clean",
                               {"target": t.name, "clean_key": clean_keys[t.name], "thresholds": dict(t.thresholds)},

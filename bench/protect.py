@@ -8,8 +8,11 @@ aligned canvas, put the change back into the photo at full resolution, save it i
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.budget import check_budget
+from bench.calibrate import align_photos
 from bench.calibration_store import load_calibration
 from bench.canvas import from_uint8, to_uint8
+from bench.integrity import mismatch, write_checked
+from bench.paths import bench_home, embedded_data_root
 from bench.photo import PhotoError, align_face, detect_faces, load_photo, put_back, save_photo
+from bench.verification import impostor_top_scores, threshold_at_far
 
 
 @dataclass
@@ -38,33 +46,81 @@ class PhotoResult:
 
 class UserMatcher:
     """Tells the user's face from others: cosine similarity of a face's embedding under one surrogate to the user's
-    template, against that surrogate's threshold at FAR 1e-2 when it is calibrated (``bench targets``; the most
-    recent calibration of any LFW copy: protecting photos is no benchmark run); without one, the best-matching face
-    of each photo is taken, and the summary says so."""
+    template, against a threshold at FAR 1e-2. That is the surrogate's LFW calibration when there is one
+    (``bench targets``; the most recent of any LFW copy: protecting photos is no benchmark run); without one, the
+    threshold at the same FAR over every cross-identity pair of the built-in LFW subset (``builtin_threshold``).
+    A face under the threshold is not the user's, so a photo of someone else is copied unchanged."""
 
-    def __init__(self, surrogate: Any, template: torch.Tensor):
+    def __init__(self, surrogate: Any, template: torch.Tensor, log: Callable[[str], None] = print):
         self.surrogate = surrogate
         self.template = F.normalize(template.flatten().float(), dim=0)
         self.threshold = load_calibration(surrogate.name).get("thresholds", {}).get("far1e-2")
+        self.source = "LFW calibration"
+        if self.threshold is None:
+            self.threshold, photos = builtin_threshold(surrogate, log)
+            self.source = (f"measured on the built-in LFW subset, {photos} photos; `bench targets --only "
+                           f"{surrogate.name}` with the full LFW calibrates it")
 
     def pick(self, canvases: torch.Tensor) -> tuple[list[int], list[float]]:
         with torch.no_grad():
             sims = (self.surrogate.embed(canvases) @ self.template.to(canvases.device)).tolist()
-        if self.threshold is None:
-            return [int(np.argmax(sims))], sims
         return [i for i, s in enumerate(sims) if s >= self.threshold], sims
 
     def describe(self) -> str:
-        if self.threshold is None:
-            return (f"{self.surrogate.name} (uncalibrated: the best-matching face of each photo; run `bench targets` "
-                    "to calibrate)")
-        return f"{self.surrogate.name} cosine >= {self.threshold:.3f} (FAR 1e-2)"
+        return f"{self.surrogate.name} cosine >= {self.threshold:.3f} (FAR 1e-2, {self.source})"
+
+
+# Photos per person of the built-in subset for the threshold without a calibration: its 56 people give 224 photos
+# and about 25,000 cross-identity pairs (about 250 above the FAR 1e-2 threshold), aligned in about a minute.
+BUILTIN_PHOTOS_PER_PERSON = 4
+
+
+def builtin_threshold(surrogate: Any, log: Callable[[str], None] = print) -> tuple[float, int]:
+    """The cosine threshold at FAR 1e-2 over every cross-identity pair of the built-in LFW subset (the first
+    ``BUILTIN_PHOTOS_PER_PERSON`` photos of each person) under ``surrogate``, as ``bench.calibrate`` measures it on
+    full LFW, and the number of photos it came from; kept in ``$BENCH_HOME/user-threshold/`` for these weights and
+    this input."""
+    from bench.calibrate import CALIBRATION_VERSION, FARS, embed_photos, input_signature, weights_sha256
+    from bench.data import load_identity_folders
+    from bench.faces import Aligner
+
+    key = {"weights_sha256": weights_sha256(surrogate), "input": input_signature(surrogate),
+           "calibration_version": CALIBRATION_VERSION}
+    path = bench_home() / "user-threshold" / f"{surrogate.name}.json"
+    if path.is_file() and mismatch(path) is None:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached["threshold"], cached["photos"]
+    data = load_identity_folders(embedded_data_root(), "lfw")
+    groups = {name: group[:BUILTIN_PHOTOS_PER_PERSON] for name, group in data.identities.items()}
+    photos = [p for group in groups.values() for p in group]
+    log(f"{surrogate.name} is not calibrated: measuring its FAR 1e-2 threshold on the built-in LFW subset "
+        f"({len(photos)} photos of {len(groups)} people, once)")
+    aligner = Aligner(device=str(surrogate.device))
+    aligned, _ = align_photos(aligner, photos)
+    labels = [name for name, group in groups.items() for _ in group]
+    photos = [p for p, ok in zip(photos, aligned, strict=True) if ok]
+    ids = sorted(set(labels))
+    label_t = torch.tensor([ids.index(n) for n, ok in zip(labels, aligned, strict=True) if ok])
+    emb = F.normalize(embed_photos(surrogate, aligner, photos), dim=1).cpu()
+    n, far = len(emb), FARS["far1e-2"]
+    top, impostors = impostor_top_scores(emb, label_t, math.floor(far * n * (n - 1) / 2) + 1)
+    threshold = threshold_at_far(top, impostors, far)
+    write_checked(path, lambda tmp: tmp.write_text(json.dumps(
+        {"key": key, "threshold": threshold, "photos": n, "impostor_pairs": impostors}, indent=2)))
+    return threshold, n
 
 
 class PhotoProtection:
+    """``bounds``: the method's declared budget (kind -> bound), checked on every protected face as a run checks it
+    (``bench.budget.check_budget``: a face over it raises ``BudgetExceeded``); ``method`` names it there."""
+
     def __init__(self, protector: Any, detector: Any, device: str, matcher: UserMatcher | None = None,
-                 feather: int = 12, quality: int = 95, strip_metadata: bool = False):
+                 feather: int = 12, quality: int = 95, strip_metadata: bool = False,
+                 bounds: dict[str, float] | None = None, method: str = "the protector"):
         self.protector = protector
+        self.bounds = bounds or {}
+        self.method = method
         self.detector = detector
         self.device = device
         self.matcher = matcher  # None: protect every face
@@ -99,7 +155,9 @@ class PhotoProtection:
                 result.output = str(self._copy(source, target))
                 return result
         clean = canvases[chosen]
-        protected = to_uint8(self.protector.protect(clean).detach())
+        out = self.protector.protect(clean).detach()
+        check_budget(self.method, self.bounds, out, clean, f"face of {source.name}")
+        protected = to_uint8(out)
         change = (from_uint8(protected) - from_uint8(to_uint8(clean))).permute(0, 2, 3, 1).cpu().numpy()
         rgb = photo.rgb
         for k, i in enumerate(chosen):
@@ -122,4 +180,4 @@ def photo_files(folder: Path) -> list[Path]:
                                                                           for part in p.relative_to(folder).parts))
 
 
-__all__ = ["PhotoProtection", "PhotoResult", "UserMatcher", "photo_files"]
+__all__ = ["PhotoProtection", "PhotoResult", "UserMatcher", "builtin_threshold", "photo_files"]

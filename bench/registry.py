@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
+from bench.validate import UsageError, check_config_ceilings
+
 T = TypeVar("T")
 
 
@@ -87,9 +89,14 @@ def build_config(config_cls: type, values: dict[str, Any], where: str) -> Any:
         if expected:
             raise ConfigError(f"{where}: {key}={value!r} is not {expected}")
     try:
-        return config_cls(**values)
+        config = config_cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from exc
+    try:
+        check_config_ceilings(config, where)
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
+    return config
 
 
 _SIMPLE_TYPES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}

@@ -172,10 +172,15 @@ def _clean_accuracy(board: dict) -> str:
     clean = board.get("clean")
     if not isinstance(clean, dict) or not clean:
         return ""
+    # linkage scenarios: the share of clean photos whose nearest other photo is the user's
+    linkage = sorted({k for v in clean.values() if isinstance(v, dict) for k in v if k.endswith("_top1_rate")})
     rows = "".join(f"<tr><td>{_esc(t)}</td><td>{percent(get(v, f'{HEADLINE.name}_accuracy'), suffix='%')}</td>"
-                   f"<td>{percent(get(v, 'top5_accuracy'), suffix='%')}</td></tr>" for t, v in clean.items())
+                   f"<td>{percent(get(v, 'top5_accuracy'), suffix='%')}</td>"
+                   + "".join(f"<td>{percent(get(v, k), suffix='%')}</td>" for k in linkage) + "</tr>"
+                   for t, v in clean.items())
+    heads = "".join(f"<th>{_esc(k[: -len('_top1_rate')])} rate</th>" for k in linkage)
     return ('<h3>Clean photos (no protection)</h3><table class="clean"><thead><tr><th>target</th>'
-            f"<th>top-1 accuracy</th><th>top-5 accuracy</th></tr></thead><tbody>{rows}</tbody></table>")
+            f"<th>top-1 accuracy</th><th>top-5 accuracy</th>{heads}</tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _notes(board: dict) -> str:

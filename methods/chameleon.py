@@ -214,7 +214,9 @@ class Chameleon(Method):
         "comes from short PGD probes on the user's fit photos, see the module docstring",
         "surrogates are this project's targets, not the reference's team",
         "crop: the aligned canvas face box (ArcFace template, 140 x 140 canvas pixels) instead of the MTCNN box "
-        "plus margin, unaligned, resized to 112; the DSSIM area is emulated as twice the face box's area",
+        "plus margin, unaligned, resized to 112; the DSSIM area is emulated as twice the face box's area, and "
+        "DSSIM is computed at canvas resolution (SSIM's 11-pixel windows over 1.25 canvas pixels per crop pixel), "
+        "not on the 112 px crop",
         "mini-batches drawn by a seeded torch permutation per epoch (the reference: Python random.shuffle with "
         "seed 2023); the mask starts uniform in +-step from the run's seed (the reference: numpy seed 2023)",
     )

@@ -328,6 +328,9 @@ class FaceCloak(Method):
         "reference's numbers (step 2/255, epsilon 8/255, stickers 32/255) in applied units",
         "surrogates are this project's targets, not the reference's ArcFace IR-50",
         "mask at canvas resolution (140 x 140 canvas pixels over the reference's 112 x 112 crop)",
+        "the mask is added as floats (the harness rounds protected photos to 8 bits); the reference casts it to "
+        "integers before adding it (cloaker.py: astype(np.int16)), truncating each value toward zero, so under "
+        "one grey level of it is dropped everywhere",
     )
 
     @classmethod

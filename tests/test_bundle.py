@@ -124,22 +124,33 @@ def test_a_denoiser_without_scikit_image_says_what_to_install(monkeypatch):
 
 
 def _fake_pip(requirements: list[str]):
-    """Stands in for ``pip wheel``: cloakbench's wheel with ``requirements`` as its Requires-Dist, and an empty
-    wheel for each pinned package."""
+    """Stands in for pip: ``pip wheel`` of the checkout makes cloakbench's wheel with ``requirements`` as its
+    Requires-Dist; ``pip download -r FILE`` (which must pin hashes and take wheels only) an empty wheel for each
+    pinned package."""
     import zipfile
 
     def pip(args, log):
-        out = Path(args[args.index("-w") + 1])
-        pins = [a for a in args if "==" in a]
-        if not pins:
+        out = Path(args[args.index("-w" if "-w" in args else "-d") + 1])
+        if args[0] == "wheel":
             meta = "".join(f"Requires-Dist: {r}\n" for r in requirements)
             with zipfile.ZipFile(out / "cloakbench-0.1.0-py3-none-any.whl", "w") as zf:
                 zf.writestr("cloakbench-0.1.0.dist-info/METADATA", f"Name: cloakbench\n{meta}")
-        for pin in pins:
-            name, version = pin.split("==")
+            return
+        assert args[0] == "download" and {"--require-hashes", "--no-deps"} <= set(args)
+        assert args[args.index("--only-binary") + 1] == ":all:"
+        for line in Path(args[args.index("-r") + 1]).read_text().splitlines():
+            name, version = line.split()[0].split("==")
+            assert "--hash=sha256:" in line
             (out / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(b"wheel")
 
     return pip
+
+
+def _index_lists_wheels(monkeypatch) -> None:
+    """The package index, offline: every release has one wheel (the bundle asks it for the wheels' hashes)."""
+    import bench.bundle as bundle
+
+    monkeypatch.setattr(bundle, "wheel_hashes", lambda name, version: [hashlib.sha256(name.encode()).hexdigest()])
 
 
 def _home_with(tmp_path, monkeypatch) -> list[WeightSpec]:
@@ -157,6 +168,7 @@ def test_a_run_only_bundle_installs_without_deps_and_carries_only_what_the_run_r
     import bench.bundle as bundle
 
     monkeypatch.setattr(bundle, "_pip", _fake_pip(_core_requirements()))
+    _index_lists_wheels(monkeypatch)
     specs = _home_with(tmp_path, monkeypatch)
     out = tmp_path / "run"
     sizes = bundle.write_bundle(out, specs, ["sface"], log=lambda _: None, plugin_needs=[], converted=False)

@@ -259,3 +259,36 @@ def test_dry_run_notes_a_method_that_fails_when_timed_and_prices_the_rest(tmp_pa
     expected = expected_seconds(suite)
     assert {k: c.seconds for k, c in estimate.kinds.items() if k != "protect"} == pytest.approx(
         {k: v for k, v in expected.items() if k != "protect"})
+
+
+def test_dry_run_prices_the_training_adversaries(tmp_path):
+    """Purification and robust fine-tuning: the owner's people protected once per method (shared by both), each
+    one's training timed here (seconds per step x the steps its config takes: a purifier once per method, a
+    fine-tuned model once per method and target), and the adapted recogniser re-embedding the gallery and probes."""
+    settings = {"purification": {"identities": 3, "photos": 2, "steps": 7, "batch": 2, "width": 8},
+                "robust-finetune": {"identities": 3, "photos": 2, "epochs": 2, "batch": 2}}
+    suite = tiny_suite(adversaries=("none", "purification", "robust-finetune"), adversary_overrides=settings)
+    cache = RateCache("cpu", 1, path=tmp_path / "rates.json")
+    estimator = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter(), cache=cache)
+    planned = estimator.plan()
+    prefill(cache, planned)
+    estimate = estimator.estimate()
+    steps = {name: next(v for k, v in cache.entries.items() if k.startswith(f"training/{name}/"))
+             for name in settings}
+    assert steps["purification"]["steps"] == 7 and steps["robust-finetune"]["steps"] == 2 * 3  # 6 pairs / 2
+    assert all(s["seconds_per_step"] > 0 for s in steps.values())
+    # PGD at 1 step protects 4 photos in 0.4 + 0.2 s: 3 people x 2 photos, once for both adversaries
+    public = 3 * 2 * 0.6 / 4
+    adaptation = estimate.adaptation
+    assert adaptation["purification"]["protect_public_s"] + adaptation["robust-finetune"]["protect_public_s"] == \
+        pytest.approx(public)
+    for name, facts in adaptation.items():
+        assert facts["builds"] == 1  # one method, one target
+        assert facts["train_s"] == pytest.approx(steps[name]["seconds_per_step"] * steps[name]["steps"])
+    info = describe_files(suite, embedded_data_root())
+    n_probe = sum(len(v) for v in info.probe.values())
+    reembed = 2 * (len(info.gallery) + n_probe) / 10.0  # both adapted recognisers, sface at 10 img/s
+    assert estimate.kinds["eval"].seconds == pytest.approx(
+        3 * n_probe * (1 / 10.0 + 0.01) + public + reembed + sum(f["train_s"] for f in adaptation.values()))
+    assert not [n for n in estimate.notes if "not priced" in n]
+    assert [n for n in estimate.notes if n.startswith("robust-finetune: ") and "one per method and target" in n]

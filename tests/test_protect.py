@@ -104,7 +104,8 @@ def test_odd_files_decode_upright_and_8_bit(tmp_path):
 def _mask_file(tmp_path: Path, templates: dict) -> Path:
     gen = torch.Generator().manual_seed(0)
     mask = (torch.rand(1, 3, CANVAS_SIZE, CANVAS_SIZE, generator=gen) * 2 - 1) * 8 / 255
-    return save_mask(tmp_path / "mask.npz", mask, {"method": "test-mask", "surrogates": ["sface"]}, templates)
+    return save_mask(tmp_path / "mask.npz", mask, {"method": "test-mask", "surrogates": ["sface"],
+                                                   "budget": {"linf": 8 / 255}}, templates)
 
 
 def test_mask_file_round_trip_refuses_other_files(tmp_path):
@@ -167,10 +168,8 @@ def test_protect_with_saved_mask_handles_every_kind_of_photo(tmp_path, capsys):
     assert status["no_face.png"]["status"] == "no-face" and (out / "no_face.png").read_bytes() == \
         (photos / "no_face.png").read_bytes()
     assert status["user_big.jpg"]["status"] == "protected"
-    if summary["faces"].startswith("the user's") and "uncalibrated" not in summary["faces"]:
-        assert status["pair.png"]["faces"] == 2 and status["pair.png"]["protected_faces"] == 1
-    else:  # without a calibration, the best-matching face of each photo
-        assert status["pair.png"]["protected_faces"] == 1
+    assert summary["faces"].startswith("the user's") and "FAR 1e-2" in summary["faces"]
+    assert status["pair.png"]["faces"] == 2 and status["pair.png"]["protected_faces"] == 1
     edited = np.asarray(Image.open(out / "pair.png").convert("RGB")).astype(int)
     original = np.asarray(Image.open(photos / "pair.png").convert("RGB")).astype(int)
     moved = np.abs(edited - original).max(2)

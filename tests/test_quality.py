@@ -5,11 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import pickle
-import shutil
-import subprocess
-import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +15,7 @@ from PIL import Image
 
 from bench.lpips import ALEXNET_SPEC, converted_weights, get_lpips, load_flax_checkpoint
 from bench.paths import bench_home
+from bench.pypi_index import IndexFileError, fetch_verified
 from bench.quality import psnr, ssim
 from bench.weights import WeightError, ensure, sha256_of
 
@@ -33,16 +30,10 @@ def pyiqa_calibration() -> dict[str, bytes]:
     package, version, digest = _PYIQA_SDIST
     archive = bench_home() / "testdata" / f"{package}-{version}.tar.gz"
     if not archive.is_file() or sha256_of(archive) != digest:
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                                   "-q", "-d", tmp, f"{package}=={version}"],
-                                  capture_output=True, text=True)
-            got = list(Path(tmp).glob("*.tar.gz"))
-            if proc.returncode != 0 or not got:
-                pytest.fail(f"pip download --no-binary :all: {package}=={version} failed (PyPI needed once): "
-                            f"{proc.stderr.strip()[-300:]}")
-            shutil.move(got[0], archive)
+        try:  # the file by name from the package index, checked before it is opened; nothing in it runs
+            fetch_verified(package, archive.name, digest, archive.parent)
+        except IndexFileError as exc:
+            pytest.fail(f"{package} {version} sdist (the package index is needed once): {exc}")
     assert sha256_of(archive) == digest, f"{archive} is not the pinned {package} {version} sdist"
     out = {}
     with tarfile.open(archive) as tf:

@@ -280,3 +280,39 @@ def test_a_runs_leaderboard_ranks_with_intervals_and_compares_paired(finished_ru
     assert main(["compare", str(run_dir), "pgd", "pgd", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["users"] == 2 and result["worst"]["difference"] == 0 and not result["worst"]["significant"]
+
+
+def test_linkage_and_dynamic_gallery_reuse_the_protected_photos_and_reach_every_export(finished_run, tmp_path):
+    """Adding the linkage scenarios and the dynamic gallery re-scores the run without protecting again; the
+    linkage entries carry the clean photos' PSR-linkage as their baseline in the JSON, CSV, Markdown and HTML."""
+    from bench.report import render_html
+
+    run_dir = tmp_path / "linkage"
+    shutil.copytree(finished_run[0], run_dir)
+    counter = CountTasks()
+    suite = tiny_suite().with_overrides(scenarios=("probe", "gallery", "linkage", "linkage-anchored"),
+                                        adversaries=("none", "jpeg-75", "dynamic-gallery"))
+    Runner(suite, run_dir, data_root=str(embedded_data_root()), reporter=counter).run()
+    assert counter.executed and all(label.startswith("eval/") for label in counter.executed), counter.executed
+    board = leaderboard.build_runs([run_dir])
+    by_scenario = {e["scenario"]: e for e in board["entries"]}
+    assert set(by_scenario) == {"probe", "gallery", "linkage", "linkage-anchored"}
+    for scenario in ("linkage", "linkage-anchored"):
+        entry = by_scenario[scenario]
+        assert 0 <= entry["psr"]["sface"]["none"]["top1"] <= 1 and "top1_ci" in entry["psr"]["sface"]["none"]
+        # a tracker that groups photos by user presumes the linkage: it is not scored there
+        assert "top1" not in entry["psr"]["sface"].get("dynamic-gallery", {})
+        assert entry["clean_psr_top1"]["sface"] == pytest.approx(1 - board["clean"]["sface"][f"{scenario}_top1_rate"])
+    # clean photos of two people link to their owner, and the probe accuracy still counts probe rows only
+    assert board["clean"]["sface"]["linkage_top1_rate"] >= 0.8
+    assert board["clean"]["sface"]["top1_accuracy"] == leaderboard.build_runs([finished_run[0]])["clean"]["sface"][
+        "top1_accuracy"]
+    probe = by_scenario["probe"]
+    assert probe["adversary_kinds"]["dynamic-gallery"] == "estimation"
+    assert probe["psr_top1_worst_adaptive"] == probe["psr"]["sface"]["dynamic-gallery"]["top1"]
+    assert "top1" in by_scenario["gallery"]["psr"]["sface"]["dynamic-gallery"]
+    frame = tables.flat_frame(board)
+    assert frame.loc[frame["scenario"] == "linkage", "clean_psr_top1[sface]"].notna().all()
+    markdown = tables.to_markdown(board)
+    assert "| linkage |" in markdown and "Clean photos, linkage rate" in markdown
+    assert "linkage rate</th>" in render_html(board)

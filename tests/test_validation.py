@@ -42,6 +42,7 @@ def refused(capsys, args: list[str], out, lines: int = 1) -> str:
     (["--device", "gpu7"], "--device 'gpu7' is not a torch device"),
     (["--set", "pgd.epsilon=2"], "epsilon=2 is out of range; allowed: 0 < epsilon <= 1"),
     (["--set", "pgd.steps=many"], "steps='many' is not a whole number"),
+    (["--set", "pgd.steps=100000000000"], "steps=100000000000 is out of range; allowed: steps <= 100000"),
     (["--adversaries", "nope"], "Known adversaries:"),
     (["--scenarios", "probe,sideways"], "scenarios must be among probe, gallery"),
 ])
@@ -69,3 +70,11 @@ def test_weights_are_checked_before_face_detection(capsys, tmp_path, monkeypatch
     text = refused(capsys, ["--data-root", EMBEDDED], tmp_path / "run", lines=2)
     assert text.startswith("error: none of the surrogates ['sface'] is available and differentiable (sface: ")
     assert "missing.onnx does not exist" in text
+
+
+def test_lpips_weights_are_checked_before_face_detection(capsys, tmp_path, monkeypatch, no_face_detection):
+    bad = tmp_path / "alexnet.ckpt"
+    bad.write_bytes(b"not the LPIPS weights")
+    monkeypatch.setenv("BENCH_WEIGHTS_LPIPS_ALEX", str(bad))
+    text = refused(capsys, ["--data-root", EMBEDDED], tmp_path / "run")
+    assert text.startswith("error: LPIPS weights: ") and "it is a different or corrupt file" in text

@@ -18,6 +18,7 @@ from bench.formatting import percent
 from bench.metric_registry import METRICS
 from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
 from bench.results_frame import load_board
+from bench.suites import SCENARIOS
 
 HEADLINE = METRICS.headline()
 
@@ -85,7 +86,7 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run folder, or a folder with leaderboard.json (e.g. results/)")
     p.add_argument("a", metavar="A", help="method")
     p.add_argument("b", metavar="B", help="method to subtract")
-    p.add_argument("--scenario", "--scenarios", dest="scenario", default="probe", choices=["probe", "gallery"],
+    p.add_argument("--scenario", "--scenarios", dest="scenario", default="probe", choices=list(SCENARIOS),
                    help="the scenario whose entries are compared (default probe)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates (default 2000)")
     add_format_option(p)

@@ -71,7 +71,11 @@ def table(kind: str, rows: list[dict]):
     reason_column = unavailable and last is None
     for col in ["name", *(["available"] if availability else []), *keys, *(["reason"] if reason_column else [])]:
         width = TEXT_WIDTH.get(col, 60) - (34 if kind == "suites" and col == "description" else 0)
-        grid.add_column(HEADERS.get(col, col), no_wrap=True, overflow="ellipsis", max_width=width)
+        # short fields keep their whole value (a weak mark included); only the text columns give way
+        shortest = None if col in TEXT_WIDTH else min(width, max(
+            [len(HEADERS.get(col, col))] + [len(_fmt(r.get(col))) + (7 if r.get("weak") else 0) for r in rows]))
+        grid.add_column(HEADERS.get(col, col), no_wrap=True, overflow="ellipsis", max_width=width,
+                        min_width=shortest)
     for row in rows:
         cells = [row["name"], *(["yes" if row["available"] else "[red]no[/red]"] if availability else [])]
         for k in keys:

@@ -18,14 +18,17 @@ import json
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from bench.assembly import standalone_context
+from bench.budget import BudgetExceeded
 from bench.commands._ui import wide_console
 from bench.commands.run import LogReporter, RichReporter, one_method_overrides
 from bench.context import ContextError
 from bench.data import DataError
 from bench.devices import resolve_device
 from bench.faces import Aligner, FaceError, canvases_to_tensor, make_detector
-from bench.maskfile import load_mask, save_mask
+from bench.maskfile import declared_bounds, load_mask, save_mask
 from bench.protect import PhotoProtection, UserMatcher, photo_files
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
 from bench.validate import UsageError
@@ -109,7 +112,7 @@ def run(args) -> int:
             METHODS.entry(args.method)  # an unknown name fails here, with the known ones
         surrogates = _load_surrogates(surrogate_names, device, console.print)
     except (UsageError, ValueError, UnknownNameError, ConfigError, WeightError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         return 2
 
     from methods.base import MaskProtector
@@ -119,12 +122,13 @@ def run(args) -> int:
     if saved is not None:
         protector = MaskProtector(saved.mask.to(device))
         templates = {n: t for n, t in saved.templates.items()}
+        bounds = declared_bounds(saved.header)
         summary.update(method=saved.header.get("method"), mask=str(args.mask))
     else:
         try:
             protector, method, photos = _fit(args, surrogates, device, console)
         except (UsageError, ConfigError, ValueError, ContextError, DataError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             return 2
         if method.needs():
             summary["identity_bank"] = {
@@ -136,6 +140,7 @@ def run(args) -> int:
 
         with torch.no_grad():
             templates = {s.name: s.embed(photos).mean(0) for s in surrogates}
+        bounds = method.budget().bounds()
         state = protector.state()
         if "mask" in state:
             mask_path = save_mask(args.save_mask or out / "mask.npz", state["mask"], {
@@ -154,13 +159,13 @@ def run(args) -> int:
         if matcher_target is None:
             console.print("[red]error:[/red] no face template of the user for these surrogates; use --faces all")
             return 2
-        matcher = UserMatcher(matcher_target, templates[matcher_target.name])
+        matcher = UserMatcher(matcher_target, templates[matcher_target.name], console.print)
         summary["faces"] = f"the user's: {matcher.describe()}"
     else:
         summary["faces"] = "every face"
     summary["detector"] = args.detector
     job = PhotoProtection(protector, make_detector(args.detector, device), device, matcher, args.feather,
-                          args.quality, args.strip_metadata)
+                          args.quality, args.strip_metadata, bounds, summary["method"] or "the mask")
     files = photo_files(Path(args.photos))
     reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
     results = []
@@ -168,7 +173,12 @@ def run(args) -> int:
         reporter.phase("protect photos", len(files))
         for path in files:
             rel = path.relative_to(args.photos)
-            result = job.protect_file(path, out / rel)
+            try:
+                result = job.protect_file(path, out / rel)
+            except BudgetExceeded as exc:
+                console.print(f"[red]error:[/red] {escape(str(exc))}; stopped, {rel} and later photos not written",
+                              soft_wrap=True, highlight=False)
+                return 2
             if result.status not in ("protected",):
                 reporter.message(f"[yellow]{result.status}[/yellow] {rel}: {result.reason}")
             results.append(result)

@@ -299,7 +299,8 @@ def dry_run(suite, args, out: Path, console: Console, reporter: Reporter) -> int
         print(json.dumps({"suite": suite.name, "device": device, "threads": threads, "clock": clock,
                           "kinds": {k: vars(v) for k, v in estimate.kinds.items()}, "methods": estimate.methods,
                           "seconds": estimate.seconds, "notes": estimate.notes,
-                          "unavailable": estimate.unavailable, "rates": estimate.cache}, indent=2))
+                          "unavailable": estimate.unavailable, "adaptation": estimate.adaptation,
+                          "rates": estimate.cache}, indent=2))
         return 0
 
     def idle_wall(seconds: float) -> str:  # CPU time of all threads -> the wall time of an idle machine
@@ -358,7 +359,8 @@ def add_parser(sub) -> None:
     p.add_argument("--adversaries", help="comma-separated adversaries instead of the suite's")
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
-    p.add_argument("--scenarios", help="probe, gallery or probe,gallery instead of the suite's")
+    p.add_argument("--scenarios", help="comma-separated among probe, gallery, linkage, linkage-anchored, instead of "
+                   "the suite's")
     p.add_argument("--protocol", choices=PROTOCOLS,
                    help="how probe queries are scored: templates (one per identity) or opom-pairs (OPOM: each query "
                         "vs one clean photo of the user plus distractors, all pairs, top-1/5/10)")
