@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.api import AdversaryContext, Need, from_uint8, to_uint8
+from bench.api import AdversaryContext, Need, from_uint8, to_uint8, write_bytes
 
 # The artifacts below are only ever read back by this code; keys also hold the code version of the method and
 # adversary that made them. Bump when their layout changes.
@@ -71,9 +72,9 @@ def cache_path(context: AdversaryContext, folder: str, key: str) -> Path:
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()  # serialised in memory: a full disk fails in a plain write that names the folder
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue(), "(an adversary's cache)")
 
 
 def owner_people(identities: int, photos: int) -> Need:

@@ -45,6 +45,7 @@ from bench.metric_registry import METRICS, Metric
 from bench.onnx_tools import fold_file, free_batch_file
 from bench.quality import dssim
 from bench.registry import ADVERSARIES, ATTACKS, METHODS, TARGETS, ConfigError
+from bench.storage import write_bytes
 from bench.tfjs import compile_graph, load_graph_json, read_weights
 from bench.tfjs.graphdef import read_frozen_graph
 from bench.user_weights import load_into, load_state_dict, locate_user_file, user_file_status
@@ -92,4 +93,6 @@ __all__ = [
     "WeightSpec", "WeightError", "ensure", "derived", "recording", "weight_status", "load_into", "load_state_dict",
     "locate_user_file", "user_file_status", "fold_file", "free_batch_file", "compile_graph", "load_graph_json", "read_weights", "read_frozen_graph", "IntegrityError",
     "calibrations", "is_weak", "load_calibration",
+    # files an adversary caches (a full disk gives one clear error)
+    "write_bytes",
 ]

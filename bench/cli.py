@@ -16,6 +16,7 @@ import traceback
 
 import bench
 import bench.commands as commands
+from bench.storage import StoreDamaged, storage_line
 
 
 def command_modules() -> list[str]:
@@ -62,12 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader (head, less) closed the pipe: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except StoreDamaged as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a failure no command foresaw: one line, or everything with --debug
         if args.debug:
             raise
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        print(f"error: {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno}; rerun with --debug for the "
-              "full traceback)", file=sys.stderr)
+        line = storage_line(exc)  # a full disk or a folder we may not write, wherever met
+        if line is None:
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            line = (f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno}; rerun with --debug for the "
+                    "full traceback)")
+        print(f"error: {line}", file=sys.stderr)
         return 1
 
 

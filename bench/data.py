@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class Dataset:
     root: Path
     identities: dict[str, list[Path]]  # identity -> photos, sorted by name
     excluded: dict[str, str] = field(default_factory=dict)  # relative path -> why it was left out
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why it cannot be read (skipped and recorded)
     too_few: dict[str, str] = field(default_factory=dict)  # identity left out for its photo count -> why
 
     @property
@@ -66,7 +68,8 @@ class Dataset:
             raise DataError(f"no identity under {self.root} has {min_photos}+ photos")
         too_few = {**self.too_few, **{n: f"{len(p)} usable photo(s); at least {min_photos} needed"
                                       for n, p in self.identities.items() if n not in keep}}
-        return Dataset(self.name, self.root, keep, self.excluded, too_few)
+        return Dataset(self.name, self.root, keep, excluded=self.excluded, unreadable=self.unreadable,
+                       too_few=too_few)
 
     def fingerprint(self) -> str:
         """A content key of the file list (names and sizes), for task keys."""
@@ -88,7 +91,45 @@ def find_identity_folder(root: Path, dataset: str) -> Path:
 
 
 def _is_identity_dir(d: Path) -> bool:
-    return d.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())
+    try:
+        return d.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())
+    except OSError:  # a folder we may not list: reported by load_identity_folders when it is the one used
+        return False
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why a file named like a photo cannot be read (None when it can): a symlink loop or a broken link, a
+    folder, something other than a file, or no read permission. Checked before users and splits are drawn."""
+    try:
+        st = path.stat()  # follows links: a loop raises ELOOP, a broken link ENOENT
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc}{', a symlink loop or broken link' if path.is_symlink() else ''})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder named like a photo"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return None
+
+
+def _photos(d: Path, excluded: dict[str, str], unreadable: dict[str, str]) -> list[Path]:
+    """The readable photos of an identity folder, sorted; the others go to ``unreadable`` with the reason."""
+    try:
+        entries = list(d.iterdir())
+    except OSError as exc:
+        unreadable[str(d)] = f"identity folder cannot be listed ({exc.strerror or exc})"
+        return []
+    photos = []
+    for p in entries:
+        if p.suffix.lower() not in IMAGE_SUFFIXES or f"{d.name}/{p.name}" in excluded:
+            continue
+        why = unreadable_reason(p)
+        if why:
+            unreadable[str(p)] = why
+        else:
+            photos.append(p)
+    return sorted(photos)
 
 
 def load_identity_folders(
@@ -96,7 +137,9 @@ def load_identity_folders(
 ) -> Dataset:
     """Load ``identity/photo`` folders. LFW's errata list (labels/known_mislabeled_images_in_subset.txt), when
     present, removes photos that show someone else. Identities with fewer than ``min_photos`` photos are left
-    out and listed in ``too_few`` with the reason."""
+    out and listed in ``too_few`` with the reason. Files that cannot be read (symlink loops, folders named like
+    photos, no permission) are left out first and listed in ``unreadable``: they never count towards an
+    identity's photos, so users and splits are drawn on readable files only."""
     root = Path(root)
     folder = find_identity_folder(root, dataset)
     excluded: dict[str, str] = {}
@@ -108,13 +151,11 @@ def load_identity_folders(
                 excluded[line] = "listed in LFW errata as a different person"
     identities: dict[str, list[Path]] = {}
     too_few: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
     for d in sorted(folder.iterdir()):
         if not d.is_dir():
             continue
-        photos = sorted(
-            p for p in d.iterdir()
-            if p.suffix.lower() in IMAGE_SUFFIXES and f"{d.name}/{p.name}" not in excluded
-        )
+        photos = _photos(d, excluded, unreadable)
         if len(photos) >= min_photos:
             identities[d.name] = photos
         else:
@@ -123,7 +164,7 @@ def load_identity_folders(
         identities = dict(list(identities.items())[:max_identities])
     if not identities:
         raise DataError(f"no identity under {folder} has {min_photos}+ photos")
-    return Dataset(dataset, folder, identities, excluded, too_few)
+    return Dataset(dataset, folder, identities, excluded, unreadable=unreadable, too_few=too_few)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,19 @@ class Executor(Protocol):
 
 
 def pending(tasks: list[TaskNode], store: RunStore, reporter: Reporter) -> list[TaskNode]:
+    """The tasks to compute: those not done, and the done ones whose artifact no longer matches its recorded
+    SHA-256 (missing, cut short, altered), with every task that read it (one line names each damaged file)."""
+    done, stale = store.done_keys(), {}
+    for task in tasks:  # dependency order: a task's inputs come before it
+        if task.key not in done:
+            continue
+        problem = store.artifact_problem(task.key)
+        if problem:
+            reporter.message(f"[yellow]{problem}[/yellow]: computing {task.label} again, and what reads it")
+            stale[task.key] = problem
+        elif any(d in stale or d not in done for d in task.deps):
+            stale[task.key] = "a task it reads is computed again"
+    store.mark_stale(stale)
     todo = [t for t in tasks if not store.is_done(t.key)]
     reporter.message(f"{len(tasks) - len(todo)} of {len(tasks)} tasks already done")
     return todo
@@ -49,9 +62,10 @@ def record_blocked(task: TaskNode, blockers: list[str], store: RunStore) -> None
 
 
 def record_output(task: TaskNode, output: TaskOutput, seconds: float, store: RunStore) -> None:
-    if output.tensors is not None:
-        store.save_artifact(task.key, output.tensors)
-    store.record(task.key, task.kind, task.label, "done", seconds, output.info, output.rows)
+    """Write the artifact (unless a worker wrote it), then the task with the artifact's SHA-256."""
+    sha256 = store.save_artifact(task.key, output.tensors) if output.tensors is not None else output.artifact_sha256
+    store.record(task.key, task.kind, task.label, "done", seconds, output.info, output.rows,
+                 artifact_sha256=sha256)
 
 
 def record_failure(task: TaskNode, exc: BaseException, seconds: float, store: RunStore) -> str:

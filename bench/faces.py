@@ -19,6 +19,7 @@ as such (with the reason) and skipped by callers, never fatal.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -34,8 +35,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, similarity_fit
+from bench.image_files import open_image
 from bench.integrity import arrays_digest, file_sha256
 from bench.paths import bench_home
+from bench.storage import remove_orphans, write_bytes
 from bench.work import WorkLog
 
 
@@ -71,11 +74,12 @@ class FaceError(Exception):
     """A photo that cannot be used: unreadable, or no face found. The message says which and why."""
 
 
-def decode_photo(path: str | os.PathLike, max_side: int | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+def decode_photo(path: str | os.PathLike, max_side: int | None = None,
+                 log: Callable[[str], None] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
     """The photo as H x W x 3 uint8 RGB, oriented by its EXIF tag, and the (x, y) scale of the decoded pixels
-    relative to the oriented full-size photo (1.0 unless it was longer than ``max_side``)."""
+    relative to the oriented full-size photo (1.0 unless it was longer than ``max_side``) (``open_image``)."""
     try:
-        with Image.open(path) as im:
+        with open_image(path, log, f"decoded at most {max_side} px on its longest side" if max_side else "") as im:
             full = im.size
             if max_side and max(full) > max_side and im.format == "JPEG":
                 # JPEG decodes at 1/2, 1/4 or 1/8 size directly: the full-size pixels never sit in memory
@@ -203,6 +207,7 @@ class Aligner:
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self._detector: MTCNNDetector | None = None
         self.work = work  # notes every photo it detects and aligns (not cache hits), see bench.work
+        remove_orphans(self.cache_dir, "*/*.tmp.npz")  # left by runs killed while writing
 
     def _cache_path(self, digest: str) -> Path:
         return self.cache_dir / digest[:2] / f"{digest}.npz"
@@ -239,7 +244,7 @@ class Aligner:
                 for i in range(n)]
 
     def _detect_and_warp(self, path: str | os.PathLike) -> dict[str, np.ndarray]:
-        rgb, scale = decode_photo(path, self.settings.max_side)
+        rgb, scale = decode_photo(path, self.settings.max_side, self.log)
         if self._detector is None:
             self._detector = make_detector(self.settings.detector, self.device)
         boxes, probs, points = self._detector.detect(rgb)
@@ -255,10 +260,8 @@ class Aligner:
 
     @staticmethod
     def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, digest=np.array(arrays_digest(arrays)), **arrays)
-        os.replace(tmp, path)
+        np.savez_compressed(buffer := io.BytesIO(), digest=np.array(arrays_digest(arrays)), **arrays)
+        write_bytes(path, buffer.getvalue(), "(the alignment cache in BENCH_HOME)")
 
     def _load(self, path: Path) -> dict[str, np.ndarray] | None:
         """The cached arrays, or None (the file is removed, to be made again) when they do not match the digest

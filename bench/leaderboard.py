@@ -128,7 +128,9 @@ def build(store: RunStore) -> dict[str, Any]:
                         eval_keys.setdefault((aname, tname), []).append(key)
                     else:
                         eval_keys[(aname, tname)] = None
-                        entry.setdefault("failed_cells", {})[f"{tname}|{aname}"] = (store.task(key) or {}).get("error")
+                        entry.setdefault("failed_cells", {})[f"{tname}|{aname}"] = \
+                            (store.task(key) or {}).get("error") or "not computed yet"
+        mark_incomplete(entry, len(eval_keys))
         # rows key by key, in seed order (one query for several keys returns them in the index's order)
         eval_rows = {cell: None if keys is None else _frame([r for k in keys for r in store.rows([k])])
                      for cell, keys in eval_keys.items()}
@@ -248,6 +250,18 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
     return {**first, "run": run, "entries": entries, "clean": clean, "stability": stability(entries)}
 
 
+def mark_incomplete(entry: dict[str, Any], cells: int) -> None:
+    """An entry with failed or missing target x adversary cells is ``incomplete`` (never ranked): its worst case
+    covers the cells that finished only, and the missing ones can only lower it."""
+    missing = entry.get("failed_cells") or {}
+    if not missing or entry["status"] != "ok":
+        return
+    entry.update(status="incomplete", reason=(
+        f"{len(missing)} of {cells} target x adversary cell(s) failed or not computed ({', '.join(missing)}: "
+        f"{'; '.join(sorted(set(missing.values())))[:300]}); the worst case is over the other "
+        f"{cells - len(missing)} only; rerun the same command to compute them"))
+
+
 def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.DataFrame | None],
                     scenario: str) -> dict[str, Any]:
     """Fill one method's entry for one scenario: the declared PSR measures' cells with intervals, and the
@@ -257,7 +271,8 @@ def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.D
     cells = []
     for (aname, tname), rows in eval_rows.items():
         if rows is None:
-            entry["psr"].setdefault(tname, {})[aname] = {"status": "failed"}
+            entry["psr"].setdefault(tname, {})[aname] = {
+                "status": "failed", "reason": (entry.get("failed_cells") or {}).get(f"{tname}|{aname}")}
             continue
         mine = rows[rows["scenario"] == scenario]
         cell: dict[str, Any] = {}

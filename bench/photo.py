@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, invert_affine, similarity_fit
 from bench.faces import to_rgb
+from bench.image_files import open_image
 
 EXIF_ORIENTATION = 0x0112
 SAVE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
@@ -58,20 +59,21 @@ def _to_rgb8(im: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray 
 
 
 def load_photo(path: str | os.PathLike) -> Photo:
+    large: list[str] = []
     try:
-        with Image.open(path) as im:
+        with open_image(path, large.append, "processed in full") as im:
             fmt = im.format or "PNG"
             icc = im.info.get("icc_profile")
             exif = im.getexif()
             upright = ImageOps.exif_transpose(im)
-            notes: list[str] = []
+            notes: list[str] = large
             if exif.get(EXIF_ORIENTATION, 1) != 1:
                 notes.append(f"EXIF orientation {exif.get(EXIF_ORIENTATION)} applied")
                 exif[EXIF_ORIENTATION] = 1
             rgb, alpha = _to_rgb8(upright, notes)
             if fmt == "CMYK" or im.mode == "CMYK":
                 icc = None  # a CMYK profile does not describe the RGB pixels we write
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise PhotoError(f"cannot read {path}: {exc}") from exc
     return Photo(rgb, fmt, alpha, exif.tobytes() if len(exif) else None, icc, notes)
 

@@ -96,8 +96,8 @@ def split_files(suite: Suite, source: Path | Dataset,
                 skip: Callable[[str, str], None]) -> tuple[Dataset, list[str], dict[str, IdentitySplit]]:
     """Load, select and split file lists (nothing aligned yet): the dataset, the users, each identity's split."""
     ds = listing(suite, source)
-    for ident, reason in ds.too_few.items():
-        skip(ident, reason)
+    for item, reason in {**ds.unreadable, **ds.too_few}.items():  # recorded before users and splits are drawn
+        skip(item, reason)
     users, selected = select_identities(suite, ds)
     splits: dict[str, IdentitySplit] = {}
     for ident in selected:
@@ -126,6 +126,8 @@ def prepare_data(suite: Suite, source: Path | Dataset, aligner, skip: Callable[[
                  reporter: Reporter) -> Prepared:
     """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
     ds, users, splits = split_files(suite, source, skip)
+    for item, reason in ds.unreadable.items():
+        reporter.message(f"[yellow]skipped[/yellow] {item}: {reason}")
     needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
               for ident, sp in splits.items()}
     # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)

@@ -76,8 +76,8 @@ def run_task(spec: WorkerSpec, key: str, body: str, args: dict[str, Any]) -> tup
     seconds = time.perf_counter() - t0
     output.info["cpu_seconds"] = time.process_time() - cpu0
     if output.tensors is not None:
-        ArtifactReader(spec.run_dir).save_artifact(key, output.tensors)
-        output = TaskOutput(output.info, output.rows, None)
+        sha256 = ArtifactReader(spec.run_dir).save_artifact(key, output.tensors)
+        output = TaskOutput(output.info, output.rows, None, sha256)
     work = workspace.work.as_dict()
     workspace.work.clear()
     return output, seconds, work

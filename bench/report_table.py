@@ -18,7 +18,7 @@ from bench.formatting import NA, finite, number, percent
 from bench.metric_registry import METRICS, Metric
 from bench.report_data import HEADLINE, get, psr_cell
 from bench.robustness import threat_profile, worst_of
-from bench.tables import counts, mean_authorized, measures
+from bench.tables import counts, mean_authorized, measures, worst_text
 
 Cell = Callable[[dict], tuple[Any, str, "str | None"]]
 
@@ -39,6 +39,15 @@ def _pct(key: str) -> Cell:
     return lambda e: (finite(e.get(key)), percent(e.get(key), suffix="%"), None)
 
 
+def _headline_worst(cells: int) -> Cell:
+    """The worst case of the headline measure, said to be over part of the cells when some are missing."""
+    def cell(e: dict) -> tuple[Any, str, str | None]:
+        v = finite(e.get(HEADLINE.worst_field))
+        part = worst_text(e, cells)
+        return v, percent(v, suffix="%") + part, e.get("reason") if part else None
+    return cell
+
+
 def _psr(target: str, adversary: str) -> Cell:
     def cell(e: dict) -> tuple[Any, str, str | None]:
         c = psr_cell(e, target, adversary)
@@ -50,7 +59,7 @@ def _psr(target: str, adversary: str) -> Cell:
             tip = (tip + "; " if tip else "") + f"PSR@5 {percent(c.get('top5'), suffix='%')}"
         if c.get("status") == "failed":
             tip = f"failed: {c.get('reason')}"
-        return v, percent(v, suffix="%"), tip
+        return v, "failed" if c.get("status") == "failed" else percent(v, suffix="%"), tip
     return cell
 
 
@@ -88,7 +97,8 @@ def columns(board: dict) -> list[tuple[str, str, Cell]]:
         ("", "method", lambda e: (str(e.get("label") or e.get("method")), str(e.get("label") or e.get("method")), None)),
         ("", "kind", _text("kind")), ("", "scenario", _text("scenario")),
         ("", "status", lambda e: (str(e.get("status") or NA), str(e.get("status") or NA), e.get("reason") or None)),
-        (HEADLINE.label, "worst", _pct(HEADLINE.worst_field)), (HEADLINE.label, "mean", _pct(HEADLINE.mean_field)),
+        (HEADLINE.label, "worst", _headline_worst(len(board.get("targets") or []) * len(board.get("adversaries") or []))),
+        (HEADLINE.label, "mean", _pct(HEADLINE.mean_field)),
     ]
     # the threat-model profile beside the worst case: methods tied there can differ against weaker adversaries
     profiles = {id(e): threat_profile(e, HEADLINE.name) for e in board["entries"]}

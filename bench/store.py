@@ -9,7 +9,15 @@ Tables
   was lost to a crash or a kill and computed again.
 
 A task's rows and its status are written in one transaction, after its artifact file is in place, so a killed
-run loses at most the task in flight and a rerun skips every task whose key is recorded as done.
+run loses at most the task in flight and a rerun skips every task whose key is recorded as done. The task's
+record holds its artifact's SHA-256 (``artifact_sha256``), checked whenever the artifact is read: a file that is
+missing, cut short or altered is refused with its name (:class:`ArtifactError`), and a rerun recomputes its task
+and what depends on it (``bench.executors.pending``). A store made before artifacts were hashed gets the column
+on open, and each done task's artifact that still loads is adopted as found, once; one that does not is computed
+again.
+
+A store SQLite cannot read (a damaged file) is refused at open by ``PRAGMA integrity_check``
+(:class:`StoreDamaged`), with what is left to recover.
 
 One run at a time computes in a run folder: :func:`run_lock` holds ``run.lock`` (an OS file lock, released by
 the kernel when the process ends, even on ``kill -9``) and records who holds it; a second run into the same
@@ -18,6 +26,8 @@ folder waits for it, saying who holds it, or stops at once, and then reuses what
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import socket
@@ -31,11 +41,14 @@ from typing import Any
 
 import torch
 
+from bench.integrity import file_sha256
+from bench.storage import StorageError, StoreDamaged, storage_line, write_bytes
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     key TEXT PRIMARY KEY, kind TEXT NOT NULL, label TEXT NOT NULL, status TEXT NOT NULL,
-    seconds REAL, finished REAL, info TEXT, error TEXT
+    seconds REAL, finished REAL, info TEXT, error TEXT, artifact_sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS results (
     task_key TEXT NOT NULL, method TEXT, scenario TEXT, adversary TEXT, target TEXT, user TEXT,
@@ -45,6 +58,13 @@ CREATE INDEX IF NOT EXISTS results_by_task ON results(task_key);
 CREATE TABLE IF NOT EXISTS skipped (item TEXT PRIMARY KEY, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (key TEXT NOT NULL, label TEXT NOT NULL, pid INTEGER, host TEXT, started REAL);
 """
+
+
+TASK_COLUMNS = ("key", "kind", "label", "status", "seconds", "finished", "info", "error", "artifact_sha256")
+
+
+class ArtifactError(ValueError):
+    """A run artifact that is missing or does not match the SHA-256 recorded with its task; names the file."""
 
 
 @dataclass
@@ -73,27 +93,34 @@ class ArtifactReader:
     def skip(self, item: str, reason: str) -> None:
         self._skipped[item] = reason
 
-    def tracebacks_since(self, since: float) -> list[tuple[str, str]]:
-        """(label, full traceback) of the tasks recorded as failed at or after ``since``, where one was kept."""
-        rows = self.db.execute("SELECT label, info FROM tasks WHERE status = 'failed' AND finished >= ? "
-                               "ORDER BY finished", (since,)).fetchall()
-        return [(label, trace) for label, info in rows if (trace := json.loads(info or "{}").get("traceback"))]
-
     def skipped(self) -> dict[str, str]:
         return dict(self._skipped)
 
     def artifact_path(self, key: str) -> Path:
         return self.artifact_dir / f"{key}.pt"
 
-    def save_artifact(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
-        path = self.artifact_path(key)
-        tmp = path.with_suffix(".part")
-        torch.save({k: v.detach().cpu() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
+    def save_artifact(self, key: str, tensors: dict[str, torch.Tensor]) -> str:
+        """Write a task's artifact whole; returns its SHA-256 (recorded with the task)."""
+        buffer = io.BytesIO()  # serialised in memory: a full disk fails in a plain write, with its size known
+        torch.save({k: v.detach().cpu() for k, v in tensors.items()}, buffer)
+        data = buffer.getvalue()
+        path = self.artifact_path(key)  # one process computes a task: its temporary name is the key's own
+        write_bytes(path, data, "(a task's artifact)", path.with_name(f"{path.name}.part"))
+        return hashlib.sha256(data).hexdigest()
 
-    def load_artifact(self, key: str) -> dict[str, torch.Tensor]:
-        # Files this run wrote itself; weights_only keeps a tampered file from running code.
-        return torch.load(self.artifact_path(key), weights_only=True)
+    def load_artifact(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
+        """A task's artifact, checked against ``sha256`` when given (:class:`ArtifactError` names the file)."""
+        path = self.artifact_path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactError(f"artifact {path} is missing; rerun the same command to compute it again") from None
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise ArtifactError(f"artifact {path} does not match the SHA-256 recorded when it was written "
+                                f"({len(data)} bytes now; cut short or altered); rerun the same command to compute "
+                                "it again")
+        # weights_only keeps a tampered file from running code
+        return torch.load(io.BytesIO(data), weights_only=True)
 
 
 class RunStore(ArtifactReader):
@@ -101,9 +128,64 @@ class RunStore(ArtifactReader):
         super().__init__(run_dir)
         self.path = self.run_dir / "store.sqlite"
         self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            problems = [row[0] for row in self.db.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            self.db.executescript(SCHEMA)
+            self.db.commit()
+            self._add_artifact_hashes()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            line = storage_line(exc, self.run_dir)
+            if line:
+                raise StorageError(0, line) from None
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise StoreDamaged(self.damaged_message(exc)) from None
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A transaction; a full disk or a read-only folder ends it with one line naming the run folder."""
+        try:
+            with self.db:
+                yield
+        except sqlite3.OperationalError as exc:
+            line = storage_line(exc, self.run_dir)
+            if line is None:
+                raise
+            raise StorageError(0, line) from None
+
+    def damaged_message(self, exc: Exception) -> str:
+        kept = len(list(self.artifact_dir.glob("*.pt")))
+        return (f"run store {self.path} is damaged ({' '.join(str(exc).split())}): its results and checksums cannot "
+                f"be read. What is left: {kept} artifact file(s) in {self.artifact_dir}, one per task key (torch "
+                f"files; unverified without the store). To go on: move the store aside (mv {self.path} "
+                f"{self.path}.damaged; also its -wal and -shm files) and rerun the same command, which computes "
+                f"the run again; `sqlite3 {self.path}.damaged .recover` may rescue rows for inspection")
+
+    def _add_artifact_hashes(self) -> None:
+        """Migrate a store made before artifacts were hashed: add the column, adopt every done task's artifact
+        that still loads (hashed as found, once) and mark the task of one that does not as not done."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}
+        if "artifact_sha256" in columns:
+            return
+        adopted, lost = [], []
+        for (key,) in self.db.execute("SELECT key FROM tasks WHERE status = 'done'").fetchall():
+            path = self.artifact_path(key)
+            if not path.exists():
+                continue  # a task that keeps no artifact
+            try:
+                torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+            except Exception:  # noqa: BLE001 - any unreadable file is computed again
+                lost.append((f"artifact {path} unreadable when checksums were added", key))
+            else:
+                adopted.append((hashlib.sha256(path.read_bytes()).hexdigest(), key))
+        with self._writing():
+            self.db.execute("ALTER TABLE tasks ADD COLUMN artifact_sha256 TEXT")
+            self.db.executemany("UPDATE tasks SET artifact_sha256 = ? WHERE key = ?", adopted)
+            self.db.executemany("UPDATE tasks SET status = 'stale', error = ? WHERE key = ?", lost)
 
     @classmethod
     def open_existing(cls, run_dir: str | os.PathLike) -> RunStore:
@@ -116,7 +198,7 @@ class RunStore(ArtifactReader):
 
     # -- meta -------------------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -128,25 +210,60 @@ class RunStore(ArtifactReader):
         row = self.db.execute("SELECT status FROM tasks WHERE key = ?", (key,)).fetchone()
         return bool(row) and row[0] == "done"
 
+    def done_keys(self) -> set[str]:
+        return {key for (key,) in self.db.execute("SELECT key FROM tasks WHERE status = 'done'")}
+
     def task(self, key: str) -> dict[str, Any] | None:
-        row = self.db.execute(
-            "SELECT key, kind, label, status, seconds, finished, info, error FROM tasks WHERE key = ?", (key,)
-        ).fetchone()
+        row = self.db.execute(f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE key = ?", (key,)).fetchone()
         if not row:
             return None
-        return {"key": row[0], "kind": row[1], "label": row[2], "status": row[3], "seconds": row[4],
-                "finished": row[5], "info": json.loads(row[6]) if row[6] else {}, "error": row[7]}
+        task = dict(zip(TASK_COLUMNS, row, strict=True))
+        task["info"] = json.loads(task["info"]) if task["info"] else {}
+        return task
+
+    def load_artifact(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
+        """A done task's artifact, checked against the SHA-256 recorded with the task."""
+        recorded = self.db.execute("SELECT artifact_sha256 FROM tasks WHERE key = ? AND status = 'done'",
+                                   (key,)).fetchone()
+        if not recorded or not recorded[0]:
+            raise ArtifactError(f"artifact {self.artifact_path(key)} belongs to no finished task with a recorded "
+                                "SHA-256; rerun the same command to compute it again")
+        return super().load_artifact(key, recorded[0])
+
+    def artifact_problem(self, key: str) -> str | None:
+        """Why a done task's artifact cannot be used (missing, cut short, altered), or None."""
+        row = self.db.execute("SELECT artifact_sha256 FROM tasks WHERE key = ?", (key,)).fetchone()
+        if not row or not row[0]:
+            return None  # a task that keeps no artifact
+        path = self.artifact_path(key)
+        try:
+            digest = file_sha256(path)
+        except FileNotFoundError:
+            return f"artifact {path} is missing"
+        if digest != row[0]:
+            return (f"artifact {path} does not match the SHA-256 recorded when it was written "
+                    f"({path.stat().st_size} bytes now; cut short or altered)")
+        return None
+
+    def mark_stale(self, reasons: dict[str, str]) -> None:
+        """Tasks to compute again (their artifact, or one they read, is damaged); their rows go with them."""
+        with self._writing():
+            for key, reason in reasons.items():
+                self.db.execute("DELETE FROM results WHERE task_key = ?", (key,))
+                self.db.execute("UPDATE tasks SET status = 'stale', error = ? WHERE key = ?", (reason, key))
 
     def record(
         self, key: str, kind: str, label: str, status: str, seconds: float,
         info: dict[str, Any] | None = None, rows: Iterable[ResultRow] = (), error: str | None = None,
+        artifact_sha256: str | None = None,
     ) -> None:
         """Write a task's outcome and its rows atomically (replacing an earlier attempt of the same key)."""
-        with self.db:
+        with self._writing():
             self.db.execute("DELETE FROM results WHERE task_key = ?", (key,))
             self.db.execute(
-                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, kind, label, status, seconds, time.time(), json.dumps(info or {}, default=str), error),
+                f"INSERT OR REPLACE INTO tasks ({', '.join(TASK_COLUMNS)}) VALUES ({', '.join('?' * 9)})",
+                (key, kind, label, status, seconds, time.time(), json.dumps(info or {}, default=str), error,
+                 artifact_sha256),
             )
             self.db.executemany(
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -168,12 +285,12 @@ class RunStore(ArtifactReader):
         self.skip_many([(item, reason)])
 
     def skip_many(self, items: Iterable[tuple[str, str]]) -> None:
-        with self.db:
+        with self._writing():
             self.db.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?)", list(items))
 
     def begin(self, key: str, label: str) -> None:
         """Note that a task starts computing (an attempt that never finishes was lost to a crash or kill)."""
-        with self.db:
+        with self._writing():
             self.db.execute("INSERT INTO attempts VALUES (?, ?, ?, ?, ?)",
                             (key, label, os.getpid(), socket.gethostname(), time.time()))
 

@@ -87,6 +87,7 @@ def flat_frame(board: dict[str, Any]) -> pd.DataFrame:
         row.update({f"clean_psr_top1[{t}]": baseline[t] for t in board["targets"] if baseline.get(t) is not None})
         auth = e.get("authorized_accuracy") or {}
         row.update({f"authorized_top1[{t}]": auth[t] for t in board["targets"] if auth.get(t) is not None})
+        row["failed_cells"] = "; ".join(e.get("failed_cells") or {}) or None  # cells the worst case leaves out
         row["reason"] = e.get("reason")
         rows.append(row)
     # object columns keep each value as the JSON has it (an int stays an int next to a missing one)
@@ -108,16 +109,27 @@ def _robustness_shown(board: dict[str, Any]) -> list[str]:
     return [k for k in ROBUSTNESS if any(e.get(k) is not None for e in board["entries"])]
 
 
+def worst_text(e: dict[str, Any], cells: int) -> str:
+    """The worst case, said to be over part of the cells when some failed or were not computed."""
+    missing = len(e.get("failed_cells") or {})
+    return f" (incomplete: {cells - missing} of {cells} cells)" if missing else ""
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    return "failed" if cell.get("status") == "failed" else percent(cell.get(HEADLINE.name))
+
+
 def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str],
                  shown: list[Metric]) -> list[str]:
     changed = ("†" if e.get("overrides") else "") + ("‡" if e.get("origin") == "submitted" else "")
     interval = e.get(HEADLINE.ci_field)
     worst = percent(e.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
+    worst += worst_text(e, len(targets) * len(advs))
     cells = [str(e.get("rank", "")), e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"),
              e.get("kind") or "", e["scenario"], worst, *(percent(e.get(k)) for k in robustness)]
     for t in targets:
         per = e.get("psr", {}).get(t, {})
-        cells.append(" / ".join(percent(per.get(a, {}).get(HEADLINE.name)) for a in advs))
+        cells.append(" / ".join(cell_text(per.get(a, {})) for a in advs))
     cells += [number(e.get(m.entry), m.fmt) for m in shown]
     cells.append(percent(mean_authorized(e)))
     return cells

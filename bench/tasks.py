@@ -50,6 +50,7 @@ class TaskOutput:
     info: dict[str, Any]
     rows: list[ResultRow]
     tensors: dict[str, torch.Tensor] | None = None  # the task's artifact, when it keeps one
+    artifact_sha256: str | None = None  # set instead of tensors where a worker wrote the artifact itself
 
 
 @dataclass
