@@ -22,10 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.canvas import from_uint8, to_uint8
-from bench.context import AdversaryContext, Need
-from bench.provenance import code_version
-from bench.storage import write_bytes
+from bench.api import AdversaryContext, Need, from_uint8, to_uint8, write_bytes
 
 # The artifacts below are only ever read back by this code; keys also hold the code version of the method and
 # adversary that made them. Bump when their layout changes.
@@ -96,7 +93,7 @@ def select_public(context: AdversaryContext, identities: int, photos: int) -> tu
 def protected_pairs(context: AdversaryContext, identities: int, photos: int, seed: int, log=None) -> TrainingPairs:
     """The owner's people, clean and protected by ``context.method`` (cached)."""
     canvases, owner, digest = select_public(context, identities, photos)
-    key = cache_key("protected-public", method_identity(context), code_version(context.method), digest, seed)
+    key = cache_key("protected-public", method_identity(context), context.code_version(context.method), digest, seed)
     path = cache_path(context, "adversary-public", key)
     if path.exists():
         saved = torch.load(path, weights_only=True)

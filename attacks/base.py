@@ -21,9 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bench.canvas import to_uint8
-from bench.context import AdversaryContext, Need
-from targets.base import Target
+from bench.api import AdversaryContext, Need, Target, to_uint8
 
 KINDS = ("transform", "estimation", "adaptation")
 

@@ -9,7 +9,7 @@ import cv2
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.registry import ATTACKS
+from bench.api import ATTACKS
 
 
 @dataclass

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from attacks.base import Adversary, check_range
-from bench.canvas import to_uint8
-from bench.registry import ATTACKS
+from bench.api import ATTACKS, to_uint8
 
 
 @dataclass

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from attacks.base import Adversary, check_range
-from bench.registry import ATTACKS
+from bench.api import ATTACKS
 
 
 @dataclass

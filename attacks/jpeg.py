@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.registry import ATTACKS
+from bench.api import ATTACKS
 
 
 @dataclass

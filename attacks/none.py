@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attacks.base import Adversary
-from bench.registry import ATTACKS
+from bench.api import ATTACKS
 
 
 @dataclass

@@ -34,11 +34,7 @@ from attacks._adaptive import (
     save_atomic,
 )
 from attacks.base import Adversary, check_range
-from bench.canvas import FACE_BOX
-from bench.context import AdversaryContext, Need
-from bench.provenance import code_version
-from bench.registry import ATTACKS
-from targets.base import Target
+from bench.api import ATTACKS, FACE_BOX, AdversaryContext, Need, Target
 
 
 @dataclass
@@ -169,7 +165,7 @@ class Purification(Adversary):
         cfg = self.config
         pairs = protected_pairs(context, cfg.identities, cfg.photos, cfg.seed)
         device = torch.device(context.device)
-        key = cache_key("purifier", code_version(self), pairs.key, dataclasses.asdict(cfg))
+        key = cache_key("purifier", context.code_version(self), pairs.key, dataclasses.asdict(cfg))
         path = cache_path(context, "purification", key)
         net = Denoiser(cfg.width, cfg.layers).to(device)
         facts = {"protect_public_s": pairs.seconds, "pairs": len(pairs.protected), "identities": pairs.identities,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.registry import ATTACKS
+from bench.api import ATTACKS
 
 
 @dataclass

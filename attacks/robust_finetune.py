@@ -40,10 +40,7 @@ from attacks._adaptive import (
     save_atomic,
 )
 from attacks.base import Adversary, check_range
-from bench.context import AdversaryContext, Need
-from bench.provenance import code_version
-from bench.registry import ATTACKS
-from targets.base import Target
+from bench.api import ATTACKS, AdversaryContext, Need, Target
 
 
 @dataclass
@@ -98,7 +95,7 @@ class RobustFinetune(Adversary):
         t0 = time.perf_counter()
         cfg = self.config
         pairs = protected_pairs(context, cfg.identities, cfg.photos, cfg.seed)
-        key = cache_key("robust-finetune", code_version(self), pairs.key, target.name,
+        key = cache_key("robust-finetune", context.code_version(self), pairs.key, target.name,
                         [w.sha256 for w in type(target).weights], dataclasses.asdict(cfg))
         path = cache_path(context, "robust-finetune", key)
         tuned = copy.deepcopy(target)

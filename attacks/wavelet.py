@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from attacks.base import Adversary, check_range, per_photo, skimage_restoration
-from bench.registry import ATTACKS
+from bench.api import ATTACKS
 
 MODES = ("soft", "hard")
 METHODS = ("BayesShrink", "VisuShrink")

@@ -12,7 +12,7 @@ import torch
 
 from attacks.base import Adversary, check_range, per_photo
 from attacks.jpeg import encode_decode
-from bench.registry import ATTACKS
+from bench.api import ATTACKS
 
 
 @dataclass

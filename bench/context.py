@@ -13,7 +13,7 @@ under test (configured, bound) with its surrogates, and a cache folder for what 
 needs enter its evaluation keys; the method and its surrogates already do through the protect tasks' keys.
 
 Outside a run (tests, notebooks) build a context from an explicit data root with
-``bench.identity_bank.standalone_context``.
+``bench.assembly.standalone_context``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 class ContextError(RuntimeError):
@@ -44,6 +46,36 @@ class Need:
     @property
     def label(self) -> str:
         return self.what + ("/" + "x".join(str(a) for a in self.args) if self.args else "")
+
+
+@dataclass
+class IdentityBank:
+    """People who are not evaluated users (``bench.identity_bank`` builds it): ``canvases`` K*P x 3 x 224 x 224 in
+    [0, 1], identity-major, ``owner`` the identity index of each; ``digest`` names its content in task keys."""
+
+    names: list[str]
+    canvases: torch.Tensor
+    owner: torch.Tensor
+    source: str
+    digest: str
+    _centroids: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def photos_of(self, identity: int) -> torch.Tensor:
+        return self.canvases[self.owner == identity]
+
+    def centroids(self, surrogate: Any, device: torch.device | str) -> torch.Tensor:
+        """K x D unit centroids of the bank identities under ``surrogate`` (computed once per surrogate)."""
+        key = (getattr(surrogate, "name", type(surrogate).__name__), str(device))
+        if key not in self._centroids:
+            with torch.no_grad():
+                emb = surrogate.embed(self.canvases.to(device))
+            sums = torch.zeros(len(self.names), emb.shape[1], device=emb.device, dtype=emb.dtype)
+            sums.index_add_(0, self.owner.to(emb.device), emb)
+            self._centroids[key] = torch.nn.functional.normalize(sums, dim=1)
+        return self._centroids[key].to(device)
 
 
 NEED_KINDS = ("identity_bank",)
@@ -79,11 +111,11 @@ class RunContext:
             raise ContextError(f"{what}{list(args)} was not declared by this plug-in (it declared {declared}): "
                                "list it in needs() so that it enters the task key")
 
-    def identity_bank(self, identities: int, photos: int) -> Any:
+    def identity_bank(self, identities: int, photos: int) -> IdentityBank:
         self._check_granted("identity_bank", (identities, photos))
         if self.bank_provider is None:
             raise ContextError("this run context has no identity bank: `bench run` supplies one; outside a run use "
-                               "bench.identity_bank.standalone_context(data_root=...)")
+                               "bench.assembly.standalone_context(data_root=...)")
         bank = self.bank_provider(identities, photos)
         self.used[Need("identity_bank", (identities, photos)).label] = bank.digest
         return bank
@@ -109,5 +141,13 @@ class AdversaryContext:
     def cache_dir(self) -> Path | None:
         return self.run.cache_dir
 
+    @staticmethod
+    def code_version(obj: Any) -> str:
+        """The code version the run keys ``obj``'s work by (``bench.provenance.code_version``): what an adversary
+        trains is cached under it."""
+        from bench.provenance import code_version
 
-__all__ = ["RunContext", "AdversaryContext", "Need", "ContextError"]
+        return code_version(obj)
+
+
+__all__ = ["RunContext", "AdversaryContext", "Need", "ContextError", "IdentityBank"]

@@ -60,6 +60,17 @@ class Dataset:
     def num_photos(self) -> int:
         return sum(len(v) for v in self.identities.values())
 
+    def at_least(self, min_photos: int) -> Dataset:
+        """The identities with ``min_photos``+ photos (the rest in ``too_few``), from this listing: no folder is
+        read again."""
+        keep = {n: p for n, p in self.identities.items() if len(p) >= min_photos}
+        if not keep:
+            raise DataError(f"no identity under {self.root} has {min_photos}+ photos")
+        too_few = {**self.too_few, **{n: f"{len(p)} usable photo(s); at least {min_photos} needed"
+                                      for n, p in self.identities.items() if n not in keep}}
+        return Dataset(self.name, self.root, keep, excluded=self.excluded, unreadable=self.unreadable,
+                       too_few=too_few)
+
     def fingerprint(self) -> str:
         """A content key of the file list (names and sizes), for task keys."""
         h = hashlib.sha256(self.name.encode())
@@ -154,6 +165,31 @@ def load_identity_folders(
     if not identities:
         raise DataError(f"no identity under {folder} has {min_photos}+ photos")
     return Dataset(dataset, folder, identities, excluded, unreadable=unreadable, too_few=too_few)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A data root, how it was chosen (``--data-root``, ``BENCH_DATA`` ...), and every identity folder of one
+    dataset under it (photo counts unfiltered: ``dataset.at_least(n)`` filters without reading folders again)."""
+
+    root: Path
+    how: str
+    dataset: Dataset
+
+    def lfw_fingerprint(self) -> str | None:
+        """The fingerprint of the LFW copy under this root, which calibrations are keyed by (None: no LFW here)."""
+        if self.dataset.name == "lfw":
+            return self.dataset.fingerprint()
+        from bench.calibration_store import lfw_fingerprint
+
+        return lfw_fingerprint(self.root)
+
+
+def locate_data(data_root: str | os.PathLike | None, dataset: str) -> DataSource:
+    """Resolve the data root (``bench.data.resolve_data_root``) and list ``dataset`` under it; ``DataError`` when
+    either cannot be had."""
+    root, how = resolve_data_root(data_root)
+    return DataSource(root, how, load_identity_folders(root, dataset))
 
 
 @dataclass(frozen=True)

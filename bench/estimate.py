@@ -41,9 +41,10 @@ from typing import Any
 
 import torch
 
+from bench.assembly import bind_plugins, run_context
 from bench.context import RunContext
+from bench.data import locate_data
 from bench.faces import Aligner
-from bench.identity_bank import BankBuilder
 from bench.paths import bench_home
 from bench.perf import cost_clock, faces, time_calls, timed
 from bench.photo_space import AttackerView, attacker_detector, photo_costs
@@ -52,7 +53,7 @@ from bench.prepare import describe_files
 from bench.progress import Reporter
 from bench.provenance import code_version, content_key
 from bench.registry import TARGETS
-from bench.resources import create_adversaries, create_methods, expand, load_targets
+from bench.resources import expand, load_targets
 from bench.suites import Suite
 
 # A per-image method slower than this per photo (half a minute: minutes at full settings on a busy CPU) is
@@ -311,11 +312,10 @@ class Estimator:
     # -- the plan, priced -----------------------------------------------------------------------------------
     def plan(self) -> Planned:
         """The suite planned on file lists, with its methods (needs resolved) and adversaries created."""
-        data = describe_files(self.suite, self.root)
-        bank = BankBuilder(self.root, self.suite.dataset, set(data.users), self.aligner, None)
-        context = RunContext(device=self.device, seed=self.suite.split.seed, data_root=self.root, bank_provider=bank.bank)
-        methods, method_infos = create_methods(self.suite, context, self.reporter)
-        adversaries, adversary_infos = create_adversaries(self.suite, context, self.reporter)
+        source = locate_data(self.root, self.suite.dataset)
+        data = describe_files(self.suite, source.dataset)
+        bound = bind_plugins(self.suite, run_context(source, data.users, self.aligner, self.device,
+                                                     self.suite.split.seed), self.reporter)
         targets = []
         for name in expand(self.suite.targets, TARGETS):
             ok, reason = TARGETS.entry(name).availability()
@@ -324,9 +324,9 @@ class Estimator:
                 targets.append(TargetInfo(name, differentiable=cls.differentiable))
             else:
                 self.unavailable[name] = reason or "unavailable"
-        plugins = Plugins(method_infos, targets, adversary_infos, [(s, [], "") for s in self.suite.surrogates],
-                          dict(self.unavailable), self.device)
-        return Planned(plan_run(self.suite, data, plugins), data, methods, adversaries, context)
+        plugins = Plugins(bound.method_infos, targets, bound.adversary_infos,
+                          [(s, [], "") for s in self.suite.surrogates], dict(self.unavailable), self.device)
+        return Planned(plan_run(self.suite, data, plugins), data, bound.methods, bound.adversaries, bound.context)
 
     def estimate(self) -> Estimate:
         planned = self.plan()

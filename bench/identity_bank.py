@@ -18,45 +18,18 @@ are K x D unit vectors (the normalised mean embedding of an identity's photos), 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.context import ContextError, RunContext
+from bench.context import ContextError, IdentityBank
+from bench.data import Dataset
 
 
 class BankError(ContextError):
     """No usable candidate identities: the message says where they were looked for and what to do."""
-
-
-@dataclass
-class IdentityBank:
-    names: list[str]
-    canvases: torch.Tensor
-    owner: torch.Tensor
-    source: str
-    digest: str
-    _centroids: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def photos_of(self, identity: int) -> torch.Tensor:
-        return self.canvases[self.owner == identity]
-
-    def centroids(self, surrogate: Any, device: torch.device | str) -> torch.Tensor:
-        """K x D unit centroids of the bank identities under ``surrogate`` (computed once per surrogate)."""
-        key = (getattr(surrogate, "name", type(surrogate).__name__), str(device))
-        if key not in self._centroids:
-            with torch.no_grad():
-                emb = surrogate.embed(self.canvases.to(device))
-            sums = torch.zeros(len(self.names), emb.shape[1], device=emb.device, dtype=emb.dtype)
-            sums.index_add_(0, self.owner.to(emb.device), emb)
-            self._centroids[key] = torch.nn.functional.normalize(sums, dim=1)
-        return self._centroids[key].to(device)
 
 
 def _name_key(name: str) -> str:
@@ -75,9 +48,8 @@ class BankBuilder:
     is the run context's ``bank_provider``). The bank of the first k identities of a larger request is the
     same people: candidates are taken in one fixed order."""
 
-    def __init__(self, data_root: Path, dataset: str, exclude: set[str], aligner: Any, reporter: Any = None):
-        self.data_root = Path(data_root)
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, exclude: set[str], aligner: Any, reporter: Any = None):
+        self.dataset = dataset  # every identity folder of the run's dataset, listed once (bench.assembly)
         self.exclude = set(exclude)
         self.aligner = aligner
         self.reporter = reporter  # bench.progress.Reporter, or None
@@ -102,12 +74,12 @@ class BankBuilder:
         return self._banks[(identities, photos)]
 
     def _build(self, identities: int, photos: int) -> IdentityBank:
-        from bench.data import DataError, load_identity_folders
+        from bench.data import DataError
         from bench.faces import canvases_to_tensor
 
-        where = f"{self.data_root} ({self.dataset})"
+        where = f"{self.dataset.root} ({self.dataset.name})"
         try:
-            data = load_identity_folders(self.data_root, self.dataset, min_photos=photos)
+            data = self.dataset.at_least(photos)
         except DataError as exc:
             raise BankError(f"cannot build the identity bank: {exc}") from exc
         people = [n for n in data.identities if n not in self.exclude]
@@ -141,18 +113,4 @@ class BankBuilder:
         return IdentityBank(names, canvases_to_tensor(canvases), owner, where, bank_digest(names, canvases))
 
 
-def standalone_context(data_root: str | Path, device: str = "auto", dataset: str = "lfw",
-                       exclude: tuple[str, ...] = (), cache_dir: Path | None = None) -> RunContext:
-    """A context for using a method outside a run: its identity bank comes from ``data_root`` (the people of
-    ``dataset`` there, minus ``exclude``), aligned on ``device`` (``auto``: CUDA when present). It grants
-    whatever the method declares."""
-    from bench.devices import resolve_device
-    from bench.faces import Aligner
-
-    device = resolve_device(device)
-
-    builder = BankBuilder(Path(data_root), dataset, set(exclude), Aligner(device=device))
-    return RunContext(device=device, data_root=Path(data_root), cache_dir=cache_dir, bank_provider=builder.bank)
-
-
-__all__ = ["IdentityBank", "BankBuilder", "BankError", "bank_digest", "standalone_context"]
+__all__ = ["IdentityBank", "BankBuilder", "BankError", "bank_digest"]

@@ -79,8 +79,8 @@ def protect(method: Any, faces: Sequence[Any] | torch.Tensor, surrogates: Sequen
     targets) and return the protected faces (N x 3 x H x W in [0, 1]). A method that needs an identity bank
     (Fawkes, TIP-IM ...) gets one from ``data_root`` (default: $BENCH_DATA, ../shared/data, or the built-in LFW
     subset)."""
+    from bench.assembly import standalone_context
     from bench.data import resolve_data_root
-    from bench.identity_bank import standalone_context
 
     method = load_method(method) if isinstance(method, str) else method
     loaded = [load_target(s, device) if isinstance(s, str) else s for s in surrogates]

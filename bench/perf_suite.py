@@ -41,16 +41,14 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
     user's fit photos, protect each probe alone, its quality; per method, adversary and target: embed every
     gallery photo and every seen probe one at a time and rank; the clean baseline and the key holder's view
     likewise. Probe scenario only (the perf suite's)."""
+    from bench.assembly import bind_plugins, locate_data, run_context
     from bench.canvas import from_uint8, to_uint8
-    from bench.context import RunContext
-    from bench.data import resolve_data_root
     from bench.faces import Aligner
-    from bench.identity_bank import BankBuilder
     from bench.metrics import identity_templates, user_outcome
     from bench.prepare import split_files
     from bench.progress import Reporter
     from bench.registry import TARGETS
-    from bench.resources import create_adversaries, create_methods, expand, load_targets
+    from bench.resources import expand, load_targets
     from bench.tasks import quality_rows
 
     if "gallery" in suite.scenarios:
@@ -58,9 +56,9 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
     torch.set_num_threads(threads)
     clock = cost_clock(device)
     t0 = clock()
-    root, _ = resolve_data_root(data_root)
+    source = locate_data(data_root, suite.dataset)
     aligner = Aligner(device=device)
-    _, users, splits = split_files(suite, root, lambda item, reason: None)
+    _, users, splits = split_files(suite, source.dataset, lambda item, reason: None)
 
     def canvas(path: Any) -> torch.Tensor:
         return from_uint8(torch.from_numpy(aligner.align(path, cached=False).canvas).permute(2, 0, 1)[None]).to(device)
@@ -70,10 +68,8 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
     targets = load_targets(expand(suite.targets, TARGETS), device, unavailable, reporter)
     extra = load_targets([n for n in suite.surrogates if n not in targets], device, unavailable, reporter)
     surrogates = [targets.get(n) or extra.get(n) for n in suite.surrogates]
-    bank = BankBuilder(root, suite.dataset, set(users), _Uncached(aligner), None)
-    context = RunContext(device=device, seed=suite.split.seed, data_root=root, bank_provider=bank.bank)
-    methods, _ = create_methods(suite, context, reporter)
-    adversaries, _ = create_adversaries(suite, context, reporter)
+    bound = bind_plugins(suite, run_context(source, users, _Uncached(aligner), device, suite.split.seed), reporter)
+    context, methods, adversaries = bound.context, bound.methods, bound.adversaries
     scratch = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
     gallery = [(p, ident) for ident, sp in sorted(splits.items()) for p in sp.gallery]
 

@@ -19,9 +19,10 @@ import torch
 from bench.data import (
     DataError,
     Dataset,
+    DataSource,
     IdentitySplit,
     load_identity_folders,
-    resolve_data_root,
+    locate_data,
     split_identity,
 )
 from bench.faces import AlignedFace, IdentityFaces
@@ -83,10 +84,18 @@ def select_identities(suite: Suite, ds: Dataset) -> tuple[list[str], list[str]]:
     return users, sorted(users + others)
 
 
-def split_files(suite: Suite, root: Path,
+def listing(suite: Suite, source: Path | Dataset) -> Dataset:
+    """The suite's identities with enough photos for a gallery, from a listing already made
+    (``bench.assembly.DataSource.dataset``) or from the folders under a data root."""
+    if isinstance(source, Dataset):
+        return source.at_least(suite.min_gallery_photos)
+    return load_identity_folders(source, suite.dataset, min_photos=suite.min_gallery_photos)
+
+
+def split_files(suite: Suite, source: Path | Dataset,
                 skip: Callable[[str, str], None]) -> tuple[Dataset, list[str], dict[str, IdentitySplit]]:
     """Load, select and split file lists (nothing aligned yet): the dataset, the users, each identity's split."""
-    ds = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
+    ds = listing(suite, source)
     for item, reason in {**ds.unreadable, **ds.too_few}.items():  # recorded before users and splits are drawn
         skip(item, reason)
     users, selected = select_identities(suite, ds)
@@ -99,10 +108,10 @@ def split_files(suite: Suite, root: Path,
     return ds, users, splits
 
 
-def describe_files(suite: Suite, root: Path) -> DataInfo:
+def describe_files(suite: Suite, source: Path | Dataset) -> DataInfo:
     """The planner's description of the data from file lists alone (paths stand in for digests): what a dry run
     plans on, before any photo is aligned. A photo that would fail alignment is still counted."""
-    _, users, splits = split_files(suite, root, lambda item, reason: None)
+    _, users, splits = split_files(suite, source, lambda item, reason: None)
     gallery = [(str(p), ident) for ident, sp in sorted(splits.items()) for p in sp.gallery]
 
     def of(part: str) -> dict[str, list[str]]:
@@ -113,10 +122,10 @@ def describe_files(suite: Suite, root: Path) -> DataInfo:
                     user_gallery=of("gallery"))
 
 
-def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], None],
+def prepare_data(suite: Suite, source: Path | Dataset, aligner, skip: Callable[[str, str], None],
                  reporter: Reporter) -> Prepared:
     """Load, select, split and align; ``skip(item, reason)`` records what is left out."""
-    ds, users, splits = split_files(suite, root, skip)
+    ds, users, splits = split_files(suite, source, skip)
     for item, reason in ds.unreadable.items():
         reporter.message(f"[yellow]skipped[/yellow] {item}: {reason}")
     needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
@@ -144,16 +153,18 @@ def prepare_data(suite: Suite, root: Path, aligner, skip: Callable[[str, str], N
     return Prepared(ds, users, splits, canvases, digests, chosen)
 
 
-def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: str, threads: int | None) -> None:
+def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: str,
+                      threads: int | None) -> DataSource:
     """Everything about a run that can be checked without compute: device, threads, the output folder, the
-    data root and whether it holds enough identities for the suite. Raises :class:`UsageError`."""
+    data root and whether it holds enough identities for the suite. Raises :class:`UsageError`; returns the
+    data root resolved and its dataset listed (what the run then prepares from)."""
     check_device(device)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UsageError(f"--threads {threads!r} is out of range; allowed: --threads >= 1")
     check_output_folder(run_dir)
     try:
-        root, _ = resolve_data_root(data_root)
-        dataset = load_identity_folders(root, suite.dataset, min_photos=suite.min_gallery_photos)
+        source = locate_data(data_root, suite.dataset)
+        dataset = source.dataset.at_least(suite.min_gallery_photos)
     except DataError as exc:
         raise UsageError(str(exc)) from None
     eligible = sum(len(photos) >= suite.min_user_photos for photos in dataset.identities.values())
@@ -166,6 +177,7 @@ def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: 
             + (f"1 <= users <= {eligible}" if suite.draw == 0 else f"users x draws <= {eligible}") if eligible else
             f"{dataset.root} has no identity with >= {suite.min_user_photos} photos, as a protected user needs"
         )
+    return source
 
 
 __all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities", "split_files", "describe_files"]

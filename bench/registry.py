@@ -172,9 +172,6 @@ class Registry(Generic[T]):
         self.load_plugins()
         return sorted(self._entries)
 
-    def list(self) -> list[str]:
-        return self.names()
-
     def broken_modules(self) -> dict[str, str]:
         self.load_plugins()
         return dict(self._broken)

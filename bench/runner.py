@@ -3,8 +3,8 @@
 The parts, one job each:
 - ``bench.provenance``: content keys, code versions, the environment a run records;
 - ``bench.prepare``: users, splits, aligned canvases (``Prepared``);
-- ``bench.resources``: plug-ins checked, created, loaded and described; ``bench.identity_bank`` and
-  ``bench.context``: what plug-ins get from the run;
+- ``bench.resources``: plug-ins checked, created, loaded and described; ``bench.assembly``: the data root
+  located once and the plug-ins bound to the run context (``bench.context``, ``bench.identity_bank``);
 - ``bench.plan``: the pure planner (a suite and descriptions in, a graph of content-keyed tasks out);
 - ``bench.tasks``: task bodies, plain functions over explicit inputs;
 - ``bench.executors``: who runs the tasks (``LocalExecutor`` today) and how outcomes are recorded.
@@ -22,14 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.calibration_store import lfw_fingerprint
+from bench.assembly import bind_plugins, run_context
 from bench.canvas import to_uint8
-from bench.context import RunContext
-from bench.data import resolve_data_root
+from bench.data import DataSource, locate_data
 from bench.devices import default_threads, resolve_device
 from bench.executors import Executor, LocalExecutor
 from bench.faces import Aligner
-from bench.identity_bank import BankBuilder
 from bench.lpips import converted_weights as lpips_weights
 from bench.plan import Plugins, TaskGraph, plan_run
 from bench.prepare import Prepared, check_run_request, prepare_data
@@ -37,8 +35,6 @@ from bench.progress import Reporter
 from bench.provenance import content_key, environment, record_invocation
 from bench.registry import TARGETS, UnknownNameError
 from bench.resources import (
-    create_adversaries,
-    create_methods,
     describe_targets,
     expand,
     load_targets,
@@ -103,49 +99,49 @@ class Runner:
                                  "weights; set white_box=True to allow it")
         return targets, surrogates
 
-    def load_plugins(self, root: Path, aligner: Aligner, data: Prepared, targets: dict[str, Any],
+    def load_plugins(self, source: DataSource, aligner: Aligner, data: Prepared, targets: dict[str, Any],
                      surrogates: list[Any]) -> tuple[Workspace, Plugins]:
         """Methods (bound to the run context, needs resolved) and adversaries, beside the loaded models."""
         suite = self.suite
-        bank = BankBuilder(root, suite.dataset, set(data.users), aligner, self.reporter)
-        context = RunContext(device=self.device, seed=suite.split.seed, data_root=root,
-                             cache_dir=self.store.run_dir / "cache", bank_provider=bank.bank)
-        methods, method_infos = create_methods(suite, context, self.reporter)
-        adversaries, adversary_infos = create_adversaries(suite, context, self.reporter)
-        calibration = lfw_fingerprint(root)
-        workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, methods, targets,
-                              adversaries, surrogates, self.store.load_artifact, self.reporter.message,
-                              work=self.work, protocol=suite.protocol, space=suite.space,
+        context = run_context(source, data.users, aligner, self.device, suite.split.seed,
+                              cache_dir=self.store.run_dir / "cache", reporter=self.reporter)
+        bound = bind_plugins(suite, context, self.reporter)
+        workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, bound.methods,
+                              targets, bound.adversaries, surrogates, self.store.load_artifact,
+                              self.reporter.message, work=self.work, protocol=suite.protocol, space=suite.space,
                               photo_jpeg_quality=suite.photo_jpeg_quality)
-        plugins = Plugins(method_infos, describe_targets(targets, surrogates, suite, calibration, self.reporter),
-                          adversary_infos, surrogate_ids(surrogates), dict(self.unavailable), self.device)
+        described = describe_targets(targets, surrogates, suite, source.lfw_fingerprint(), self.reporter)
+        plugins = Plugins(bound.method_infos, described, bound.adversary_infos, surrogate_ids(surrogates),
+                          dict(self.unavailable), self.device)
         return workspace, plugins
 
-    def prepare(self, targets: dict[str, Any], surrogates: list[Any]) -> tuple[Workspace, Plugins]:
+    def prepare(self, targets: dict[str, Any], surrogates: list[Any],
+                source: DataSource | None = None) -> tuple[Workspace, Plugins]:
         """The data and the plug-ins: what the task bodies run on (a distributed executor's workers call this
-        too, on the same suite and data root, and read the alignment cache the driver filled)."""
-        root, how = resolve_data_root(self.data_root)
-        self.reporter.message(f"data: {root} ({how})")
+        too, on the same suite and data root, and read the alignment cache the driver filled). ``source``: the
+        data root as ``run`` already located it (located here when None)."""
+        source = source or locate_data(self.data_root, self.suite.dataset)
+        self.reporter.message(f"data: {source.root} ({source.how})")
         aligner = Aligner(device=self.device, log=self.reporter.message, work=self.work)
-        data = prepare_data(self.suite, root, aligner, self.store.skip, self.reporter)
-        return self.load_plugins(root, aligner, data, targets, surrogates)
+        data = prepare_data(self.suite, source.dataset, aligner, self.store.skip, self.reporter)
+        return self.load_plugins(source, aligner, data, targets, surrogates)
 
     def run(self) -> dict[str, Any]:
         # Everything that can be checked without compute comes first, weights before any face detection, and
         # nothing is written until it all passes.
-        check_run_request(self.suite, self.run_dir, self.data_root, self.device, self.threads)
+        source = check_run_request(self.suite, self.run_dir, self.data_root, self.device, self.threads)
         torch.set_num_threads(self.threads)
         validate_names(self.suite)
         targets, surrogates = self.load_models()
         with run_lock(self.run_dir, wait=self.wait, on_wait=self.reporter.message):
-            return self._run_locked(targets, surrogates)
+            return self._run_locked(targets, surrogates, source)
 
-    def _run_locked(self, targets: dict[str, Any], surrogates: list[Any]) -> dict[str, Any]:
+    def _run_locked(self, targets: dict[str, Any], surrogates: list[Any], source: DataSource) -> dict[str, Any]:
         self.store.set_meta("suite", self.suite.as_dict())
         env = environment(self.device, self.threads)
         self.store.set_meta("environment", env)
         record_invocation(self.store, env)
-        workspace, plugins = self.prepare(targets, surrogates)
+        workspace, plugins = self.prepare(targets, surrogates, source)
         data = workspace.data
         graph = plan_run(self.suite, data.describe(), plugins)
         plan = graph.meta

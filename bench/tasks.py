@@ -42,6 +42,7 @@ from bench.photo_space import (
 from bench.prepare import Prepared
 from bench.store import ResultRow
 from bench.work import WorkLog
+from methods.base import seeded
 
 
 @dataclass
@@ -145,13 +146,14 @@ def protect(ws: Workspace, method: str, user: str, seed: int) -> TaskOutput:
     fit_photos, probes = ws.canvases(split.fit), ws.canvases(split.probe)
     # The user's photos to protect, in one call: a per-image method batches over all of them.
     clean_gallery = ws.canvases(split.gallery) if "gallery" in ws.scenarios else probes[:0]
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    protector = m.fit(fit_photos, ws.surrogates, seed)
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = protector.protect(torch.cat([probes, clean_gallery])).detach()
-    protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(out))
+    # torch's global RNG seeded for this task only (libraries such as torchattacks take no generator)
+    with seeded(seed, ws.device):
+        t0 = time.perf_counter()
+        protector = m.fit(fit_photos, ws.surrogates, seed)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = protector.protect(torch.cat([probes, clean_gallery])).detach()
+        protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(out))
     protected, enrolled = out[: len(probes)], out[len(probes):]
     linf = float((protected - probes).abs().max()) if len(probes) else 0.0
     budget = m.budget().bounds()

@@ -29,6 +29,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -120,7 +121,9 @@ def weight_status(spec: WeightSpec) -> tuple[bool, str | None]:
     return False, f"weights '{spec.name}' not fetched: {spec.how_to_get()}"
 
 
-_RECORDINGS: list[dict[str, str]] = []
+# the open recording() blocks of this thread (a context variable: threads loading models at once never see
+# each other's files)
+_RECORDINGS: ContextVar[tuple[dict[str, str], ...]] = ContextVar("weight_recordings", default=())
 
 
 @contextmanager
@@ -128,16 +131,16 @@ def recording() -> Iterator[dict[str, str]]:
     """Collect ``path -> SHA-256`` of every weight or converted file handed out inside the block: what a model
     was built from, by content (it enters task keys)."""
     files: dict[str, str] = {}
-    _RECORDINGS.append(files)
+    token = _RECORDINGS.set((*_RECORDINGS.get(), files))
     try:
         yield files
     finally:
-        _RECORDINGS.remove(files)
+        _RECORDINGS.reset(token)
 
 
 def note_file(path: Path, digest: str) -> Path:
     """Tell the open :func:`recording` blocks that ``path`` (with this verified digest) was used."""
-    for files in _RECORDINGS:
+    for files in _RECORDINGS.get():
         files[str(path)] = digest
     return path
 

@@ -19,8 +19,7 @@ seed and the attack runs in torchattacks' targeted mode (that identity's logit r
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,11 +27,9 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from bench.context import Need
-from bench.identity_bank import IdentityBank
+from bench.api import IdentityBank, Need, Target
 from methods._universal import check_photos, surrogate_name
-from methods.base import GOALS, Method, Protector
-from targets.base import Target
+from methods.base import GOALS, Method, Protector, seeded
 
 COSINE_SCALE = 64.0
 TORCHATTACKS = f"torchattacks {torchattacks.__version__} (github.com/Harry24k/adversarial-attacks-pytorch)"
@@ -102,15 +99,6 @@ class IdentityClassifier(torch.nn.Module):
         """Summed cross-entropy to ``label`` to ascend: away from the user, or (targeted) towards the target."""
         ce = F.cross_entropy(self(canvases), self.labels(len(canvases)), reduction="sum")
         return -ce if targeted else ce
-
-
-@contextmanager
-def seeded(seed: int, device: torch.device | str) -> Iterator[None]:
-    """Run with torch's global RNG seeded (torchattacks draws from it), restoring the caller's RNG state after."""
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(int(seed))
-        yield
 
 
 class ClassifierMethod(Method):

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.canvas import FACE_BOX, face_region
-from bench.quality import dssim
-from bench.validate import COUNT, Interval, check_ranges, positive
+from bench.api import COUNT, FACE_BOX, Interval, check_ranges, dssim, face_region, positive
 
 TANH_K = 2 - 1e-6  # Fawkes' tanh constant: keeps arctanh finite at 0 and 1
 

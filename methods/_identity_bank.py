@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.identity_bank import IdentityBank
-from targets.base import Target
+from bench.api import IdentityBank, Target
 
 
 def user_features(surrogates: list[Target], photos: torch.Tensor) -> list[torch.Tensor]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE
+from bench.api import CANVAS_SIZE, CANVAS_TEMPLATE
 
 LEFT_EYE, RIGHT_EYE = CANVAS_TEMPLATE[0], CANVAS_TEMPLATE[1]
 EYE_DISTANCE = float(RIGHT_EYE[0] - LEFT_EYE[0])

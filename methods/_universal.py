@@ -13,8 +13,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from bench.canvas import FACE_BOX
-from targets.base import Target
+from bench.api import FACE_BOX, Target
 
 REGIONS = ("face-box", "canvas")
 

@@ -17,18 +17,20 @@ targets chosen by the suite (never the evaluated target unless the suite says wh
 Run state comes from the run: the harness calls ``bind(context)`` before ``fit``, and a method takes from
 ``self.context`` (``bench.context.RunContext``) only what its ``needs()`` declare (e.g. the identity bank), so
 that it enters the task key. A method used outside a run is bound by hand to
-``bench.identity_bank.standalone_context(data_root=...)``.
+``bench.assembly.standalone_context(data_root=...)`` (``bench protect`` does).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from bench.context import ContextError, Need, RunContext
-from targets.base import Target
+from bench.api import ContextError, Need, RunContext, Target
 
 
 @dataclass
@@ -155,15 +157,17 @@ class Method:
         return []
 
     def bind(self, context: RunContext, seed: int | None = None) -> Method:
-        """Hand the method its run context (granting exactly what ``needs()`` declares); returns the method."""
-        self._context = context.for_plugin(self.needs(), seed)
-        return self
+        """A copy of the method bound to ``context`` (granting exactly what ``needs()`` declares); the method
+        itself stays unbound, so one configured instance serves every task."""
+        bound = copy.copy(self)
+        bound._context = context.for_plugin(self.needs(), seed)
+        return bound
 
     @property
     def context(self) -> RunContext:
         if self._context is None:
             raise ContextError(f"{self.name} is not bound to a run context: `bench run` binds it; outside a run call "
-                               f"method.bind(bench.identity_bank.standalone_context(data_root=...)) first")
+                               f"method.bind(bench.assembly.standalone_context(data_root=...)) first")
         return self._context
 
     @property
@@ -188,12 +192,17 @@ class Method:
         raise NotImplementedError
 
 
-def embed_all(surrogates: list[Target], canvases: torch.Tensor) -> list[torch.Tensor]:
-    """Embeddings of canvases under each surrogate."""
-    return [s.embed(canvases) for s in surrogates]
-
-
 def seeded_generator(seed: int, device: torch.device | str) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | str) -> Iterator[None]:
+    """Run with torch's global RNG seeded, restoring the caller's RNG state after: for libraries that draw from
+    it and take no generator (torchattacks). Methods' own draws go through :func:`seeded_generator`."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        yield

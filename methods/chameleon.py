@@ -55,10 +55,19 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.canvas import CANVAS_SIZE, FACE_BOX, face_region
-from bench.quality import dssim
-from bench.registry import METHODS
-from bench.validate import COUNT, FRACTION, at_least, check_ranges, positive
+from bench.api import (
+    CANVAS_SIZE,
+    COUNT,
+    FACE_BOX,
+    FRACTION,
+    METHODS,
+    Target,
+    at_least,
+    check_ranges,
+    dssim,
+    face_region,
+    positive,
+)
 from methods._universal import (
     angle,
     apply_mask,
@@ -73,7 +82,6 @@ from methods._universal import (
     uniform_start,
 )
 from methods.base import MaskProtector, Method, Protector, seeded_generator
-from targets.base import Target
 
 LAMBDA_GUARD = 129.0  # the reference halves only above 1/129 and doubles only below 129
 LAMBDA_MIN, LAMBDA_MAX = 1 / (2 * LAMBDA_GUARD), 2 * LAMBDA_GUARD

@@ -40,10 +40,23 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.canvas import ARCFACE_112, CANVAS_OFFSET, CANVAS_SCALE, CANVAS_SIZE, CANVAS_TEMPLATE
-from bench.context import ContextError, Need
-from bench.registry import METHODS
-from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
+from bench.api import (
+    ARCFACE_112,
+    CANVAS_OFFSET,
+    CANVAS_SCALE,
+    CANVAS_SIZE,
+    CANVAS_TEMPLATE,
+    COUNT,
+    FRACTION,
+    METHODS,
+    ContextError,
+    Interval,
+    Need,
+    Target,
+    at_least,
+    check_ranges,
+    positive,
+)
 from methods._identity_bank import farthest_identities
 from methods._universal import (
     apply_mask,
@@ -58,7 +71,6 @@ from methods._universal import (
     uniform_start,
 )
 from methods.base import Budget, MaskProtector, Method, Protector, seeded_generator
-from targets.base import Target
 
 ANCHOR_SOURCES = ("bank", "negation")
 

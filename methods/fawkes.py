@@ -35,10 +35,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.registry import METHODS
+from bench.api import METHODS, Target
 from methods._fawkes_core import CloakConfig, TanhImage, face_dssim, shrink_to_dssim
 from methods.base import Budget, Method, Protector, seeded_generator
-from targets.base import Target
 
 TOLERANCE = 1.1  # v1.0 keeps iterates up to 1.1 x th and halves the feature weight above it
 LOW_BAND = 0.9  # ... and doubles the weight below 0.9 x th

@@ -24,13 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.context import Need
-from bench.identity_bank import IdentityBank
-from bench.registry import METHODS
+from bench.api import METHODS, IdentityBank, Need, Target
 from methods._fawkes_core import CloakConfig, TanhImage, face_dssim, shrink_to_dssim, worst_dssim
 from methods._identity_bank import farthest_identities, user_features
 from methods.base import Budget, Method, Protector, seeded_generator
-from targets.base import Target
 
 
 @dataclass

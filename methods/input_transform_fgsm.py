@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torchattacks
 
-from bench.registry import METHODS
+from bench.api import METHODS
 from methods._classifier import TORCHATTACKS, ClassifierConfig, IdentityClassifier, TransferAttack, check_linf
 
 

@@ -25,11 +25,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.canvas import CANVAS_SCALE, face_region
-from bench.registry import METHODS
-from bench.validate import COUNT, FRACTION, at_least, check_ranges, positive
+from bench.api import (
+    CANVAS_SCALE,
+    COUNT,
+    FRACTION,
+    METHODS,
+    Target,
+    at_least,
+    check_ranges,
+    face_region,
+    positive,
+)
 from methods.base import Method, Protector, seeded_generator
-from targets.base import Target
 
 
 @dataclass
@@ -138,6 +145,6 @@ class LowKey(Method):
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         if not surrogates:
             raise ValueError("lowkey needs at least one differentiable surrogate")
-        from bench.lpips import get_lpips
+        from bench.api import get_lpips
 
         return LowKeyProtector(self.config, surrogates, seed, get_lpips(photos.device))

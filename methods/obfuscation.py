@@ -21,11 +21,10 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from bench.registry import METHODS
+from bench.api import METHODS, Target
 from methods._regions import region_area, region_map
 from methods._universal import gaussian_blur
 from methods.base import Budget, Method, Protector, seeded_generator
-from targets.base import Target
 
 REFERENCE = ("McPherson et al., Defeating Image Obfuscation with Deep Learning, arXiv 1609.00408, 2016; Oh et al., "
              "Faceless Person Recognition, ECCV 2016")

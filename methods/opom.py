@@ -51,8 +51,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.registry import METHODS
-from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
+from bench.api import COUNT, FRACTION, METHODS, Interval, Target, at_least, check_ranges, positive
 from methods._universal import (
     apply_mask,
     check_photos,
@@ -66,7 +65,6 @@ from methods._universal import (
     uniform_start,
 )
 from methods.base import MaskProtector, Method, Protector, seeded_generator
-from targets.base import Target
 
 LOSSES = ("fi-uap", "fi-uap-plus", "class-center", "affine-hull", "convex-hull")
 UPDATES = ("mean-gradient", "sign-average")

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.registry import METHODS
-from bench.validate import COUNT, FRACTION, check_ranges, positive
+from bench.api import COUNT, FRACTION, METHODS, Target, check_ranges, positive
 from methods.base import Method, Protector, seeded_generator
-from targets.base import Target
 
 
 @dataclass

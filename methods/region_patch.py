@@ -22,11 +22,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from bench.registry import METHODS
+from bench.api import METHODS, Target
 from methods._classifier import ClassifierConfig, ClassifierMethod
 from methods._regions import region_area, region_map
 from methods.base import Budget, Protector, seeded_generator
-from targets.base import Target
 
 
 @dataclass

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from bench.registry import METHODS
+from bench.api import METHODS
 from methods._classifier import TORCHATTACKS, ClassifierConfig, IdentityClassifier, TransferAttack, check_linf
 from methods.base import Budget
 

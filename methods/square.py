@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 import torchattacks
 
-from bench.registry import METHODS
+from bench.api import METHODS
 from methods._classifier import TORCHATTACKS, ClassifierConfig, IdentityClassifier, TransferAttack, check_linf
 
 

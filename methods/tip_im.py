@@ -39,14 +39,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.canvas import CANVAS_SIZE, FACE_BOX
-from bench.context import Need
-from bench.identity_bank import IdentityBank
-from bench.registry import METHODS
-from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
+from bench.api import (
+    CANVAS_SIZE,
+    COUNT,
+    FACE_BOX,
+    FRACTION,
+    METHODS,
+    IdentityBank,
+    Interval,
+    Need,
+    Target,
+    at_least,
+    check_ranges,
+    positive,
+)
 from methods._identity_bank import user_features
 from methods.base import Method, Protector, seeded_generator
-from targets.base import Target
 
 NORMS = ("l2", "linf")
 MMDS = ("image", "patch")

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.registry import METHODS
-from bench.validate import COUNT, FRACTION, check_ranges, positive
+from bench.api import COUNT, FRACTION, METHODS, Target, check_ranges, positive
 from methods._universal import (
     apply_mask,
     check_photos,
@@ -31,7 +30,6 @@ from methods._universal import (
     uniform_start,
 )
 from methods.base import MaskProtector, Method, Protector, seeded_generator
-from targets.base import Target
 
 
 @dataclass

@@ -21,11 +21,10 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
-from bench.registry import METHODS
+from bench.api import METHODS, Target
 from methods._classifier import ClassifierConfig, ClassifierMethod, check_linf, seeded
 from methods._universal import apply_mask, check_region, project, region_support, uniform_start
 from methods.base import MaskProtector, Protector, seeded_generator
-from targets.base import Target
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.user_weights import locate_user_file, user_file_status
+from bench.api import locate_user_file, user_file_status
 from targets.base import TargetConfig, TorchTarget
 
 

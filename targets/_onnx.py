@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import torch
 
-from bench.weights import WeightError, ensure
+from bench.api import WeightError, ensure
 from targets.base import TorchTarget
 
 

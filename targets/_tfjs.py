@@ -12,8 +12,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from bench.tfjs import compile_graph, load_graph_json, read_weights
-from bench.weights import WeightSpec, ensure
+from bench.api import WeightSpec, compile_graph, ensure, load_graph_json, read_weights
 from targets.base import TorchTarget
 
 

@@ -23,10 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
-from bench.user_weights import load_into, load_state_dict
-from bench.weights import WeightSpec
+from bench.api import TARGETS, Framing, WeightSpec, load_into, load_state_dict
 from targets._checkpoint import CheckpointTarget
 
 IR_STAGES = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}

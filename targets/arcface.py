@@ -13,9 +13,7 @@ onnxruntime sessions on import): the file is read by path.
 
 from __future__ import annotations
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
-from bench.weights import WeightSpec
+from bench.api import TARGETS, Framing, WeightSpec
 from targets._onnx import OnnxFileTarget
 
 INSIGHTFACE_MODEL_LICENSE = "InsightFace models: non-commercial research only"

@@ -19,9 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.canvas import to_uint8
-from bench.registry import TARGETS
-from bench.weights import ensure
+from bench.api import TARGETS, ensure, to_uint8
 from targets.arcface import ARCFACE_MBF_ONNX, ArcFaceMobileFaceNet
 from targets.base import BlackBoxTarget
 

@@ -20,10 +20,17 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from bench.calibration_store import calibrations, is_weak, load_calibration
-from bench.canvas import Framing
-from bench.integrity import IntegrityError
-from bench.weights import WeightError, WeightSpec, recording, weight_status
+from bench.api import (
+    Framing,
+    IntegrityError,
+    WeightError,
+    WeightSpec,
+    calibrations,
+    is_weak,
+    load_calibration,
+    recording,
+    weight_status,
+)
 
 
 class NonFiniteEmbeddingError(RuntimeError):

@@ -22,9 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.canvas import Framing, to_uint8
-from bench.registry import TARGETS
-from bench.weights import WeightSpec, ensure
+from bench.api import TARGETS, Framing, WeightSpec, ensure, to_uint8
 from targets.base import BlackBoxTarget
 
 # One measured geometry of dlib's 150 px chip serves the native model and its torch port.

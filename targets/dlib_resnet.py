@@ -27,10 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
-from bench.tfjs import read_weights
-from bench.weights import WeightSpec, ensure
+from bench.api import TARGETS, Framing, WeightSpec, ensure, read_weights
 from targets.base import TorchTarget
 
 _FACE_API = dict(source="npm", package="@vladmandic/face-api", version="1.7.15", license="MIT")

@@ -40,10 +40,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
-from bench.user_weights import load_into, load_state_dict
-from bench.weights import WeightError, WeightSpec, derived
+from bench.api import TARGETS, Framing, WeightError, WeightSpec, derived, load_into, load_state_dict
 from targets._checkpoint import CheckpointTarget
 from targets.base import TorchTarget
 
@@ -189,7 +186,7 @@ def _inception_resnet(embedding_dim: int) -> torch.nn.Module:
 
 def convert_frozen_graph(src: Path, dst: Path) -> None:
     """Sandberg's frozen graph (batch norms folded into ``Conv2D_bn_offset``) -> InceptionResnetV1 state dict."""
-    from bench.tfjs.graphdef import read_frozen_graph
+    from bench.api import read_frozen_graph
 
     graph = read_frozen_graph(src)
     consts = graph.constants

@@ -17,8 +17,7 @@ for the ``faceres`` framing and 90.5% for a 0.8 zoom; differences within the fol
 
 from __future__ import annotations
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
+from bench.api import TARGETS, Framing
 from targets._tfjs import TFJSGraphTarget, npm_graph_files
 
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)

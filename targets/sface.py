@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.canvas import Framing
-from bench.onnx_tools import fold_file
-from bench.registry import TARGETS
-from bench.weights import WeightSpec, derived
+from bench.api import TARGETS, Framing, WeightSpec, derived, fold_file
 from targets._onnx import OnnxFileTarget
 
 SFACE_ONNX = WeightSpec(

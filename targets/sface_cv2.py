@@ -13,8 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.canvas import to_uint8
-from bench.registry import TARGETS
+from bench.api import TARGETS, to_uint8
 from targets.base import BlackBoxTarget
 from targets.sface import SFACE_ONNX, SFace, folded_sface_onnx
 

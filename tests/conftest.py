@@ -121,7 +121,7 @@ def sface():
 @pytest.fixture(scope="module")
 def context(lfw_root, request):
     """What a run would hand a method: the identity bank from the data root, without the test module's ``USER``."""
-    from bench.identity_bank import standalone_context
+    from bench.assembly import standalone_context
 
     return standalone_context(lfw_root, exclude=(request.module.USER,))
 

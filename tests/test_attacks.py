@@ -112,7 +112,7 @@ def test_mask_estimation_removes_a_shared_mask_but_not_per_photo_noise(name, lfw
 @pytest.fixture(scope="module")
 def owner_run(shared_data, lfw_faces, tmp_path_factory):
     """A run context whose identity bank (the owner's own people) leaves out the evaluated people (lfw_faces)."""
-    from bench.identity_bank import standalone_context
+    from bench.assembly import standalone_context
 
     return standalone_context(shared_data, exclude=tuple(lfw_faces), cache_dir=tmp_path_factory.mktemp("owner"))
 

@@ -10,10 +10,10 @@ import math
 import pytest
 import torch
 
+from bench.assembly import standalone_context
 from bench.budget import check_budget
 from bench.canvas import FACE_BOX
 from bench.context import ContextError, Need
-from bench.identity_bank import standalone_context
 from bench.quality import dssim
 from bench.registry import METHODS, TARGETS
 from methods._fawkes_core import shrink_to_dssim, worst_dssim
@@ -215,7 +215,10 @@ def test_a_method_takes_from_its_context_only_what_it_declares(sface, user, cont
     with pytest.raises(ContextError, match="not bound to a run context"):
         fawkes.fit(*user[:1], [sface], 0)
     assert fawkes.needs() == [Need("identity_bank", (6, 1))]
-    fawkes.bind(context)
+    bound = fawkes.bind(context)
+    with pytest.raises(ContextError, match="not bound to a run context"):
+        fawkes.context  # noqa: B018 -- binding returns a bound copy; the configured method stays unbound
+    fawkes = bound
     with pytest.raises(ContextError, match="was not declared"):
         fawkes.context.identity_bank(7, 1)
     fawkes.fit(user[0], [sface], 0)

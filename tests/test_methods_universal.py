@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 
+from bench.assembly import standalone_context
 from bench.canvas import FACE_BOX
-from bench.identity_bank import standalone_context
 from bench.registry import METHODS
 from methods.base import seeded_generator
 from methods.chameleon import LAMBDA_MAX, LAMBDA_MIN, dssim_region, focal_diversity, next_lambda, select_team
@@ -275,7 +275,7 @@ def test_facecloak_learns_from_one_photo_with_stickers(sface, user, lfw_root):
     fit_photos, held = user
     method = METHODS.create("facecloak", iterations=2, views=2)
     assert method.budget().linf == pytest.approx(40 / 255)
-    method.bind(standalone_context(lfw_root, exclude=(USER,)))
+    method = method.bind(standalone_context(lfw_root, exclude=(USER,)))
     protector = method.fit(fit_photos, [sface], seed=0)
     again = method.fit(fit_photos[:1], [sface], seed=0)
     assert torch.equal(protector.state()["mask"], again.state()["mask"]), "only the first fit photo is used"

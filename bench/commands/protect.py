@@ -4,9 +4,11 @@ of new photos at full resolution.
     bench protect --method chameleon --fit me/ --photos new/ --out protected/          # fits, saves protected/mask.npz
     bench protect --mask protected/mask.npz --photos more/ --out protected-more/       # instant, no fitting
 
-Per-image methods (pgd, fawkes, lowkey ...) work too: they optimise every face. Every photo ends protected, copied
-unchanged (no face, or no face of the user) or reported unreadable; ``protect-summary.json`` in the output folder
-lists each with its reason and time.
+Per-image methods (pgd, fawkes, lowkey ...) work too: they optimise every face. Methods that take an identity
+bank (Fawkes, TIP-IM, FaceCloak, the classifier attacks) are bound to a context as in a run: the bank is drawn
+from ``--data-root``, or from the LFW subset embedded in the package, and the summary says which. Every photo
+ends protected, copied unchanged (no face, or no face of the user) or reported unreadable;
+``protect-summary.json`` in the output folder lists each with its reason and time.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from bench.assembly import standalone_context
 from bench.budget import BudgetExceeded
 from bench.commands._ui import wide_console
 from bench.commands.run import LogReporter, RichReporter, one_method_overrides
+from bench.context import ContextError
+from bench.data import DataError
 from bench.devices import resolve_device
 from bench.faces import Aligner, FaceError, canvases_to_tensor, make_detector
 from bench.maskfile import declared_bounds, load_mask, save_mask
@@ -65,13 +70,18 @@ def _load_surrogates(names: list[str], device: str, log) -> list:
 
 
 def _fit(args, surrogates, device, console):
-    """Fit the method on the user's photos; returns (protector, method, user canvases)."""
+    """Fit the method on the user's photos; returns (protector, method bound to its context, user canvases)."""
     overrides = one_method_overrides(args.method, args.set or [])
     method = METHODS.create(args.method, **overrides)
     ok, reason = METHODS.entry(args.method).availability()
     if not ok:
         raise UsageError(f"method {args.method} is unavailable: {reason}")
     aligner = Aligner(device=device)
+    # what a run would hand the method: its identity bank comes from --data-root, else the embedded LFW subset
+    method = method.bind(standalone_context(args.data_root, device, aligner=aligner), args.seed)
+    if method.needs():
+        console.print(f"identity bank: {', '.join(n.label for n in method.needs())} from "
+                      f"{method.context.data_root} ({'--data-root' if args.data_root else 'embedded LFW subset'})")
     canvases, skipped = [], []
     for path in photo_files(Path(args.fit)):
         try:
@@ -117,9 +127,15 @@ def run(args) -> int:
     else:
         try:
             protector, method, photos = _fit(args, surrogates, device, console)
-        except (UsageError, ConfigError, ValueError) as exc:
+        except (UsageError, ConfigError, ValueError, ContextError, DataError) as exc:
             console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             return 2
+        if method.needs():
+            summary["identity_bank"] = {
+                "from": str(method.context.data_root),
+                "source": "--data-root" if args.data_root else "embedded LFW subset",
+                "used": dict(method.context.used),  # need -> content digest of the bank the method took
+            }
         import torch
 
         with torch.no_grad():
@@ -207,6 +223,9 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
                    help="override one config value of the method, as in `bench run` (pgd.steps=50); KEY=VALUE "
                         "for short (repeatable)")
+    p.add_argument("--data-root", help="data root whose people form the identity bank of methods that need one "
+                                       "(fawkes, tip-im, facecloak, the classifier attacks); default: the LFW "
+                                       "subset embedded in the package")
     p.add_argument("--seed", type=int, default=0, help="random seed of the fit (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of the written photos (1..100)")
