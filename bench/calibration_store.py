@@ -9,7 +9,6 @@ the calibration measured on the LFW copy under its own data root. Files written 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +79,5 @@ def is_weak(lfw_accuracy: float | None) -> bool:
     return lfw_accuracy is not None and lfw_accuracy < WEAK_LFW_ACCURACY
 
 
-def lfw_fingerprint(data_root: str | os.PathLike) -> str | None:
-    """The fingerprint of the LFW copy under a data root (what calibrations are keyed by), None if it has none."""
-    from bench.data import DataError, load_identity_folders
-
-    try:
-        return load_identity_folders(Path(data_root), "lfw").fingerprint()
-    except DataError:
-        return None
-
-
 __all__ = ["calibration_dir", "calibration_path", "calibrations", "load_calibration", "save_calibration",
-           "lfw_fingerprint", "is_weak", "WEAK_LFW_ACCURACY"]
+           "is_weak", "WEAK_LFW_ACCURACY"]

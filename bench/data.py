@@ -180,9 +180,15 @@ class DataSource:
         """The fingerprint of the LFW copy under this root, which calibrations are keyed by (None: no LFW here)."""
         if self.dataset.name == "lfw":
             return self.dataset.fingerprint()
-        from bench.calibration_store import lfw_fingerprint
-
         return lfw_fingerprint(self.root)
+
+
+def lfw_fingerprint(data_root: str | os.PathLike) -> str | None:
+    """The fingerprint of the LFW copy under a data root (what calibrations are keyed by), None if it has none."""
+    try:
+        return load_identity_folders(Path(data_root), "lfw").fingerprint()
+    except DataError:
+        return None
 
 
 def locate_data(data_root: str | os.PathLike | None, dataset: str) -> DataSource:

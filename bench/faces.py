@@ -298,9 +298,10 @@ class IdentityCheck:
 class IdentityFaces:
     """Aligns the photos of identity folders and takes, from each photo, the face that is the folder's person.
 
-    ``embed`` maps a list of uint8 canvases to unit-norm embeddings (N x D numpy); by default the recogniser
-    named in ``check`` is created from the target registry when the first photo with several faces is met. When
-    it cannot be had, photos with several faces are skipped with that reason.
+    ``embed`` maps a list of uint8 canvases to unit-norm embeddings (N x D numpy): the recogniser named in
+    ``check``, handed in by the caller (the run creates it on first use, ``bench.prepare.recogniser_embed``), so
+    that aligning photos never loads a model itself. Without it, or when it fails, photos with several faces are
+    skipped with that reason.
     """
 
     aligner: Aligner
@@ -329,10 +330,10 @@ class IdentityFaces:
     def _resolve(self, identity: str, several: dict[Path, list[AlignedFace]], found: dict[Path, list[AlignedFace]],
                  others: Sequence[Path], skipped: dict[Path, str]) -> dict[Path, AlignedFace]:
         references = self._reference_canvases(found, [p for p in others if p not in found])
-        embed = self._embedder() if references else None
+        embed = self.embed if references and self.unavailable is None else None
         if embed is None:
             why = (f"no other photo of {identity} to compare them with" if not references else
-                   f"face recogniser '{self.check.target}' unavailable ({self.unavailable})")
+                   f"face recogniser '{self.check.target}' unavailable ({self.unavailable or 'none given'})")
             skipped.update({p: f"{len(faces)} faces; cannot tell which is {identity}: {why}"
                             for p, faces in several.items()})
             return {}
@@ -372,24 +373,6 @@ class IdentityFaces:
         if single:
             return single[: self.check.references]
         return [faces[0].canvas for faces in pool.values()][: self.check.references] if len(pool) >= 3 else []
-
-    def _embedder(self) -> Callable[[list[np.ndarray]], np.ndarray] | None:
-        if self.embed is None and self.unavailable is None:
-            from bench.registry import TARGETS
-
-            try:
-                target = TARGETS.create(self.check.target, device=self.aligner.device)
-                target.load()
-            except Exception as exc:  # whatever keeps the recogniser from loading is the reason shown
-                self.unavailable = f"{type(exc).__name__}: {exc}"
-                return None
-
-            def embed(canvases: list[np.ndarray]) -> np.ndarray:
-                with torch.no_grad():
-                    return target.embed(canvases_to_tensor(canvases).to(self.aligner.device)).cpu().numpy()
-
-            self.embed = embed
-        return self.embed
 
 
 def canvases_to_tensor(canvases: list[np.ndarray]) -> torch.Tensor:

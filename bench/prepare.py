@@ -25,9 +25,10 @@ from bench.data import (
     locate_data,
     split_identity,
 )
-from bench.faces import AlignedFace, IdentityFaces
+from bench.faces import AlignedFace, IdentityCheck, IdentityFaces, canvases_to_tensor
 from bench.plan import DataInfo
 from bench.progress import Reporter
+from bench.registry import TARGETS
 from bench.suites import Suite
 from bench.validate import UsageError, check_device, check_output_folder
 
@@ -131,7 +132,7 @@ def prepare_data(suite: Suite, source: Path | Dataset, aligner, skip: Callable[[
     needed = {ident: sp.gallery + sp.probe + sp.fit if ident in users else sp.gallery
               for ident, sp in splits.items()}
     # where a photo holds several faces, the one that is the folder's person is taken (or the photo skipped)
-    chooser = IdentityFaces(aligner)
+    chooser = IdentityFaces(aligner, embed=recogniser_embed(IdentityCheck().target, aligner.device))
     reporter.phase("align faces", sum(map(len, needed.values())))
     canvases, digests, chosen = {}, {}, {}
     for ident, photos in needed.items():
@@ -180,4 +181,21 @@ def check_run_request(suite: Any, run_dir: Path, data_root: str | None, device: 
     return source
 
 
-__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities", "split_files", "describe_files"]
+def recogniser_embed(target: str, device) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """Embeddings by the registered recogniser ``target``, created on first use: most photos hold one face, and
+    a run that never meets a photo with several loads no model for it."""
+    loaded = []
+
+    def embed(canvases: list[np.ndarray]) -> np.ndarray:
+        if not loaded:
+            model = TARGETS.create(target, device=device)
+            model.load()
+            loaded.append(model)
+        with torch.no_grad():
+            return loaded[0].embed(canvases_to_tensor(canvases).to(device)).cpu().numpy()
+
+    return embed
+
+
+__all__ = ["Prepared", "check_run_request", "prepare_data", "select_identities", "split_files", "describe_files",
+           "recogniser_embed"]

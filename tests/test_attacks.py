@@ -166,7 +166,7 @@ def test_adaptive_adversaries_need_a_context(sface):
 
 
 def test_purification_trains_a_wrapper_and_caches_it(tmp_path, owner_run, sface, shared_data):
-    from bench.calibration_store import lfw_fingerprint
+    from bench.data import lfw_fingerprint
 
     settings = dict(identities=3, photos=2, steps=10, batch=4, width=8, layers=3, patch=32)
     adversary = ADVERSARIES.create("purification", **settings)

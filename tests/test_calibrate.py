@@ -228,6 +228,7 @@ def test_cached_calibration_goes_stale_when_weights_or_input_change():
 
 def test_calibrations_are_keyed_by_the_lfw_copy_and_old_files_still_read(tmp_path, monkeypatch):
     import bench.calibration_store as store
+    from bench.data import lfw_fingerprint
     from bench.registry import TARGETS
 
     monkeypatch.setattr(store, "calibration_dir", lambda: tmp_path)
@@ -240,4 +241,4 @@ def test_calibrations_are_keyed_by_the_lfw_copy_and_old_files_still_read(tmp_pat
     assert target.thresholds("aaa") == {"far1e-3": 0.5} and target.thresholds("bbb") == {"far1e-3": 0.6}
     assert target.thresholds("ccc") == {} and target.thresholds(None) == {}
     assert store.load_calibration("sface")["date"] == "2025-01-01"  # listings show the newest
-    assert store.lfw_fingerprint(tmp_path) is None  # no LFW copy there
+    assert lfw_fingerprint(tmp_path) is None  # no LFW copy there

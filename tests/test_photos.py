@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from bench.canvas import CANVAS_TEMPLATE
-from bench.faces import Aligner, IdentityFaces, decode_photo
-from bench.prepare import prepare_data
+from bench.faces import Aligner, IdentityCheck, IdentityFaces, decode_photo
+from bench.prepare import prepare_data, recogniser_embed
 from bench.progress import Reporter
 from bench.store import RunStore
 from bench.suites import get_suite
@@ -44,7 +44,7 @@ def test_a_photo_of_four_other_people_is_skipped_with_the_reason(shared_data, tm
     user_photos = sorted((shared_data / "lfw" / "images" / USER).glob("*.jpg"))
     sheet = grid([lfw_photo(shared_data, n) for n in STRANGERS], tmp_path / f"{USER}_9999.jpg")
     assert len(Aligner().faces(sheet)) == 4  # four confident faces: the old rule took one of them
-    chosen, skipped = IdentityFaces(Aligner()).align(USER, [*user_photos, sheet])
+    chosen, skipped = IdentityFaces(Aligner(), embed=recogniser_embed(IdentityCheck().target, "cpu")).align(USER, [*user_photos, sheet])
     assert sheet not in chosen and "4 faces, none matches Abdullah_Gul's other photos" in skipped[sheet]
     assert set(chosen) == set(user_photos)  # the user's own multi-face photos keep their face
 
@@ -54,7 +54,7 @@ def test_the_identitys_face_is_taken_wherever_it_sits_in_the_photo(shared_data, 
     tiles = [lfw_photo(shared_data, n) for n in STRANGERS[:3]]
     tiles.insert(3, user_photos[-1])  # bottom right
     sheet = grid(tiles, tmp_path / "sheet.jpg")
-    chosen, skipped = IdentityFaces(Aligner()).align(USER, [*user_photos[:-1], sheet])
+    chosen, skipped = IdentityFaces(Aligner(), embed=recogniser_embed(IdentityCheck().target, "cpu")).align(USER, [*user_photos[:-1], sheet])
     assert not skipped
     x0, y0, x1, y1 = chosen[sheet].box
     assert (x0 + x1) / 2 > 250 and (y0 + y1) / 2 > 250
@@ -63,7 +63,7 @@ def test_the_identitys_face_is_taken_wherever_it_sits_in_the_photo(shared_data, 
 def test_identity_choice_agrees_with_lfw_labels_on_lfw_photos_with_several_faces(shared_data):
     """On LFW the labelled face is the centre one: the identity check must pick it wherever it is sure."""
     aligner = Aligner()
-    chooser = IdentityFaces(aligner)
+    chooser = IdentityFaces(aligner, embed=recogniser_embed(IdentityCheck().target, aligner.device))
     checked = 0
     for name in [USER]:  # 5 of its 19 photos hold several faces
         photos = sorted((shared_data / "lfw" / "images" / name).glob("*.jpg"))
