@@ -46,7 +46,7 @@ def require_context(context: AdversaryContext | None, who: str) -> AdversaryCont
     if context is None:
         raise ValueError(f"{who} trains on the recogniser owner's own people and needs the run's AdversaryContext "
                          "(adapt(target, context)); the runner supplies it, a script builds one with "
-                         "bench.context.AdversaryContext")
+                         "bench.run.context.AdversaryContext")
     if context.cache_dir is None:
         raise ValueError(f"{who}: the AdversaryContext has no cache_dir to keep what it trains")
     return context

@@ -7,7 +7,7 @@ Three shapes behind one interface, all applied to one user's protected canvases 
 - ``kind = "estimation"``: uses all of a user's protected photos together (a universal mask is the same in
   every photo); ``apply`` sees the whole batch of the user.
 - ``kind = "adaptation"``: changes the recogniser with what the owner can train on its own people
-  (``bench.context.AdversaryContext``); ``adapt(target, context)`` returns the recogniser the adversary uses,
+  (``bench.run.context.AdversaryContext``); ``adapt(target, context)`` returns the recogniser the adversary uses,
   and ``info()`` says what the adaptation cost.
 
 ``none`` is the oblivious adversary.
@@ -30,7 +30,7 @@ class Adversary:
     name: str = "adversary"
     kind: ClassVar[str] = "transform"
     Config: ClassVar[type]
-    # Core requirements the harness leaves to plug-ins (bench.bundle.PLUGIN_PACKAGES) that this adversary
+    # Core requirements the harness leaves to plug-ins (bench.run.bundle.PLUGIN_PACKAGES) that this adversary
     # imports to run: a run-only `bench bundle` carries them only for the adversaries it is made for.
     run_packages: ClassVar[tuple[str, ...]] = ()
     # A tracker that grows its gallery with what it recognises (attacks.dynamic_gallery): the evaluation hands it
@@ -60,7 +60,7 @@ class Adversary:
         return target
 
     def training_step(self, target: Target, photos: torch.Tensor) -> tuple[Callable[[], Any], int] | None:
-        """For the dry run (``bench.estimate``): one step of the training ``adapt`` runs, on ``photos`` standing in
+        """For the dry run (``bench.perf.estimate``): one step of the training ``adapt`` runs, on ``photos`` standing in
         for the owner's (their shape is what counts), and how many such steps the configured training takes;
         None when the adversary trains nothing."""
         return None

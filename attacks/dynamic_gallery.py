@@ -9,18 +9,18 @@ paper reports that this simple strategy makes the protections it tried ineffecti
 
 Rounds, on the target's embeddings of the posted photos (the user's protected queries in the probe scenario, the
 clean queries against the enrolled protected photos in the gallery scenario) and the run's gallery templates (one
-per identity: the normalised sum of its embeddings, ``bench.metrics.identity_templates``):
+per identity: the normalised sum of its embeddings, ``bench.measures.psr.identity_templates``):
 
 1. each posted photo not yet enrolled is matched to the identity whose template it is most similar to;
 2. if that similarity reaches the target's threshold calibrated on LFW at false-accept rate ``far`` (1e-3, the
    harness's strictest calibrated threshold: the tracker enrols only what it is confident of), the photo joins
    that identity: its embedding is added to the identity's sum. A target with no LFW calibration under the run's
-   data root gets the threshold a tracker can set on its own gallery (``bench.metrics.gallery_thresholds``: the
+   data root gets the threshold a tracker can set on its own gallery (``bench.measures.psr.gallery_thresholds``: the
    quantile of its impostor scores); the evaluation's info records which;
 3. repeat until a round enrols nothing or ``rounds`` rounds have run.
 
 Enrolled photos stay enrolled (DynTracker only adds to the gallery). Each posted photo is then scored like a
-probe against the grown gallery with its own contribution left out (``bench.metrics.enrolled_outcomes``), so a
+probe against the grown gallery with its own contribution left out (``bench.measures.psr.enrolled_outcomes``), so a
 photo never finds itself; with nothing enrolled the scores are exactly those of the fixed gallery (``none``).
 
 Defaults (ours; the paper iterates a few rounds and does not fix a count): ``rounds`` 10, a bound the runs never

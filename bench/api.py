@@ -25,8 +25,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from bench.calibration_store import calibrations, is_weak, load_calibration
-from bench.canvas import (
+from bench.core.checksums import IntegrityError
+from bench.core.storage import write_bytes
+from bench.core.validation import COUNT, FRACTION, Interval, at_least, check_ranges, positive
+from bench.data.canvas import (
     ARCFACE_112,
     CANVAS_OFFSET,
     CANVAS_SCALE,
@@ -38,19 +40,17 @@ from bench.canvas import (
     from_uint8,
     to_uint8,
 )
-from bench.context import AdversaryContext, ContextError, IdentityBank, Need, RunContext
-from bench.integrity import IntegrityError
-from bench.lpips import get_lpips
-from bench.metric_registry import METRICS, Metric
-from bench.onnx_tools import fold_file, free_batch_file
-from bench.quality import dssim
+from bench.measures.calibration_store import calibrations, is_weak, load_calibration
+from bench.measures.lpips import get_lpips
+from bench.measures.quality import dssim
+from bench.measures.registry import METRICS, Metric
+from bench.models.onnx_tools import fold_file, free_batch_file
+from bench.models.tfjs import compile_graph, load_graph_json, read_weights
+from bench.models.tfjs.graphdef import read_frozen_graph
+from bench.models.user_weights import load_into, load_state_dict, locate_user_file, user_file_status
+from bench.models.weights import WeightError, WeightSpec, derived, ensure, recording, weight_status
 from bench.registry import ADVERSARIES, ATTACKS, METHODS, TARGETS, ConfigError
-from bench.storage import write_bytes
-from bench.tfjs import compile_graph, load_graph_json, read_weights
-from bench.tfjs.graphdef import read_frozen_graph
-from bench.user_weights import load_into, load_state_dict, locate_user_file, user_file_status
-from bench.validate import COUNT, FRACTION, Interval, at_least, check_ranges, positive
-from bench.weights import WeightError, WeightSpec, derived, ensure, recording, weight_status
+from bench.run.context import AdversaryContext, ContextError, IdentityBank, Need, RunContext
 
 # name -> the plug-in base module that defines it (imported on first use: those modules import bench.api)
 _BASES = {

@@ -16,7 +16,7 @@ import traceback
 
 import bench
 import bench.commands as commands
-from bench.storage import StoreDamaged, storage_line
+from bench.core.storage import StoreDamaged, storage_line
 
 
 def command_modules() -> list[str]:

@@ -1,6 +1,6 @@
 """The Python API: load a method or a target by name, align a photo, protect faces, run a suite.
 
-``import bench`` re-exports these lazily (``bench.load_method``, ``bench.protect`` ...), so importing the package
+``import bench`` re-exports these lazily (``bench.load_method``, ``bench.run.protect_photos`` ...), so importing the package
 loads no model and no plug-in; the first call does. docs/python-api.md shows them in use.
 """
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from bench.faces import AlignedFace
+    from bench.data.faces import AlignedFace
 
 
 _NAME_FIELDS = ("methods", "targets", "surrogates", "adversaries", "scenarios")
@@ -34,7 +34,7 @@ def load_method(name: str, **config: Any):
 def load_target(name: str, device: str = "cpu"):
     """The registered face-recognition target ``name``, its weights fetched, verified and loaded: ready for
     ``target.embed(canvases)`` (N x 3 x H x W canvases in [0, 1] -> N x D unit embeddings)."""
-    from bench.devices import resolve_device
+    from bench.core.devices import resolve_device
     from bench.registry import TARGETS
 
     target = TARGETS.create(name, device=resolve_device(device))
@@ -45,8 +45,8 @@ def load_target(name: str, device: str = "cpu"):
 def align(image: str | os.PathLike | np.ndarray | Any, device: str = "cpu") -> AlignedFace:
     """The first face of a photo (a path, an H x W x 3 uint8 RGB array or a PIL image), detected and aligned onto
     the benchmark's canvas: ``.canvas`` is the H x W x 3 uint8 face, ``.matrix`` maps photo pixels onto it.
-    Raises :class:`bench.faces.FaceError` when the photo has no usable face."""
-    from bench.faces import Aligner
+    Raises :class:`bench.data.faces.FaceError` when the photo has no usable face."""
+    from bench.data.faces import Aligner
 
     aligner = Aligner(device=device, log=lambda _msg: None)
     if isinstance(image, (str, os.PathLike)):
@@ -66,7 +66,7 @@ def faces_tensor(faces: Sequence[Any] | torch.Tensor) -> torch.Tensor:
     """N x 3 x H x W float in [0, 1] from aligned faces, canvases (H x W x 3 uint8) or a tensor as it is."""
     import torch
 
-    from bench.faces import canvases_to_tensor
+    from bench.data.faces import canvases_to_tensor
 
     if isinstance(faces, torch.Tensor):
         return faces
@@ -79,8 +79,8 @@ def protect(method: Any, faces: Sequence[Any] | torch.Tensor, surrogates: Sequen
     targets) and return the protected faces (N x 3 x H x W in [0, 1]). A method that needs an identity bank
     (Fawkes, TIP-IM ...) gets one from ``data_root`` (default: $BENCH_DATA, ../shared/data, or the built-in LFW
     subset)."""
-    from bench.assembly import standalone_context
-    from bench.data import resolve_data_root
+    from bench.data.datasets import resolve_data_root
+    from bench.run.assembly import standalone_context
 
     method = load_method(method) if isinstance(method, str) else method
     loaded = [load_target(s, device) if isinstance(s, str) else s for s in surrogates]
@@ -96,9 +96,9 @@ def evaluate(suite: str = "smoke", out: str | os.PathLike | None = None, data_ro
     """Run a suite as ``bench run`` does (resuming from ``out``'s store) and return its results as
     :func:`load_results` gives them. ``overrides`` change the suite's fields (``methods=("pgd",)``, ``users=2``,
     ``method_overrides={"pgd": {"steps": 5}}`` ...); the run folder defaults to ``runs/<suite>``."""
-    from bench.executors import LocalExecutor
-    from bench.runner import Runner
-    from bench.suites import get_suite
+    from bench.run.executors import LocalExecutor
+    from bench.run.runner import Runner
+    from bench.run.suites import get_suite
 
     # lists are taken for tuples (a suite is frozen and hashed into task keys); a bare name for a one-name tuple
     changes = {k: (v,) if isinstance(v, str) and k in _NAME_FIELDS else tuple(v) if isinstance(v, list) else v
@@ -111,8 +111,8 @@ def evaluate(suite: str = "smoke", out: str | os.PathLike | None = None, data_ro
 
 def load_results(where: str | os.PathLike, per_user: bool = False) -> pd.DataFrame:
     """A run folder's (or a published results folder's) leaderboard as a tidy pandas DataFrame: see
-    :func:`bench.results_frame.tidy`."""
-    from bench.results_frame import load_board, tidy
+    :func:`bench.report.results_frame.tidy`."""
+    from bench.report.results_frame import load_board, tidy
 
     return tidy(load_board(where), per_user=per_user)
 

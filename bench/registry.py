@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from bench.validate import UsageError, check_config_ceilings
+from bench.core.validation import UsageError, check_config_ceilings
 
 T = TypeVar("T")
 

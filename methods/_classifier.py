@@ -4,7 +4,7 @@ universal, patch and query-only attacks) see face recognisers.
 Not a plug-in (the leading underscore keeps the registry from importing it as one). torchattacks attacks a
 classifier ``model(images in [0, 1]) -> logits`` with the true class as label. A face recogniser embeds, so the
 classes here are identities with one template each: the ``bank_identities`` people of the run's identity bank
-(``bench.identity_bank``, handed over by the run context: people who are not evaluated users) and, last, the user, whose template is the unit
+(``bench.run.identity_bank``, handed over by the run context: people who are not evaluated users) and, last, the user, whose template is the unit
 mean embedding of their fit photos. For canvases x (N x 3 x S x S in [0, 1]; any S, since DI pads to a larger
 square and every target's ``Framing.crop`` resamples any size)
 

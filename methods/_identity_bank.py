@@ -1,4 +1,4 @@
-"""How targeted methods pick among the run's identity bank (``bench.identity_bank``, via the run context).
+"""How targeted methods pick among the run's identity bank (``bench.run.identity_bank``, via the run context).
 
 Shapes: user features are one N x D matrix per surrogate; bank centroids K x D unit vectors per surrogate.
 """

@@ -1,4 +1,4 @@
-"""Face regions on the canvas, placed from the ArcFace template landmarks (``bench.canvas.CANVAS_TEMPLATE``).
+"""Face regions on the canvas, placed from the ArcFace template landmarks (``bench.data.canvas.CANVAS_TEMPLATE``).
 
 Not a plug-in. Every aligned canvas puts the eyes, nose and mouth corners on the same pixels, so one fixed region
 covers the same part of every face. Sizes are in units of the inter-ocular distance d (44 canvas pixels).

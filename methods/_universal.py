@@ -1,7 +1,7 @@
 """Shared pieces of the universal (one mask per user) methods: Chameleon, OPOM, FaceCloak, UAP.
 
 Not a plug-in (the leading underscore keeps the registry from importing it as one). A universal mask is a
-1 x 3 x S x S tensor on the canvas; ``region`` restricts it to the ArcFace face box (``bench.canvas.FACE_BOX``,
+1 x 3 x S x S tensor on the canvas; ``region`` restricts it to the ArcFace face box (``bench.data.canvas.FACE_BOX``,
 the canvas pixels of the 112 x 112 crop the papers optimise on) or lets it cover the whole canvas.
 """
 

@@ -1,23 +1,23 @@
 """Base classes for protection methods.
 
 A method is fitted once per user: ``fit(photos, surrogates, seed) -> Protector``; ``Protector.protect(canvases)``
-returns protected canvases. Canvases are N x 3 x 224 x 224 RGB floats in [0, 1] (``bench.canvas``).
+returns protected canvases. Canvases are N x 3 x 224 x 224 RGB floats in [0, 1] (``bench.data.canvas``).
 
 - ``kind = "universal"``: one mask per user (Chameleon P3-Mask, OPOM, FaceCloak, UAP), learned on the user's fit
   photos and applied instantly to photos it never saw. The mask is a key: ``deobfuscate`` removes it.
 - ``kind = "per-image"``: optimises every photo inside ``protect`` (Fawkes, LowKey, TIP-IM, PGD).
 
 Budgets: ``linf`` (max |x' - x| on the 0..1 scale), ``dssim`` ((1 - SSIM) / 2 on the canvas face box,
-``bench.canvas.face_region``), ``l2`` (per-photo L2 norm of x' - x) and/or ``area`` (the share of canvas pixels a
+``bench.data.canvas.face_region``), ``l2`` (per-photo L2 norm of x' - x) and/or ``area`` (the share of canvas pixels a
 region patch may change, colours unbounded there); ``Method.budget()`` declares them and the harness checks every
-declared bound on every protected photo (``bench.budget``): a method that exceeds one fails its task. A method with
+declared bound on every protected photo (``bench.run.budget``): a method that exceeds one fails its task. A method with
 no bound at all (an obfuscation, an L2-minimising attack) says what limits its change in ``note``. Surrogates are
 targets chosen by the suite (never the evaluated target unless the suite says white-box).
 
 Run state comes from the run: the harness calls ``bind(context)`` before ``fit``, and a method takes from
-``self.context`` (``bench.context.RunContext``) only what its ``needs()`` declare (e.g. the identity bank), so
+``self.context`` (``bench.run.context.RunContext``) only what its ``needs()`` declare (e.g. the identity bank), so
 that it enters the task key. A method used outside a run is bound by hand to
-``bench.assembly.standalone_context(data_root=...)`` (``bench protect`` does).
+``bench.run.assembly.standalone_context(data_root=...)`` (``bench protect`` does).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Budget:
         return ", ".join(parts) or "none declared"
 
     def bounds(self) -> dict[str, float]:
-        """The numeric bounds the harness checks on every photo (``bench.budget.check_budget``); ``note`` is text."""
+        """The numeric bounds the harness checks on every photo (``bench.run.budget.check_budget``); ``note`` is text."""
         return {k: v for k, v in self.as_dict().items() if k != "note"}
 
 
@@ -167,7 +167,7 @@ class Method:
     def context(self) -> RunContext:
         if self._context is None:
             raise ContextError(f"{self.name} is not bound to a run context: `bench run` binds it; outside a run call "
-                               f"method.bind(bench.assembly.standalone_context(data_root=...)) first")
+                               f"method.bind(bench.run.assembly.standalone_context(data_root=...)) first")
         return self._context
 
     @property

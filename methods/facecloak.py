@@ -151,7 +151,7 @@ class FaceCloakProjected(Method):
     - **Augmentation stand-in for the generated set**, of every fit photo: ``views`` augmented copies of each
       (seeded random small rotation, scale and shift of the canvas, mirror, brightness/contrast jitter) plus the
       photo itself.
-    - **Anchor identities** from the run's identity bank (``bench.identity_bank``: people with the fewest
+    - **Anchor identities** from the run's identity bank (``bench.run.identity_bank``: people with the fewest
       photos in the run's data, never an evaluated user). Triplet per photo and surrogate, with d = 1 - cos:
       relu(d(f', far) - d(f', f(x)) + margin) + relu(d(f', far) - d(f', near) + margin): towards the bank
       identity farthest from the user, away from the user's own clean feature and away from the bank identity

@@ -21,8 +21,8 @@ feature distance is under 0.3, the last iterate's DSSIM under 0.015 and its feat
 Modes (v1.0 ``mode2param``): low / mid / high = threshold th 0.004 / 0.012 / 0.017, 40 / 75 / 150 steps,
 learning rate 25 / 20 / 15.
 
-Budget: DSSIM is optimised and judged on the canvas face box (``bench.canvas.face_region``), the region the
-harness checks (``bench.budget``). The declared bound is v1.0's tolerance, 1.1 th: the keep-farthest rule meets
+Budget: DSSIM is optimised and judged on the canvas face box (``bench.data.canvas.face_region``), the region the
+harness checks (``bench.run.budget``). The declared bound is v1.0's tolerance, 1.1 th: the keep-farthest rule meets
 it by construction; an output above it (the last iterate saved on failure, which v1.0 accepts up to DSSIM
 0.015, or no iterate inside it) is shrunk by bisection on the perturbation's scale until it holds.
 

@@ -4,7 +4,7 @@ project ran as ``fawkes`` before it followed v1.0 (``methods/fawkes.py``), kept 
 Each photo is cloaked towards a *target identity*: among candidate identities, those whose features are farthest
 from the user's (the smallest distance to any user photo, sorted descending), one is drawn at random from the
 20 farthest (v0.3.1 ``utils.py: select_target_label``), and every user photo is paired with a random photo of
-that identity. Candidates come from the run's identity bank (``bench.identity_bank``: people of the run's data
+that identity. Candidates come from the run's identity bank (``bench.run.identity_bank``: people of the run's data
 with the fewest photos, never an evaluated user; Fawkes bundles a public set).
 
 Loss per photo x with target photo t, surrogate ensemble f_m (the paper's form, also v1.0's ``maximize=False``

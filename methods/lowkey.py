@@ -11,8 +11,8 @@ of step size 0.0025, LPIPS weight c_sim 0.05 with the AlexNet LPIPS, uniform ran
 smoothing kernel 7 x 7, sigma 3 on the 112 x 112 aligned face. That script clips to epsilon only in its plain
 'sgd' mode, not in the 'lpips' mode it runs; we declare epsilon as the budget and project onto it every step.
 On our canvases a 112-crop pixel spans 1.25 canvas pixels, so the smoothing runs on the canvas with sigma
-3 * 1.25 and a 9 x 9 kernel; LPIPS is taken on the face box of the canvas (``bench.canvas.face_region``), the
-crop LowKey compares. LPIPS comes from ``bench.lpips`` (offline AlexNet v0.1).
+3 * 1.25 and a 9 x 9 kernel; LPIPS is taken on the face box of the canvas (``bench.data.canvas.face_region``), the
+crop LowKey compares. LPIPS comes from ``bench.measures.lpips`` (offline AlexNet v0.1).
 
 What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
 """

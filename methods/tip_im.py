@@ -25,7 +25,7 @@ photo's median patch distance), input diversity by resize-and-pad with probabili
 gain over the targets picked so far (F(S) = max_{s in S} cos(f(x'), c_s) - cos(f(x'), f(x))), targets as the
 centroid of two photos each, losses summed rather than averaged over embedding dimensions.
 
-Candidates come from the run's identity bank (``bench.identity_bank``); the reference reads 10 fixed photos
+Candidates come from the run's identity bank (``bench.run.identity_bank``); the reference reads 10 fixed photos
 listed in its ``targets/target_attacks.txt``, and we ship no such list.
 
 What still differs from the reference is listed in the class's ``deviations`` (shown by `bench list methods --json`).
@@ -313,7 +313,7 @@ class TIPIM(Method):
                 "by resize-and-pad, a facility-location gain over the targets picked so far, 2 photos per target",
                 *row["deviations"],
             ]
-        return {**row, "target": "identities of the run's identity bank (bench.identity_bank)"}
+        return {**row, "target": "identities of the run's identity bank (bench.run.identity_bank)"}
 
     def needs(self) -> list[Need]:
         return [Need("identity_bank", (self.config.candidates, self.config.bank_photos))]

@@ -1,4 +1,4 @@
-"""Shared base for differentiable targets whose weights the user brings (see ``bench.user_weights``).
+"""Shared base for differentiable targets whose weights the user brings (see ``bench.models.user_weights``).
 
 A subclass names one ``WeightSpec`` of ``source="path"`` in ``weights`` and builds its network from the file
 ``self.weight_file()`` returns. Config adds ``weights_path`` (else ``BENCH_WEIGHTS_<NAME>`` or the cache

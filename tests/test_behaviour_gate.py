@@ -59,7 +59,7 @@ def _setting(value: Any) -> str:
 @pytest.fixture(scope="module")
 def gate_board(tmp_path_factory, request) -> dict[str, Any]:
     """The gate's run, as its leaderboard; with --record-floors, also written as the floors file."""
-    from bench.paths import embedded_data_root
+    from bench.core.paths import embedded_data_root
 
     out = tmp_path_factory.mktemp("gate") / "run"
     # the families whose tests run (all, or those ``-k`` selected; recording takes every family)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.budget import SLACK, BudgetExceeded, check_budget
-from bench.canvas import FACE_BOX, face_region
-from bench.quality import dssim
+from bench.data.canvas import FACE_BOX, face_region
+from bench.measures.quality import dssim
+from bench.run.budget import SLACK, BudgetExceeded, check_budget
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.calibrate import calibrate, stale_reason
-from bench.lfw_pairs import read_lfw_pairs
-from bench.verification import (
+from bench.measures.calibrate import calibrate, stale_reason
+from bench.measures.lfw_pairs import read_lfw_pairs
+from bench.measures.verification import (
     PairSet,
     accuracy_at,
     balance_folds,
@@ -187,16 +187,16 @@ def _tiny_lfw(lfw_root, root):
 def test_bench_targets_calibrates_once_then_reuses(lfw_root, tmp_path, monkeypatch, capsys):
     import json
 
-    import bench.calibration_store
+    import bench.measures.calibration_store
     from bench.cli import main
-    from bench.data import load_identity_folders
+    from bench.data.datasets import load_identity_folders
     from bench.registry import TARGETS
 
     available, reason = TARGETS.entry("sface").availability()
     if not available:
         pytest.skip(reason)
     _tiny_lfw(lfw_root, tmp_path / "data")
-    monkeypatch.setattr(bench.calibration_store, "calibration_dir", lambda: tmp_path / "cal")
+    monkeypatch.setattr(bench.measures.calibration_store, "calibration_dir", lambda: tmp_path / "cal")
     argv = ["targets", "--only", "sface", "--data-root", str(tmp_path / "data"), "--json"]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)
@@ -212,7 +212,7 @@ def test_bench_targets_calibrates_once_then_reuses(lfw_root, tmp_path, monkeypat
 
 
 def test_cached_calibration_goes_stale_when_weights_or_input_change():
-    from bench.calibrate import CALIBRATION_VERSION, input_signature, weights_sha256
+    from bench.measures.calibrate import CALIBRATION_VERSION, input_signature, weights_sha256
     from bench.registry import TARGETS
 
     target = TARGETS.create("sface")  # not loaded: only its declarations are read
@@ -227,8 +227,8 @@ def test_cached_calibration_goes_stale_when_weights_or_input_change():
 
 
 def test_calibrations_are_keyed_by_the_lfw_copy_and_old_files_still_read(tmp_path, monkeypatch):
-    import bench.calibration_store as store
-    from bench.data import lfw_fingerprint
+    import bench.measures.calibration_store as store
+    from bench.data.datasets import lfw_fingerprint
     from bench.registry import TARGETS
 
     monkeypatch.setattr(store, "calibration_dir", lambda: tmp_path)

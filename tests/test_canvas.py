@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import torch
 
-from bench.canvas import ARCFACE_112, CANVAS_TEMPLATE, FACE_BOX, Framing, similarity_fit
-from bench.faces import read_rgb
+from bench.data.canvas import ARCFACE_112, CANVAS_TEMPLATE, FACE_BOX, Framing, similarity_fit
+from bench.data.faces import read_rgb
 
 
 def test_similarity_fit_recovers_a_known_transform():
@@ -62,7 +62,7 @@ def _uncached_crop(framing: Framing, canvases: torch.Tensor) -> torch.Tensor:
 def test_cached_resample_plan_gives_the_uncached_crop_on_real_faces(lfw_faces):
     """The grid kept per framing, canvas size, device and dtype changes no pixel: any batch size, a pre-shrunk
     framing, a larger canvas, float64; and a grid first built in inference mode still carries gradients."""
-    from bench.canvas import _resample_plan
+    from bench.data.canvas import _resample_plan
 
     faces = torch.cat([lfw_faces["Colin_Powell"][:3], lfw_faces["Tony_Blair"][:2]])
     dlib_chip = Framing(150, ((47.92, 45.87), (102.00, 46.11), (75.29, 78.85), (50.83, 105.79), (98.45, 106.08)))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.check import compare, reduce_board
 from bench.cli import main
+from bench.report.gate import compare, reduce_board
 
 
 def _board() -> dict:

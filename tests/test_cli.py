@@ -75,7 +75,7 @@ def test_list_methods_as_markdown_has_one_row_per_method(capsys):
 
 
 def test_repeats_runs_disjoint_draws_and_reports_their_spread(capsys, tmp_path):
-    from bench.paths import embedded_data_root
+    from bench.core.paths import embedded_data_root
 
     out = tmp_path / "draws"
     base = ["run", "--suite", "smoke", "--data-root", str(embedded_data_root()), "--out", str(out)]
@@ -94,7 +94,7 @@ def test_repeats_runs_disjoint_draws_and_reports_their_spread(capsys, tmp_path):
 def test_the_method_table_of_the_docs_is_the_generated_one(capsys):
     from pathlib import Path
 
-    from bench.publish import readme_block
+    from bench.report.publish import readme_block
 
     shown = readme_block((Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text(), "methods")
     assert main(["list", "methods", "--format", "md"]) == 0
@@ -104,7 +104,7 @@ def test_the_method_table_of_the_docs_is_the_generated_one(capsys):
 def test_the_readme_leaderboard_is_the_published_one():
     from pathlib import Path
 
-    from bench.publish import readme_block
+    from bench.report.publish import readme_block
 
     root = Path(__file__).resolve().parents[1]
     assert readme_block((root / "README.md").read_text()) == (root / "results" / "leaderboard.md").read_text(), (
@@ -121,7 +121,7 @@ def test_version_and_a_light_start():
     assert out.stdout.strip() == f"cloakbench {bench.__version__}"
     # listing suites imports only the list command: no run machinery, no model code
     code = ("import sys; from bench.cli import main; main(['list', 'suites', '--format', 'json']); "
-            "print(sorted(m for m in ('bench.runner', 'bench.commands.run', 'bench.commands.perf') "
+            "print(sorted(m for m in ('bench.run.runner', 'bench.commands.run', 'bench.commands.perf') "
             "if m in sys.modules), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stderr.strip() == "[]"
@@ -195,9 +195,9 @@ def test_an_unforeseen_error_is_one_line_and_debug_shows_the_traceback(capsys, m
 def test_a_failed_task_keeps_its_full_traceback(tmp_path):
     import time
 
-    from bench.executors import record_failure
-    from bench.plan import TaskNode
-    from bench.store import RunStore
+    from bench.run.executors import record_failure
+    from bench.run.plan import TaskNode
+    from bench.run.store import RunStore
 
     store = RunStore(tmp_path)
     task = TaskNode(key="k1", kind="protect", label="protect/x/u", body="protect", args={})
@@ -217,7 +217,7 @@ def test_protect_set_takes_the_run_form_or_the_short_one():
     import pytest
 
     from bench.commands.run import one_method_overrides
-    from bench.validate import UsageError
+    from bench.core.validation import UsageError
 
     assert one_method_overrides("pgd", ["pgd.steps=5", "epsilon=4/255"]) == {"steps": 5, "epsilon": 4 / 255}
     with pytest.raises(UsageError, match="runs pgd only"):
@@ -239,7 +239,7 @@ def test_the_end_of_run_table_is_a_rich_table_without_highlighted_digits():
     from rich.console import Console
 
     from bench.commands._ui import print_board
-    from bench.results_frame import load_board
+    from bench.report.results_frame import load_board
 
     board = load_board(Path(__file__).resolve().parent.parent / "results")
     console = Console(width=400, force_terminal=True, color_system="standard", record=True)
@@ -261,8 +261,8 @@ def test_compare_takes_scenarios_as_run_does(capsys):
 
 
 def test_debug_prints_the_traceback_of_a_failed_task(capsys, monkeypatch, tmp_path):
-    from bench import tasks
-    from bench.paths import embedded_data_root
+    from bench.core.paths import embedded_data_root
+    from bench.run import tasks
 
     def broken_protect(workspace, **args):
         return (...).clamp(0, 1)  # a plug-in author's bug, inside a task

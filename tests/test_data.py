@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data import DataError, SplitSpec, load_identity_folders, resolve_data_root, split_identity
-from bench.faces import Aligner, FaceError
-from bench.paths import embedded_data_root
+from bench.core.paths import embedded_data_root
+from bench.data.datasets import DataError, SplitSpec, load_identity_folders, resolve_data_root, split_identity
+from bench.data.faces import Aligner, FaceError
 
 
 def test_shared_lfw_loads_in_standard_layout_without_errata(shared_data):
@@ -39,14 +39,14 @@ def test_plain_identity_folders_and_bad_roots(tmp_path):
 
 
 def test_data_root_precedence(monkeypatch, tmp_path):
-    import bench.data
+    import bench.data.datasets
 
     assert resolve_data_root(str(tmp_path)) == (tmp_path, "--data-root")
     monkeypatch.setenv("BENCH_DATA", str(tmp_path))
     assert resolve_data_root(None) == (tmp_path, "BENCH_DATA")
     monkeypatch.delenv("BENCH_DATA")
     shared = tmp_path / "shared" / "data"
-    monkeypatch.setattr(bench.data, "shared_data_candidates", lambda: [tmp_path / "nowhere", shared])
+    monkeypatch.setattr(bench.data.datasets, "shared_data_candidates", lambda: [tmp_path / "nowhere", shared])
     assert resolve_data_root(None) == (embedded_data_root(), "embedded LFW subset")
     (shared / "lfw").mkdir(parents=True)
     assert resolve_data_root(None) == (shared, "../shared/data")
@@ -85,7 +85,7 @@ def test_split_is_deterministic_disjoint_and_covers_all(lfw_root):
 
 
 def test_alignment_puts_landmarks_on_the_template_and_caches(shared_data, tmp_path):
-    from bench.canvas import CANVAS_TEMPLATE
+    from bench.data.canvas import CANVAS_TEMPLATE
 
     aligner = Aligner(cache_dir=tmp_path)
     face = aligner.align(shared_data / "wild" / "person_a_2.jpg")
@@ -112,10 +112,10 @@ def test_corrupt_and_faceless_photos_give_clear_errors(tmp_path):
 
 
 def test_a_suite_can_take_every_eligible_identity_as_a_user(tmp_path):
-    from bench.data import load_identity_folders
-    from bench.prepare import select_identities
-    from bench.suites import get_suite
-    from bench.validate import UsageError
+    from bench.core.validation import UsageError
+    from bench.data.datasets import load_identity_folders
+    from bench.run.prepare import select_identities
+    from bench.run.suites import get_suite
 
     suite = get_suite("smoke").with_overrides(users="all", gallery_identities=None)
     dataset = load_identity_folders(embedded_data_root(), "lfw", min_photos=suite.min_gallery_photos)
@@ -127,10 +127,10 @@ def test_a_suite_can_take_every_eligible_identity_as_a_user(tmp_path):
 
 
 def test_disjoint_draws_of_users_share_no_one():
-    from bench.data import load_identity_folders
-    from bench.prepare import select_identities
-    from bench.suites import get_suite
-    from bench.validate import UsageError
+    from bench.core.validation import UsageError
+    from bench.data.datasets import load_identity_folders
+    from bench.run.prepare import select_identities
+    from bench.run.suites import get_suite
 
     suite = get_suite("smoke").with_overrides(users=4)
     dataset = load_identity_folders(embedded_data_root(), "lfw", min_photos=suite.min_gallery_photos)

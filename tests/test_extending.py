@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.metric_registry import METRICS
+from bench.measures.registry import METRICS
 from bench.registry import ADVERSARIES, METHODS, TARGETS
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "extending.md"

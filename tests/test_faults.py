@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.paths import embedded_data_root
+from bench.core.paths import embedded_data_root
 from tests.test_resume import bench_run, comparable, query
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +85,8 @@ def starts(run_dir: Path) -> dict[str, int]:
 
 
 def test_unreadable_photos_are_skipped_before_users_and_splits_are_drawn(reference, faulty_data):
-    from bench.prepare import split_files
-    from bench.suites import SUITES
+    from bench.run.prepare import split_files
+    from bench.run.suites import SUITES
 
     skipped = dict(query(reference, "SELECT item, reason FROM skipped"))
     images = faulty_data / "lfw" / "images"
@@ -207,7 +207,7 @@ def test_a_write_that_is_refused_ends_in_one_line(reference, faulty_data, tmp_pa
 
 
 def test_orphans_of_killed_alignments_are_removed(tmp_path):
-    from bench.faces import Aligner, AlignSettings
+    from bench.data.faces import Aligner, AlignSettings
 
     folder = tmp_path / AlignSettings().key() / "ab"
     folder.mkdir(parents=True)
@@ -220,8 +220,8 @@ def test_orphans_of_killed_alignments_are_removed(tmp_path):
 
 
 def test_a_decompression_bomb_warning_becomes_one_line(monkeypatch):
-    from bench.faces import decode_photo
-    from bench.photo import load_photo
+    from bench.data.faces import decode_photo
+    from bench.data.photo import load_photo
 
     photo = next((embedded_data_root() / "lfw" / "images" / "Colin_Powell").glob("*.jpg"))
     with Image.open(photo) as im:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.budget import check_budget
 from bench.registry import METHODS, TARGETS
+from bench.run.budget import check_budget
 from methods._fawkes_core import face_dssim
 from methods.fawkes import TOLERANCE, adapt_weight, use_last_iterate
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.faces import Aligner
-from bench.integrity import IntegrityError, file_sha256, record, sidecar
+from bench.core.checksums import IntegrityError, file_sha256, record, sidecar
+from bench.data.faces import Aligner
 from bench.registry import TARGETS
-from bench.store import RunStore
+from bench.run.store import RunStore
 from targets.base import NonFiniteEmbeddingError
 
 
@@ -64,7 +64,7 @@ def test_non_finite_embeddings_raise_instead_of_ranking(isolated_home, wild_face
 
 
 def test_a_run_with_non_finite_embeddings_fails_its_tasks_and_exits_non_zero(isolated_home, tmp_path, capsys):
-    from bench.paths import embedded_data_root
+    from bench.core.paths import embedded_data_root
     from targets.sface import folded_sface_onnx
 
     folded = folded_sface_onnx()
@@ -84,7 +84,7 @@ def test_a_run_with_non_finite_embeddings_fails_its_tasks_and_exits_non_zero(iso
 
 
 def test_converted_lpips_weights_are_checked_too(isolated_home):
-    from bench.lpips import ALEXNET_SPEC, converted_weights
+    from bench.measures.lpips import ALEXNET_SPEC, converted_weights
 
     if not (isolated_home / "weights" / "lpips-alex" / "alexnet.ckpt").exists():
         pytest.skip(f"LPIPS checkpoint not fetched: bench weights fetch {ALEXNET_SPEC.name}")
@@ -95,7 +95,7 @@ def test_converted_lpips_weights_are_checked_too(isolated_home):
 
 
 def test_calibration_file_with_changed_bytes_is_refused(isolated_home):
-    from bench.calibration_store import calibration_path, load_calibration, save_calibration
+    from bench.measures.calibration_store import calibration_path, load_calibration, save_calibration
 
     save_calibration({"name": "sface", "data": {"fingerprint": "lfw-copy"}, "thresholds": {"far1e-3": 0.41}})
     assert load_calibration("sface", "lfw-copy")["thresholds"]["far1e-3"] == 0.41

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import method_table
 from bench.cli import main
+from bench.report import method_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +27,8 @@ def test_the_docs_method_table_is_the_published_one():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A real run of two cheap methods on two embedded users, one of them reduced to one user by the suite."""
-    from bench.paths import embedded_data_root
-    from bench.suites import SUITES, get_suite
+    from bench.core.paths import embedded_data_root
+    from bench.run.suites import SUITES, get_suite
 
     out = tmp_path_factory.mktemp("tiny") / "run"
     mp = pytest.MonkeyPatch()
@@ -86,7 +86,7 @@ def test_method_table_needs_publish(tiny_run, capsys):
 
 def test_every_row_has_the_header_s_cells(tiny_run):
     """Measured, failed and unavailable rows alike (an unavailable method is one cell with its reason)."""
-    from bench.leaderboard import build_runs
+    from bench.report.leaderboard import build_runs
 
     board = build_runs([tiny_run])
     board["entries"].append({"method": "never-ran", "kind": "per-image", "scenario": "probe", "status": "unavailable",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.budget import check_budget
-from bench.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, FACE_BOX
-from bench.context import ContextError, Need
+from bench.data.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, FACE_BOX
 from bench.registry import METHODS, TARGETS
+from bench.run.budget import check_budget
+from bench.run.context import ContextError, Need
 from methods._classifier import seeded
 from methods._regions import REGIONS, region_area, region_map
 from methods.base import Budget

@@ -10,12 +10,12 @@ import math
 import pytest
 import torch
 
-from bench.assembly import standalone_context
-from bench.budget import check_budget
-from bench.canvas import FACE_BOX
-from bench.context import ContextError, Need
-from bench.quality import dssim
+from bench.data.canvas import FACE_BOX
+from bench.measures.quality import dssim
 from bench.registry import METHODS, TARGETS
+from bench.run.assembly import standalone_context
+from bench.run.budget import check_budget
+from bench.run.context import ContextError, Need
 from methods._fawkes_core import shrink_to_dssim, worst_dssim
 from methods._identity_bank import farthest_identities, user_features
 from methods.lowkey import gaussian_blur

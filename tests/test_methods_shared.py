@@ -14,8 +14,8 @@ import dataclasses
 import pytest
 import torch
 
-from bench.budget import check_budget
 from bench.registry import METHODS
+from bench.run.budget import check_budget
 from methods._classifier import ClassifierMethod
 from methods.base import GOALS
 

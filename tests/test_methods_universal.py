@@ -13,9 +13,9 @@ import math
 import pytest
 import torch
 
-from bench.assembly import standalone_context
-from bench.canvas import FACE_BOX
+from bench.data.canvas import FACE_BOX
 from bench.registry import METHODS
+from bench.run.assembly import standalone_context
 from methods.base import seeded_generator
 from methods.chameleon import LAMBDA_MAX, LAMBDA_MIN, dssim_region, focal_diversity, next_lambda, select_team
 from methods.facecloak import sticker_cover

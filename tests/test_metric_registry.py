@@ -9,8 +9,8 @@ import types
 import pytest
 import torch
 
-import bench.metric_registry as registry_module
-from bench.metric_registry import METRICS, Metric, MetricRegistry, PSRMeasure, register_pyiqa
+import bench.measures.registry as registry_module
+from bench.measures.registry import METRICS, Metric, MetricRegistry, PSRMeasure, register_pyiqa
 
 
 def test_core_quality_metrics_in_order_and_pyiqa_only_when_installed():
@@ -74,8 +74,8 @@ def test_psr_measures_are_declared_with_one_headline():
 
 def test_a_declared_psr_measure_reaches_the_leaderboard_cells(tmp_path, monkeypatch):
     """Adding a PSR measure is one declaration: its rows become cells with intervals; undeclared rows do not."""
-    from bench import leaderboard
-    from bench.store import ResultRow, RunStore
+    from bench.report import leaderboard
+    from bench.run.store import ResultRow, RunStore
 
     monkeypatch.setitem(METRICS._psr, "linked", PSRMeasure("linked", "PSR linked", "linkage", "a test measure"))
     store = RunStore(tmp_path / "run")

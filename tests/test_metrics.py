@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.metrics import (
+from bench.measures.psr import (
     bootstrap_ci,
     identity_templates,
     pair_ranks,

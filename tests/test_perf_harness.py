@@ -14,18 +14,19 @@ import torch
 import attacks
 import bench
 import methods
-from bench import devices
-from bench.estimate import Estimator, Linear, RateCache, measured_kinds, task_kind
-from bench.metric_registry import METRICS
-from bench.paths import bench_home, embedded_data_root
-from bench.prepare import describe_files
-from bench.progress import Reporter
-from bench.provenance import code_version, content_key
+from bench.core import devices
+from bench.core.paths import bench_home, embedded_data_root
+from bench.core.progress import Reporter
+from bench.core.work_log import WorkLog
+from bench.measures.registry import METRICS
+from bench.perf.estimate import Estimator, measured_kinds, task_kind
+from bench.perf.rates import Linear, RateCache
 from bench.registry import METHODS, TARGETS
-from bench.runner import Runner
-from bench.store import RunStore
-from bench.suites import get_suite
-from bench.work import WorkLog
+from bench.run.prepare import describe_files
+from bench.run.provenance import code_version, content_key
+from bench.run.runner import Runner
+from bench.run.store import RunStore
+from bench.run.suites import get_suite
 
 
 def tiny_suite(**changes):
@@ -250,7 +251,7 @@ def test_dry_run_notes_a_method_that_fails_when_timed_and_prices_the_rest(tmp_pa
         calls.append(args)
         raise ValueError("sface has no Conv2d of kernel (3, 3)")
 
-    monkeypatch.setattr("bench.estimate.time_method", fails)
+    monkeypatch.setattr("bench.perf.estimate.time_method", fails)
     estimate = estimator.estimate()
     assert len(calls) == 1  # timed once, not once per user
     assert estimate.kinds["protect"].tasks == 2 and estimate.kinds["protect"].seconds == 0.0

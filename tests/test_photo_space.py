@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench import leaderboard, photo_space, tables
-from bench.canvas import from_uint8
-from bench.faces import Aligner
-from bench.metrics import UserOutcome
-from bench.paths import embedded_data_root
-from bench.runner import Reporter, Runner
-from bench.suites import get_suite
+from bench.core.paths import embedded_data_root
+from bench.data.canvas import from_uint8
+from bench.data.faces import Aligner
+from bench.measures.psr import UserOutcome
+from bench.report import leaderboard, tables
+from bench.run import photo_space
+from bench.run.runner import Reporter, Runner
+from bench.run.suites import get_suite
 
 
 def tiny_suite(**changes):
@@ -120,7 +121,7 @@ def lfw_photo() -> Path:
 
 def test_the_attacker_finds_and_aligns_the_face_the_harness_aligned(tmp_path, sface):
     face = Aligner(cache_dir=tmp_path).align(lfw_photo())
-    from bench.faces import read_rgb
+    from bench.data.faces import read_rgb
 
     original = read_rgb(lfw_photo())
     # nothing changed on the canvas: the posted photo is the original, pixel for pixel

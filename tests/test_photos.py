@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.canvas import CANVAS_TEMPLATE
-from bench.faces import Aligner, IdentityCheck, IdentityFaces, decode_photo
-from bench.prepare import prepare_data, recogniser_embed
-from bench.progress import Reporter
-from bench.store import RunStore
-from bench.suites import get_suite
+from bench.core.progress import Reporter
+from bench.data.canvas import CANVAS_TEMPLATE
+from bench.data.faces import Aligner, IdentityCheck, IdentityFaces, decode_photo
+from bench.run.prepare import prepare_data, recogniser_embed
+from bench.run.store import RunStore
+from bench.run.suites import get_suite
 
 USER = "Abdullah_Gul"
 STRANGERS = ["Aaron_Peirsol", "Alejandro_Toledo", "Ana_Guevara", "Antonio_Palocci"]
@@ -112,7 +112,7 @@ def test_16_bit_palette_and_transparent_pngs_convert_correctly(shared_data, tmp_
 HUGE_SCRIPT = r"""
 import json, resource, sys, time
 import torch
-from bench.faces import Aligner, MTCNNDetector, decode_photo
+from bench.data.faces import Aligner, MTCNNDetector, decode_photo
 torch.set_num_threads(1)  # CPU seconds, not wall-clock, are measured: other load on the machine does not count
 MTCNNDetector("cpu")  # the detector's own memory is not the photo's
 before = resource.getrusage(resource.RUSAGE_SELF)

@@ -64,10 +64,10 @@ def test_the_check_catches_each_kind_of_breach():
     source = (
         "from bench.api import METHODS\n"
         "from bench import api\n"
-        "import bench.provenance\n"
+        "import bench.run.provenance\n"
         "from bench import identity_bank\n"
         "def late():\n"
-        "    from bench.faces import Aligner\n"
+        "    from bench.data.faces import Aligner\n"
         "from targets.base import Target\n"
         "import attacks.jpeg\n"
         "from methods.base import Method\n"

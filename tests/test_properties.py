@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bench.canvas import (
+from bench.data.canvas import (
     ARCFACE_112,
     CANVAS_TEMPLATE,
     Framing,
@@ -23,8 +23,8 @@ from bench.canvas import (
     similarity_fit,
     to_uint8,
 )
-from bench.faces import decode_photo, to_full_size, warp_to_canvas
-from bench.metrics import bootstrap_ci, summarise, true_identity_rank, user_outcome
+from bench.data.faces import decode_photo, to_full_size, warp_to_canvas
+from bench.measures.psr import bootstrap_ci, summarise, true_identity_rank, user_outcome
 
 PURE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -230,7 +230,7 @@ def same(a, b) -> bool:
 @given(st.lists(SETTING_TEXT, max_size=4))
 def test_set_settings_either_merge_or_fail_with_one_line(settings_text):
     from bench.commands.run import method_overrides, parse_value
-    from bench.validate import UsageError
+    from bench.core.validation import UsageError
 
     try:
         merged = method_overrides({"pgd": {"steps": 2}}, settings_text)

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 import bench
-from bench.canvas import CANVAS_SIZE
 from bench.cli import main
-from bench.maskfile import load_mask, save_mask
-from bench.photo import align_face, detect_faces, feather_weights, load_photo, put_back, save_photo
+from bench.data.canvas import CANVAS_SIZE
+from bench.data.photo import align_face, detect_faces, feather_weights, load_photo, put_back, save_photo
+from bench.run.maskfile import load_mask, save_mask
 
 EMBEDDED = Path(bench.__file__).parent / "embedded" / "lfw" / "images"
 
@@ -40,7 +40,7 @@ def _big_photo(face: Path, size: tuple[int, int] = (900, 700), scale: float = 2.
 
 @pytest.fixture(scope="module")
 def detector():
-    from bench.faces import MTCNNDetector
+    from bench.data.faces import MTCNNDetector
 
     return MTCNNDetector("cpu")
 
@@ -120,7 +120,7 @@ def test_mask_file_round_trip_refuses_other_files(tmp_path):
 
 def _sface_template(fit: Path) -> torch.Tensor:
     """The user's template under SFace, as `bench protect --fit` saves it in the mask file."""
-    from bench.faces import Aligner, canvases_to_tensor
+    from bench.data.faces import Aligner, canvases_to_tensor
     from bench.registry import TARGETS
 
     with torch.no_grad():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.canvas import CANVAS_SIZE
+from bench.data.canvas import CANVAS_SIZE
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
 
@@ -55,7 +55,7 @@ def test_docs_python_api_runs(capsys, monkeypatch, tmp_path):
 
 
 def test_load_results_tidy_matches_the_board():
-    from bench.results_frame import load_board, tidy
+    from bench.report.results_frame import load_board, tidy
 
     results = DOC.parent.parent / "results"
     board = load_board(results)
@@ -72,7 +72,7 @@ def test_load_results_tidy_matches_the_board():
 
 
 def test_load_results_says_what_a_folder_lacks(tmp_path):
-    from bench.results_frame import load_board
+    from bench.report.results_frame import load_board
 
     with pytest.raises(FileNotFoundError, match="neither a run folder"):
         load_board(tmp_path)

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.lpips import ALEXNET_SPEC, converted_weights, get_lpips, load_flax_checkpoint
-from bench.paths import bench_home
-from bench.pypi_index import IndexFileError, fetch_verified
-from bench.quality import psnr, ssim
-from bench.weights import WeightError, ensure, sha256_of
+from bench.core.paths import bench_home
+from bench.measures.lpips import ALEXNET_SPEC, converted_weights, get_lpips, load_flax_checkpoint
+from bench.measures.quality import psnr, ssim
+from bench.models.pypi_index import IndexFileError, fetch_verified
+from bench.models.weights import WeightError, ensure, sha256_of
 
 # pyiqa's calibration set (five reference / distorted pairs and the published scores of the original
 # implementations) ships in its sdist, not in its wheel; the sdist is fetched once and pinned by SHA-256.

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.ranking import mean_cell, paired_difference, rank_entries, split_half, tied_ranks, worst_cell
+from bench.measures.ranking import (
+    mean_cell,
+    paired_difference,
+    rank_entries,
+    split_half,
+    tied_ranks,
+    worst_cell,
+)
 
 
 def _users(rng, mean, users=12, cells=3, spread=0.1):
@@ -90,7 +97,7 @@ def test_compare_pairs_two_methods_over_their_shared_users_and_cells():
 
 
 def test_the_split_half_check_covers_every_target_and_the_unseen_ones():
-    from bench.ranking import stability
+    from bench.measures.ranking import stability
 
     rng = np.random.default_rng(6)
     cells = ["sface|none", "mobileface|none"]
@@ -103,13 +110,13 @@ def test_the_split_half_check_covers_every_target_and_the_unseen_ones():
     assert stability(entries[:1]) is None  # one method: no order to check
     two = stability(entries[:2])  # two methods: rho is +1 or -1 whatever the users say
     assert "all" not in two and "at least 3 ranked methods" in two["left_out"]
-    from bench.tables import stability_notes
+    from bench.report.tables import stability_notes
 
     assert stability_notes({"stability": two}) == [f"Split-half check (probe scenario) left out: {two['left_out']}."]
 
 
 def test_the_spread_across_draws_reads_each_draws_primary_score():
-    from bench.repeats import spread, to_markdown
+    from bench.report.repeats import spread, to_markdown
 
     def board(scores, users):
         return {"run": {"users": users}, "entries": [
@@ -137,13 +144,13 @@ def _board_for_reading(rng, gaps, users=12):
         e["psr_top1_worst"] = float(worst_cell(m[None])[0])
         entries.append(e)
     rank_entries(entries)
-    from bench.ranking import stability
+    from bench.measures.ranking import stability
 
     return {"entries": entries, "stability": stability(entries)}
 
 
 def test_the_reading_claims_an_order_only_where_the_paired_bootstrap_separates_it():
-    from bench.reading import reading
+    from bench.report.findings import reading
 
     rng = np.random.default_rng(7)
     apart = reading(_board_for_reading(rng, [0.5, 0.0, 0.0]))

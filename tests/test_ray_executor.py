@@ -7,18 +7,18 @@ import os
 import pytest
 import torch
 
-from bench import leaderboard
-from bench.executors import LocalExecutor
-from bench.paths import embedded_data_root
-from bench.runner import Runner
-from bench.store import RunStore
-from bench.suites import get_suite
+from bench.core.paths import embedded_data_root
+from bench.report import leaderboard
+from bench.run.executors import LocalExecutor
+from bench.run.runner import Runner
+from bench.run.store import RunStore
+from bench.run.suites import get_suite
 
 ray = pytest.importorskip("ray", reason="the Ray executor is an optional extra: pip install 'cloakbench[ray]'")
 
-from bench.devices import available_cores  # noqa: E402
-from bench.progress import Reporter  # noqa: E402
-from bench.ray_executor import RayExecutor  # noqa: E402
+from bench.core.devices import available_cores  # noqa: E402
+from bench.core.progress import Reporter  # noqa: E402
+from bench.run.ray_executor import RayExecutor  # noqa: E402
 
 
 def tiny_suite():
@@ -81,7 +81,7 @@ def test_without_an_address_a_new_local_ray_is_started_at_the_drivers_priority(m
     # A plain ray.init() joins the cluster whose address `ray start` left in /tmp/ray (even a stopped one) and
     # then refuses num_cpus; address="local" always starts a new instance with the cores asked for.
     fake = RecordingRay()
-    monkeypatch.setattr("bench.ray_executor._ray", lambda: fake)
+    monkeypatch.setattr("bench.run.ray_executor._ray", lambda: fake)
     monkeypatch.setenv("RAY_worker_niceness", "unset")
     monkeypatch.delenv("RAY_worker_niceness")
     suite = tiny_suite()

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.charts import place_labels, tradeoff_chart
 from bench.cli import main
-from bench.report import render_html, write_report
-from bench.report_data import normalise
+from bench.report.charts import place_labels, tradeoff_chart
+from bench.report.html import render_html, write_report
+from bench.report.html_data import normalise
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

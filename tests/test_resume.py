@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.paths import embedded_data_root
+from bench.core.paths import embedded_data_root
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = {"fit_s", "protect_ms_per_photo"}  # wall-clock measurements: the only numbers allowed to differ
@@ -97,7 +97,7 @@ def test_a_second_run_into_a_busy_folder_waits_and_computes_nothing_twice(shared
 
 
 def test_a_run_told_not_to_wait_names_who_holds_the_folder(tmp_path):
-    from bench.store import run_lock
+    from bench.run.store import run_lock
 
     run_dir = tmp_path / "run"
     with run_lock(run_dir):  # this test process holds the folder, as another run would

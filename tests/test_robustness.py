@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.robustness import adaptation_seconds, robustness_fields
+from bench.report.threat_profile import adaptation_seconds, robustness_fields
 
 
 def test_worst_cases_by_kind_and_by_unseen_target():

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import leaderboard, publish, tables
-from bench.paths import embedded_data_root
-from bench.runner import Reporter, Runner
-from bench.store import RunStore
-from bench.suites import get_suite
+from bench.core.paths import embedded_data_root
+from bench.report import leaderboard, publish, tables
+from bench.run.runner import Reporter, Runner
+from bench.run.store import RunStore
+from bench.run.suites import get_suite
 
 
 def tiny_suite():
@@ -190,7 +190,7 @@ def test_opom_pairs_protocol_reuses_the_protected_photos_and_is_stated(finished_
 
 def test_a_target_running_a_surrogates_weights_counts_as_white_box():
     from bench.registry import TARGETS
-    from bench.runner import surrogate_twins
+    from bench.run.runner import surrogate_twins
 
     sface, sface_cv2, dlib_resnet = (TARGETS.create(n) for n in ("sface", "sface-cv2", "dlib-resnet"))
     assert surrogate_twins(sface_cv2, [sface, dlib_resnet]) == ["sface"]
@@ -285,7 +285,7 @@ def test_a_runs_leaderboard_ranks_with_intervals_and_compares_paired(finished_ru
 def test_linkage_and_dynamic_gallery_reuse_the_protected_photos_and_reach_every_export(finished_run, tmp_path):
     """Adding the linkage scenarios and the dynamic gallery re-scores the run without protecting again; the
     linkage entries carry the clean photos' PSR-linkage as their baseline in the JSON, CSV, Markdown and HTML."""
-    from bench.report import render_html
+    from bench.report.html import render_html
 
     run_dir = tmp_path / "linkage"
     shutil.copytree(finished_run[0], run_dir)

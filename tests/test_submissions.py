@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.result_schema import SCHEMA_FILE, Entry, entry_schema, schema_errors
+from bench.report.result_schema import SCHEMA_FILE, Entry, entry_schema, schema_errors
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SUBMISSION = {"author": "A. Researcher", "paper": "unpublished", "code": "https://example.org/uap-outside",

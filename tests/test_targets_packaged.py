@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from targets_helpers import load_or_skip
 
+from bench.models.weights import cache_dir, ensure
 from bench.registry import TARGETS
-from bench.weights import cache_dir, ensure
 
 
 def _lfw_batch(lfw_faces, per_person: int = 4) -> torch.Tensor:
@@ -35,8 +35,8 @@ def test_listing_shows_licence_and_provenance():
 
 
 def test_suites_cover_the_new_targets():
-    from bench.resources import expand
-    from bench.suites import get_suite
+    from bench.run.plugins import expand
+    from bench.run.suites import get_suite
 
     quick, full = get_suite("quick"), get_suite("full")
     assert "arcface-mbf" in quick.targets and "arcface-mbf" not in quick.surrogates  # an unseen recogniser
@@ -60,7 +60,7 @@ def test_arcface_torch_equals_onnxruntime(lfw_faces):
 
 
 def test_insightface_twin_agrees_and_is_marked_white_box(lfw_faces):
-    from bench.runner import surrogate_twins
+    from bench.run.runner import surrogate_twins
 
     twin = load_or_skip("arcface-mbf-insightface")
     torch_target = load_or_skip("arcface-mbf")
@@ -136,8 +136,8 @@ def test_faceplugin_takes_any_batch_like_the_batch1_original(lfw_faces):
 
 
 def test_frozen_graph_reader(tmp_path):
-    from bench.tfjs import TFJSError
-    from bench.tfjs.graphdef import read_frozen_graph
+    from bench.models.tfjs import TFJSError
+    from bench.models.tfjs.graphdef import read_frozen_graph
     from targets.facenet import CASIA_GRAPH
 
     try:
@@ -180,8 +180,8 @@ def test_fetch_converts_once(tmp_path, monkeypatch, capsys):
 
 
 def test_weak_targets_are_marked(tmp_path, monkeypatch, capsys):
-    from bench.calibration_store import save_calibration
     from bench.cli import main
+    from bench.measures.calibration_store import save_calibration
 
     monkeypatch.setenv("BENCH_HOME", str(tmp_path))
     for name, accuracy in (("faceplugin", 0.85), ("arcface-mbf", 0.99)):
@@ -198,7 +198,7 @@ def test_weak_targets_are_marked(tmp_path, monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def scrfd():
-    from bench.faces import make_detector
+    from bench.data.faces import make_detector
 
     pytest.importorskip("insightface", reason="insightface is not installed: pip install --no-deps insightface==2.1")
     try:
@@ -208,7 +208,7 @@ def scrfd():
 
 
 def test_scrfd_finds_the_faces_mtcnn_finds(scrfd, shared_data):
-    from bench.faces import MTCNNDetector, read_rgb
+    from bench.data.faces import MTCNNDetector, read_rgb
 
     mtcnn = MTCNNDetector()
     for path in sorted((shared_data / "wild").glob("*_1.jpg")):  # three people, full-size photos
@@ -223,7 +223,7 @@ def test_scrfd_finds_the_faces_mtcnn_finds(scrfd, shared_data):
 
 
 def test_scrfd_aligner_gives_the_same_identity(scrfd, shared_data, tmp_path):
-    from bench.faces import Aligner, AlignSettings, canvases_to_tensor
+    from bench.data.faces import Aligner, AlignSettings, canvases_to_tensor
 
     photos = sorted((shared_data / "wild").glob("person_a_*.jpg"))
     by_scrfd = Aligner(AlignSettings(detector="scrfd", min_prob=0.5), cache_dir=tmp_path)
@@ -235,7 +235,7 @@ def test_scrfd_aligner_gives_the_same_identity(scrfd, shared_data, tmp_path):
 
 
 def test_unknown_detector_is_refused():
-    from bench.faces import make_detector
+    from bench.data.faces import make_detector
 
     with pytest.raises(ValueError, match="mtcnn"):
         make_detector("yolo")

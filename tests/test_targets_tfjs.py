@@ -15,8 +15,8 @@ import pytest
 import torch
 from targets_helpers import load_or_skip
 
-from bench.tfjs import TFJSError, read_weights
-from bench.weights import WeightError
+from bench.models.tfjs import TFJSError, read_weights
+from bench.models.weights import WeightError
 
 NAMES = ["dlib-resnet", "faceres", "faceres-deep", "mobileface", "mobilefacenet"]
 
@@ -86,8 +86,8 @@ def test_graphs_compile_to_one_step_per_layer():
 def test_mobilefacenet_repair_undoes_the_negated_prelu_constants(lfw_faces):
     """As shipped (constants negated) everyone collapses onto one point; the repaired target separates people."""
     target = load_or_skip("mobilefacenet")
-    from bench.tfjs import compile_graph, load_graph_json, read_weights
-    from bench.weights import ensure
+    from bench.models.tfjs import compile_graph, load_graph_json, read_weights
+    from bench.models.weights import ensure
 
     x = torch.cat([lfw_faces[n][:4] for n in sorted(lfw_faces)])
     people = torch.arange(len(lfw_faces)).repeat_interleave(4)
@@ -108,8 +108,8 @@ def test_mobilefacenet_repair_undoes_the_negated_prelu_constants(lfw_faces):
 
 def test_mobilefacenet_repair_restores_depthwise_prelu():
     """The shipped graph fuses a ReLU into each depthwise conv that feeds a TF-slim PReLU; repair undoes it."""
-    from bench.tfjs import load_graph_model
-    from bench.weights import ensure
+    from bench.models.tfjs import load_graph_model
+    from bench.models.weights import ensure
     from targets.mobilefacenet import MOBILEFACENET_FILES, MobileFaceNet
 
     try:
@@ -145,7 +145,7 @@ def _native_dlib():
 
 
 def test_dlib_resnet_matches_native_dlib(lfw_root, aligner):
-    from bench.faces import canvases_to_tensor, read_rgb
+    from bench.data.faces import canvases_to_tensor, read_rgb
     from targets.dlib_resnet import DLIB_DIVISOR, DLIB_MEAN_RGB
 
     dlib, detector, predictor, recognizer = _native_dlib()
@@ -207,7 +207,7 @@ def test_compiled_graph_equals_tfjs(name, lfw_faces, tmp_path):
     import shutil
     import subprocess
 
-    from bench.weights import WeightSpec, ensure
+    from bench.models.weights import WeightSpec, ensure
 
     node = shutil.which("node")
     if node is None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.metrics import (
+from bench.measures.psr import (
     enrolled_outcomes,
     gallery_thresholds,
     identity_sums,

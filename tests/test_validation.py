@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.cli import main
-from bench.paths import embedded_data_root
+from bench.core.paths import embedded_data_root
 
 EMBEDDED = str(embedded_data_root())
 
@@ -18,7 +18,7 @@ def no_face_detection(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("face detection started before the request was checked")
 
-    monkeypatch.setattr("bench.faces.MTCNNDetector.__init__", refuse)
+    monkeypatch.setattr("bench.data.faces.MTCNNDetector.__init__", refuse)
 
 
 def refused(capsys, args: list[str], out, lines: int = 1) -> str:

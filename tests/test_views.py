@@ -1,6 +1,6 @@
 """The views: store -> leaderboard -> tables -> report, one way; every measure comes from the metric registry.
 
-A metric registered in ``bench.metric_registry.METRICS`` must appear in the leaderboard JSON, CSV and Markdown,
+A metric registered in ``bench.measures.registry.METRICS`` must appear in the leaderboard JSON, CSV and Markdown,
 the report's table and ``bench check`` with no other edit; ``bench/`` has no import cycle and no oversized module.
 """
 
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import check, leaderboard, tables
-from bench.metric_registry import METRICS, Metric
-from bench.report import render_html
-from bench.store import ResultRow, RunStore
+from bench.measures.registry import METRICS, Metric
+from bench.report import gate as check
+from bench.report import leaderboard, tables
+from bench.report.html import render_html
+from bench.run.store import ResultRow, RunStore
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 MAX_LINES = 400
@@ -29,7 +30,7 @@ def _bench_imports(path: Path) -> set[str]:
             names |= {a.name for a in node.names if a.name.startswith("bench.")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "bench":
             names.add(node.module)
-            # "from bench import leaderboard" imports the module bench.leaderboard
+            # "from bench import leaderboard" imports the module bench.report.leaderboard
             names |= {f"{node.module}.{a.name}" for a in node.names}
     return names
 
@@ -58,7 +59,7 @@ def test_bench_has_no_import_cycle():
     for name in graph:
         if name not in state:
             visit(name, [name])
-    assert "bench.report" not in graph["bench.leaderboard"] and "bench.leaderboard" not in graph["bench.tables"]
+    assert "bench.report.html" not in graph["bench.report.leaderboard"] and "bench.report.leaderboard" not in graph["bench.report.tables"]
 
 
 def test_no_bench_module_is_oversized():

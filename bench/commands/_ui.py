@@ -40,7 +40,7 @@ def frame_table(frame, title: str | None = None, caption: str | None = None):
 
 def print_board(board: dict, console: Console) -> None:
     """The leaderboard as a rich table, then its notes and reading (as the Markdown file has them)."""
-    from bench import tables
+    from bench.report import tables
 
     frame = tables.display_frame(board)
     cells = "/".join(board["adversaries"])  # target columns hold one PSR@1 per adversary: said once, in the caption

@@ -1,17 +1,17 @@
-"""``bench bundle DIR``: wheels, weights and calibrations for an offline node that has torch (bench/bundle.py)."""
+"""``bench bundle DIR``: wheels, weights and calibrations for an offline node that has torch (bench/run/bundle.py)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from bench.bundle import BundleError, write_bundle
 from bench.commands._ui import wide_console
 from bench.commands.perf import DEFAULT_TARGETS as PERF_TARGETS
 from bench.commands.weights import declared_specs
 from bench.registry import ADVERSARIES, TARGETS, UnknownNameError
-from bench.resources import expand
-from bench.suites import get_suite
+from bench.run.bundle import BundleError, write_bundle
+from bench.run.plugins import expand
+from bench.run.suites import get_suite
 
 
 def suite_targets(suites: list[str]) -> list[str]:

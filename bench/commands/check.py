@@ -7,9 +7,9 @@ import sys
 from rich.markup import escape
 from rich.table import Table
 
-from bench import check
 from bench.commands._ui import wide_console
-from bench.formatting import number, signed
+from bench.report import gate as check
+from bench.report.formatting import number, signed
 
 
 def _cell(value, metric: str) -> str:

@@ -2,7 +2,7 @@
 adversary and for the primary score (the worst cell).
 
 Paired: every bootstrap replicate draws one set of the users both methods were judged on and scores both on it
-(``bench.ranking.paired_difference``), so who was drawn cancels out of the difference. RUN is a run folder, or a
+(``bench.measures.ranking.paired_difference``), so who was drawn cancels out of the difference. RUN is a run folder, or a
 folder holding a ``leaderboard.json`` (a published ``results/``).
 """
 
@@ -14,11 +14,11 @@ import sys
 from rich.table import Table
 
 from bench.commands._ui import add_format_option, wants_json, wide_console
-from bench.formatting import percent
-from bench.metric_registry import METRICS
-from bench.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
-from bench.results_frame import load_board
-from bench.suites import SCENARIOS
+from bench.measures.ranking import mean_cell, paired_difference, shared_cells_users, user_matrix, worst_cell
+from bench.measures.registry import METRICS
+from bench.report.formatting import percent
+from bench.report.results_frame import load_board
+from bench.run.suites import SCENARIOS
 
 HEADLINE = METRICS.headline()
 

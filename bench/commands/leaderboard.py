@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench import leaderboard, method_table, publish, report
+from bench.report import html as report
+from bench.report import leaderboard, method_table, publish
 
 
 def check_run_folder(folder: str, publishing: bool = False) -> None:
@@ -67,7 +68,7 @@ def add_parser(sub) -> None:
                    help="with --publish: also write the published Markdown leaderboard (table, notes, generated "
                         "reading) into FILE between <!-- results:begin --> and <!-- results:end -->")
     p.add_argument("--method-table", metavar="FILE",
-                   help="with --publish: also write the method table (bench/method_table.py) of the published run "
+                   help="with --publish: also write the method table (bench/report/html/method_table.py) of the published run "
                         "into FILE between <!-- method-table:begin --> and <!-- method-table:end -->, e.g. "
                         "docs/methods.md")
     p.set_defaults(func=run)

@@ -37,7 +37,7 @@ MARKDOWN_COLUMNS = {
 
 def rows_for(kind: str) -> list[dict]:
     if kind == "suites":
-        from bench.suites import SUITES
+        from bench.run.suites import SUITES
 
         # every setting of the suite (users a number or "all"), beside the listing's own fields
         return [{"name": n, "available": True, "reason": None, **s.as_dict()} for n, s in sorted(SUITES.items())]

@@ -1,5 +1,5 @@
 """``bench perf``: throughput of targets, methods and a smoke-like run, as ratios measured in one process
-(see bench/perf.py).
+(see bench/perf/throughput/throughput.py).
 
 Methods run shortened (their effort knob, ``Method.effort``, capped at ``--effort``; ``--set`` changes any
 setting): a ratio and a per-step cost do not depend on the step count, a fit time per user does, so each
@@ -18,12 +18,12 @@ from rich.table import Table
 
 from bench.commands._ui import add_format_option, wants_json, wide_console
 from bench.commands.run import method_overrides
-from bench.devices import default_threads, resolve_device
-from bench.perf import faces, method_cost, shortened, target_rates
-from bench.perf_suite import suite_measures
+from bench.core.devices import default_threads, resolve_device
+from bench.models.weights import WeightError, ensure
+from bench.perf.run_measures import suite_measures
+from bench.perf.throughput import faces, method_cost, shortened, target_rates
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
-from bench.suites import get_suite
-from bench.weights import WeightError, ensure
+from bench.run.suites import get_suite
 
 
 def _load(names: list[str], device: str) -> list:
@@ -146,7 +146,7 @@ DEFAULT_TARGETS = "sface,dlib-resnet,faceres,mobileface"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("perf", help="measure target, method and run throughput as ratios (bench/perf.py)")
+    p = sub.add_parser("perf", help="measure target, method and run throughput as ratios (bench/perf/throughput/throughput.py)")
     p.add_argument("--targets", default=DEFAULT_TARGETS,
                    help=f"comma-separated targets to time (default {DEFAULT_TARGETS})")
     p.add_argument("--surrogates", default="sface,dlib-resnet", help="targets the methods fit against")

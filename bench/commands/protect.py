@@ -20,19 +20,19 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from bench.assembly import standalone_context
-from bench.budget import BudgetExceeded
 from bench.commands._ui import wide_console
 from bench.commands.run import LogReporter, RichReporter, one_method_overrides
-from bench.context import ContextError
-from bench.data import DataError
-from bench.devices import resolve_device
-from bench.faces import Aligner, FaceError, canvases_to_tensor, make_detector
-from bench.maskfile import declared_bounds, load_mask, save_mask
-from bench.protect import PhotoProtection, UserMatcher, photo_files
+from bench.core.devices import resolve_device
+from bench.core.validation import UsageError
+from bench.data.datasets import DataError
+from bench.data.faces import Aligner, FaceError, canvases_to_tensor, make_detector
+from bench.models.weights import WeightError, ensure
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
-from bench.validate import UsageError
-from bench.weights import WeightError, ensure
+from bench.run.assembly import standalone_context
+from bench.run.budget import BudgetExceeded
+from bench.run.context import ContextError
+from bench.run.maskfile import declared_bounds, load_mask, save_mask
+from bench.run.protect_photos import PhotoProtection, UserMatcher, photo_files
 
 
 def _check_args(args) -> None:

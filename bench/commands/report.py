@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import report
+from bench.report import html as report
 
 
 def run(args) -> int:

@@ -21,19 +21,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench import leaderboard, repeats, report
 from bench.commands._ui import add_format_option, print_board, wants_json, wide_console
-from bench.data import DataError, resolve_data_root
-from bench.devices import default_threads, resolve_device
-from bench.executors import LocalExecutor
-from bench.metrics import PROTOCOLS
-from bench.prepare import check_run_request
+from bench.core.devices import default_threads, resolve_device
+from bench.core.validation import UsageError
+from bench.data.datasets import DataError, resolve_data_root
+from bench.measures.psr import PROTOCOLS
 from bench.registry import ADVERSARIES, ConfigError, UnknownNameError
-from bench.resources import validate_names
-from bench.runner import Reporter, Runner
-from bench.store import RunFolderBusy
-from bench.suites import SPACES, SPLITS, Suite, get_suite
-from bench.validate import UsageError
+from bench.report import html as report
+from bench.report import leaderboard, repeats
+from bench.run.executors import LocalExecutor
+from bench.run.plugins import validate_names
+from bench.run.prepare import check_run_request
+from bench.run.runner import Reporter, Runner
+from bench.run.store import RunFolderBusy
+from bench.run.suites import SPACES, SPLITS, Suite, get_suite
 
 
 class RichReporter(Reporter):
@@ -268,16 +269,17 @@ def make_executor(name: str, address: str | None, suite):
             raise ValueError("--address is for --executor ray")
         return LocalExecutor()
     if name == "ray":
-        from bench.ray_executor import RayExecutor
+        from bench.run.ray_executor import RayExecutor
 
         return RayExecutor(suite, address=address)
     raise ValueError(f"unknown executor {name!r}: local or ray")
 
 
 def dry_run(suite, args, out: Path, console: Console, reporter: Reporter) -> int:
-    """Plan the suite on file lists and price it from rates measured on this machine (bench/estimate.py), after
+    """Plan the suite on file lists and price it from rates measured on this machine (bench/perf/throughput/estimate.py), after
     the checks a run makes before any work (a request the run would refuse fails here the same way)."""
-    from bench.estimate import Estimator, KindCost, RateCache
+    from bench.perf.estimate import Estimator, KindCost
+    from bench.perf.rates import RateCache
 
     try:
         device, threads = device_and_threads(args)

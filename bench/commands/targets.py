@@ -1,8 +1,8 @@
 """``bench targets``: measure every registered face recognition target on LFW and show the zoo.
 
 For each available target: balanced 10-fold LFW verification accuracy, TAR at FAR 1e-2, cosine thresholds at
-FAR 1e-2 and 1e-3, and embedding time per face (``bench.calibrate``). Results are cached per target and per
-LFW copy in ``$BENCH_HOME/calibration/<name>/<fingerprint>.json`` (``bench.calibration_store``) and reused until
+FAR 1e-2 and 1e-3, and embedding time per face (``bench.measures.calibrate``). Results are cached per target and per
+LFW copy in ``$BENCH_HOME/calibration/<name>/<fingerprint>.json`` (``bench.measures.calibration_store``) and reused until
 the weights or the protocol change (or ``--recalibrate``); a run uses the calibration of the LFW copy under its
 own data root. Unavailable targets are listed with the reason.
 """
@@ -26,14 +26,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench.calibrate import calibrate, stale_reason
-from bench.calibration_store import is_weak, load_calibration, save_calibration
 from bench.commands._ui import add_format_option, wants_json, wide_console
-from bench.data import DataError, find_identity_folder, load_identity_folders, resolve_data_root
-from bench.devices import resolve_device
-from bench.formatting import number, percent
-from bench.integrity import IntegrityError
+from bench.core.checksums import IntegrityError
+from bench.core.devices import resolve_device
+from bench.data.datasets import DataError, find_identity_folder, load_identity_folders, resolve_data_root
+from bench.measures.calibrate import calibrate, stale_reason
+from bench.measures.calibration_store import is_weak, load_calibration, save_calibration
 from bench.registry import TARGETS, UnknownNameError
+from bench.report.formatting import number, percent
 
 
 def lfw_root_under(data_root: Path) -> Path:
@@ -147,7 +147,7 @@ def run(args) -> int:
     err = Console(stderr=True)
     import torch
 
-    from bench.devices import default_threads
+    from bench.core.devices import default_threads
 
     torch.set_num_threads(args.threads or default_threads())
     try:

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from bench.result_schema import SCHEMA_FILE
-from bench.submissions import entry_errors, is_submitted, read_entry
+from bench.report.result_schema import SCHEMA_FILE
+from bench.report.submissions import entry_errors, is_submitted, read_entry
 
 
 def _board(entry_path: Path, board_dir: str | None) -> dict | None:

@@ -2,7 +2,7 @@
 
 Specs come from each registered target's ``weights`` attribute (``TARGETS``), shared specs once. ``NAME`` is a
 weight name (``sface``) or a target name (``sface-cv2``). ``list`` shows source, license, size and whether the
-file is at hand and verified; ``fetch`` gets every missing file through ``bench.weights.ensure`` (one message per
+file is at hand and verified; ``fetch`` gets every missing file through ``bench.models.weights.ensure`` (one message per
 failure, the rest carry on), then builds once the files targets convert from them (``convert_weights``);
 ``verify`` re-hashes the files at hand against their pinned SHA-256, and the files converted from them (folded
 ONNX, LPIPS state dict) against the checksum recorded when they were made.
@@ -18,11 +18,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from bench.commands._ui import add_format_option, wants_json, wide_console
-from bench.lpips import ALEXNET_SPEC
-from bench.registry import TARGETS, UnknownNameError
-from bench.scrfd import SCRFD_ONNX
-from bench.user_weights import locate_user_file
-from bench.weights import (
+from bench.data.scrfd import SCRFD_ONNX
+from bench.measures.lpips import ALEXNET_SPEC
+from bench.models.user_weights import locate_user_file
+from bench.models.weights import (
     WeightError,
     WeightSpec,
     candidate_path,
@@ -31,6 +30,7 @@ from bench.weights import (
     installed_member,
     sha256_of,
 )
+from bench.registry import TARGETS, UnknownNameError
 
 
 def declared_specs(names: list[str] | None = None) -> list[tuple[WeightSpec, list[str]]]:

@@ -1,4 +1,4 @@
-"""Percentile bootstrap (bench.ranking) against scipy.stats.bootstrap (percentile and BCa) on the published
+"""Percentile bootstrap (bench.measures.ranking) against scipy.stats.bootstrap (percentile and BCa) on the published
 per-user PSR@1: ``python docs/lab/bootstrap_comparison.py [RESAMPLES] [SAMPLES]`` from the repository root
 (its output: docs/lab/bootstrap-comparison.md).
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import bootstrap
 
-from bench.ranking import mean_cell, score_interval, user_matrix, worst_cell
+from bench.measures.ranking import mean_cell, score_interval, user_matrix, worst_cell
 
 warnings.simplefilter("ignore")  # scipy warns on degenerate samples; they show as nan in the table
 REPO = Path(__file__).resolve().parents[2]

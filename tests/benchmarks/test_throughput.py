@@ -1,17 +1,17 @@
 """Throughput gates, timed with pytest-benchmark (`pytest -m slow tests/benchmarks --benchmark-enable` prints its
 table): the harness adds little to the networks it drives (eval_ratio, fit_ratio), a run computes nothing twice,
 scales linearly in users and beats a naive per-image loop. Ratios, timed in turns, so a shared machine's load
-falls on both sides (bench/perf.py)."""
+falls on both sides (bench/perf/throughput/throughput.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.paths import embedded_data_root
-from bench.perf import faces, method_cost, shortened, target_rates
-from bench.perf_suite import suite_measures
+from bench.core.paths import embedded_data_root
+from bench.perf.run_measures import suite_measures
+from bench.perf.throughput import faces, method_cost, shortened, target_rates
 from bench.registry import METHODS, TARGETS
-from bench.suites import get_suite
+from bench.run.suites import get_suite
 
 pytestmark = pytest.mark.slow
 

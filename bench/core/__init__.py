@@ -1,0 +1,1 @@
+"""What every room stands on: paths, input validation, checksums, devices, progress, the work log."""

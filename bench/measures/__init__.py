@@ -1,0 +1,1 @@
+"""What is measured: PSR, image quality, LPIPS, the metric registry, bootstrap ranking."""

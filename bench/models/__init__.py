@@ -1,0 +1,1 @@
+"""Recognisers' weights and runtimes: provisioning, checksums, converters, detectors, calibration."""

@@ -1,0 +1,1 @@
+"""Cost: the dry run's prices and ``bench perf``'s throughput ratios."""

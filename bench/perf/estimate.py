@@ -1,0 +1,395 @@
+"""What a run will cost before it runs (``bench run --dry-run``), priced from rates measured on this machine.
+
+The dry run plans on file lists (``bench.run.prepare.describe_files``: nothing is aligned) and prices every task:
+- ``clean/<t>``: its photos over the target's forward rate (images per second through ``Target.embed``);
+- ``protect/<m>/<u>``: the method's fit on the user's fit photos, its protect on the user's probes (and enrolled
+  gallery photos in the gallery scenario), and the quality metrics. A method is timed on ``batch`` photos at
+  two small values of its effort knob (``Method.effort``: steps, epochs or iterations) after a warm-up, as
+  t(k) = a + b k, then scaled to its configured effort and to the user's photo counts;
+- ``eval/<m>/<a>/<t>``: the adversary's transform and the target's forward pass on every user's protected photos;
+  a training adversary (``Adversary.training_step``) adds, where the run first builds it, the owner's people
+  protected by the method (the method's fit and protect rates x its people and photos, once per method and
+  people), its training (seconds per step measured here x the steps its config takes, once per method, or per
+  method and target for a fine-tuned model) and the adapted recogniser re-embedding the gallery and clean probes;
+- ``authorized/<m>/<t>``: the de-obfuscated photos through the target; ``eval/clean/<t>``: ranking only.
+- photo space: ``photos/<m>/<u>``, paste-back, JPEG and whole-photo quality per protected probe; each method's
+  posted photos found once per attacker detector; the clean probes posted and embedded per target, found once.
+
+Costs are read on ``bench.perf.throughput.cost_clock``: on a CPU the CPU time of the process (all its threads), which the
+load of a shared machine does not inflate (with one thread, the wall time of an idle machine; with more, the
+idle wall time lies between CPU time / threads and CPU time); on a GPU the wall time. Runs record each task's CPU
+time beside its wall time (``cpu_seconds``), which ``measured_kinds`` sums per kind to check an estimate.
+
+Rates are cached in ``$BENCH_HOME/perf/rates.json`` under a key of the machine (host, processor, torch, device,
+threads), each under a key of what was measured (name, config, code version, surrogates, batch; ``remeasure``: each
+once again, as GPU rates carry the load of their moment). A training adversary's step depends on the shape of what
+it trains on, not on the photos, so it is timed on the dry run's own photos; its cache of trained models (in the
+run folder) is not looked at: the price is that of a first run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from bench.core.progress import Reporter
+from bench.data.datasets import locate_data
+from bench.data.faces import Aligner
+from bench.perf.rates import Linear, RateCache, time_method
+from bench.perf.throughput import cost_clock, faces, timed
+from bench.registry import TARGETS
+from bench.run.assembly import bind_plugins, run_context
+from bench.run.context import RunContext
+from bench.run.photo_space import AttackerView, attacker_detector, photo_costs
+from bench.run.plan import DataInfo, Plugins, TargetInfo, TaskGraph, plan_run
+from bench.run.plugins import expand, load_targets
+from bench.run.prepare import describe_files
+from bench.run.provenance import code_version, content_key
+from bench.run.suites import Suite
+
+# A per-image method slower than this per photo (half a minute: minutes at full settings on a busy CPU) is
+# flagged in the plan.
+SLOW_PER_PHOTO_S = 30.0
+
+
+@dataclass
+class KindCost:
+    tasks: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Estimate:
+    kinds: dict[str, KindCost]
+    methods: dict[str, dict[str, Any]]  # name -> kind, users, photos, fit_s_per_user, protect_s_per_photo, seconds
+    notes: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    cache: str = ""
+    # training adversary -> builds, protect_public_s (protecting the owner's people), train_s
+    adaptation: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return sum(k.seconds for k in self.kinds.values())
+
+
+@dataclass
+class Planned:
+    graph: TaskGraph
+    data: DataInfo
+    methods: dict[str, Any]
+    adversaries: dict[str, Any]
+    context: RunContext
+
+
+def task_kind(label: str) -> str:
+    return "eval-clean" if label.startswith("eval/clean/") else label.split("/", 1)[0]
+
+
+def measured_kinds(store: Any, cpu: bool = True) -> dict[str, KindCost]:
+    """What a finished run's tasks took, per kind, to hold an estimate against: their CPU time (``cpu``, what an
+    estimate on a CPU is in) or their wall time."""
+    kinds: dict[str, KindCost] = {}
+    rows = store.db.execute("SELECT label, seconds, info FROM tasks WHERE status = 'done'")
+    for label, seconds, info in rows:
+        cost = kinds.setdefault(task_kind(label), KindCost())
+        cost.tasks += 1
+        cost.seconds += (json.loads(info or "{}").get("cpu_seconds", 0.0) if cpu else seconds) or 0.0
+    return kinds
+
+
+class Estimator:
+    """Prices a suite's tasks on this machine; measures what the cache lacks (with progress)."""
+
+    def __init__(self, suite: Suite, root: Path, device: str, threads: int, reporter: Reporter,
+                 batch: int = 4, cache: RateCache | None = None):
+        self.suite, self.root, self.device, self.threads = suite, Path(root), device, threads
+        self.reporter, self.batch = reporter, batch
+        self.cache = cache or RateCache(device, threads)
+        self.unavailable: dict[str, str] = {}
+        self._targets: dict[str, Any] = {}
+        self._photos: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.aligner = Aligner(device=device)
+
+    # -- what is measured --------------------------------------------------------------------------------
+    def _seconds(self, fn, inference: bool = False) -> float:
+        """Seconds of one call after a warm-up call, on the cost clock (CPU time on a CPU)."""
+        def call():
+            if inference:
+                with torch.inference_mode():
+                    return fn()
+            return fn()
+
+        call()
+        return timed(call, self.device, cost_clock(self.device))[0]
+
+    def photos(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch`` fit photos and ``batch`` other photos of one identity of the run's data."""
+        if self._photos is None:
+            both = faces(str(self.root), 2 * self.batch, self.device, self.aligner)
+            self._photos = both[: self.batch], both[self.batch:]
+        return self._photos
+
+    def target(self, name: str) -> Any:
+        if name not in self._targets:
+            self._targets.update(load_targets([name], self.device, self.unavailable, self.reporter))
+        return self._targets.get(name)
+
+    def target_rate(self, name: str) -> float | None:
+        """Images per second through the target's ``embed`` without gradients (None: unavailable)."""
+        cls = TARGETS.entry(name).cls
+        key = f"target/{name}/{code_version(cls)}"
+        cached = self.cache.get(key)
+        if cached is None:
+            target = self.target(name)
+            if target is None:
+                return None
+            self.reporter.message(f"measuring {name}'s forward rate on {self.device}")
+            photos = torch.cat(self.photos())
+            cached = {"forward_ips": len(photos) / self._seconds(lambda: target.embed(photos), inference=True)}
+            self.cache.put(key, cached)
+        return cached["forward_ips"]
+
+    def method_cost(self, name: str, method: Any, surrogates: list[str], context: RunContext) -> dict[str, Any]:
+        from bench.registry import METHODS
+
+        overrides = dict(self.suite.method_overrides.get(name, {}))
+        key = "method/" + name + "/" + content_key(asdict(method.config), code_version(method), surrogates, self.batch)
+        cached = self.cache.get(key)
+        if cached is None:
+            team = [self.target(s) for s in surrogates]
+            if any(t is None for t in team):
+                raise ValueError(f"surrogates {surrogates}: some are unavailable ({self.unavailable})")
+            self.reporter.message(f"timing {name} on {self.device} ({self.batch} photos, {method.effort or 'as set'} "
+                                  "1 and 3)")
+
+            def factory(effort: dict[str, int]) -> Any:
+                return METHODS.create(name, **{**overrides, **effort}).bind(context, 0)
+
+            fit_photos, probes = self.photos()
+            cached = time_method(factory, team, fit_photos, probes, method.effort)
+            self.cache.put(key, cached)
+        return cached
+
+    def quality_seconds_per_photo(self) -> float:
+        from bench.measures.registry import METRICS
+        from bench.run.tasks import quality_rows
+
+        key = "quality/" + content_key(sorted(m.row for m in METRICS.quality()), self.batch)
+        cached = self.cache.get(key)
+        if cached is None:
+            clean = self.photos()[0]
+            shown = (clean + 0.01 * torch.randn_like(clean)).clamp(0, 1)
+            probe = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
+            seconds = self._seconds(lambda: quality_rows(probe, shown, clean))
+            cached = {"seconds_per_photo": seconds / len(clean)}
+            self.cache.put(key, cached)
+        return cached["seconds_per_photo"]
+
+    def photo_seconds(self, detector: str) -> dict[str, float]:
+        """Photo space: seconds per photo to post it, to measure its quality and for ``detector`` to find its
+        face (``bench.run.photo_space.photo_costs`` on real photos of the data root)."""
+        key = f"photo/{detector}/{self.suite.photo_jpeg_quality}/" + code_version(AttackerView)
+        cached = self.cache.get(key)
+        if cached is None:
+            files = sorted(self.root.rglob("*.jpg"))[: 2 * self.batch]
+            costs = [photo_costs(files, detector, self.suite.photo_jpeg_quality, cost_clock(self.device), self.device)
+                     for _ in range(2)]  # the first call loads the detector
+            cached = costs[-1]
+            self.cache.put(key, cached)
+        return cached
+
+    def training(self, name: str, adversary: Any, target: str) -> dict[str, float] | None:
+        """An adaptive adversary's training on this machine: seconds per step (three steps on ``batch`` photos
+        after a warm-up, ``Adversary.training_step``) and the steps its configuration takes (None: it trains
+        nothing here, e.g. a black-box target it cannot fine-tune)."""
+        per_target = adversary.trains_per_target
+        key = f"training/{name}/" + content_key(asdict(adversary.config), code_version(adversary),
+                                                 target if per_target else None, self.batch)
+        cached = self.cache.get(key)
+        if cached is None:
+            model = self.target(target) if per_target else None
+            made = adversary.training_step(model, torch.cat(self.photos())) if model is not None or not per_target \
+                else None
+            if made is None:
+                return None
+            step, steps = made
+            self.reporter.message(f"timing {name}'s training step on {self.device}" + (f" ({target})" if per_target
+                                                                                       else ""))
+            cached = {"seconds_per_step": self._seconds(lambda: [step() for _ in range(3)]) / 3, "steps": steps}
+            self.cache.put(key, cached)
+        return cached
+
+    def adversary_seconds_per_photo(self, name: str, adversary: Any) -> float:
+        key = f"adversary/{name}/" + content_key(asdict(adversary.config), code_version(adversary))
+        cached = self.cache.get(key)
+        if cached is None:
+            photos = torch.cat(self.photos())
+            cached = {"seconds_per_photo": self._seconds(lambda: adversary.apply(photos)) / len(photos)}
+            self.cache.put(key, cached)
+        return cached["seconds_per_photo"]
+
+    # -- the plan, priced -----------------------------------------------------------------------------------
+    def plan(self) -> Planned:
+        """The suite planned on file lists, with its methods (needs resolved) and adversaries created."""
+        source = locate_data(self.root, self.suite.dataset)
+        data = describe_files(self.suite, source.dataset)
+        bound = bind_plugins(self.suite, run_context(source, data.users, self.aligner, self.device,
+                                                     self.suite.split.seed), self.reporter)
+        targets = []
+        for name in expand(self.suite.targets, TARGETS):
+            ok, reason = TARGETS.entry(name).availability()
+            if ok:
+                cls = TARGETS.entry(name).cls
+                targets.append(TargetInfo(name, differentiable=cls.differentiable))
+            else:
+                self.unavailable[name] = reason or "unavailable"
+        plugins = Plugins(bound.method_infos, targets, bound.adversary_infos,
+                          [(s, [], "") for s in self.suite.surrogates], dict(self.unavailable), self.device)
+        return Planned(plan_run(self.suite, data, plugins), data, bound.methods, bound.adversaries, bound.context)
+
+    def estimate(self) -> Estimate:
+        planned = self.plan()
+        graph, data, methods, adversaries, context = (planned.graph, planned.data, planned.methods,
+                                                      planned.adversaries, planned.context)
+        gallery_scenario = "gallery" in self.suite.scenarios
+        kinds: dict[str, KindCost] = {}
+        per_method: dict[str, dict[str, float]] = {}
+        notes: list[str] = []
+        surrogates = list(self.suite.surrogates)
+        rate_of: dict[str, float | None] = {}
+        failing: set[str] = set()
+
+        def forward(target: str, photos: int) -> float:
+            if target not in rate_of:
+                rate_of[target] = self.target_rate(target)
+            rate = rate_of[target]
+            return photos / rate if rate else 0.0
+
+        # training adversaries: the owner's people protected once per method (and people, seed), shared by the
+        # adversaries that ask for the same; what is trained, once per method (and target, for a fine-tuned
+        # model); an adapted recogniser re-embeds the gallery and the clean probes (attacks._adaptive)
+        adaptation: dict[str, dict[str, float]] = {}
+        built: set[tuple] = set()
+
+        def adapt(name: str, adversary: Any, mname: str, target: str) -> float:
+            people = next((n.args for n in adversary.needs() if n.what == "identity_bank"), None)
+            seed = getattr(adversary.config, "seed", 0)
+            facts = adaptation.setdefault(name, {"builds": 0, "protect_public_s": 0.0, "train_s": 0.0})
+            seconds = forward(target, len(data.gallery) + sum(len(v) for v in data.probe.values()))
+            if people and ("public", mname, people, seed) not in built and mname not in failing:
+                built.add(("public", mname, people, seed))
+                identities, photos = people
+                try:
+                    rates = self.method_cost(mname, methods[mname], surrogates, context)
+                except ValueError:
+                    return seconds  # the method fails here: its protect tasks say why (priced below)
+                method = methods[mname]
+                effort = getattr(method.config, method.effort) if method.effort else 0
+                public = identities * (Linear(**rates["fit"]).seconds(photos, effort)
+                                       + Linear(**rates["protect"]).seconds(photos, effort))
+                facts["protect_public_s"] += public
+                seconds += public
+            trained = (name, mname, target if adversary.trains_per_target else None)
+            if trained not in built:
+                built.add(trained)
+                rate = self.training(name, adversary, target)
+                if rate is not None:
+                    facts["builds"] += 1
+                    facts["train_s"] += rate["seconds_per_step"] * rate["steps"]
+                    seconds += rate["seconds_per_step"] * rate["steps"]
+            return seconds
+
+        quality = None
+        # photo space: a posted photo is found once per attacker detector (bench.run.photo_space.AttackerView)
+        detectors = sorted({attacker_detector(TARGETS.entry(t).cls) for t in expand(self.suite.targets, TARGETS)
+                            if t not in self.unavailable}) if self.suite.space == "photo" else []
+        post_s, quality_s = (self.photo_seconds(detectors[0])[k] if detectors else 0.0 for k in ("post_s", "quality_s"))
+        detect_s = sum(self.photo_seconds(d)["detect_s"] for d in detectors)  # per posted photo, every detector
+        clean_posted, detected = False, set()
+        for task in graph.tasks:
+            kind = task_kind(task.label)
+            cost = kinds.setdefault(kind, KindCost())
+            cost.tasks += 1
+            args = task.args
+            if kind == "clean":
+                photos = len(data.gallery) + sum(len(v) for v in data.probe.values())
+                cost.seconds += forward(args["target"], photos)
+            elif kind == "protect":
+                name, user = args["method"], args["user"]
+                method = methods[name]
+                if name in failing:
+                    continue
+                try:
+                    rates = self.method_cost(name, method, surrogates, context)
+                except ValueError as exc:  # its protect tasks would fail alike in the run: say so, price the rest
+                    failing.add(name)
+                    notes.append(f"{name} fails on this machine with surrogates {', '.join(surrogates)} (its tasks "
+                                 f"would be recorded as failed, and are not priced): {exc}")
+                    continue
+                effort = getattr(method.config, method.effort) if method.effort else 0
+                shown = len(data.probe[user]) + (len(data.user_gallery[user]) if gallery_scenario else 0)
+                fit_s = Linear(**rates["fit"]).seconds(len(data.fit[user]), effort)
+                protect_s = Linear(**rates["protect"]).seconds(shown, effort)
+                if quality is None:
+                    quality = self.quality_seconds_per_photo()
+                seconds = fit_s + protect_s + quality * len(data.probe[user])
+                cost.seconds += seconds
+                entry = per_method.setdefault(name, {"kind": method.kind, "users": 0, "fit_s": 0.0,
+                                                     "protect_s": 0.0, "photos": 0, "seconds": 0.0})
+                entry["users"] += 1
+                entry["fit_s"] += fit_s
+                entry["protect_s"] += protect_s
+                entry["photos"] += shown
+                entry["seconds"] += seconds
+            elif kind == "eval":
+                name = args["adversary"]
+                adversary = adversaries[name]
+                if adversary.kind == "adaptation":
+                    cost.seconds += adapt(name, adversary, args["method"], args["target"])
+                protected = args["protect_keys"]  # the users the method protects (Suite.method_users)
+                photos = sum(len(data.probe[u]) for u in protected)
+                if gallery_scenario:
+                    photos += sum(len(data.user_gallery[u]) for u in protected)
+                cost.seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(
+                    name, adversary)
+                posted = frozenset(args["protect_keys"].values())  # a method's photos at one seed
+                if detectors and posted not in detected:  # found once per detector, in their first evaluation
+                    detected.add(posted)
+                    cost.seconds += photos * detect_s
+            elif kind == "photos":
+                cost.seconds += len(data.probe[args["user"]]) * (post_s + quality_s)
+            elif kind == "eval-clean" and detectors:  # clean probes posted, found (once) and embedded per target
+                probes = sum(len(v) for v in data.probe.values())
+                cost.seconds += probes * (post_s + (0.0 if clean_posted else detect_s)) + forward(args["target"], probes)
+                clean_posted = True
+            elif kind == "authorized":
+                cost.seconds += forward(args["target"], sum(len(data.probe[u]) for u in args["protect_keys"]))
+        total = sum(k.seconds for k in kinds.values())
+        for entry in per_method.values():
+            entry["fit_s_per_user"] = entry.pop("fit_s") / max(1, entry["users"])
+            entry["protect_s_per_photo"] = entry.pop("protect_s") / max(1, entry["photos"])
+        for name, facts in adaptation.items():
+            each = "method and target" if adversaries[name].trains_per_target else "method"
+            public = (f"protecting the owner's people {facts['protect_public_s'] / 60:.1f} min, " if
+                      facts["protect_public_s"] else "the owner's people as another training adversary protected "
+                      "them, ")
+            notes.append(f"{name}: {public}training {facts['train_s'] / 60:.1f} min ({facts['builds']} build(s), one "
+                         f"per {each}); what it trains is cached in the run folder and reused when the run resumes")
+        for name, entry in per_method.items():
+            if entry["kind"] == "per-image" and entry["protect_s_per_photo"] >= SLOW_PER_PHOTO_S:
+                where = "this CPU" if self.device == "cpu" else self.device
+                notes.append(f"{name}: {entry['protect_s_per_photo']:.0f} s per photo on {where}, "
+                             f"{entry['seconds'] / 3600:.1f} h in all ({100 * entry['seconds'] / max(total, 1e-9):.0f}% "
+                             "of the plan); its cost explodes on a CPU: run it on a GPU (--device cuda) or leave it "
+                             "out (--methods)")
+        return Estimate(kinds, per_method, sorted(set(notes)), dict(self.unavailable), str(self.cache.path),
+                        adaptation)
+
+
+__all__ = ["Estimate", "Estimator", "KindCost", "Planned", "measured_kinds", "task_kind"]

@@ -1,0 +1,1 @@
+"""Views of a run: the leaderboard and its tables, the generated reading, the HTML report, the gate."""
