@@ -102,3 +102,12 @@ def test_nothing_published_names_a_folder_of_the_machine_that_made_it():
         if path.suffix in (".json", ".csv", ".md"):
             found = pattern.search(path.read_text())
             assert found is None, f"{path} holds a machine path near {path.read_text()[found.start():][:60]!r}"
+
+
+def test_a_budget_in_words_validates():
+    """An obfuscation bounds its change by what it does, not by a number: its budget is a note."""
+    entry = json.loads((RESULTS / "entries" / "pgd--probe.json").read_text())
+    entry["budget"] = {"note": "Gaussian blur sigma 4 px, unbounded"}
+    assert schema_errors(entry) == []
+    entry["budget"] = {"linf": "8/255"}
+    assert schema_errors(entry) != []

@@ -165,7 +165,9 @@ def entry_schema() -> dict[str, Any]:
             "scenario": {"type": "string", "minLength": 1},
             "status": {"enum": list(STATUSES)},
             "reason": {"type": ["string", "null"]},
-            "budget": {"type": ["object", "null"], "additionalProperties": {"type": ["number", "null"]}},
+            # bounds as numbers; "note" says in words what limits a change no number bounds (an obfuscation)
+            "budget": {"type": ["object", "null"], "properties": {"note": {"type": "string"}},
+                       "additionalProperties": {"type": ["number", "null"]}},
             "config": {"type": ["object", "null"]},
             "psr": {"type": "object", "additionalProperties": {"type": "object",
                                                                 "additionalProperties": {"$ref": "#/$defs/cell"}}},
