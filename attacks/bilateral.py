@@ -9,7 +9,7 @@ import cv2
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -24,7 +24,7 @@ class BilateralConfig:
         check_range("bilateral sigma_space", self.sigma_space, 0.0, 255.0, open_low=True)
 
 
-@ATTACKS.register("bilateral")
+@ADVERSARIES.register("bilateral")
 class Bilateral(Adversary):
     kind = "transform"
     Config = BilateralConfig

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from attacks.base import Adversary, check_range
-from bench.api import ATTACKS, to_uint8
+from bench.api import ADVERSARIES, to_uint8
 
 
 @dataclass
@@ -19,9 +19,9 @@ class BitDepthConfig:
         check_range("bit depth", self.bits, 1, 7)
 
 
-@ATTACKS.register("bit-depth-5", bits=5)
-@ATTACKS.register("bit-depth-4", bits=4)
-@ATTACKS.register("bit-depth-3", bits=3)
+@ADVERSARIES.register("bit-depth-5", bits=5)
+@ADVERSARIES.register("bit-depth-4", bits=4)
+@ADVERSARIES.register("bit-depth-3", bits=3)
 class BitDepth(Adversary):
     kind = "transform"
     Config = BitDepthConfig

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from attacks.base import Adversary, check_range
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -51,7 +51,7 @@ class DynamicGalleryConfig:
             raise ValueError(f"dynamic-gallery far must name a calibrated threshold such as 'far1e-3', got {self.far!r}")
 
 
-@ATTACKS.register("dynamic-gallery")
+@ADVERSARIES.register("dynamic-gallery")
 class DynamicGallery(Adversary):
     kind = "estimation"
     Config = DynamicGalleryConfig

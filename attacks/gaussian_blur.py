@@ -9,7 +9,7 @@ import cv2
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -20,8 +20,8 @@ class GaussianBlurConfig:
         check_range("Gaussian blur sigma", self.sigma, 0.0, 10.0, open_low=True)
 
 
-@ATTACKS.register("gaussian-blur-1", sigma=1.0)
-@ATTACKS.register("gaussian-blur-2", sigma=2.0)
+@ADVERSARIES.register("gaussian-blur-1", sigma=1.0)
+@ADVERSARIES.register("gaussian-blur-2", sigma=2.0)
 class GaussianBlur(Adversary):
     kind = "transform"
     Config = GaussianBlurConfig

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -38,11 +38,11 @@ def jpeg_roundtrip(canvases: torch.Tensor, quality: int) -> torch.Tensor:
     return per_photo(canvases, lambda a: encode_decode(a, "JPEG", quality=int(quality)))
 
 
-@ATTACKS.register("jpeg")
-@ATTACKS.register("jpeg-90", quality=90)
-@ATTACKS.register("jpeg-75", quality=75)
-@ATTACKS.register("jpeg-50", quality=50)
-@ATTACKS.register("jpeg-30", quality=30)
+@ADVERSARIES.register("jpeg")
+@ADVERSARIES.register("jpeg-90", quality=90)
+@ADVERSARIES.register("jpeg-75", quality=75)
+@ADVERSARIES.register("jpeg-50", quality=50)
+@ADVERSARIES.register("jpeg-30", quality=30)
 class JPEG(Adversary):
     kind = "transform"
     Config = JPEGConfig

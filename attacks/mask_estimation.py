@@ -31,7 +31,7 @@ import cv2
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 ESTIMATORS = ("mean-highpass", "median-denoised", "low-rank")
 
@@ -79,10 +79,10 @@ def estimate_mask(photos: torch.Tensor, config: MaskEstimationConfig) -> torch.T
     return mask.clamp(-config.max_amplitude, config.max_amplitude)
 
 
-@ATTACKS.register("mask-estimation", estimator="median-denoised")
-@ATTACKS.register("mask-mean-highpass", estimator="mean-highpass")
-@ATTACKS.register("mask-median-denoised", estimator="median-denoised")
-@ATTACKS.register("mask-low-rank", estimator="low-rank")
+@ADVERSARIES.register("mask-estimation", estimator="median-denoised")
+@ADVERSARIES.register("mask-mean-highpass", estimator="mean-highpass")
+@ADVERSARIES.register("mask-median-denoised", estimator="median-denoised")
+@ADVERSARIES.register("mask-low-rank", estimator="low-rank")
 class MaskEstimation(Adversary):
     kind = "estimation"
     Config = MaskEstimationConfig

@@ -9,7 +9,7 @@ import cv2
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -22,8 +22,8 @@ class MedianConfig:
             raise ValueError(f"median kernel size must be odd (3, 5, ..., 15), got {self.size!r}")
 
 
-@ATTACKS.register("median-3", size=3)
-@ATTACKS.register("median-5", size=5)
+@ADVERSARIES.register("median-3", size=3)
+@ADVERSARIES.register("median-5", size=5)
 class Median(Adversary):
     kind = "transform"
     Config = MedianConfig

@@ -10,7 +10,7 @@ import cv2
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -27,8 +27,8 @@ class NLMeansConfig:
         check_range("non-local means search", self.search, self.template, 63)
 
 
-@ATTACKS.register("nl-means-5", h=5.0, h_color=5.0)
-@ATTACKS.register("nl-means-10", h=10.0, h_color=10.0)
+@ADVERSARIES.register("nl-means-5", h=5.0, h_color=5.0)
+@ADVERSARIES.register("nl-means-10", h=10.0, h_color=10.0)
 class NLMeans(Adversary):
     kind = "transform"
     Config = NLMeansConfig

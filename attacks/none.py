@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attacks.base import Adversary
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -13,7 +13,7 @@ class NoneConfig:
     pass
 
 
-@ATTACKS.register("none")
+@ADVERSARIES.register("none")
 class NoAdversary(Adversary):
     kind = "transform"
     Config = NoneConfig

@@ -1,6 +1,6 @@
 """Learned purification: the recogniser's owner trains a small denoiser to undo the public protection tool.
 
-Threat model (PROTOCOL.md, "learned purification"; cf. PuFace and diffusion purification): the owner protects
+Threat model (docs/adversaries.md, "Learned purification and robust fine-tuning"; cf. PuFace and diffusion purification): the owner protects
 photos of people it already has (an identity bank of the run, never the evaluated users) with the public method
 under test (``context.method``, its surrogates, a universal method fitted per person), trains a denoiser on the
 (protected, clean) pairs, and runs every photo it scrapes through it before recognition, the clean gallery too.
@@ -34,7 +34,7 @@ from attacks._adaptive import (
     save_atomic,
 )
 from attacks.base import Adversary, check_range
-from bench.api import ATTACKS, FACE_BOX, AdversaryContext, Need, Target
+from bench.api import ADVERSARIES, FACE_BOX, AdversaryContext, Need, Target
 
 
 @dataclass
@@ -117,7 +117,7 @@ class PurifiedTarget(Target):
         return self.inner.thresholds(data)
 
 
-@ATTACKS.register("purification")
+@ADVERSARIES.register("purification")
 class Purification(Adversary):
     kind = "adaptation"
     Config = PurificationConfig

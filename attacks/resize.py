@@ -9,7 +9,7 @@ import cv2
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -26,8 +26,8 @@ def down_up(arr, scale: float):
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-@ATTACKS.register("resize-0.5", scale=0.5)
-@ATTACKS.register("resize-0.75", scale=0.75)
+@ADVERSARIES.register("resize-0.5", scale=0.5)
+@ADVERSARIES.register("resize-0.75", scale=0.75)
 class Resize(Adversary):
     kind = "transform"
     Config = ResizeConfig

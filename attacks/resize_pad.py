@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from attacks.base import Adversary, check_range, per_photo
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -35,7 +35,7 @@ def resize_and_pad(arr: np.ndarray, min_scale: float, rng: np.random.Generator) 
     return out
 
 
-@ATTACKS.register("resize-pad")
+@ADVERSARIES.register("resize-pad")
 class ResizePad(Adversary):
     kind = "transform"
     Config = ResizePadConfig

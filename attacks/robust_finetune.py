@@ -40,7 +40,7 @@ from attacks._adaptive import (
     save_atomic,
 )
 from attacks.base import Adversary, check_range
-from bench.api import ATTACKS, AdversaryContext, Need, Target
+from bench.api import ADVERSARIES, AdversaryContext, Need, Target
 
 
 @dataclass
@@ -67,7 +67,7 @@ def pair_loss(model: Target, protected: torch.Tensor, clean: torch.Tensor, ancho
     return (2 - F.cosine_similarity(f_protected, anchor).mean() - F.cosine_similarity(f_clean, anchor).mean())
 
 
-@ATTACKS.register("robust-finetune")
+@ADVERSARIES.register("robust-finetune")
 class RobustFinetune(Adversary):
     kind = "adaptation"
     Config = RobustFinetuneConfig

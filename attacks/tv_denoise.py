@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from attacks.base import Adversary, check_range, per_photo, skimage_restoration
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -20,8 +20,8 @@ class TVDenoiseConfig:
         check_range("TV weight", self.weight, 0.0, 10.0, open_low=True)
 
 
-@ATTACKS.register("tv-denoise-0.05", weight=0.05)
-@ATTACKS.register("tv-denoise-0.1", weight=0.1)
+@ADVERSARIES.register("tv-denoise-0.05", weight=0.05)
+@ADVERSARIES.register("tv-denoise-0.1", weight=0.1)
 class TVDenoise(Adversary):
     kind = "transform"
     Config = TVDenoiseConfig

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from attacks.base import Adversary, check_range, per_photo, skimage_restoration
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 MODES = ("soft", "hard")
 METHODS = ("BayesShrink", "VisuShrink")
@@ -35,8 +35,8 @@ class WaveletConfig:
             raise ValueError(f"wavelet must be a discrete PyWavelets wavelet (db1, db2, sym4, ...), got {self.wavelet!r}")
 
 
-@ATTACKS.register("wavelet")
-@ATTACKS.register("wavelet-8", sigma=8 / 255)
+@ADVERSARIES.register("wavelet")
+@ADVERSARIES.register("wavelet-8", sigma=8 / 255)
 class Wavelet(Adversary):
     kind = "transform"
     Config = WaveletConfig

@@ -12,7 +12,7 @@ import torch
 
 from attacks.base import Adversary, check_range, per_photo
 from attacks.jpeg import encode_decode
-from bench.api import ATTACKS
+from bench.api import ADVERSARIES
 
 
 @dataclass
@@ -23,8 +23,8 @@ class WebPConfig:
         check_range("WebP quality", self.quality, 1, 100)
 
 
-@ATTACKS.register("webp-75", quality=75)
-@ATTACKS.register("webp-50", quality=50)
+@ADVERSARIES.register("webp-75", quality=75)
+@ADVERSARIES.register("webp-50", quality=50)
 class WebP(Adversary):
     kind = "transform"
     Config = WebPConfig

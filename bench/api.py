@@ -9,7 +9,7 @@ need of a run (device, seed, identity bank, cache folder, code versions) the run
 - base classes (re-exported from each plug-in package's ``base`` module): ``Method``, ``Protector``,
   ``MaskProtector``, ``Budget``, ``Reported``, ``GOALS``, ``seeded_generator``; ``Adversary``; ``Target``,
   ``TorchTarget``, ``BlackBoxTarget``, ``TargetConfig``;
-- registries: ``METHODS``, ``ADVERSARIES`` (also as ``ATTACKS``), ``TARGETS``
+- registries: ``METHODS``, ``ADVERSARIES``, ``TARGETS``
   (``@METHODS.register("name", **preset)``), and the metric registry ``METRICS`` with :class:`Metric`;
 - the canvas: its size, templates, face box, :class:`Framing`, 8-bit round trips;
 - config checks: ``check_ranges`` with ``COUNT``, ``FRACTION``, ``Interval``, ``at_least``, ``positive``;
@@ -49,7 +49,7 @@ from bench.models.tfjs import compile_graph, load_graph_json, read_weights
 from bench.models.tfjs.graphdef import read_frozen_graph
 from bench.models.user_weights import load_into, load_state_dict, locate_user_file, user_file_status
 from bench.models.weights import WeightError, WeightSpec, derived, ensure, recording, weight_status
-from bench.registry import ADVERSARIES, ATTACKS, METHODS, TARGETS, ConfigError
+from bench.registry import ADVERSARIES, METHODS, TARGETS, ConfigError
 from bench.run.context import AdversaryContext, ContextError, IdentityBank, Need, RunContext
 
 # name -> the plug-in base module that defines it (imported on first use: those modules import bench.api)
@@ -81,7 +81,7 @@ __all__ = [
     # base classes
     *_BASES,
     # registries
-    "METHODS", "ADVERSARIES", "ATTACKS", "TARGETS", "ConfigError", "METRICS", "Metric",
+    "METHODS", "ADVERSARIES", "TARGETS", "ConfigError", "METRICS", "Metric",
     # canvas
     "ARCFACE_112", "CANVAS_OFFSET", "CANVAS_SCALE", "CANVAS_SIZE", "CANVAS_TEMPLATE", "FACE_BOX", "Framing",
     "face_region", "from_uint8", "to_uint8",

@@ -1,6 +1,6 @@
 """Files cloakbench makes and keeps are checked before use; a model whose numbers are not finite fails loudly.
 
-Reproduces issue 10's first defect: 1 MiB of random bytes written into the converted SFace file (same size) gave
+The case it guards against: 1 MiB of random bytes written into the converted SFace file (same size) gave
 NaN embeddings, a run that finished with exit code 0, and a leaderboard of wrong numbers under unchanged task keys.
 """
 

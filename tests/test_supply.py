@@ -21,7 +21,7 @@ from bench.cli import main
 from bench.core.validation import ceiling
 from bench.data.canvas import CANVAS_SIZE
 from bench.models.weights import WeightError, WeightSpec, ensure
-from bench.registry import ATTACKS, METHODS, TARGETS, ConfigError
+from bench.registry import ADVERSARIES, METHODS, TARGETS, ConfigError
 from bench.run.maskfile import load_mask, save_mask
 
 EMBEDDED = Path(bench.__file__).parent / "embedded" / "lfw" / "images"
@@ -141,7 +141,7 @@ def _whole_fields(registry) -> list[tuple[str, str]]:
 
 
 def test_every_whole_number_of_every_method_and_adversary_has_a_ceiling():
-    fields = [(METHODS, *f) for f in _whole_fields(METHODS)] + [(ATTACKS, *f) for f in _whole_fields(ATTACKS)]
+    fields = [(METHODS, *f) for f in _whole_fields(METHODS)] + [(ADVERSARIES, *f) for f in _whole_fields(ADVERSARIES)]
     assert len(fields) > 50
     ours = 0
     for registry, name, field in fields:

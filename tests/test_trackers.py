@@ -15,7 +15,7 @@ from bench.measures.psr import (
     linkage_outcomes,
     user_outcome,
 )
-from bench.registry import ATTACKS
+from bench.registry import ADVERSARIES
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_dynamic_gallery_enrols_in_rounds_and_stops(embedded):
     owners = [name for name in embedded for _ in range(4)]
     thresholds = gallery_thresholds(gallery, labels)
     assert set(thresholds) == {"far1e-2", "far1e-3"} and thresholds["far1e-2"] <= thresholds["far1e-3"]
-    tracker = ATTACKS.create("dynamic-gallery")
+    tracker = ADVERSARIES.create("dynamic-gallery")
     assert tracker.kind == "estimation" and tracker.grows_gallery
     enrolled, rounds = tracker.enrol(sums, posts, thresholds)
     assert 1 <= rounds <= tracker.config.rounds
@@ -78,7 +78,7 @@ def test_dynamic_gallery_enrols_in_rounds_and_stops(embedded):
     assert joined.any()
     assert all(names[int(e)] == o for e, o, j in zip(enrolled, owners, joined, strict=True) if j)
     # once enrolled, a post stays: a second pass from the grown gallery enrols nothing new away from it
-    again, _ = ATTACKS.create("dynamic-gallery", rounds=1).enrol(sums, posts, thresholds)
+    again, _ = ADVERSARIES.create("dynamic-gallery", rounds=1).enrol(sums, posts, thresholds)
     assert ((again >= 0) <= joined).all()  # one round enrols a subset of what rounds enrol
     scored = enrolled_outcomes(sums, names, posts, owners, enrolled)
     assert all(o.queries == 4 for o in scored.values())
@@ -94,9 +94,9 @@ def test_dynamic_gallery_pulls_in_photos_that_share_a_pattern():
     sums = torch.stack([user, other])  # one clean gallery photo each
     posts = F.normalize(torch.stack([0.8 * user + 0.6 * pattern, 0.45 * user + 0.9 * pattern,
                                      0.2 * user + 1.0 * pattern]), dim=1)
-    enrolled, rounds = ATTACKS.create("dynamic-gallery").enrol(sums, posts, {"far1e-3": 0.7})
+    enrolled, rounds = ADVERSARIES.create("dynamic-gallery").enrol(sums, posts, {"far1e-3": 0.7})
     assert enrolled.tolist() == [0, 0, 0] and rounds == 4  # one a round, then a round that enrols nothing
-    stuck, _ = ATTACKS.create("dynamic-gallery", rounds=1).enrol(sums, posts, {"far1e-3": 0.7})
+    stuck, _ = ADVERSARIES.create("dynamic-gallery", rounds=1).enrol(sums, posts, {"far1e-3": 0.7})
     assert stuck.tolist() == [0, -1, -1]
     # verified against the user's template at the threshold: 2 of 3 fail the fixed gallery, none the grown one
     # (each post against the template grown by the others)
@@ -106,6 +106,6 @@ def test_dynamic_gallery_pulls_in_photos_that_share_a_pattern():
 
 
 def test_dynamic_gallery_says_which_threshold_it_lacks():
-    tracker = ATTACKS.create("dynamic-gallery", far="far1e-4")
+    tracker = ADVERSARIES.create("dynamic-gallery", far="far1e-4")
     with pytest.raises(ValueError, match="far1e-4"):
         tracker.enrol(torch.eye(2), torch.eye(2), {"far1e-3": 0.5})

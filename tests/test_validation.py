@@ -1,5 +1,5 @@
 """A run request is checked before any compute: one line naming the bad value and what is allowed, exit code 2,
-and nothing written (issue 10, defects 5, 6, 9 and the small ones)."""
+and nothing written: bad configurations, devices, data roots and output folders."""
 
 from __future__ import annotations
 

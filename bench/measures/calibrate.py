@@ -1,6 +1,6 @@
 """LFW verification accuracy and decision thresholds of a target: what ``bench targets`` measures and caches.
 
-Protocol (shared MODELS.md). This copy of LFW keeps only identities with 4+ photos, so of View 2's official
+Protocol (docs/models.md). This copy of LFW keeps only identities with 4+ photos, so of View 2's official
 pairs (``labels/pairs.txt``, 10 folds) nearly all matched pairs survive but only a handful of mismatched ones:
 the official accuracy would be little more than the acceptance rate of matched pairs. Hence a balanced variant:
 
