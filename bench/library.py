@@ -77,17 +77,15 @@ def protect(method: Any, faces: Sequence[Any] | torch.Tensor, surrogates: Sequen
             seed: int = 0, data_root: str | os.PathLike | None = None, device: str = "cpu") -> torch.Tensor:
     """Fit ``method`` (a name or a loaded method) on one user's ``faces`` against ``surrogates`` (names or loaded
     targets) and return the protected faces (N x 3 x H x W in [0, 1]). A method that needs an identity bank
-    (Fawkes, TIP-IM ...) gets one from ``data_root`` (default: $BENCH_DATA, ../shared/data, or the built-in LFW
-    subset)."""
-    from bench.data.datasets import resolve_data_root
+    (Fawkes, TIP-IM ...) gets one from the people of ``data_root``, or of the built-in LFW subset when none is
+    given, as ``bench protect`` does."""
     from bench.run.assembly import standalone_context
 
     method = load_method(method) if isinstance(method, str) else method
     loaded = [load_target(s, device) if isinstance(s, str) else s for s in surrogates]
     photos = faces_tensor(faces).to(loaded[0].device if hasattr(loaded[0], "device") else device)
     if method.needs():
-        root, _how = resolve_data_root(data_root)
-        method = method.bind(standalone_context(root, device=device), seed)
+        method = method.bind(standalone_context(data_root, device=device), seed)
     return method.fit(photos, loaded, seed).protect(photos)
 
 
