@@ -6,7 +6,7 @@ The Python API (docs/python-api.md)::
     method = bench.load_method("pgd", steps=5)        # a registered method, config fields overridden
     sface = bench.load_target("sface")                # a recogniser, weights verified and loaded
     face = bench.align("photo.jpg")                   # detected and aligned onto the benchmark's canvas
-    protected = bench.run.protect_photos(method, [face], [sface])
+    protected = bench.protect(method, [face], [sface])
     df = bench.load_results("results/")               # a leaderboard as a tidy pandas DataFrame
     df = bench.evaluate("smoke", out="runs/mine")     # run a suite, get its results
 

@@ -1,6 +1,6 @@
 """The Python API: load a method or a target by name, align a photo, protect faces, run a suite.
 
-``import bench`` re-exports these lazily (``bench.load_method``, ``bench.run.protect_photos`` ...), so importing the package
+``import bench`` re-exports these lazily (``bench.load_method``, ``bench.protect`` ...), so importing the package
 loads no model and no plug-in; the first call does. docs/python-api.md shows them in use.
 """
 
