@@ -132,3 +132,11 @@ def test_views_follow_the_registry_order(tmp_path):
     md_head = tables.to_markdown(board).splitlines()[0]
     labels = [m.label for m in METRICS.all() if m.group != "count" and m.region != "photo"]
     assert " | ".join(labels) in md_head
+
+
+def test_split_half_without_a_defined_rho_says_so():
+    """With few users a half can score every method alike; Spearman's rho is then undefined, not 'nan'."""
+    check = {"scenario": "probe", "users": 4, "methods": 4, "all": {"rank_correlation": float("nan")},
+             "unseen": {"rank_correlation": 0.5}}
+    (note,) = tables.stability_notes({"stability": check})
+    assert "over every target undefined" in note and "over unseen targets only 0.50" in note and "nan" not in note

@@ -196,6 +196,11 @@ def _notes(board: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _rho(value: float) -> str:
+    # Spearman's rho has no value when a half scores every method alike (a constant order)
+    return f"{value:.2f}" if value == value else "undefined (a half scores every method alike)"
+
+
 def stability_notes(board: dict[str, Any]) -> list[str]:
     """The split-half check (``bench.measures.ranking.stability``) in words."""
     check = board.get("stability")
@@ -203,7 +208,7 @@ def stability_notes(board: dict[str, Any]) -> list[str]:
         return []
     if check.get("left_out"):
         return [f"Split-half check ({check['scenario']} scenario) left out: {check['left_out']}."]
-    parts = [f"{label} {check[key]['rank_correlation']:.2f}" for key, label in
+    parts = [f"{label} {_rho(check[key]['rank_correlation'])}" for key, label in
              (("all", "over every target"), ("unseen", "over unseen targets only")) if check.get(key)]
     return [f"Split-half check: the {check['methods']} methods ranked on two disjoint halves of the {check['users']} "
             f"users ({check['scenario']} scenario); Spearman's rank correlation of the halves: " + ", ".join(parts)
