@@ -22,9 +22,9 @@ import pandas
 import pytest
 import torch
 from PIL import Image
+from test_resume import bench_run, comparable, query
 
 from bench.core.paths import embedded_data_root
-from tests.test_resume import bench_run, comparable, query
 
 REPO = Path(__file__).resolve().parents[1]
 
