@@ -1,6 +1,5 @@
 """Real ``bench run`` processes: two runs into one folder never compute the same task, and a run killed with
-SIGKILL at random points resumes to a leaderboard identical, bit for bit, to an uninterrupted run's
-(issue 10, defect 7 and must-deliver 5)."""
+SIGKILL at random points resumes to a leaderboard identical, bit for bit, to an uninterrupted run's."""
 
 from __future__ import annotations
 
