@@ -93,3 +93,30 @@ def test_every_row_has_the_header_s_cells(tiny_run):
                              "reason": "no weights here"})
     lines = [line for line in method_table.render(board).splitlines() if line.startswith("| ")]
     assert {line.count("|") for line in lines} == {len(method_table.HEAD) + 1} and "unavailable: no weights here" in lines[-1]
+
+
+def test_a_row_on_fewer_users_says_so_and_is_not_ranked_against_the_full_rows():
+    """Pure data: two methods on the run's 10 users and a costly one on 2 of them. The full rows are ranked on
+    their 10 users (the 2 shared users alone would tie them); the 2-user row has no rank, only its user count."""
+    from bench.measures.ranking import rank_entries
+
+    users = [f"u{i}" for i in range(10)]
+    strong = dict.fromkeys(users, 1.0)
+    weak = {u: 1.0 if u in ("u0", "u1") else 0.0 for u in users}  # alike on the reduced row's two users only
+
+    def entry(method, per_user, reduced_to=None):
+        per_user = {u: v for u, v in per_user.items() if reduced_to is None or u in reduced_to}
+        mean = sum(per_user.values()) / len(per_user)
+        return {"method": method, "kind": "universal", "scenario": "probe", "status": "ok", "users": len(per_user),
+                "psr": {"sface": {"none": {"top1": mean}}}, "psr_top1_worst": mean,
+                "per_user_top1": {"sface|none": per_user}}
+
+    board = {"run": {"suite": "methods", "users": users, "surrogates": ["sface"]}, "targets": ["sface"],
+             "adversaries": ["none"], "target_info": {"sface": {"white_box": True}},
+             "entries": [entry("a", strong), entry("c", weak), entry("square", dict.fromkeys(users, 0.5), {"u0", "u1"})]}
+    rank_entries(board["entries"])
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in method_table.render(board).splitlines()
+            if line.startswith("| ") and not line.startswith("| method")}
+    rank = method_table.HEAD.index("rank")
+    assert [rows[m][rank] for m in ("a", "c", "square")] == ["1", "2", "not ranked (2 users)"]
+    assert "2 of 10 users" in rows["square"][-1]

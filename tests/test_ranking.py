@@ -10,6 +10,7 @@ from bench.measures.ranking import (
     paired_difference,
     rank_entries,
     split_half,
+    stability,
     tied_ranks,
     worst_cell,
 )
@@ -97,8 +98,6 @@ def test_compare_pairs_two_methods_over_their_shared_users_and_cells():
 
 
 def test_the_split_half_check_covers_every_target_and_the_unseen_ones():
-    from bench.measures.ranking import stability
-
     rng = np.random.default_rng(6)
     cells = ["sface|none", "mobileface|none"]
     entries = [dict(_entry(f"m{i}", _users(rng, 0.1 + 0.25 * i, users=16, cells=2, spread=0.02), cells),
@@ -144,8 +143,6 @@ def _board_for_reading(rng, gaps, users=12):
         e["psr_top1_worst"] = float(worst_cell(m[None])[0])
         entries.append(e)
     rank_entries(entries)
-    from bench.measures.ranking import stability
-
     return {"entries": entries, "stability": stability(entries)}
 
 
@@ -164,3 +161,20 @@ def test_the_reading_claims_an_order_only_where_the_paired_bootstrap_separates_i
     assert any("rank 1 (tied)" in line for line in together)
     assert any("cannot be told apart" in line for line in together)
     assert reading({"entries": [{"method": "a", "scenario": "probe", "status": "ok"}]}) == []
+
+
+def test_a_row_on_fewer_users_is_not_ranked_and_the_others_rank_on_all_theirs():
+    """A costly method protected 2 of the 10 users: ranking everyone on the 2 users all rows share would tie two
+    methods that only the other 8 users tell apart, and a 2-user row has no rank among 10-user rows."""
+    rng = np.random.default_rng(7)
+    cells = ["sface|none"]
+    strong, weak = _users(rng, 0.9, users=10, cells=1, spread=0.02), _users(rng, 0.1, users=10, cells=1, spread=0.02)
+    weak[:2] = strong[:2]  # on the two users the reduced row has, the two full rows look alike
+    reduced = _entry("square", _users(rng, 0.5, users=2, cells=1), cells)
+    entries = [_entry("a", strong, cells), _entry("c", weak, cells), reduced]
+    rank_entries(entries)
+    assert [e.get("rank") for e in entries] == [1, 2, None]
+    assert "unranked" not in entries[0] and entries[2]["unranked"].startswith("judged on 2 of the 10 users")
+    assert stability(entries, "probe")["methods"] == 2  # the split-half check runs on the ranked rows only
+    rank_entries(entries)  # ranked again (a merged board): the same, nothing stale left
+    assert [e.get("rank") for e in entries] == [1, 2, None] and "rank" not in entries[2]

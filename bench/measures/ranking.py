@@ -121,24 +121,43 @@ def _rankable(entries: list[dict], scenario: str) -> list[dict]:
     return [e for e in entries if e["scenario"] == scenario and e["status"] == "ok" and e.get(_PER_USER)]
 
 
+def _users_of(entry: dict) -> set[str]:
+    return {u for per in entry[_PER_USER].values() for u in per}
+
+
+def ranking_group(ranked: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The entries ranked together (those judged on the most users) and the rest (judged on fewer: a method too
+    costly for the machine, protected for some of the users only). A row's scores are means over its own users,
+    so a row on 2 users is not ranked against rows on 10, nor are the 10-user rows ranked on those 2 only."""
+    most = max((len(_users_of(e)) for e in ranked), default=0)
+    return [e for e in ranked if len(_users_of(e)) == most], [e for e in ranked if len(_users_of(e)) < most]
+
+
 def rank_entries(entries: list[dict], n_boot: int = 2000, seed: int = 0) -> None:
     """Rank a leaderboard's entries in place, per scenario: ``rank`` (tied: 1 + the methods significantly better
     by a paired bootstrap over the users and cells every ranked method has) and ``psr_top1_worst_ci`` (the
-    primary score's bootstrap interval over the entry's own users). Entries without per-user values (failed,
-    unavailable, or published before they were kept) get neither."""
+    primary score's bootstrap interval over the entry's own users). Only the entries judged on the most users
+    are ranked (``ranking_group``); one judged on fewer gets ``unranked``, which says on how many, instead of a
+    rank. Entries without per-user values (failed, unavailable, or published before they were kept) get neither."""
     for scenario in dict.fromkeys(e["scenario"] for e in entries):
         ranked = _rankable(entries, scenario)
         for e in ranked:
+            e.pop("rank", None)  # a merged board is ranked again: no rank or note of an earlier grouping stays
+            e.pop("unranked", None)
             own = e[_PER_USER]
-            users = sorted({u for per in own.values() for u in per})
+            users = sorted(_users_of(e))
             e[METRICS.headline().ci_field] = list(score_interval(user_matrix(own, sorted(own), users),
                                                                  n_boot=n_boot, seed=seed))
-        cells, users = shared_cells_users(ranked)
+        group, fewer = ranking_group(ranked)
+        cells, users = shared_cells_users(group)
+        for e in fewer:
+            e["unranked"] = (f"judged on {len(_users_of(e))} of the {len(users)} users the ranked rows share: "
+                             "not ranked against them")
         if not users:
             continue
-        ranks = tied_ranks({i: user_matrix(e[_PER_USER], cells, users) for i, e in enumerate(ranked)},
+        ranks = tied_ranks({i: user_matrix(e[_PER_USER], cells, users) for i, e in enumerate(group)},
                            n_boot=n_boot, seed=seed)
-        for i, e in enumerate(ranked):
+        for i, e in enumerate(group):
             e["rank"] = ranks[i]
 
 
@@ -147,7 +166,7 @@ def stability(entries: list[dict], scenario: str = "probe", seed: int = 0) -> di
     over every shared cell and over the cells of targets no surrogate was (``unseen_targets``); Spearman's rho
     of the two halves' primary scores. None with fewer than 2 ranked methods (no order to check); with 2 methods
     (rho can only be +1 or -1) or fewer than 4 shared users, ``left_out`` says why there is no check."""
-    ranked = _rankable(entries, scenario)
+    ranked = ranking_group(_rankable(entries, scenario))[0]
     cells, users = shared_cells_users(ranked)
     if len(ranked) < 2:
         return None
@@ -199,5 +218,5 @@ def split_half(matrices: dict[str, np.ndarray], score: Score = worst_cell, seed:
     return SplitHalf((first, second), scores, rho)
 
 
-__all__ = ["Difference", "SplitHalf", "mean_cell", "paired_difference", "rank_entries", "score_interval", "spearman",
+__all__ = ["Difference", "SplitHalf", "mean_cell", "paired_difference", "rank_entries", "ranking_group", "score_interval", "spearman",
            "shared_cells_users", "split_half", "stability", "tied_ranks", "user_matrix", "worst_cell"]

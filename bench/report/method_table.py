@@ -26,7 +26,7 @@ COMMANDS = ("bench run --suite methods --threads 1 --out runs/methods",
             f"bench leaderboard runs/methods --publish {PUBLISHED.as_posix()}/ --method-table {DOC.as_posix()}")
 # the measures of a row, in the registry's formats
 SHOWN = ("ssim", "lpips", "linf", "fit_s", "protect_ms_per_photo")
-HEAD = ["method", "kind", "users", "PSR@1 worst [95% CI]", "PSR@1 white-box, no adversary", "PSR@1 worst unseen",
+HEAD = ["method", "kind", "users", "rank", "PSR@1 worst [95% CI]", "PSR@1 white-box, no adversary", "PSR@1 worst unseen",
         *(METRICS.get(m).label for m in SHOWN), "reduced"]
 
 
@@ -55,6 +55,14 @@ def reduction(entry: dict[str, Any], run_users: int) -> str:
     return "; ".join(notes)
 
 
+def rank_text(entry: dict[str, Any]) -> str:
+    """The rank, or why there is none: a row on fewer users is not ranked against the others
+    (``bench.measures.ranking.ranking_group``)."""
+    if entry.get("rank") is not None:
+        return str(entry["rank"])
+    return f"not ranked ({entry['users']} users)" if entry.get("unranked") else ""
+
+
 def _row(entry: dict[str, Any], white_box: list[str], run_users: int) -> str:
     status = "" if entry["status"] == "ok" else f" ({entry['status']})"
     if entry["status"] == "unavailable":
@@ -63,7 +71,7 @@ def _row(entry: dict[str, Any], white_box: list[str], run_users: int) -> str:
     interval = entry.get("psr_top1_worst_ci")
     worst = percent(entry.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]"
                                                  if interval else "")
-    cells = [entry["method"] + status, entry.get("kind") or "", str(entry.get("users", "")), worst,
+    cells = [entry["method"] + status, entry.get("kind") or "", str(entry.get("users", "")), rank_text(entry), worst,
              percent(_worst(entry, white_box, "none")), percent(entry.get("psr_top1_worst_unseen")),
              *(number(entry.get(METRICS.get(m).entry), METRICS.get(m).fmt) for m in SHOWN),
              reduction(entry, run_users)]
@@ -83,8 +91,11 @@ def render(board: dict[str, Any]) -> str:
              f"adversaries {', '.join(board['adversaries'])}; code {', '.join(r[:12] for r in revisions)}, "
              f"device {(run.get('environment') or {}).get('device', 'unknown')}. PSR@1 in %: worst over every "
              "target x adversary with its 95% bootstrap interval over users; the lowest over the white-box "
-             "targets with no adversary; the worst over the unseen targets. `reduced`: what the row measured "
-             "less than the run (fewer users, a changed config).", "",
+             "targets with no adversary; the worst over the unseen targets. Every figure of a row is over its own "
+             "users. `rank`: 1 + the methods a paired bootstrap over the users they share finds significantly "
+             "better, among the rows on every user; a row on fewer users (a method too costly for the machine) "
+             "is not ranked against them. `reduced`: what the row measured less than the run (fewer users, a "
+             "changed config).", "",
              "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += [_row(e, white_box, users) for e in board["entries"] if e["scenario"] == "probe"]
     return "\n".join(lines) + "\n"
@@ -111,5 +122,5 @@ def write(published: Path, doc: Path) -> Path:
     return write_readme_block(doc, published_block(published), MARKER)
 
 
-__all__ = ["MARKER", "PUBLISHED", "DOC", "COMMANDS", "pending", "render", "reduction", "published_block", "block",
+__all__ = ["MARKER", "PUBLISHED", "DOC", "COMMANDS", "pending", "render", "rank_text", "reduction", "published_block", "block",
            "shown", "write"]

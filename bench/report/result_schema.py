@@ -182,6 +182,7 @@ def entry_schema() -> dict[str, Any]:
             "users": {"type": "integer", "minimum": 0},
             "seeds": {"type": "array", "items": {"type": "integer"}},
             "rank": {"type": ["integer", "null"], "minimum": 1},
+            "unranked": {"type": "string", "description": "why a ranked entry of the run has no rank (fewer users)"},
             "targets": {"type": "array", "items": {"type": "string"}},
             "adversaries": {"type": "array", "items": {"type": "string"}},
             "protocol": {"type": "string"},

@@ -125,7 +125,7 @@ def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustn
     interval = e.get(HEADLINE.ci_field)
     worst = percent(e.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
     worst += worst_text(e, len(targets) * len(advs))
-    cells = [str(e.get("rank", "")), e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"),
+    cells = [str(e.get("rank", "not ranked" if e.get("unranked") else "")), e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"),
              e.get("kind") or "", e["scenario"], worst, *(percent(e.get(k)) for k in robustness)]
     for t in targets:
         per = e.get("psr", {}).get(t, {})
@@ -175,6 +175,8 @@ def _notes(board: dict[str, Any]) -> list[str]:
                            f"{percent(r['value'])} on {r['target']} ({r['setting']})."
                            for e in board["entries"] for r in e.get("reported") or [])
     notes += stability_notes(board)
+    notes += [f"Not ranked: {e['method']} ({e['scenario']}), {e['unranked']}." for e in board["entries"]
+              if e.get("unranked")]
     notes += [f"‡ {e['method']}: submitted by {e['submission']['author']} ({e['submission']['paper']}; code "
               f"{e['submission']['code']}; {e['submission']['hardware']}), ranked on its per-user evidence."
               for e in board["entries"] if e.get("origin") == "submitted"]
