@@ -134,6 +134,37 @@ def test_region_patch_changes_only_its_region(sface, user, context):
     assert torch.equal(protected[0][region[0]], protected[1][region[1]])
 
 
+def test_the_glasses_dodging_loss_keeps_its_direction_where_the_softmax_loss_saturates():
+    """Pure math. On the adapter's scale-64 logits a recognised user's probability rounds to 1 in float32: the
+    softmax loss's gradient at the user's logit is then exactly zero (what left the former patch unoptimised).
+    The form the patch ascends keeps it, and points the way the softmax loss does where that one is finite."""
+    import torch.nn.functional as F
+
+    from methods.region_patch import softmax_loss
+
+    class Logits:  # the classifier's interface: the inputs are the logits, the user is the last class
+        label = 2
+
+        def __call__(self, x):
+            return 64 * x
+
+        def labels(self, n):
+            return torch.full((n,), self.label)
+
+    for cosines, saturated in (([0.1, 0.2, 0.9], True), ([0.5, 0.55, 0.6], False)):
+        x = torch.tensor([cosines], requires_grad=True)
+        F.cross_entropy(64 * x, Logits().labels(1)).backward()
+        softmax_grad, x.grad = x.grad.clone(), None
+        loss, prob = softmax_loss(Logits(), x, targeted=False)
+        loss.sum().backward()
+        assert x.grad[0, 2] < 0, "ascending it lowers the user's logit"
+        if saturated:
+            assert prob.item() == 1.0 and softmax_grad[0, 2] == 0
+        else:
+            direction = softmax_grad / softmax_grad.abs().max()
+            assert torch.allclose(x.grad / x.grad.abs().max(), direction, atol=1e-5)
+
+
 def test_budget_text_and_bounds():
     assert Budget(note="unbounded").text() == "unbounded" and Budget(l2=2.0).text() == "l2 2"
     assert Budget(area=0.1, note="colours unbounded").bounds() == {"area": 0.1}
