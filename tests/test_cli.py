@@ -38,7 +38,7 @@ def test_progress_lines_with_eta_when_output_is_not_a_terminal():
 
     from rich.console import Console
 
-    from bench.commands.run import LogReporter
+    from bench.commands._progress import LogReporter
 
     out = io.StringIO()
     reporter = LogReporter(Console(file=out, width=200), every=3600)
@@ -52,7 +52,7 @@ def test_progress_lines_with_eta_when_output_is_not_a_terminal():
 
 
 def test_set_overrides_a_method_config_and_bad_settings_fail_before_any_work(capsys, tmp_path):
-    from bench.commands.run import method_overrides, parse_value
+    from bench.commands._settings import method_overrides, parse_value
 
     assert parse_value("100") == 100 and parse_value("16/255") == 16 / 255 and parse_value("face-box") == "face-box"
     assert method_overrides({"pgd": {"steps": 2}}, ["pgd.epsilon=4/255", "opom-fi-uap.momentum=1.0"]) == {
@@ -216,7 +216,7 @@ def test_a_failed_task_keeps_its_full_traceback(tmp_path):
 def test_protect_set_takes_the_run_form_or_the_short_one():
     import pytest
 
-    from bench.commands.run import one_method_overrides
+    from bench.commands._settings import one_method_overrides
     from bench.core.validation import UsageError
 
     assert one_method_overrides("pgd", ["pgd.steps=5", "epsilon=4/255"]) == {"steps": 5, "epsilon": 4 / 255}

@@ -200,7 +200,7 @@ SETTING_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
 @settings(max_examples=300, deadline=None)
 @given(SETTING_TEXT)
 def test_parse_value_never_raises(text):
-    from bench.commands.run import parse_value
+    from bench.commands._settings import parse_value
 
     parse_value(text)
 
@@ -209,7 +209,7 @@ def test_parse_value_never_raises(text):
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
                     | st.text(max_size=10), lambda inner: st.lists(inner, max_size=3), max_leaves=6))
 def test_json_values_round_trip_and_fractions_divide(value):
-    from bench.commands.run import parse_value
+    from bench.commands._settings import parse_value
 
     assert parse_value(json.dumps(value)) == value
 
@@ -217,7 +217,7 @@ def test_json_values_round_trip_and_fractions_divide(value):
 @settings(max_examples=200, deadline=None)
 @given(st.integers(-10**6, 10**6), st.integers(-10**6, 10**6).filter(bool))
 def test_fractions_divide(num, den):
-    from bench.commands.run import parse_value
+    from bench.commands._settings import parse_value
 
     assert parse_value(f"{num}/{den}") == num / den
 
@@ -229,7 +229,7 @@ def same(a, b) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(SETTING_TEXT, max_size=4))
 def test_set_settings_either_merge_or_fail_with_one_line(settings_text):
-    from bench.commands.run import method_overrides, parse_value
+    from bench.commands._settings import method_overrides, parse_value
     from bench.core.validation import UsageError
 
     try:
@@ -266,7 +266,7 @@ def method_setting(draw):
 def test_a_fuzzed_set_builds_the_method_or_names_the_key_in_one_line(setting):
     import dataclasses
 
-    from bench.commands.run import parse_value
+    from bench.commands._settings import parse_value
     from bench.registry import METHODS, ConfigError
 
     name, key, text = setting

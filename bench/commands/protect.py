@@ -20,8 +20,9 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from bench.commands._progress import LogReporter, RichReporter
+from bench.commands._settings import one_method_overrides
 from bench.commands._ui import wide_console
-from bench.commands.run import LogReporter, RichReporter, one_method_overrides
 from bench.core.devices import resolve_device
 from bench.core.validation import UsageError
 from bench.data.datasets import DataError
