@@ -252,7 +252,7 @@ def test_dry_run_notes_a_method_that_fails_when_timed_and_prices_the_rest(tmp_pa
         calls.append(args)
         raise ValueError("sface has no Conv2d of kernel (3, 3)")
 
-    monkeypatch.setattr("bench.perf.estimate.time_method", fails)
+    monkeypatch.setattr("bench.perf.machine_rates.time_method", fails)
     estimate = estimator.estimate()
     assert len(calls) == 1  # timed once, not once per user
     assert estimate.kinds["protect"].tasks == 2 and estimate.kinds["protect"].seconds == 0.0

@@ -1,7 +1,7 @@
 """``bench perf``'s run-level measures: a suite timed as a run (``recomputations``, ``scaling_2x`` with twice
 the users) and against the naive way (``speedup_vs_naive``: every photo aligned where used, every image through
-every model alone). Kept apart from ``bench.perf.throughput`` (target and method rates), which ``bench.perf.estimate`` builds on:
-this module reads what a finished run recorded through ``bench.perf.estimate``.
+every model alone). Kept apart from ``bench.perf.throughput`` (target and method rates), which
+``bench.perf.machine_rates`` builds on: this module reads what a finished run recorded through ``bench.perf.estimate``.
 """
 
 from __future__ import annotations
