@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.report.charts import place_labels, tradeoff_chart
+from bench.report.charts import tradeoff_chart
 from bench.report.html import render_html, write_report
 from bench.report.html_data import normalise
+from bench.report.label_placement import place_labels
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
