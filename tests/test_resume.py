@@ -96,7 +96,7 @@ def test_a_second_run_into_a_busy_folder_waits_and_computes_nothing_twice(shared
 
 
 def test_a_run_told_not_to_wait_names_who_holds_the_folder(tmp_path):
-    from bench.run.store import run_lock
+    from bench.run.folder_lock import run_lock
 
     run_dir = tmp_path / "run"
     with run_lock(run_dir):  # this test process holds the folder, as another run would

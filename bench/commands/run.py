@@ -22,9 +22,9 @@ from bench.registry import ADVERSARIES, ConfigError, UnknownNameError
 from bench.report import html as report
 from bench.report import leaderboard, repeats
 from bench.run.executors import LocalExecutor
+from bench.run.folder_lock import RunFolderBusy
 from bench.run.prepare import check_run_request
 from bench.run.runner import Runner
-from bench.run.store import RunFolderBusy
 from bench.run.suites import SPACES, SPLITS, Suite, get_suite
 
 

@@ -30,9 +30,10 @@ from typing import Any
 import torch
 
 from bench.core.progress import Reporter
+from bench.run.artifacts import ArtifactReader
 from bench.run.executors import pending, record_blocked, record_failure, record_output
 from bench.run.plan import TaskNode
-from bench.run.store import ArtifactReader, RunStore
+from bench.run.store import RunStore
 from bench.run.suites import Suite
 from bench.run.tasks import BODIES, TaskOutput, Workspace
 

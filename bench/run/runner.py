@@ -31,8 +31,10 @@ from bench.data.faces import Aligner
 from bench.measures.lpips import converted_weights as lpips_weights
 from bench.models.weights import WeightError
 from bench.registry import TARGETS, UnknownNameError
+from bench.run.artifacts import ArtifactReader
 from bench.run.assembly import bind_plugins, run_context
 from bench.run.executors import Executor, LocalExecutor
+from bench.run.folder_lock import run_lock
 from bench.run.plan import Plugins, TaskGraph, plan_run
 from bench.run.plugins import (
     describe_targets,
@@ -44,7 +46,7 @@ from bench.run.plugins import (
 )
 from bench.run.prepare import Prepared, check_run_request, prepare_data
 from bench.run.provenance import content_key, environment, record_invocation
-from bench.run.store import ArtifactReader, RunStore, run_lock
+from bench.run.store import RunStore
 from bench.run.suites import Suite
 from bench.run.tasks import Workspace
 
