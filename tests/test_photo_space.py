@@ -14,7 +14,7 @@ from bench.core.paths import embedded_data_root
 from bench.data.canvas import from_uint8
 from bench.data.faces import Aligner
 from bench.measures.psr import UserOutcome
-from bench.report import leaderboard, tables
+from bench.report import board_merge, leaderboard, tables
 from bench.run import photo_space
 from bench.run.runner import Reporter, Runner
 from bench.run.suites import get_suite
@@ -98,7 +98,7 @@ def test_the_leaderboard_states_the_space_and_refuses_to_merge_spaces(crop_run, 
     crop_md = tables.to_markdown(crop)
     assert "Space: crop:" in crop_md and "photo SSIM" not in crop_md
     with pytest.raises(ValueError, match="differ in space"):
-        leaderboard.merge([crop, photo])
+        board_merge.merge([crop, photo])
 
 
 @pytest.mark.slow  # a third run (about 10 s on an idle machine); the unit tests below cover the counting too

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.core.paths import embedded_data_root
-from bench.report import leaderboard, publish, tables
+from bench.report import board_merge, leaderboard, publish, tables
 from bench.run.runner import Reporter, Runner
 from bench.run.store import RunStore
 from bench.run.suites import get_suite
@@ -166,7 +166,7 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
     boards = [leaderboard.build_runs([run_dir]), leaderboard.build_runs([uap_dir])]
     boards[1]["run"]["users"] = boards[1]["run"]["users"][:1]
     with pytest.raises(ValueError, match="differ in users"):
-        leaderboard.merge(boards)
+        board_merge.merge(boards)
 
 
 def test_opom_pairs_protocol_reuses_the_protected_photos_and_is_stated(finished_run, tmp_path):
@@ -185,7 +185,7 @@ def test_opom_pairs_protocol_reuses_the_protected_photos_and_is_stated(finished_
     assert "opom-pairs: OPOM's protocol" in tables.to_markdown(board)
     assert tables.flat_frame(board)["protocol"].tolist()[0] == "opom-pairs"
     with pytest.raises(ValueError, match="differ in protocol"):
-        leaderboard.merge([leaderboard.build_runs([finished_run[0]]), board])
+        board_merge.merge([leaderboard.build_runs([finished_run[0]]), board])
 
 
 def test_a_target_running_a_surrogates_weights_counts_as_white_box():
