@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from bench.data.canvas import ARCFACE_112, CANVAS_TEMPLATE, FACE_BOX, Framing, similarity_fit
-from bench.data.faces import read_rgb
+from bench.data.decoding import read_rgb
 
 
 def test_similarity_fit_recovers_a_known_transform():

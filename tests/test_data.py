@@ -11,7 +11,8 @@ from PIL import Image
 
 from bench.core.paths import embedded_data_root
 from bench.data.datasets import DataError, SplitSpec, load_identity_folders, resolve_data_root, split_identity
-from bench.data.faces import Aligner, FaceError
+from bench.data.decoding import FaceError
+from bench.data.faces import Aligner
 
 
 def test_shared_lfw_loads_in_standard_layout_without_errata(shared_data):

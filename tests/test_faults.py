@@ -220,7 +220,7 @@ def test_orphans_of_killed_alignments_are_removed(tmp_path):
 
 
 def test_a_decompression_bomb_warning_becomes_one_line(monkeypatch):
-    from bench.data.faces import decode_photo
+    from bench.data.decoding import decode_photo
     from bench.data.photo import load_photo
 
     photo = next((embedded_data_root() / "lfw" / "images" / "Colin_Powell").glob("*.jpg"))

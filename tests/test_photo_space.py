@@ -121,7 +121,7 @@ def lfw_photo() -> Path:
 
 def test_the_attacker_finds_and_aligns_the_face_the_harness_aligned(tmp_path, sface):
     face = Aligner(cache_dir=tmp_path).align(lfw_photo())
-    from bench.data.faces import read_rgb
+    from bench.data.decoding import read_rgb
 
     original = read_rgb(lfw_photo())
     # nothing changed on the canvas: the posted photo is the original, pixel for pixel

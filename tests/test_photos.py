@@ -14,7 +14,9 @@ from PIL import Image
 
 from bench.core.progress import Reporter
 from bench.data.canvas import CANVAS_TEMPLATE
-from bench.data.faces import Aligner, IdentityCheck, IdentityFaces, decode_photo
+from bench.data.decoding import decode_photo
+from bench.data.faces import Aligner
+from bench.data.identity_faces import IdentityCheck, IdentityFaces
 from bench.run.prepare import prepare_data, recogniser_embed
 from bench.run.store import RunStore
 from bench.run.suites import get_suite
@@ -112,7 +114,9 @@ def test_16_bit_palette_and_transparent_pngs_convert_correctly(shared_data, tmp_
 HUGE_SCRIPT = r"""
 import json, resource, sys, time
 import torch
-from bench.data.faces import Aligner, MTCNNDetector, decode_photo
+from bench.data.decoding import decode_photo
+from bench.data.detectors import MTCNNDetector
+from bench.data.faces import Aligner
 torch.set_num_threads(1)  # CPU seconds, not wall-clock, are measured: other load on the machine does not count
 MTCNNDetector("cpu")  # the detector's own memory is not the photo's
 before = resource.getrusage(resource.RUSAGE_SELF)

@@ -23,7 +23,8 @@ from bench.data.canvas import (
     similarity_fit,
     to_uint8,
 )
-from bench.data.faces import decode_photo, to_full_size, warp_to_canvas
+from bench.data.decoding import decode_photo
+from bench.data.faces import to_full_size, warp_to_canvas
 from bench.measures.psr import bootstrap_ci, summarise, true_identity_rank, user_outcome
 
 PURE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -40,7 +40,7 @@ def _big_photo(face: Path, size: tuple[int, int] = (900, 700), scale: float = 2.
 
 @pytest.fixture(scope="module")
 def detector():
-    from bench.data.faces import MTCNNDetector
+    from bench.data.detectors import MTCNNDetector
 
     return MTCNNDetector("cpu")
 

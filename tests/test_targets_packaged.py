@@ -198,7 +198,7 @@ def test_weak_targets_are_marked(tmp_path, monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def scrfd():
-    from bench.data.faces import make_detector
+    from bench.data.detectors import make_detector
 
     pytest.importorskip("insightface", reason="insightface is not installed: pip install --no-deps insightface==2.1")
     try:
@@ -208,7 +208,8 @@ def scrfd():
 
 
 def test_scrfd_finds_the_faces_mtcnn_finds(scrfd, shared_data):
-    from bench.data.faces import MTCNNDetector, read_rgb
+    from bench.data.decoding import read_rgb
+    from bench.data.detectors import MTCNNDetector
 
     mtcnn = MTCNNDetector()
     for path in sorted((shared_data / "wild").glob("*_1.jpg")):  # three people, full-size photos
@@ -235,7 +236,7 @@ def test_scrfd_aligner_gives_the_same_identity(scrfd, shared_data, tmp_path):
 
 
 def test_unknown_detector_is_refused():
-    from bench.data.faces import make_detector
+    from bench.data.detectors import make_detector
 
     with pytest.raises(ValueError, match="mtcnn"):
         make_detector("yolo")

@@ -145,7 +145,8 @@ def _native_dlib():
 
 
 def test_dlib_resnet_matches_native_dlib(lfw_root, aligner):
-    from bench.data.faces import canvases_to_tensor, read_rgb
+    from bench.data.decoding import read_rgb
+    from bench.data.faces import canvases_to_tensor
     from targets.dlib_resnet import DLIB_DIVISOR, DLIB_MEAN_RGB
 
     dlib, detector, predictor, recognizer = _native_dlib()

@@ -18,7 +18,7 @@ def no_face_detection(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("face detection started before the request was checked")
 
-    monkeypatch.setattr("bench.data.faces.MTCNNDetector.__init__", refuse)
+    monkeypatch.setattr("bench.data.detectors.MTCNNDetector.__init__", refuse)
 
 
 def refused(capsys, args: list[str], out, lines: int = 1) -> str:
