@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.models.weights import WeightSpec
-from bench.run.bundle import PROVIDED, BundleError, closure, copy_home, weight_files, wheel_requirements
+from bench.run.bundle import copy_home, weight_files
+from bench.run.bundle_wheels import PROVIDED, BundleError, closure, wheel_requirements
 
 
 def test_closure_follows_installed_requirements_and_stops_where_told():
@@ -68,7 +69,7 @@ def test_missing_or_corrupt_weights_stop_the_bundle_with_what_to_do(tmp_path, mo
 
 @pytest.mark.slow
 def test_the_project_wheel_asks_for_torch_and_the_core_dependencies(tmp_path):
-    from bench.run.bundle import _pip, project_root
+    from bench.run.bundle_wheels import _pip, project_root
 
     _pip(["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(project_root())], print)
     wheel = next(tmp_path.glob("cloakbench-*.whl"))
@@ -80,13 +81,13 @@ def test_the_project_wheel_asks_for_torch_and_the_core_dependencies(tmp_path):
 def _core_requirements() -> list[str]:
     import tomllib
 
-    from bench.run.bundle import project_root
+    from bench.run.bundle_wheels import project_root
 
     return tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
 def test_a_run_only_bundle_leaves_out_what_only_plugins_import_unless_one_is_chosen():
-    from bench.run.bundle import PLUGIN_PACKAGES, left_out, normalise, selection
+    from bench.run.bundle_wheels import PLUGIN_PACKAGES, left_out, normalise, selection
 
     core = _core_requirements()
     complete = selection(core, (), None)
@@ -148,9 +149,9 @@ def _fake_pip(requirements: list[str]):
 
 def _index_lists_wheels(monkeypatch) -> None:
     """The package index, offline: every release has one wheel (the bundle asks it for the wheels' hashes)."""
-    import bench.run.bundle as bundle
+    import bench.run.bundle_wheels as bundle_wheels
 
-    monkeypatch.setattr(bundle, "wheel_hashes", lambda name, version: [hashlib.sha256(name.encode()).hexdigest()])
+    monkeypatch.setattr(bundle_wheels, "wheel_hashes", lambda name, version: [hashlib.sha256(name.encode()).hexdigest()])
 
 
 def _home_with(tmp_path, monkeypatch) -> list[WeightSpec]:
@@ -166,8 +167,9 @@ def test_a_run_only_bundle_installs_without_deps_and_carries_only_what_the_run_r
     import json
 
     import bench.run.bundle as bundle
+    import bench.run.bundle_wheels as bundle_wheels
 
-    monkeypatch.setattr(bundle, "_pip", _fake_pip(_core_requirements()))
+    monkeypatch.setattr(bundle_wheels, "_pip", _fake_pip(_core_requirements()))
     _index_lists_wheels(monkeypatch)
     specs = _home_with(tmp_path, monkeypatch)
     out = tmp_path / "run"

