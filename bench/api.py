@@ -1,8 +1,8 @@
 """The plug-in API: everything a method, adversary or target may take from the harness, and nothing else.
 
-Modules of ``methods/``, ``attacks/`` and ``targets/`` import from ``bench`` only this module (a test walks every
-plug-in module's imports: ``tests/test_plugin_contract.py``), and never import each other's package; what they
-need of a run (device, seed, identity bank, cache folder, code versions) the run hands them in a context.
+Modules of ``methods/``, ``attacks/`` and ``targets/`` import from ``bench`` only this module (a test walks
+every plug-in module's imports: ``tests/plugins/test_plugin_contract.py``), and never import each other's package;
+what they need of a run (device, seed, identity bank, cache folder, code versions) the run hands them in a context.
 
 - contexts: :class:`RunContext` (``Method.bind``), :class:`AdversaryContext` (``Adversary.adapt``), :class:`Need`,
   :class:`ContextError`, and :class:`IdentityBank`, the type of what ``RunContext.identity_bank`` returns;

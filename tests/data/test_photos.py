@@ -137,7 +137,7 @@ def test_an_8000_by_6000_photo_is_decoded_downscaled_with_bounded_memory_and_tim
     huge = tmp_path / "huge.jpg"
     photo.save(huge, quality=90)
     del photo, face
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", HUGE_SCRIPT, str(huge), str(tmp_path / "cache")], capture_output=True,
                           text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -12,7 +12,7 @@ import pytest
 from bench.measures.registry import METRICS
 from bench.registry import ADVERSARIES, METHODS, TARGETS
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
 EXAMPLES = {METHODS: "example-mean-away", TARGETS: "example-sface-grey", ADVERSARIES: "example-median-3"}
 
 

@@ -26,7 +26,7 @@ from test_resume import bench_run, comparable, query
 
 from bench.core.paths import embedded_data_root
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def finished(proc, code: int = 0) -> str:

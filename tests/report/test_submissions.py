@@ -12,7 +12,7 @@ import pytest
 from bench.cli import main
 from bench.report.result_schema import SCHEMA_FILE, Entry, entry_schema, schema_errors
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 SUBMISSION = {"author": "A. Researcher", "paper": "unpublished", "code": "https://example.org/uap-outside",
               "hardware": "1x RTX 4090"}
 

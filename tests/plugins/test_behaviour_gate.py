@@ -7,7 +7,7 @@ users' spread there (their standard deviation, at least one probe photo's share:
 A floor that would let a method that protects nothing pass (at or below the clean photos' PSR) fails the test, so
 an implementation that silently returns its input fails CI.
 
-The floors come from a real run, never typed by hand: ``pytest tests/test_behaviour_gate.py --record-floors``
+The floors come from a real run, never typed by hand: ``pytest tests/plugins/test_behaviour_gate.py --record-floors``
 writes the file from the run it gates (then review the diff and commit it). Record again when a family's
 method or its reduced settings change on purpose; the test says so when the file and ``FAMILIES`` disagree.
 """
@@ -23,8 +23,8 @@ import pytest
 
 from bench.cli import main
 
-FLOORS = Path(__file__).parent / "data" / "behaviour_floors.json"
-RECORD = "pytest tests/test_behaviour_gate.py --record-floors"
+FLOORS = Path(__file__).parents[1] / "data" / "behaviour_floors.json"
+RECORD = "pytest tests/plugins/test_behaviour_gate.py --record-floors"
 TARGET, ADVERSARY = "sface", "none"  # the smoke protocol's surrogate, evaluated white-box
 USERS, GALLERY = 3, 20
 

@@ -202,7 +202,7 @@ def test_the_harness_rooms_name_no_plugin():
     from bench.registry import ADVERSARIES, METHODS, TARGETS
 
     names = set(METHODS.names()) | set(ADVERSARIES.names()) | set(TARGETS.names())
-    bench_dir = Path(__file__).parent.parent / "bench"
+    bench_dir = Path(__file__).parents[2] / "bench"
     # configuration, not code: the suites' presets, and the default recogniser that tells a folder's person
     # from others in a photo with several faces (a field default of IdentityCheck); a comment's example name
     allowed = {"run/suites.py": names, "data/faces.py": {"sface"}, "models/weights.py": {"sface"}}

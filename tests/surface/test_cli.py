@@ -96,7 +96,7 @@ def test_the_method_table_of_the_docs_is_the_generated_one(capsys):
 
     from bench.report.publish import readme_block
 
-    shown = readme_block((Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text(), "methods")
+    shown = readme_block((Path(__file__).resolve().parents[2] / "docs" / "methods.md").read_text(), "methods")
     assert main(["list", "methods", "--format", "md"]) == 0
     assert shown.rstrip("\n") == capsys.readouterr().out.rstrip("\n"), "regenerate it: bench list methods --format md"
 
@@ -106,7 +106,7 @@ def test_the_readme_leaderboard_is_the_published_one():
 
     from bench.report.publish import readme_block
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     assert readme_block((root / "README.md").read_text()) == (root / "results" / "leaderboard.md").read_text(), (
         "regenerate it: bench leaderboard RUN --publish results/ --readme README.md")
 
@@ -227,7 +227,7 @@ def test_protect_set_takes_the_run_form_or_the_short_one():
 def test_leaderboard_on_a_published_folder_says_what_it_is(capsys):
     from pathlib import Path
 
-    results = Path(__file__).resolve().parent.parent / "results"
+    results = Path(__file__).resolve().parents[2] / "results"
     assert main(["leaderboard", str(results)]) == 2
     err = capsys.readouterr().err
     assert "published leaderboard, not a run" in err and "bench report" in err and "--out" not in err
@@ -241,7 +241,7 @@ def test_the_end_of_run_table_is_a_rich_table_without_highlighted_digits():
     from bench.commands._ui import print_board
     from bench.report.results_frame import load_board
 
-    board = load_board(Path(__file__).resolve().parent.parent / "results")
+    board = load_board(Path(__file__).resolve().parents[2] / "results")
     console = Console(width=400, force_terminal=True, color_system="standard", record=True)
     print_board(board, console)
     styled = console.export_text(styles=True, clear=False)
@@ -255,7 +255,7 @@ def test_the_end_of_run_table_is_a_rich_table_without_highlighted_digits():
 def test_compare_takes_scenarios_as_run_does(capsys):
     from pathlib import Path
 
-    results = Path(__file__).resolve().parent.parent / "results"
+    results = Path(__file__).resolve().parents[2] / "results"
     assert main(["compare", str(results), "pgd", "uap", "--scenarios", "probe", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["scenario"] == "probe"
 

@@ -18,7 +18,7 @@ import pytest
 
 from bench.core.paths import embedded_data_root
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TIMING = {"fit_s", "protect_ms_per_photo"}  # wall-clock measurements: the only numbers allowed to differ
 
 

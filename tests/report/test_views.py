@@ -18,7 +18,7 @@ from bench.report import leaderboard, tables
 from bench.report.html import render_html
 from bench.run.store import ResultRow, RunStore
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 MAX_LINES = 400
 
 

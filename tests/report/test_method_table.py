@@ -11,7 +11,7 @@ import pytest
 from bench.cli import main
 from bench.report import method_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_docs_method_table_is_the_published_one():

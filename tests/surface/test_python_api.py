@@ -12,7 +12,7 @@ import pytest
 
 from bench.data.canvas import CANVAS_SIZE
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "python-api.md"
 
 
 def code_blocks(text: str) -> list[str]:

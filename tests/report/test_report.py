@@ -17,7 +17,7 @@ from bench.report.html import render_html, write_report
 from bench.report.html_data import normalise
 from bench.report.label_placement import place_labels
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 TARGETS = ["sface", "dlib", "faceres"]
 ADVERSARIES = ["none", "jpeg", "denoise"]

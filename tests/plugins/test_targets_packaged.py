@@ -74,7 +74,7 @@ def test_insightface_twin_agrees_and_is_marked_white_box(lfw_faces):
 # OpenCV's TensorFlow importer reads this graph only up to 4.8 (4.9-4.14 stop in their graph simplifier, 5.x has no
 # TensorFlow importer), so its output on two embedded LFW crops (8-bit, so the input is exact) was recorded once with
 # OpenCV 4.8.1 and is the reference on every OpenCV; where the installed one reads the graph, it is checked live too.
-OPENCV_REFERENCE = Path(__file__).parent / "data" / "facenet_casia_opencv.npz"
+OPENCV_REFERENCE = Path(__file__).parents[1] / "data" / "facenet_casia_opencv.npz"
 
 
 def _opencv_graph(path):
