@@ -205,7 +205,7 @@ def test_the_harness_rooms_name_no_plugin():
     bench_dir = Path(__file__).parents[2] / "bench"
     # configuration, not code: the suites' presets, and the default recogniser that tells a folder's person
     # from others in a photo with several faces (a field default of IdentityCheck); a comment's example name
-    allowed = {"run/suites.py": names, "data/faces.py": {"sface"}, "models/weights.py": {"sface"}}
+    allowed = {"run/suites.py": names, "data/identity_faces.py": {"sface"}, "models/weights.py": {"sface"}}
     modules = [p for room in ("core", "data", "models", "measures", "run", "perf")
                for p in sorted((bench_dir / room).rglob("*.py"))]
     assert len(modules) > 40
