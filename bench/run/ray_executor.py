@@ -4,7 +4,7 @@
   writer: it submits a task once every task it needs is recorded as done and records each outcome with
   ``bench.run.executors.record_output``, as the local executor does.
 - A task runs the same body, ``bench.run.tasks.BODIES[body](workspace, **args)``, in a Ray worker. Each worker
-  process builds its :class:`~bench.run.tasks.Workspace` once (``Runner.prepare`` on the same suite, data root,
+  process builds its :class:`~bench.run.workspace.Workspace` once (``Runner.prepare`` on the same suite, data root,
   device and thread count; it reads the alignment cache the driver filled, never the store's database) and keeps
   it for the tasks it runs after.
 - Artifacts live in the run folder, which every worker must see at the same path (any folder on one machine, a
@@ -34,7 +34,8 @@ from bench.run.executors import pending, record_blocked, record_failure, record_
 from bench.run.plan import TaskNode
 from bench.run.store import ArtifactReader, RunStore
 from bench.run.suites import Suite
-from bench.run.tasks import BODIES, TaskOutput, Workspace
+from bench.run.tasks import BODIES
+from bench.run.workspace import TaskOutput, Workspace
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ def run_task(spec: WorkerSpec, key: str, body: str, args: dict[str, Any]) -> tup
     if output.tensors is not None:
         sha256 = ArtifactReader(spec.run_dir).save_artifact(key, output.tensors)
         output = TaskOutput(output.info, output.rows, None, sha256)
-    work = workspace.work.as_dict()
-    workspace.work.clear()
+    work = workspace.caches.work.as_dict()
+    workspace.caches.work.clear()
     return output, seconds, work
 
 
@@ -168,7 +169,7 @@ class RayExecutor:
                         reporter.message(f"[red]failed[/red] {task.label}: {err}")
                     else:
                         record_output(task, output, seconds, store)
-                        workspace.work.merge(work)
+                        workspace.caches.work.merge(work)
                         done.add(task.key)
                     reporter.advance(task.label)
         finally:
