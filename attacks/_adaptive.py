@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.api import AdversaryContext, Need, from_uint8, to_uint8, write_bytes
+from bench.api import AdversaryContext, Need, from_uint8, seeded, to_uint8, write_bytes
 
 # The artifacts below are only ever read back by this code; keys also hold the code version of the method and
 # adversary that made them. Bump when their layout changes.
@@ -107,9 +107,10 @@ def protected_pairs(context: AdversaryContext, identities: int, photos: int, see
     for k in range(count):
         rows = (owner == k).nonzero().flatten()
         photos_k = from_uint8(clean[rows]).to(device)
-        torch.manual_seed(seed + k)
-        protector = context.method.fit(photos_k, list(context.surrogates), seed + k)
-        protected[rows.to(device)] = to_uint8(protector.protect(photos_k).detach())
+        # as a protect task does: torch's global RNG seeded for this person only (torchattacks takes no generator)
+        with seeded(seed + k, device):
+            protector = context.method.fit(photos_k, list(context.surrogates), seed + k)
+            protected[rows.to(device)] = to_uint8(protector.protect(photos_k).detach())
         if log is not None:
             elapsed = time.perf_counter() - t0
             log(f"protected the owner's person {k + 1}/{count} with {method_identity(context)['method']} "
