@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bench.api import AdversaryContext, Need, from_uint8, seeded, to_uint8, write_bytes
+from bench.api import AdversaryContext, Need, from_uint8, save_torch, seeded, to_uint8
 
 # The artifacts below are only ever read back by this code; keys also hold the code version of the method and
 # adversary that made them. Bump when their layout changes.
@@ -72,9 +71,7 @@ def cache_path(context: AdversaryContext, folder: str, key: str) -> Path:
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    buffer = io.BytesIO()  # serialised in memory: a full disk fails in a plain write that names the folder
-    torch.save(obj, buffer)
-    write_bytes(path, buffer.getvalue(), "(an adversary's cache)")
+    save_torch(obj, path, "(an adversary's cache)")
 
 
 def owner_people(identities: int, photos: int) -> Need:

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from bench.core.checksums import file_sha256
-from bench.core.storage import StorageError, StoreDamaged, storage_line, write_bytes
+from bench.core.storage import StorageError, StoreDamaged, save_torch, storage_line
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,8 +80,9 @@ class ResultRow:
 
 class ArtifactReader:
     """A run folder's artifacts without its database: what a worker of a distributed executor gets (the driver
-    is the store's one writer). It reads artifacts, writes the ones its tasks make, and keeps skipped items in
-    memory (the driver records its own)."""
+    is the store's one writer). It reads artifacts, checked against the SHA-256 the driver recorded and hands over
+    with each task (:meth:`expect`), writes the ones its tasks make, and keeps skipped items in memory (the driver
+    records its own)."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
@@ -89,6 +90,15 @@ class ArtifactReader:
         self.artifact_dir = self.run_dir / "artifacts"
         self.artifact_dir.mkdir(exist_ok=True)
         self._skipped: dict[str, str] = {}
+        self._recorded: dict[str, str] = {}  # task key -> its artifact's SHA-256, as the store recorded it
+
+    def expect(self, hashes: dict[str, str]) -> None:
+        """The SHA-256 recorded for artifacts this reader is to read (``load_artifact`` refuses any other)."""
+        self._recorded.update(hashes)
+
+    def recorded_sha256(self, key: str) -> str | None:
+        """The SHA-256 recorded when ``key``'s task finished, or None."""
+        return self._recorded.get(key)
 
     def skip(self, item: str, reason: str) -> None:
         self._skipped[item] = reason
@@ -101,21 +111,24 @@ class ArtifactReader:
 
     def save_artifact(self, key: str, tensors: dict[str, torch.Tensor]) -> str:
         """Write a task's artifact whole; returns its SHA-256 (recorded with the task)."""
-        buffer = io.BytesIO()  # serialised in memory: a full disk fails in a plain write, with its size known
-        torch.save({k: v.detach().cpu() for k, v in tensors.items()}, buffer)
-        data = buffer.getvalue()
         path = self.artifact_path(key)  # one process computes a task: its temporary name is the key's own
-        write_bytes(path, data, "(a task's artifact)", path.with_name(f"{path.name}.part"))
+        data = save_torch({k: v.detach().cpu() for k, v in tensors.items()}, path, "(a task's artifact)",
+                          path.with_name(f"{path.name}.part"))
         return hashlib.sha256(data).hexdigest()
 
-    def load_artifact(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
-        """A task's artifact, checked against ``sha256`` when given (:class:`ArtifactError` names the file)."""
+    def load_artifact(self, key: str) -> dict[str, torch.Tensor]:
+        """A done task's artifact, checked against the SHA-256 recorded with the task (:class:`ArtifactError`
+        names the file)."""
         path = self.artifact_path(key)
+        sha256 = self.recorded_sha256(key)
+        if not sha256:
+            raise ArtifactError(f"artifact {path} belongs to no finished task with a recorded SHA-256; rerun the "
+                                "same command to compute it again")
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactError(f"artifact {path} is missing; rerun the same command to compute it again") from None
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        if hashlib.sha256(data).hexdigest() != sha256:
             raise ArtifactError(f"artifact {path} does not match the SHA-256 recorded when it was written "
                                 f"({len(data)} bytes now; cut short or altered); rerun the same command to compute "
                                 "it again")
@@ -221,14 +234,10 @@ class RunStore(ArtifactReader):
         task["info"] = json.loads(task["info"]) if task["info"] else {}
         return task
 
-    def load_artifact(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
-        """A done task's artifact, checked against the SHA-256 recorded with the task."""
+    def recorded_sha256(self, key: str) -> str | None:
         recorded = self.db.execute("SELECT artifact_sha256 FROM tasks WHERE key = ? AND status = 'done'",
                                    (key,)).fetchone()
-        if not recorded or not recorded[0]:
-            raise ArtifactError(f"artifact {self.artifact_path(key)} belongs to no finished task with a recorded "
-                                "SHA-256; rerun the same command to compute it again")
-        return super().load_artifact(key, recorded[0])
+        return recorded[0] if recorded else None
 
     def artifact_problem(self, key: str) -> str | None:
         """Why a done task's artifact cannot be used (missing, cut short, altered), or None."""
