@@ -40,7 +40,7 @@ from attacks._adaptive import (
     save_atomic,
 )
 from attacks.base import Adversary, check_range
-from bench.api import ADVERSARIES, AdversaryContext, Need, Target
+from bench.api import ADVERSARIES, AdversaryContext, Need, Target, seeded
 
 
 @dataclass
@@ -106,7 +106,8 @@ class RobustFinetune(Adversary):
             tuned.network.load_state_dict(saved["state"])
             facts.update(train_s=float(saved["train_s"]), final_loss=float(saved["final_loss"]), cached=True)
         else:
-            train_s, final = self._train(tuned, target, pairs, torch.device(context.device))
+            with seeded(cfg.seed, context.device):  # scoped: what draws from torch's global RNG is repeatable
+                train_s, final = self._train(tuned, target, pairs, torch.device(context.device))
             save_atomic({"state": {k: v.cpu() for k, v in tuned.network.state_dict().items()}, "train_s": train_s,
                          "final_loss": final}, path)
             facts.update(train_s=train_s, final_loss=final, cached=False)
@@ -147,7 +148,6 @@ class RobustFinetune(Adversary):
     def _train(self, tuned: Target, original: Target, pairs, device: torch.device) -> tuple[float, float]:
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
         with torch.no_grad():
             anchors = original.embed(pairs.clean.to(device))
             flipped = original.embed(pairs.clean.flip(-1).to(device)) if cfg.flip else anchors

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -107,15 +106,16 @@ class RateMeter:
 
     def quality_seconds_per_photo(self) -> float:
         from bench.measures.registry import METRICS
-        from bench.run.tasks import quality_rows
+        from bench.run.tasks.protection import quality_rows
+        from bench.run.workspace import UnavailableMetrics
 
         key = "quality/" + content_key(sorted(m.row for m in METRICS.quality()), self.batch)
         cached = self.cache.get(key)
         if cached is None:
             clean = self.photos()[0]
             shown = (clean + 0.01 * torch.randn_like(clean)).clamp(0, 1)
-            probe = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
-            seconds = self._seconds(lambda: quality_rows(probe, shown, clean))
+            unavailable = UnavailableMetrics(report=lambda text: None)
+            seconds = self._seconds(lambda: quality_rows(unavailable, shown, clean))
             cached = {"seconds_per_photo": seconds / len(clean)}
             self.cache.put(key, cached)
         return cached["seconds_per_photo"]

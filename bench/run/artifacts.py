@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench.core.storage import write_bytes
+from bench.core.storage import save_torch
 
 
 class ArtifactError(ValueError):
@@ -21,8 +21,9 @@ class ArtifactError(ValueError):
 
 class ArtifactReader:
     """A run folder's artifacts without its database: what a worker of a distributed executor gets (the driver
-    is the store's one writer). It reads artifacts, writes the ones its tasks make, and keeps skipped items in
-    memory (the driver records its own)."""
+    is the store's one writer). It reads artifacts, checked against the SHA-256 the driver recorded and hands over
+    with each task (:meth:`expect`), writes the ones its tasks make, and keeps skipped items in memory (the driver
+    records its own)."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
@@ -30,6 +31,15 @@ class ArtifactReader:
         self.artifact_dir = self.run_dir / "artifacts"
         self.artifact_dir.mkdir(exist_ok=True)
         self._skipped: dict[str, str] = {}
+        self._recorded: dict[str, str] = {}  # task key -> its artifact's SHA-256, as the store recorded it
+
+    def expect(self, hashes: dict[str, str]) -> None:
+        """The SHA-256 recorded for artifacts this reader is to read (``load_artifact`` refuses any other)."""
+        self._recorded.update(hashes)
+
+    def recorded_sha256(self, key: str) -> str | None:
+        """The SHA-256 recorded when ``key``'s task finished, or None."""
+        return self._recorded.get(key)
 
     def skip(self, item: str, reason: str) -> None:
         self._skipped[item] = reason
@@ -42,21 +52,24 @@ class ArtifactReader:
 
     def save_artifact(self, key: str, tensors: dict[str, torch.Tensor]) -> str:
         """Write a task's artifact whole; returns its SHA-256 (recorded with the task)."""
-        buffer = io.BytesIO()  # serialised in memory: a full disk fails in a plain write, with its size known
-        torch.save({k: v.detach().cpu() for k, v in tensors.items()}, buffer)
-        data = buffer.getvalue()
         path = self.artifact_path(key)  # one process computes a task: its temporary name is the key's own
-        write_bytes(path, data, "(a task's artifact)", path.with_name(f"{path.name}.part"))
+        data = save_torch({k: v.detach().cpu() for k, v in tensors.items()}, path, "(a task's artifact)",
+                          path.with_name(f"{path.name}.part"))
         return hashlib.sha256(data).hexdigest()
 
-    def load_artifact(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
-        """A task's artifact, checked against ``sha256`` when given (:class:`ArtifactError` names the file)."""
+    def load_artifact(self, key: str) -> dict[str, torch.Tensor]:
+        """A done task's artifact, checked against the SHA-256 recorded with the task (:class:`ArtifactError`
+        names the file)."""
         path = self.artifact_path(key)
+        sha256 = self.recorded_sha256(key)
+        if not sha256:
+            raise ArtifactError(f"artifact {path} belongs to no finished task with a recorded SHA-256; rerun the "
+                                "same command to compute it again")
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactError(f"artifact {path} is missing; rerun the same command to compute it again") from None
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        if hashlib.sha256(data).hexdigest() != sha256:
             raise ArtifactError(f"artifact {path} does not match the SHA-256 recorded when it was written "
                                 f"({len(data)} bytes now; cut short or altered); rerun the same command to compute "
                                 "it again")

@@ -40,7 +40,7 @@ import torch
 
 from bench.core.checksums import file_sha256
 from bench.core.storage import StorageError, StoreDamaged, storage_line
-from bench.run.artifacts import ArtifactError, ArtifactReader
+from bench.run.artifacts import ArtifactReader
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -172,14 +172,10 @@ class RunStore(ArtifactReader):
         task["info"] = json.loads(task["info"]) if task["info"] else {}
         return task
 
-    def load_artifact(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
-        """A done task's artifact, checked against the SHA-256 recorded with the task."""
+    def recorded_sha256(self, key: str) -> str | None:
         recorded = self.db.execute("SELECT artifact_sha256 FROM tasks WHERE key = ? AND status = 'done'",
                                    (key,)).fetchone()
-        if not recorded or not recorded[0]:
-            raise ArtifactError(f"artifact {self.artifact_path(key)} belongs to no finished task with a recorded "
-                                "SHA-256; rerun the same command to compute it again")
-        return super().load_artifact(key, recorded[0])
+        return recorded[0] if recorded else None
 
     def artifact_problem(self, key: str) -> str | None:
         """Why a done task's artifact cannot be used (missing, cut short, altered), or None."""

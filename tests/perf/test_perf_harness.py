@@ -192,7 +192,8 @@ def test_the_estimate_is_within_a_factor_of_two_of_the_run(tmp_path):
 
 
 HOT_MODULES = sorted({*Path(methods.__file__).parent.glob("*.py"), *Path(attacks.__file__).parent.glob("*.py"),
-                      *(Path(bench.__file__).parent / name for name in ("run/tasks.py", "run/executors.py",
+                      *(Path(bench.__file__).parent / "run" / "tasks").glob("*.py"),
+                      *(Path(bench.__file__).parent / name for name in ("run/workspace.py", "run/executors.py",
                                                                        "run/ray_executor.py", "measures/psr.py",
                                                                        "measures/quality.py"))})
 

@@ -104,6 +104,20 @@ def test_square_queries_a_black_box_target(user, context):
         METHODS.create("mi-fgsm", **SMALL_BANK).bind(context).fit(user[0], [target], seed=0)
 
 
+def test_square_is_repeatable_and_leaves_the_callers_rng_alone(user, context, sface):
+    """Square's random search (torchattacks) draws from torch's global RNG: seeded by the protector's seed for its
+    own duration, so a seed gives the same photos and the caller's RNG goes on as if nothing ran."""
+    method = METHODS.create("square", queries=10, **SMALL_BANK).bind(context)
+    protector = method.fit(user[0], [sface], seed=3)
+    clean = user[1][:1]
+    torch.manual_seed(11)
+    expected = torch.rand(4)
+    torch.manual_seed(11)
+    first = protector.protect(clean)
+    assert torch.equal(torch.rand(4), expected)
+    assert torch.equal(protector.protect(clean), first) and not torch.equal(first, clean)
+
+
 def test_regions_sit_on_the_face():
     a = FACE_BOX[0]
     for name in REGIONS:

@@ -111,3 +111,19 @@ def test_a_budget_in_words_validates():
     assert schema_errors(entry) == []
     entry["budget"] = {"linf": "8/255"}
     assert schema_errors(entry) != []
+
+
+def test_a_damaged_json_file_is_one_line_for_an_entry_and_a_leaderboard_alike(published, tmp_path, capsys):
+    """`bench validate ENTRY` and `bench check RUN` read their JSON through one reader: a file cut short or not
+    text at all is named with what is wrong, in one line, never a traceback."""
+    cut = tmp_path / "cut.json"
+    cut.write_text((published / "entries" / "uap--probe.json").read_text()[:200])
+    assert main(["validate", str(cut), "--board", str(published)]) != 0
+    err = capsys.readouterr()
+    assert re.search(rf"{re.escape(str(cut))} is not valid JSON \(.* at line \d+, column \d+\)", err.out + err.err)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "leaderboard.json").write_bytes(b"\xff\xfe\x00binary")
+    assert main(["check", str(run), "--baseline", str(published / "baseline.json")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "is not a text file, so not JSON; regenerate it with `bench leaderboard" in lines[0]

@@ -93,3 +93,39 @@ def test_without_an_address_a_new_local_ray_is_started_at_the_drivers_priority(m
     fake.calls.clear()
     assert RayExecutor(suite, address="auto")._connect(Reporter()) is True
     assert fake.calls == [{"address": "auto", "logging_level": "warning"}]
+
+
+def test_a_worker_reads_what_it_needs_checked_against_the_recorded_sha256(tmp_path, monkeypatch):
+    """A worker gets the SHA-256 the driver recorded for each artifact its task reads; a file altered since (on a
+    shared file system, by anyone) is refused with its name, as the local executor's store refuses it."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from bench.run import ray_executor
+    from bench.run.artifacts import ArtifactError, ArtifactReader
+    from bench.run.workspace import RunCaches, TaskOutput
+
+    photo = next((embedded_data_root() / "lfw" / "images").rglob("*.jpg"))
+    face = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB"))).permute(2, 0, 1)
+    driver = RunStore(tmp_path)
+    sha256 = driver.save_artifact("clean-key", {"face": face})
+    driver.record("clean-key", "clean", "clean/x", "done", 0.0, artifact_sha256=sha256)
+    hashes = {"clean-key": driver.recorded_sha256("clean-key")}
+    assert hashes == {"clean-key": sha256}
+
+    reader = ArtifactReader(tmp_path)
+    workspace = SimpleNamespace(load_artifact=reader.load_artifact, caches=RunCaches())
+    monkeypatch.setattr(ray_executor, "worker_workspace", lambda spec: (workspace, reader))
+    monkeypatch.setitem(ray_executor.BODIES, "read", lambda ws, dep: TaskOutput(
+        {"same": torch.equal(ws.load_artifact(dep)["face"], face)}, []))
+
+    with pytest.raises(ArtifactError, match="no finished task"):  # a key the driver did not hand over
+        ray_executor.run_task(None, "eval-key", "read", {"dep": "clean-key"}, {})
+    output, _, _ = ray_executor.run_task(None, "eval-key", "read", {"dep": "clean-key"}, hashes)
+    assert output.info["same"] is True
+    path = reader.artifact_path("clean-key")
+    path.write_bytes(path.read_bytes()[:-16])  # cut short
+    with pytest.raises(ArtifactError, match=f"{path.name} does not match the SHA-256"):
+        ray_executor.run_task(None, "eval-key", "read", {"dep": "clean-key"}, hashes)

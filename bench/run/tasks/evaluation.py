@@ -1,24 +1,14 @@
-"""Task bodies: plain top-level functions over explicit inputs, run by an executor (``bench.run.executors``).
-
-Each body takes the :class:`Workspace` (the run's prepared data and configured plug-ins) and the task's own
-arguments (names, a user, a seed, the keys of the tasks it reads), and returns a :class:`TaskOutput`: facts for
-the task record, result rows, and the tensors to keep as its artifact. A body never writes the store: the
-executor saves the artifact, then records the rows and the status in one transaction. ``BODIES`` maps the
-planner's ``TaskNode.body`` names to them; a body is found by name, so a task pickles as (name, args).
-"""
+"""Evaluation task bodies: the clean embeddings (``clean``), what an adversary makes of the protected photos
+(``evaluate``), the clean baseline (``evaluate_clean``) and the key holder's accuracy (``key_holder``)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from bench.core.work_log import WorkLog
-from bench.data.canvas import face_region, from_uint8, to_uint8
+from bench.data.canvas import from_uint8
 from bench.measures.psr import (
     enrolled_outcomes,
     gallery_thresholds,
@@ -28,107 +18,10 @@ from bench.measures.psr import (
     probe_outcome,
     user_outcome,
 )
-from bench.measures.registry import METRICS, PSR_PREFIX
-from bench.run.budget import check_budget
-from bench.run.context import AdversaryContext, RunContext
-from bench.run.photo_space import (
-    AttackerView,
-    as_tensor,
-    attacker_detector,
-    clean_posts,
-    photo_tensor,
-    publish_user,
-    with_missed,
-)
-from bench.run.prepare import Prepared
+from bench.measures.registry import PSR_PREFIX
+from bench.run.photo_space import clean_posts, with_missed
 from bench.run.store import ResultRow
-from methods.base import seeded
-
-
-@dataclass
-class TaskOutput:
-    info: dict[str, Any]
-    rows: list[ResultRow]
-    tensors: dict[str, torch.Tensor] | None = None  # the task's artifact, when it keeps one
-    artifact_sha256: str | None = None  # set instead of tensors where a worker wrote the artifact itself
-
-
-@dataclass
-class Workspace:
-    """What task bodies run on: the prepared data, the configured plug-ins by name, the run context."""
-
-    data: Prepared
-    device: str
-    scenarios: tuple[str, ...]
-    quantize: bool
-    context: RunContext
-    methods: dict[str, Any]
-    targets: dict[str, Any]
-    adversaries: dict[str, Any]
-    surrogates: list[Any]
-    load_artifact: Callable[[str], dict[str, torch.Tensor]]
-    message: Callable[[str], None] = print
-    unavailable_metrics: dict[str, str] = field(default_factory=dict)  # quality metric -> why it cannot run
-    work: WorkLog = field(default_factory=WorkLog)  # what the bodies computed (recomputations show there)
-    protocol: str = "templates"  # how probe queries are scored (bench.measures.psr.probe_outcome)
-    space: str = "crop"  # where the recogniser meets protected faces (bench.run.photo_space)
-    photo_jpeg_quality: int = 90
-    views: dict[str, AttackerView] = field(default_factory=dict)  # attacker detectors by name, made once
-
-    def canvases(self, photos) -> torch.Tensor:
-        return from_uint8(self.data.stack(photos)).to(self.device)
-
-    def embed_clean(self, recogniser: Any, photos: list, model: str | None = None) -> torch.Tensor:
-        """Clean photos through a recogniser (``model`` names it when it is not the target as loaded, e.g. as an
-        adversary adapted it), noted in ``work``; inference mode, as nothing flows back through them."""
-        self.work.note("clean-embedded", model or recogniser.name, (self.data.digests[p] for p in photos))
-        with torch.inference_mode():
-            return recogniser.embed(self.canvases(photos))
-
-    def attacker_view(self, target: str) -> AttackerView:
-        """The detector and aligner of an attacker using ``target`` (photo space)."""
-        name = attacker_detector(self.targets[target])
-        if name not in self.views:
-            self.views[name] = AttackerView(name, self.device)
-        return self.views[name]
-
-    def method(self, name: str, seed: int) -> Any:
-        """The named method, bound to the run context for this seed."""
-        return self.methods[name].bind(self.context, seed)
-
-    def adversary_context(self, adversary: str, method: str) -> AdversaryContext:
-        """What an adaptive adversary may use against ``method``: what its ``needs()`` declare (never an
-        evaluated user's photo), the method under test and its surrogates."""
-        return AdversaryContext(run=self.context.for_plugin(self.adversaries[adversary].needs()),
-                                method=self.methods[method].bind(self.context), surrogates=list(self.surrogates))
-
-
-def quality_rows(ws: Workspace, shown: torch.Tensor, clean: torch.Tensor, **tags: Any) -> list[ResultRow]:
-    """One row per registered quality metric (``METRICS.quality()``): the mean over photos, on the metric's
-    region. A metric that cannot run here (weights or package missing) is reported once and left out."""
-    regions = {"face": (face_region(shown), face_region(clean)), "canvas": (shown, clean)}
-    return measured_rows(ws, METRICS.quality(), lambda metric: metric.compute(*regions[metric.region]), tags)
-
-
-def measured_rows(ws: Workspace, metrics: list, values_of: Callable[[Any], torch.Tensor],
-                  tags: dict[str, Any]) -> list[ResultRow]:
-    """One row per metric, the mean of ``values_of(metric)`` (per photo); a metric that cannot run here is
-    reported once and left out."""
-    rows = []
-    for metric in metrics:
-        if metric.row in ws.unavailable_metrics:
-            continue
-        try:
-            with torch.no_grad():
-                values = values_of(metric)
-        except Exception as exc:  # a quality extra: report why it is missing, keep the run going
-            ws.unavailable_metrics[metric.row] = str(exc)
-            ws.message(f"[yellow]{metric.label} unavailable[/yellow]: {exc}")
-            continue
-        if metric.clamp_max is not None:
-            values = values.clamp(max=metric.clamp_max)
-        rows.append(ResultRow(metric.row, float(values.mean()), **tags))
-    return rows
+from bench.run.workspace import TaskOutput, Workspace
 
 
 def clean(ws: Workspace, target: str) -> TaskOutput:
@@ -138,59 +31,6 @@ def clean(ws: Workspace, target: str) -> TaskOutput:
     for user in ws.data.users:
         tensors[f"probe/{user}"] = ws.embed_clean(recogniser, ws.data.splits[user].probe)
     return TaskOutput({"gallery_labels": gallery_labels, "target": recogniser.name}, [], tensors)
-
-
-def protect(ws: Workspace, method: str, user: str, seed: int) -> TaskOutput:
-    m = ws.method(method, seed)
-    split = ws.data.splits[user]
-    fit_photos, probes = ws.canvases(split.fit), ws.canvases(split.probe)
-    # The user's photos to protect, in one call: a per-image method batches over all of them.
-    clean_gallery = ws.canvases(split.gallery) if "gallery" in ws.scenarios else probes[:0]
-    # torch's global RNG seeded for this task only (libraries such as torchattacks take no generator)
-    with seeded(seed, ws.device):
-        t0 = time.perf_counter()
-        protector = m.fit(fit_photos, ws.surrogates, seed)
-        fit_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = protector.protect(torch.cat([probes, clean_gallery])).detach()
-        protect_ms = 1000 * (time.perf_counter() - t0) / max(1, len(out))
-    protected, enrolled = out[: len(probes)], out[len(probes):]
-    linf = float((protected - probes).abs().max()) if len(probes) else 0.0
-    budget = m.budget().bounds()
-    measured = check_budget(m.name, budget, protected, probes, f"{user}'s probe photo")
-    published = to_uint8(protected) if ws.quantize else protected
-    tensors = {"protected": published}
-    if "gallery" in ws.scenarios:
-        check_budget(m.name, budget, enrolled, clean_gallery, f"{user}'s gallery photo")
-        tensors["protected_gallery"] = to_uint8(enrolled) if ws.quantize else enrolled
-    if protector.has_key:
-        tensors["deobfuscated"] = to_uint8(protector.deobfuscate(from_uint8(published).to(ws.device)))
-    tensors.update({f"state/{k}": v for k, v in protector.state().items()})
-    shown = from_uint8(published).to(ws.device) if ws.quantize else protected
-    tags = {"method": m.name, "user": user}
-    rows = quality_rows(ws, shown, probes, **tags)
-    rows += [ResultRow(name, value, **tags) for name, value in (
-        ("linf", linf), ("fit_s", fit_s), ("protect_ms_per_photo", protect_ms), ("probes", float(len(probes))))]
-    info = {"info": protector.info(), "budget": budget, "kind": m.kind, "budget_measured": measured,
-            "context_used": dict(m.context.used)}
-    return TaskOutput(info, rows, tensors)
-
-
-def publish_photos(ws: Workspace, method: str, user: str, protect_key: str, quality: int) -> TaskOutput:
-    """Photo space: the user's protected probe photos as posted (JPEG bytes, the artifact) and the quality of
-    each whole protected photo against the original (``METRICS.photo_quality()``)."""
-    probes = ws.data.splits[user].probe
-    protected = ws.load_artifact(protect_key)["protected"]
-    posted, pairs = publish_user(probes, ws.data.faces, ws.data.canvases,
-                                 protected if protected.dtype == torch.uint8 else to_uint8(protected), quality)
-
-    def values_of(metric):
-        return torch.cat([metric.compute(photo_tensor(p.published, ws.device), photo_tensor(p.original, ws.device))
-                          .flatten() for p in pairs])
-
-    rows = measured_rows(ws, METRICS.photo_quality(), values_of, {"method": method, "user": user})
-    return TaskOutput({"photos": len(posted), "jpeg_quality": quality}, rows,
-                      {f"posted/{i}": as_tensor(data) for i, data in enumerate(posted)})
 
 
 def attacker_crops(ws: Workspace, target: str, user: str, posted: list) -> tuple[torch.Tensor, int]:
@@ -382,9 +222,3 @@ def key_holder(ws: Workspace, method: str, target: str, clean_key: str, protect_
         rows.append(ResultRow("authorized_top1_accuracy", 1 - outcome.psr["top1"], method=method, target=target,
                               user=user))
     return TaskOutput({}, rows)
-
-
-BODIES: dict[str, Callable[..., TaskOutput]] = {
-    "clean": clean, "protect": protect, "evaluate": evaluate, "evaluate_clean": evaluate_clean,
-    "key_holder": key_holder, "publish_photos": publish_photos,
-}
