@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bench.api import AdversaryContext, Need, from_uint8, save_torch, seeded, to_uint8
+from bench.api import AdversaryContext, Need, Target, from_uint8, save_torch, seeded, to_uint8
 
 # The artifacts below are only ever read back by this code; keys also hold the code version of the method and
 # adversary that made them. Bump when their layout changes.
@@ -49,6 +49,17 @@ def require_context(context: AdversaryContext | None, who: str) -> AdversaryCont
     if context.cache_dir is None:
         raise ValueError(f"{who}: the AdversaryContext has no cache_dir to keep what it trains")
     return context
+
+
+def trainable(target: Target) -> bool:
+    """Whether the owner can backpropagate through ``target`` (a torch network, differentiable)."""
+    return bool(target.differentiable) and isinstance(getattr(target, "network", None), torch.nn.Module)
+
+
+def require_differentiable(target: Target, who: str) -> None:
+    if not trainable(target):
+        raise ValueError(f"{who} needs a differentiable target; {target.name} is a black box "
+                         "(pick a torch target such as sface or mobileface)")
 
 
 def cache_key(*parts: Any) -> str:

@@ -37,7 +37,9 @@ from attacks._adaptive import (
     owner_people,
     protected_pairs,
     require_context,
+    require_differentiable,
     save_atomic,
+    trainable,
 )
 from attacks.base import Adversary, check_range
 from bench.api import ADVERSARIES, AdversaryContext, Need, Target, seeded
@@ -88,10 +90,7 @@ class RobustFinetune(Adversary):
         self._info = {}
         if context.method is None:
             return target
-        network = getattr(target, "network", None)
-        if not target.differentiable or not isinstance(network, torch.nn.Module):
-            raise ValueError(f"robust fine-tuning needs a differentiable target; {target.name} is a black box "
-                             "(pick a torch target such as sface or mobileface)")
+        require_differentiable(target, "robust fine-tuning")
         t0 = time.perf_counter()
         cfg = self.config
         pairs = protected_pairs(context, cfg.identities, cfg.photos, cfg.seed)
@@ -121,8 +120,7 @@ class RobustFinetune(Adversary):
         return tuned
 
     def training_step(self, target: Target, photos: torch.Tensor) -> tuple[Any, int] | None:
-        network = getattr(target, "network", None)
-        if not target.differentiable or not isinstance(network, torch.nn.Module):
+        if not trainable(target):
             return None  # its cells fail with the reason; nothing is trained
         cfg = self.config
         tuned = copy.deepcopy(target)

@@ -266,9 +266,9 @@ def test_dry_run_notes_a_method_that_fails_when_timed_and_prices_the_rest(tmp_pa
 
 def test_dry_run_prices_the_training_adversaries(tmp_path):
     """Purification and robust fine-tuning: the owner's people protected once per method (shared by both), each
-    one's training timed here (seconds per step x the steps its config takes: a purifier once per method, a
-    fine-tuned model once per method and target), and the adapted recogniser re-embedding the gallery and probes."""
-    settings = {"purification": {"identities": 3, "photos": 2, "steps": 7, "batch": 2, "width": 8},
+    one's training timed here (seconds per step x the steps its config takes, once per method and target: a
+    purifier in the target's feature space, a fine-tuned copy of the target), and the adapted recogniser re-embedding the gallery and probes."""
+    settings = {"purification": {"identities": 3, "photos": 2, "steps": 7, "batch": 1, "width": 8},
                 "robust-finetune": {"identities": 3, "photos": 2, "epochs": 2, "batch": 2}}
     suite = tiny_suite(adversaries=("none", "purification", "robust-finetune"), adversary_overrides=settings)
     cache = RateCache("cpu", 1, path=tmp_path / "rates.json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bench.registry import ADVERSARIES, ConfigError
 
@@ -168,7 +169,7 @@ def test_adaptive_adversaries_need_a_context(sface):
 def test_purification_trains_a_wrapper_and_caches_it(tmp_path, owner_run, sface, shared_data):
     from bench.data.datasets import lfw_fingerprint
 
-    settings = dict(identities=3, photos=2, steps=10, batch=4, width=8, layers=3, patch=32)
+    settings = dict(identities=3, photos=2, steps=10, batch=2, width=8, layers=3)
     adversary = ADVERSARIES.create("purification", **settings)
     context = adversary_context(tmp_path, owner_run, adversary, [sface])
     assert adversary.kind == "adaptation"
@@ -211,10 +212,12 @@ def test_robust_finetune_pulls_protected_to_clean_and_is_cached(tmp_path, owner_
         assert torch.allclose(reused.embed(pairs.protected), tuned.embed(pairs.protected), atol=1e-5)
 
 
-def test_robust_finetune_refuses_a_black_box(tmp_path, owner_run, sface):
+@pytest.mark.parametrize("name", ["robust-finetune", "purification"])
+def test_training_adversaries_refuse_a_black_box(name, tmp_path, owner_run, sface):
+    """Both train through the owner's recogniser (fine-tuning it, or a purifier in its feature space)."""
     from bench.registry import TARGETS
 
-    adversary = ADVERSARIES.create("robust-finetune", identities=3, photos=2)
+    adversary = ADVERSARIES.create(name, identities=3, photos=2)
     context = adversary_context(tmp_path, owner_run, adversary, [sface])
     with pytest.raises(ValueError, match="differentiable"):
         adversary.adapt(TARGETS.create("dlib"), context)
@@ -222,15 +225,17 @@ def test_robust_finetune_refuses_a_black_box(tmp_path, owner_run, sface):
 
 @pytest.mark.slow
 def test_purifier_moves_protected_photos_back_towards_clean(tmp_path, owner_run, sface):
+    """In the recogniser's feature space, where it is trained (a pixel loss alone leaves PGD's noise in place):
+    purified protected photos embed near their clean photos again, and clean photos stay where they were."""
     from attacks._adaptive import protected_pairs
 
-    adversary = ADVERSARIES.create("purification", identities=3, photos=2, steps=400)
+    adversary = ADVERSARIES.create("purification", identities=3, photos=2, steps=60, batch=4)
     context = adversary_context(tmp_path, owner_run, adversary, [sface], steps=5)
     purified_target = adversary.adapt(sface, context)
     pairs = protected_pairs(context, 3, 2, seed=0)
-    box = (slice(None), slice(None), slice(42, 182), slice(42, 182))
-    restored = purified_target.purify(pairs.protected)
-    before = (pairs.protected - pairs.clean)[box].abs().mean()
-    after = (restored - pairs.clean)[box].abs().mean()
-    assert after < 0.95 * before, (255 * float(before), 255 * float(after))
-    assert (purified_target.purify(pairs.clean) - pairs.clean)[box].abs().mean() < before / 2
+    with torch.no_grad():
+        clean = sface.embed(pairs.clean)
+        before = F.cosine_similarity(sface.embed(pairs.protected), clean).mean()
+        after = F.cosine_similarity(purified_target.embed(pairs.protected), clean).mean()
+        kept = F.cosine_similarity(purified_target.embed(pairs.clean), clean).mean()
+    assert after > before + 0.2 and kept > 0.9, (float(before), float(after), float(kept))

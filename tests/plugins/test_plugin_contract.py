@@ -135,10 +135,7 @@ def global_seeding(source: str) -> list[str]:
 
 
 # Modules known to break the rule, each with what is to change; strict: the mark fails once the module is fixed.
-KNOWN = {
-    "attacks/purification.py": "denoiser() seeds the global RNG bare, after the Denoiser's weights were drawn "
-                               "unseeded: its construction and training are to run under seeded(cfg.seed, device)",
-}
+KNOWN: dict[str, str] = {}  # module -> why it still seeds globally (a strict xfail until mended)
 
 
 def seeding_cases() -> list:
