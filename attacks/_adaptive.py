@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bench.api import AdversaryContext, Need, from_uint8, to_uint8, write_bytes
+from bench.api import AdversaryContext, Need, Target, from_uint8, save_torch, seeded, to_uint8
 
 # The artifacts below are only ever read back by this code; keys also hold the code version of the method and
 # adversary that made them. Bump when their layout changes.
@@ -52,6 +51,17 @@ def require_context(context: AdversaryContext | None, who: str) -> AdversaryCont
     return context
 
 
+def trainable(target: Target) -> bool:
+    """Whether the owner can backpropagate through ``target`` (a torch network, differentiable)."""
+    return bool(target.differentiable) and isinstance(getattr(target, "network", None), torch.nn.Module)
+
+
+def require_differentiable(target: Target, who: str) -> None:
+    if not trainable(target):
+        raise ValueError(f"{who} needs a differentiable target; {target.name} is a black box "
+                         "(pick a torch target such as sface or mobileface)")
+
+
 def cache_key(*parts: Any) -> str:
     blob = json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
@@ -72,9 +82,7 @@ def cache_path(context: AdversaryContext, folder: str, key: str) -> Path:
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    buffer = io.BytesIO()  # serialised in memory: a full disk fails in a plain write that names the folder
-    torch.save(obj, buffer)
-    write_bytes(path, buffer.getvalue(), "(an adversary's cache)")
+    save_torch(obj, path, "(an adversary's cache)")
 
 
 def owner_people(identities: int, photos: int) -> Need:
@@ -107,9 +115,10 @@ def protected_pairs(context: AdversaryContext, identities: int, photos: int, see
     for k in range(count):
         rows = (owner == k).nonzero().flatten()
         photos_k = from_uint8(clean[rows]).to(device)
-        torch.manual_seed(seed + k)
-        protector = context.method.fit(photos_k, list(context.surrogates), seed + k)
-        protected[rows.to(device)] = to_uint8(protector.protect(photos_k).detach())
+        # as a protect task does: torch's global RNG seeded for this person only (torchattacks takes no generator)
+        with seeded(seed + k, device):
+            protector = context.method.fit(photos_k, list(context.surrogates), seed + k)
+            protected[rows.to(device)] = to_uint8(protector.protect(photos_k).detach())
         if log is not None:
             elapsed = time.perf_counter() - t0
             log(f"protected the owner's person {k + 1}/{count} with {method_identity(context)['method']} "

@@ -37,10 +37,12 @@ from attacks._adaptive import (
     owner_people,
     protected_pairs,
     require_context,
+    require_differentiable,
     save_atomic,
+    trainable,
 )
 from attacks.base import Adversary, check_range
-from bench.api import ADVERSARIES, AdversaryContext, Need, Target
+from bench.api import ADVERSARIES, AdversaryContext, Need, Target, seeded
 
 
 @dataclass
@@ -88,10 +90,7 @@ class RobustFinetune(Adversary):
         self._info = {}
         if context.method is None:
             return target
-        network = getattr(target, "network", None)
-        if not target.differentiable or not isinstance(network, torch.nn.Module):
-            raise ValueError(f"robust fine-tuning needs a differentiable target; {target.name} is a black box "
-                             "(pick a torch target such as sface or mobileface)")
+        require_differentiable(target, "robust fine-tuning")
         t0 = time.perf_counter()
         cfg = self.config
         pairs = protected_pairs(context, cfg.identities, cfg.photos, cfg.seed)
@@ -106,7 +105,8 @@ class RobustFinetune(Adversary):
             tuned.network.load_state_dict(saved["state"])
             facts.update(train_s=float(saved["train_s"]), final_loss=float(saved["final_loss"]), cached=True)
         else:
-            train_s, final = self._train(tuned, target, pairs, torch.device(context.device))
+            with seeded(cfg.seed, context.device):  # scoped: what draws from torch's global RNG is repeatable
+                train_s, final = self._train(tuned, target, pairs, torch.device(context.device))
             save_atomic({"state": {k: v.cpu() for k, v in tuned.network.state_dict().items()}, "train_s": train_s,
                          "final_loss": final}, path)
             facts.update(train_s=train_s, final_loss=final, cached=False)
@@ -120,8 +120,7 @@ class RobustFinetune(Adversary):
         return tuned
 
     def training_step(self, target: Target, photos: torch.Tensor) -> tuple[Any, int] | None:
-        network = getattr(target, "network", None)
-        if not target.differentiable or not isinstance(network, torch.nn.Module):
+        if not trainable(target):
             return None  # its cells fail with the reason; nothing is trained
         cfg = self.config
         tuned = copy.deepcopy(target)
@@ -147,7 +146,6 @@ class RobustFinetune(Adversary):
     def _train(self, tuned: Target, original: Target, pairs, device: torch.device) -> tuple[float, float]:
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
         with torch.no_grad():
             anchors = original.embed(pairs.clean.to(device))
             flipped = original.embed(pairs.clean.flip(-1).to(device)) if cfg.flip else anchors

@@ -1,8 +1,8 @@
 """The plug-in API: everything a method, adversary or target may take from the harness, and nothing else.
 
-Modules of ``methods/``, ``attacks/`` and ``targets/`` import from ``bench`` only this module (a test walks every
-plug-in module's imports: ``tests/test_plugin_contract.py``), and never import each other's package; what they
-need of a run (device, seed, identity bank, cache folder, code versions) the run hands them in a context.
+Modules of ``methods/``, ``attacks/`` and ``targets/`` import from ``bench`` only this module (a test walks
+every plug-in module's imports: ``tests/plugins/test_plugin_contract.py``), and never import each other's package;
+what they need of a run (device, seed, identity bank, cache folder, code versions) the run hands them in a context.
 
 - contexts: :class:`RunContext` (``Method.bind``), :class:`AdversaryContext` (``Adversary.adapt``), :class:`Need`,
   :class:`ContextError`, and :class:`IdentityBank`, the type of what ``RunContext.identity_bank`` returns;
@@ -26,7 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from bench.core.checksums import IntegrityError
-from bench.core.storage import write_bytes
+from bench.core.storage import save_torch, write_bytes
 from bench.core.validation import COUNT, FRACTION, Interval, at_least, check_ranges, positive
 from bench.data.canvas import (
     ARCFACE_112,
@@ -93,6 +93,6 @@ __all__ = [
     "WeightSpec", "WeightError", "ensure", "derived", "recording", "weight_status", "load_into", "load_state_dict",
     "locate_user_file", "user_file_status", "fold_file", "free_batch_file", "compile_graph", "load_graph_json", "read_weights", "read_frozen_graph", "IntegrityError",
     "calibrations", "is_weak", "load_calibration",
-    # files an adversary caches (a full disk gives one clear error)
-    "write_bytes",
+    # files a plug-in writes: weights it converts, what an adversary caches (a full disk gives one clear error)
+    "save_torch", "write_bytes",
 ]

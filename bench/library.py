@@ -45,7 +45,7 @@ def load_target(name: str, device: str = "cpu"):
 def align(image: str | os.PathLike | np.ndarray | Any, device: str = "cpu") -> AlignedFace:
     """The first face of a photo (a path, an H x W x 3 uint8 RGB array or a PIL image), detected and aligned onto
     the benchmark's canvas: ``.canvas`` is the H x W x 3 uint8 face, ``.matrix`` maps photo pixels onto it.
-    Raises :class:`bench.data.faces.FaceError` when the photo has no usable face."""
+    Raises :class:`bench.data.decoding.FaceError` when the photo has no usable face."""
     from bench.data.faces import Aligner
 
     aligner = Aligner(device=device, log=lambda _msg: None)

@@ -20,6 +20,7 @@ import torchattacks
 
 from bench.api import METHODS
 from methods._classifier import TORCHATTACKS, ClassifierConfig, IdentityClassifier, TransferAttack, check_linf
+from methods.base import seeded
 
 
 @dataclass
@@ -41,8 +42,8 @@ class BestPointSquare(torchattacks.Square):
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.init_hyperparam(x)
-        torch.random.manual_seed(self.seed)
-        return self.attack_single_run(x, self.get_target_label(x, y) if self.targeted else y)[1]
+        with seeded(self.seed, x.device):  # torchattacks' search draws from torch's global RNG
+            return self.attack_single_run(x, self.get_target_label(x, y) if self.targeted else y)[1]
 
 
 @METHODS.register("square")

@@ -40,7 +40,16 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from bench.api import TARGETS, Framing, WeightError, WeightSpec, derived, load_into, load_state_dict
+from bench.api import (
+    TARGETS,
+    Framing,
+    WeightError,
+    WeightSpec,
+    derived,
+    load_into,
+    load_state_dict,
+    save_torch,
+)
 from targets._checkpoint import CheckpointTarget
 from targets.base import TorchTarget
 
@@ -213,7 +222,7 @@ def convert_frozen_graph(src: Path, dst: Path) -> None:
     bottleneck = {"kernel": consts["InceptionResnetV1/Bottleneck/weights"], "gamma": gamma, "beta": beta,
                   "mean": mean, "var": var}
     state = inception_resnet_state(convs, bottleneck, scales, embedding_dim=beta.shape[0])
-    torch.save(state, dst)
+    save_torch(state, dst, "(FaceNet weights converted)")
 
 
 def convert_keras_h5(src: Path, dst: Path) -> None:
@@ -251,7 +260,8 @@ def convert_keras_h5(src: Path, dst: Path) -> None:
         bottleneck = {"kernel": tensor("Bottleneck", "kernel"), "gamma": np.ones_like(beta), "beta": beta,
                       "mean": tensor("Bottleneck_BatchNorm", "moving_mean"),
                       "var": tensor("Bottleneck_BatchNorm", "moving_variance")}
-    torch.save(inception_resnet_state(convs, bottleneck, scales, embedding_dim=beta.shape[0]), dst)
+    save_torch(inception_resnet_state(convs, bottleneck, scales, embedding_dim=beta.shape[0]), dst,
+               "(FaceNet weights converted)")
 
 
 # ------------------------------------------------------------------------------------------------------------

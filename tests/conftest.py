@@ -35,7 +35,7 @@ WILD_STAND_INS = {
 
 def pytest_addoption(parser) -> None:
     parser.addoption("--record-floors", action="store_true",
-                     help="tests/test_behaviour_gate.py: write tests/data/behaviour_floors.json from the gate's run")
+                     help="tests/plugins/test_behaviour_gate.py: write tests/data/behaviour_floors.json from the gate's run")
 
 
 def _shared_root() -> Path | None:

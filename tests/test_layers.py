@@ -1,5 +1,6 @@
 """The rooms of bench/ import only downwards: core < models < data < measures < registry < run < perf, report <
-the surface (the plug-in API, the Python API, the CLI and its commands). A module that reaches up a floor fails."""
+the surface (the plug-in API, the Python API, the CLI and its commands). A module that reaches up a floor fails,
+and so does a module over the line cap (one that has grown past one job)."""
 
 import ast
 from pathlib import Path
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+# A module longer than this holds more than one job: split it by what it does (docs/harness.md maps the rooms).
+MAX_LINES = 300
 LEVEL = {"core": 0, "models": 1, "data": 2, "measures": 3, "registry": 4, "run": 5, "perf": 6, "report": 6,
          "api": 7, "library": 7, "cli": 7, "commands": 7, "__init__": 7}
 
@@ -50,3 +53,10 @@ def test_the_check_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from bench.run.store import RunStore\n")
     assert bench_imports(bad) == [(2, "bench.run.store")]
     assert LEVEL[room_of("bench.run.store")] > LEVEL["data"]
+
+
+def test_no_module_is_over_the_line_cap():
+    sizes = {p.relative_to(BENCH).as_posix(): len(p.read_text().splitlines()) for p in modules()}
+    over = sorted((n, name) for name, n in sizes.items() if n > MAX_LINES)
+    assert not over, (f"{len(over)} bench/ module(s) over {MAX_LINES} lines; split each by what it does: "
+                      + ", ".join(f"bench/{name} ({n} lines)" for n, name in reversed(over)))

@@ -16,8 +16,8 @@ from dataclasses import asdict
 import torch
 from rich.table import Table
 
+from bench.commands._settings import method_overrides
 from bench.commands._ui import add_format_option, wants_json, wide_console
-from bench.commands.run import method_overrides
 from bench.core.devices import default_threads, resolve_device
 from bench.models.weights import WeightError, ensure
 from bench.perf.run_measures import suite_measures

@@ -20,12 +20,15 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from bench.commands._progress import LogReporter, RichReporter
+from bench.commands._settings import one_method_overrides
 from bench.commands._ui import wide_console
-from bench.commands.run import LogReporter, RichReporter, one_method_overrides
 from bench.core.devices import resolve_device
 from bench.core.validation import UsageError
 from bench.data.datasets import DataError
-from bench.data.faces import Aligner, FaceError, canvases_to_tensor, make_detector
+from bench.data.decoding import FaceError
+from bench.data.detectors import make_detector
+from bench.data.faces import Aligner, canvases_to_tensor
 from bench.models.weights import WeightError, ensure
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
 from bench.run.assembly import standalone_context

@@ -4,133 +4,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
+from bench.commands._dry_run import dry_run
+from bench.commands._progress import LogReporter, RichReporter
+from bench.commands._settings import device_and_threads, method_overrides
 from bench.commands._ui import add_format_option, print_board, wants_json, wide_console
-from bench.core.devices import default_threads, resolve_device
+from bench.core.devices import resolve_device
 from bench.core.validation import UsageError
-from bench.data.datasets import DataError, resolve_data_root
+from bench.data.datasets import DataError
 from bench.measures.psr import PROTOCOLS
 from bench.registry import ADVERSARIES, ConfigError, UnknownNameError
 from bench.report import html as report
 from bench.report import leaderboard, repeats
 from bench.run.executors import LocalExecutor
-from bench.run.plugins import validate_names
+from bench.run.folder_lock import RunFolderBusy
 from bench.run.prepare import check_run_request
-from bench.run.runner import Reporter, Runner
-from bench.run.store import RunFolderBusy
+from bench.run.runner import Runner
 from bench.run.suites import SPACES, SPLITS, Suite, get_suite
-
-
-class RichReporter(Reporter):
-    def __init__(self, console: Console):
-        self.console = console
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[item]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-        )
-        self.task_id = None
-
-    def phase(self, name: str, total: int) -> None:
-        if self.task_id is not None:
-            self.progress.update(self.task_id, visible=False)
-        self.task_id = self.progress.add_task(name, total=total, item="")
-
-    def advance(self, label: str = "") -> None:
-        if self.task_id is not None:
-            self.progress.update(self.task_id, advance=1, item=label)
-
-    def message(self, text: str) -> None:
-        self.progress.console.print(text)
-
-
-class LogReporter(Reporter):
-    """Progress as plain lines when the output is not a terminal (batch jobs, cluster and CI logs), where a
-    live bar would print nothing until the end: a line at most every ``every`` seconds and at a phase's end."""
-
-    def __init__(self, console: Console, every: float = 30.0):
-        self.console, self.every = console, every
-        self.name, self.total, self.done, self.start, self.last = "", 0, 0, 0.0, 0.0
-
-    def phase(self, name: str, total: int) -> None:
-        self.name, self.total, self.done = name, total, 0
-        self.start = self.last = time.monotonic()
-
-    def advance(self, label: str = "") -> None:
-        self.done += 1
-        now = time.monotonic()
-        if now - self.last < self.every and 1 < self.done < self.total:
-            return
-        self.last = now
-        elapsed = now - self.start
-        eta = elapsed / self.done * (self.total - self.done)
-        self.console.print(f"{self.name} {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
-                           f"elapsed {_clock(elapsed)} ETA {_clock(eta)} {label}", highlight=False)
-
-    def message(self, text: str) -> None:
-        self.console.print(text, soft_wrap=True)  # one line per message: logs are read and grepped line by line
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-
-
-def parse_value(text: str):
-    """A config value from the command line: JSON (3, 0.5, true, "x", [1, 2]), a fraction such as 16/255, or
-    else the text itself."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # not JSON, an integer too long to convert, or nested too deep
-        pass
-    num, sep, den = text.partition("/")
-    if sep:
-        try:
-            return float(num) / float(den)
-        except (ValueError, ZeroDivisionError, OverflowError):
-            pass
-    return text
-
-
-def method_overrides(base: dict, settings: list[str]) -> dict:
-    """``NAME.KEY=VALUE`` settings merged over a suite's method (or adversary) overrides (the keys are checked when the
-    method is built, with the list of valid ones)."""
-    merged = {m: dict(v) for m, v in base.items()}
-    for item in settings:
-        target, eq, value = item.partition("=")
-        method, dot, key = target.rpartition(".")
-        if not (eq and dot and method and key):
-            raise UsageError(f"--set takes NAME.KEY=VALUE (e.g. pgd.steps=50 or chameleon.epsilon=8/255), got "
-                             f"{item!r}")
-        merged.setdefault(method, {})[key] = parse_value(value)
-    return merged
-
-
-def one_method_overrides(method: str, settings: list[str]) -> dict:
-    """``--set`` of a command that runs one method (``bench protect``): ``NAME.KEY=VALUE`` as in ``bench run``,
-    NAME being that method, or ``KEY=VALUE`` for short."""
-    named = []
-    for item in settings:
-        key = item.partition("=")[0]
-        if "." in key and not key.startswith(f"{method}."):
-            raise UsageError(f"--set {item}: this command runs {method} only; write {method}.KEY=VALUE or KEY=VALUE")
-        named.append(item if "." in key else f"{method}.{item}")
-    return method_overrides({}, named).get(method, {})
 
 
 def user_count(text: str) -> int | str:
@@ -258,11 +153,6 @@ def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict 
     return 0, board
 
 
-def device_and_threads(args) -> tuple[str, int]:
-    """``--device`` resolved (auto: CUDA when present) and ``--threads`` (default: the cores this process may use)."""
-    return resolve_device(args.device), default_threads() if args.threads is None else args.threads
-
-
 def make_executor(name: str, address: str | None, suite):
     if name == "local":
         if address:
@@ -273,63 +163,6 @@ def make_executor(name: str, address: str | None, suite):
 
         return RayExecutor(suite, address=address)
     raise ValueError(f"unknown executor {name!r}: local or ray")
-
-
-def dry_run(suite, args, out: Path, console: Console, reporter: Reporter) -> int:
-    """Plan the suite on file lists and price it from rates measured on this machine (bench/perf/throughput/estimate.py), after
-    the checks a run makes before any work (a request the run would refuse fails here the same way)."""
-    from bench.perf.estimate import Estimator, KindCost
-    from bench.perf.rates import RateCache
-
-    try:
-        device, threads = device_and_threads(args)
-        check_run_request(suite, out, args.data_root, device, threads)
-        validate_names(suite)
-        torch.set_num_threads(threads)
-        root, how = resolve_data_root(args.data_root)
-        console.print(f"data: {root} ({how}); pricing on {device}, {threads} thread(s)")
-        estimator = Estimator(suite, root, device, threads, reporter,
-                              cache=RateCache(device, threads, remeasure=args.remeasure))
-        with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
-            estimate = estimator.estimate()
-    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError) as exc:
-        console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
-        return 2
-    on_cpu = device == "cpu"
-    clock = "cpu" if on_cpu else "wall"
-    if wants_json(args):
-        print(json.dumps({"suite": suite.name, "device": device, "threads": threads, "clock": clock,
-                          "kinds": {k: vars(v) for k, v in estimate.kinds.items()}, "methods": estimate.methods,
-                          "seconds": estimate.seconds, "notes": estimate.notes,
-                          "unavailable": estimate.unavailable, "adaptation": estimate.adaptation,
-                          "rates": estimate.cache}, indent=2))
-        return 0
-
-    def idle_wall(seconds: float) -> str:  # CPU time of all threads -> the wall time of an idle machine
-        return _clock(seconds) if threads == 1 else f"{_clock(seconds / threads)} to {_clock(seconds)}"
-
-    kinds = Table(title=f"{suite.name}: tasks and estimated time on {device} ({threads} thread(s))")
-    for col in ("kind", "tasks", "CPU time" if on_cpu else "wall time", *(("wall time, idle machine",) if on_cpu else ())):
-        kinds.add_column(col, justify="left" if col == "kind" else "right")
-    for kind, cost in [*estimate.kinds.items(), ("all", KindCost(sum(c.tasks for c in estimate.kinds.values()),
-                                                                 estimate.seconds))]:
-        kinds.add_row(kind, str(cost.tasks), _clock(cost.seconds), *((idle_wall(cost.seconds),) if on_cpu else ()))
-    console.print(kinds)
-    methods = Table(title="protect tasks per method")
-    for col in ("method", "kind", "users", "fit s/user", "protect s/photo", f"{clock} time"):
-        methods.add_column(col, justify="left" if col in ("method", "kind") else "right")
-    for name, m in sorted(estimate.methods.items(), key=lambda kv: -kv[1]["seconds"]):
-        methods.add_row(name, m["kind"], str(m["users"]), f"{m['fit_s_per_user']:.1f}",
-                        f"{m['protect_s_per_photo']:.2f}", _clock(m["seconds"]))
-    console.print(methods)
-    for name, reason in estimate.unavailable.items():
-        console.print(f"[yellow]{name} unavailable[/yellow]: {reason}")
-    for note in estimate.notes:
-        console.print(f"[yellow]note[/yellow]: {note}")
-    console.print(f"rates measured on this machine, cached in {estimate.cache} (--remeasure to measure again)"
-                  + ("; CPU time of the process, all threads: the load of other work does not enter it" if on_cpu
-                     else ""))
-    return 0
 
 
 def add_parser(sub) -> None:

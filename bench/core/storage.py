@@ -102,6 +102,20 @@ def write_bytes(path: Path, data: bytes, what: str = "", tmp: Path | None = None
                 tmp.unlink()
 
 
+def save_torch(obj: object, path: Path, what: str = "", tmp: Path | None = None) -> bytes:
+    """``torch.save(obj, path)`` through :func:`write_bytes`: serialised in memory first, so a full disk or a
+    refused folder gives one line with the size the write needed; returns the bytes written (to hash them)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    write_bytes(path, data, what, tmp)
+    return data
+
+
 def remove_orphans(folder: Path, pattern: str, quiet_s: float = 60.0) -> None:
     """Remove temporary files ``<name>.<pid>.tmp<suffix>`` under ``folder`` (``pattern``) left by processes killed
     while writing: those of a process that no longer runs here and has not written for ``quiet_s``, or older than

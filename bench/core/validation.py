@@ -1,4 +1,5 @@
-"""Checks made before any compute: ranges of config values, the device, the data root and the output folder.
+"""Checks made before any compute: ranges of config values, the device, the data root and the output folder, and
+the JSON files a user names (a leaderboard, a baseline, a submitted entry).
 
 Each failure is one line that names the bad value and what is allowed, so ``bench run`` can stop at once (exit 2)
 instead of minutes later, and before anything is written: a refused run leaves no run folder behind.
@@ -7,6 +8,7 @@ instead of minutes later, and before anything is written: a refused run leaves n
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import os
@@ -127,6 +129,22 @@ def check_device(device: str) -> None:
                              f"allowed: cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     elif parsed.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+
+
+def read_json(path: str | os.PathLike, missing: str, invalid: str = "") -> Any:
+    """The content of a JSON file a user named, or one line that says what was wrong with it: ``missing`` says
+    what to do when there is no such file, ``invalid`` (optional) when it is not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {missing}")
+    hint = f"; {invalid}" if invalid else ""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}){hint}") \
+            from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file, so not JSON{hint}") from None
 
 
 def check_output_folder(out: Path) -> None:

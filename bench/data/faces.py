@@ -1,14 +1,13 @@
-"""Face detection (MTCNN) and similarity alignment of photos onto the aligned canvas, cached on disk.
+"""Similarity alignment of photos onto the aligned canvas (``Aligner``), cached on disk.
 
-A photo is decoded as it is meant to be seen: EXIF orientation applied, 16-bit, palette and transparent images
-converted to 8-bit RGB, and a photo larger than ``max_side`` decoded downscaled (JPEG's own reduced decode where
-it can: bounded memory and detection time). Landmarks, boxes and matrices are in the pixels of the oriented
-full-size photo, whatever size was decoded.
+Photos are decoded by ``bench.data.decoding`` (oriented, 8-bit RGB, large ones downscaled) and their faces found by
+a detector of ``bench.data.detectors``. Landmarks, boxes and matrices are in the pixels of the oriented full-size
+photo, whatever size was decoded.
 
 Every confident face of a photo is kept (in the pick rule's order). ``Aligner.align`` takes the first: the
 labelling rule of a dataset such as LFW (the face at the centre). Where photos are filed by identity,
-:class:`IdentityFaces` instead takes, from a photo with several faces, the one a face recogniser finds closest to
-the identity's other photos, and skips the photo, with the reason, when none is.
+``bench.data.identity_faces.IdentityFaces`` instead takes, from a photo with several faces, the one a face
+recogniser finds closest to the identity's other photos, and skips the photo, with the reason, when none is.
 
 The cache key is the photo's content (SHA-256 of its bytes) and the alignment settings, so renaming or moving
 a photo reuses the work and changing the canvas or detector recomputes it. A cache file carries the digest of
@@ -21,25 +20,23 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import sys
-import threading
 import zipfile
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.core.checksums import arrays_digest, file_sha256
 from bench.core.paths import bench_home
 from bench.core.storage import remove_orphans, write_bytes
 from bench.core.work_log import WorkLog
 from bench.data.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, similarity_fit
-from bench.data.image_files import open_image
+from bench.data.decoding import FaceError, decode_photo
+from bench.data.detectors import MTCNNDetector, make_detector
 
 
 @dataclass(frozen=True)
@@ -69,92 +66,6 @@ class AlignedFace:
     key: str = ""  # content key: the photo's SHA-256, the alignment settings and which of its faces this is
     faces_in_photo: int = 1
 
-
-class FaceError(Exception):
-    """A photo that cannot be used: unreadable, or no face found. The message says which and why."""
-
-
-def decode_photo(path: str | os.PathLike, max_side: int | None = None,
-                 log: Callable[[str], None] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
-    """The photo as H x W x 3 uint8 RGB, oriented by its EXIF tag, and the (x, y) scale of the decoded pixels
-    relative to the oriented full-size photo (1.0 unless it was longer than ``max_side``) (``open_image``)."""
-    try:
-        with open_image(path, log, f"decoded at most {max_side} px on its longest side" if max_side else "") as im:
-            full = im.size
-            if max_side and max(full) > max_side and im.format == "JPEG":
-                # JPEG decodes at 1/2, 1/4 or 1/8 size directly: the full-size pixels never sit in memory
-                ratio = max_side / max(full)
-                im.draft("RGB", (math.ceil(full[0] * ratio), math.ceil(full[1] * ratio)))
-            oriented = ImageOps.exif_transpose(im)
-            if oriented.size != im.size:  # a quarter turn swaps the full size too
-                full = full[::-1]
-            rgb = to_rgb(oriented)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise FaceError(f"cannot read image {path}: {exc}") from exc
-    if max_side and max(rgb.shape[:2]) > max_side:
-        ratio = max_side / max(rgb.shape[:2])
-        size = (max(1, round(rgb.shape[1] * ratio)), max(1, round(rgb.shape[0] * ratio)))
-        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
-    return rgb, (rgb.shape[1] / full[0], rgb.shape[0] / full[1])
-
-
-def to_rgb(im: Image.Image) -> np.ndarray:
-    """8-bit RGB of any PIL mode: 16-bit and 32-bit grey scaled down (not clipped), transparency composited on
-    white, palettes expanded."""
-    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-        grey = np.asarray(im, dtype=np.float64)
-        # a 16-bit file spans 0..65535; an "I"/"F" image holding 8-bit values is left as it is
-        full_scale = 65535.0 if im.mode.startswith("I;16") or grey.max(initial=0) > 255 else 255.0
-        grey = np.clip(np.round(grey / full_scale * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    if im.mode == "P" and "transparency" in im.info or im.mode in ("PA", "LA", "RGBA", "La", "RGBa"):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(im.convert("RGB"))
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """The oriented full-size photo as H x W x 3 uint8 RGB (raises :class:`FaceError` when unreadable)."""
-    return decode_photo(path)[0]
-
-
-class MTCNNDetector:
-    """facenet-pytorch's MTCNN, created once per process and device."""
-
-    _lock = threading.Lock()
-    _instances: dict[str, object] = {}
-
-    def __init__(self, device: str = "cpu"):
-        with self._lock:
-            if device not in self._instances:
-                from facenet_pytorch import MTCNN
-
-                self._instances[device] = MTCNN(keep_all=True, device=device)
-        self.model = self._instances[device]
-
-    def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            boxes, probs, points = self.model.detect(Image.fromarray(rgb), landmarks=True)
-        if boxes is None:
-            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
-        # facenet-pytorch returns object arrays here; cached npz files must hold plain floats
-        return np.asarray(boxes, np.float64), np.asarray(probs, np.float64), np.asarray(points, np.float64)
-
-
-def make_detector(name: str, device: str = "cpu"):
-    """The face detector named by ``AlignSettings.detector``."""
-    if name == "mtcnn":
-        return MTCNNDetector(device)
-    if name == "scrfd":
-        from bench.data.scrfd import SCRFDDetector
-
-        return SCRFDDetector(device)
-    if name == "yunet":
-        from bench.data.yunet import YuNetDetector
-
-        return YuNetDetector(device)
-    raise ValueError(f"unknown face detector '{name}' (use 'mtcnn', 'scrfd' or 'yunet')")
 
 
 def face_order(boxes: np.ndarray, probs: np.ndarray, shape: tuple[int, int], settings: AlignSettings) -> list[int]:
@@ -281,98 +192,6 @@ class Aligner:
         return None
 
 
-@dataclass(frozen=True)
-class IdentityCheck:
-    """How the face of an identity is told apart in a photo holding several: each face is embedded by ``target``
-    (a registered face recogniser) and compared, by cosine similarity, with the mean embedding of the identity's
-    single-face photos (or, where it has none, of the first face of each of its photos). The closest face is
-    taken when it reaches ``min_cosine``; otherwise the photo is skipped with the reason."""
-
-    target: str = "sface"
-    # OpenCV Zoo's same-person cosine threshold for SFace (opencv_zoo models/face_recognition_sface, 0.363)
-    min_cosine: float = 0.363
-    references: int = 8  # photos whose faces make the identity's reference embedding, at most
-
-
-@dataclass
-class IdentityFaces:
-    """Aligns the photos of identity folders and takes, from each photo, the face that is the folder's person.
-
-    ``embed`` maps a list of uint8 canvases to unit-norm embeddings (N x D numpy): the recogniser named in
-    ``check``, handed in by the caller (the run creates it on first use, ``bench.run.prepare.recogniser_embed``), so
-    that aligning photos never loads a model itself. Without it, or when it fails, photos with several faces are
-    skipped with that reason.
-    """
-
-    aligner: Aligner
-    check: IdentityCheck = field(default_factory=IdentityCheck)
-    embed: Callable[[list[np.ndarray]], np.ndarray] | None = None
-    unavailable: str | None = None
-
-    def align(self, identity: str, photos: list[Path], others: Sequence[Path] = (),
-              progress: Callable[[], None] = lambda: None) -> tuple[dict[Path, AlignedFace], dict[Path, str]]:
-        """The chosen face of each usable photo of ``photos``, and why each other photo was skipped. ``others``
-        are more photos of the identity, aligned only when references are short."""
-        found: dict[Path, list[AlignedFace]] = {}
-        skipped: dict[Path, str] = {}
-        for path in photos:
-            try:
-                found[path] = self.aligner.faces(path)
-            except FaceError as exc:
-                skipped[path] = str(exc)
-            progress()
-        several = [p for p, faces in found.items() if len(faces) > 1]
-        chosen = {p: faces[0] for p, faces in found.items() if len(faces) == 1}
-        if several:
-            chosen.update(self._resolve(identity, {p: found[p] for p in several}, found, others, skipped))
-        return {p: chosen[p] for p in photos if p in chosen}, skipped
-
-    def _resolve(self, identity: str, several: dict[Path, list[AlignedFace]], found: dict[Path, list[AlignedFace]],
-                 others: Sequence[Path], skipped: dict[Path, str]) -> dict[Path, AlignedFace]:
-        references = self._reference_canvases(found, [p for p in others if p not in found])
-        embed = self.embed if references and self.unavailable is None else None
-        if embed is None:
-            why = (f"no other photo of {identity} to compare them with" if not references else
-                   f"face recogniser '{self.check.target}' unavailable ({self.unavailable or 'none given'})")
-            skipped.update({p: f"{len(faces)} faces; cannot tell which is {identity}: {why}"
-                            for p, faces in several.items()})
-            return {}
-        try:
-            reference = embed(references).mean(0)
-            sims_of = {path: embed([face.canvas for face in faces]) for path, faces in several.items()}
-        except Exception as exc:  # e.g. a recogniser whose embeddings are not finite: no face is chosen by it
-            self.unavailable, self.embed = f"{type(exc).__name__}: {exc}", None
-            return self._resolve(identity, several, found, others, skipped)
-        reference /= max(float(np.linalg.norm(reference)), 1e-12)
-        chosen = {}
-        for path, faces in several.items():
-            sims = sims_of[path] @ reference
-            best = int(np.argmax(sims))
-            if sims[best] >= self.check.min_cosine:
-                chosen[path] = faces[best]
-            else:
-                skipped[path] = (f"{len(faces)} faces, none matches {identity}'s other photos (best cosine "
-                                 f"similarity {sims[best]:.2f} < {self.check.min_cosine}, {self.check.target})")
-        return chosen
-
-    def _reference_canvases(self, found: dict[Path, list[AlignedFace]], others: Sequence[Path]) -> list[np.ndarray]:
-        """Canvases that stand for the identity: its single-face photos (aligning ``others`` while short of
-        ``check.references``); where it has none, the first face of each of its photos when there are at least
-        three (a majority of right faces outweighs the rest); else none."""
-        pool = dict(found)
-        single = [faces[0].canvas for faces in found.values() if len(faces) == 1]
-        for path in others:
-            if len(single) >= self.check.references:
-                break
-            try:
-                pool[path] = self.aligner.faces(path)
-            except FaceError:
-                continue
-            if len(pool[path]) == 1:
-                single.append(pool[path][0].canvas)
-        if single:
-            return single[: self.check.references]
-        return [faces[0].canvas for faces in pool.values()][: self.check.references] if len(pool) >= 3 else []
 
 
 def canvases_to_tensor(canvases: list[np.ndarray]) -> torch.Tensor:

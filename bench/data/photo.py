@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.data.canvas import CANVAS_SIZE, CANVAS_TEMPLATE, invert_affine, similarity_fit
-from bench.data.faces import to_rgb
+from bench.data.decoding import to_rgb
 from bench.data.image_files import open_image
 
 EXIF_ORIENTATION = 0x0112

@@ -39,7 +39,7 @@ SCORE_THRESHOLD = 0.5
 
 
 class SCRFDDetector:
-    """``detect(rgb) -> (boxes N x 4, scores N, landmarks N x 5 x 2)``, like ``bench.data.faces.MTCNNDetector``."""
+    """``detect(rgb) -> (boxes N x 4, scores N, landmarks N x 5 x 2)``, like ``bench.data.detectors.MTCNNDetector``."""
 
     _lock = threading.Lock()
     _model = None

@@ -43,7 +43,7 @@ def folded_yunet_onnx() -> Path:
 
 
 class YuNetDetector:
-    """``detect(rgb) -> (boxes N x 4, scores N, landmarks N x 5 x 2)``, like ``bench.data.faces.MTCNNDetector``.
+    """``detect(rgb) -> (boxes N x 4, scores N, landmarks N x 5 x 2)``, like ``bench.data.detectors.MTCNNDetector``.
     Runs on the CPU whatever the device (OpenCV's DNN module); one detector per thread (it keeps its input
     size)."""
 

@@ -56,7 +56,7 @@ def no_progress(items: Iterable[T], total: int, description: str) -> Iterator[T]
 
 def align_photos(aligner, photos: Sequence[Path], track: Tracker = no_progress) -> tuple[np.ndarray, list[str]]:
     """Align every photo (cached); returns the mask of photos that aligned and the failure messages."""
-    from bench.data.faces import FaceError
+    from bench.data.decoding import FaceError
 
     ok = np.zeros(len(photos), dtype=bool)
     failures: list[str] = []

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.core.storage import save_torch
 from bench.models.weights import WeightError, WeightSpec, derived
 
 ALEXNET_SPEC = WeightSpec(
@@ -100,7 +101,7 @@ def _convert(src: Path, dst: Path) -> None:
         if ours.shape != theirs.shape or not torch.equal(ours.to(theirs.dtype), theirs):
             raise WeightError(f"{src}: linear head {i} differs from lpips' own v0.1 weights; refusing the file")
     model.load_state_dict(state, strict=True)
-    torch.save(model.state_dict(), dst)
+    save_torch(model.state_dict(), dst, "(LPIPS weights converted)")
 
 
 def converted_weights() -> Path:

@@ -1,14 +1,13 @@
 """``bench perf``'s run-level measures: a suite timed as a run (``recomputations``, ``scaling_2x`` with twice
 the users) and against the naive way (``speedup_vs_naive``: every photo aligned where used, every image through
-every model alone). Kept apart from ``bench.perf.throughput`` (target and method rates), which ``bench.perf.estimate`` builds on:
-this module reads what a finished run recorded through ``bench.perf.estimate``.
+every model alone). Kept apart from ``bench.perf.throughput`` (target and method rates), which
+``bench.perf.machine_rates`` builds on: this module reads what a finished run recorded through ``bench.perf.estimate``.
 """
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -49,7 +48,8 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
     from bench.run.assembly import bind_plugins, locate_data, run_context
     from bench.run.plugins import expand, load_targets
     from bench.run.prepare import split_files
-    from bench.run.tasks import quality_rows
+    from bench.run.tasks.protection import quality_rows
+    from bench.run.workspace import UnavailableMetrics
 
     if "gallery" in suite.scenarios:
         raise ValueError("the naive loop times the probe scenario only")
@@ -70,7 +70,7 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
     surrogates = [targets.get(n) or extra.get(n) for n in suite.surrogates]
     bound = bind_plugins(suite, run_context(source, users, _Uncached(aligner), device, suite.split.seed), reporter)
     context, methods, adversaries = bound.context, bound.methods, bound.adversaries
-    scratch = SimpleNamespace(unavailable_metrics={}, message=lambda text: None)
+    unavailable = UnavailableMetrics(report=lambda text: None)
     gallery = [(p, ident) for ident, sp in sorted(splits.items()) for p in sp.gallery]
 
     def rank(target: Any, seen: dict[str, list[torch.Tensor]]) -> None:
@@ -93,7 +93,7 @@ def naive_seconds(suite: Any, data_root: str | None, device: str, threads: int) 
             for path in splits[user].probe:
                 clean = canvas(path)
                 shown = from_uint8(to_uint8(protector.protect(clean).detach()))
-                quality_rows(scratch, shown, clean)
+                quality_rows(unavailable, shown, clean)
                 protected[user].append(shown)
             keys[user] = protector
         for adversary in adversaries.values():

@@ -163,7 +163,8 @@ def faces(data_root: str | None, count: int, device: str, aligner: Any = None) -
     """``count`` aligned canvases of the first identity (by name) under the data root with that many usable
     photos, on ``device``."""
     from bench.data.datasets import load_identity_folders, resolve_data_root
-    from bench.data.faces import Aligner, FaceError, canvases_to_tensor
+    from bench.data.decoding import FaceError
+    from bench.data.faces import Aligner, canvases_to_tensor
 
     root, _ = resolve_data_root(data_root)
     ds = load_identity_folders(root, "lfw", min_photos=count)

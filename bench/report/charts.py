@@ -3,149 +3,35 @@
 - ``tradeoff_chart``: a PSR@1 score (worst case, no adversary, unseen targets, worst adaptive) with its 95%
   interval against LPIPS (1 - SSIM when no entry has LPIPS) or against the cost of protecting a photo, one colour
   per method kind, one marker per scenario, the legend beside the plot, every method labelled once; labels are
-  placed where they overlap neither another label nor a mark (with a leader line when they moved away).
+  placed where they overlap neither another label nor a mark (``bench.report.label_placement``).
 - ``heatmap_chart``: PSR@1 per entry (rows) and target (columns), one panel per adversary.
 - ``adversary_chart``: per entry, PSR@1 under each adversary averaged over targets, with the worst target marked.
 """
 
 from __future__ import annotations
 
-import html
-import io
 import math
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from bench.report.chart_style import (
+    KIND_COLORS,
+    PALETTE,
+    PSR_CMAP,
+    SCENARIO_MARKERS,
+    STYLE,
+    empty_panel,
+    inline_svg,
+    new_figure,
+)
 from bench.report.formatting import finite, number, percent
 from bench.report.html_data import HEADLINE, is_ok, psr_cell, psr_value, white_box
+from bench.report.label_placement import place_labels
 from bench.report.threat_profile import SCORES, score_of
-
-# Tableau-10: distinguishable categorical colours (method kinds, adversaries).
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
-           "#bab0ac"]
-KIND_COLORS = {"universal": "#4e79a7", "per-image": "#e15759"}
-SCENARIO_MARKERS = {"probe": "o", "gallery": "^"}
-PSR_CMAP = matplotlib.colormaps["viridis"]
-STYLE = {"font.size": 10, "font.family": "DejaVu Sans", "axes.spines.top": False, "axes.spines.right": False,
-         "svg.fonttype": "path", "svg.hashsalt": "cloakbench"}  # glyphs as paths: the page looks as measured here
-DPI = 72  # one pixel is one point: label offsets measured here are the offsets drawn
-
-
-def _svg(fig: Figure, chart_id: str, label: str, tips: dict[str, str]) -> str:
-    """The figure as an inline <svg>: ids prefixed so several charts share a page, tooltips as <title>."""
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.08)
-    text = buf.getvalue()
-    text = text[text.index("<svg"):]
-    text = re.sub(r'\bid="([^"]+)"', rf'id="{chart_id}-\1"', text)
-    text = text.replace('href="#', f'href="#{chart_id}-').replace("url(#", f"url(#{chart_id}-")
-    for gid, tip in tips.items():
-        text = text.replace(f'<g id="{chart_id}-{gid}">', f'<g id="{chart_id}-{gid}"><title>{html.escape(tip)}</title>', 1)
-    width_pt = float(re.search(r'<svg[^>]*?width="([\d.]+)pt"', text).group(1))
-    return text.replace("<svg ", f'<svg class="chart" style="max-width:{width_pt * 4 / 3:.0f}px" role="img" '
-                                 f'aria-label="{html.escape(label)}" ', 1)
-
-
-def _figure(width: float, height: float) -> tuple[Figure, FigureCanvasAgg]:
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    return fig, FigureCanvasAgg(fig)
-
-
-def _empty(ax: Any, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#6b7280")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-# ---------------------------------------------------------------------------------------------- trade-off
-
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
-
-
-def _overlaps(a: Box, b: Box, pad: float = 2.0) -> bool:
-    return a[0] < b[2] + pad and b[0] < a[2] + pad and a[1] < b[3] + pad and b[1] < a[3] + pad
-
-
-def _crosses(p: tuple[float, float], q: tuple[float, float], box: Box) -> bool:
-    """Whether the segment p-q passes through ``box`` (sampled: boxes are far larger than the step)."""
-    steps = max(int(math.dist(p, q) / 3), 1)
-    return any(box[0] <= p[0] + (q[0] - p[0]) * i / steps <= box[2] and box[1] <= p[1] + (q[1] - p[1]) * i / steps
-               <= box[3] for i in range(1, steps))
-
-
-def _candidates(x: float, y: float, w: float, h: float) -> Iterator[tuple[Box, tuple[float, float], str, str]]:
-    """Label boxes around (x, y), nearest first: (box, where the leader line ends, ha, va)."""
-    for r in (9, 16, 26, 38, 52, 70, 92, 118, 150, 190, 240):
-        for deg in (0, 180, 20, -20, 160, -160, 40, -40, 140, -140, 60, -60, 120, -120, 75, -75, 105, -105, 90, -90):
-            ax_, ay = x + r * math.cos(math.radians(deg)), y + r * math.sin(math.radians(deg))
-            c = math.cos(math.radians(deg))
-            if c > 0.3:
-                box, ha = (ax_, ay - h / 2, ax_ + w, ay + h / 2), "left"
-            elif c < -0.3:
-                box, ha = (ax_ - w, ay - h / 2, ax_, ay + h / 2), "right"
-            else:
-                box, ha = (ax_ - w / 2, ay, ax_ + w / 2, ay + h) if deg > 0 else (ax_ - w / 2, ay - h, ax_ + w / 2, ay), \
-                    "center"
-            yield box, (ax_, ay), ha, "center" if ha != "center" else ("bottom" if deg > 0 else "top")
-
-
-Spot = tuple[Box, tuple[float, float], str, str]  # label box, end of its leader line, ha, va
-
-
-def place_labels(points: list[tuple[float, float]], sizes: list[tuple[float, float]], area: Box,
-                 marks: list[tuple[float, float]], obstacles: list[Box], tries: int = 6) -> list[Spot | None]:
-    """A spot for each label (``_place`` in the order given); labels left without one go first in the next
-    try, up to ``tries`` times. None where no try found room."""
-    order = list(range(len(points)))
-    best: list[Spot | None] = []
-    for _ in range(tries):
-        spots = _place([points[i] for i in order], [sizes[i] for i in order], area, marks, obstacles)
-        placed = dict(zip(order, spots, strict=True))
-        if not best or sum(s is None for s in placed.values()) < sum(s is None for s in best):
-            best = [placed[i] for i in range(len(points))]
-        failed = [i for i in order if placed[i] is None]
-        if not failed:
-            break
-        order = failed + [i for i in order if placed[i] is not None]
-    return best
-
-
-def _place(points: list[tuple[float, float]], sizes: list[tuple[float, float]], area: Box,
-           marks: list[tuple[float, float]], obstacles: list[Box]) -> list[Spot | None]:
-    """Greedy placement (in the order given): the nearest spot around each point whose box stays in ``area``
-    and clears every mark, obstacle, earlier label and earlier leader line, and whose leader line crosses no
-    label (nor, where any spot allows it, another mark); None where nothing fits."""
-    mark_boxes = [(x - 7, y - 7, x + 7, y + 7) for x, y in marks]  # a marker and its white edge, with air
-    placed: list[Box] = []
-    leaders: list[tuple[tuple[float, float], tuple[float, float]]] = []
-    out: list[Spot | None] = []
-
-    def fits(x: float, y: float, box: Box, end: tuple[float, float], avoid_marks: bool) -> bool:
-        inside = area[0] <= box[0] and box[2] <= area[2] and area[1] <= box[1] and box[3] <= area[3]
-        if not inside or any(_overlaps(box, o) for o in [*mark_boxes, *placed, *obstacles]):
-            return False
-        if any(_crosses(p, q, box) for p, q in leaders):
-            return False
-        others = [m for m in mark_boxes if not (m[0] < x < m[2] and m[1] < y < m[3])] if avoid_marks else []
-        return math.dist((x, y), end) <= 12 or not any(_crosses((x, y), end, o) for o in placed + others)
-
-    for (x, y), (w, h) in zip(points, sizes, strict=True):
-        choice = next((c for avoid_marks in (True, False) for c in _candidates(x, y, w, h)
-                       if fits(x, y, c[0], c[1], avoid_marks)), None)
-        if choice is not None:
-            placed.append(choice[0])
-            if math.dist((x, y), choice[1]) > 12:
-                leaders.append(((x, y), choice[1]))
-        out.append(choice)
-    return out
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -192,7 +78,7 @@ def tradeoff_chart(board: dict, score: str = "worst", axis: str = "visibility") 
     note = f"Not plotted (no {what} or no {label} PSR): {', '.join(missing)}." if missing else ""
     chart_id = f"{axis}-{score}".replace("_", "-")
     with matplotlib.rc_context(STYLE):
-        fig, canvas = _figure(12, 6.5)
+        fig, canvas = new_figure(12, 6.5)
         fig.subplots_adjust(left=0.08, right=0.74, top=0.97, bottom=0.11)
         ax = fig.add_subplot()
         ax.set_xlabel(xlabel)
@@ -201,8 +87,8 @@ def tradeoff_chart(board: dict, score: str = "worst", axis: str = "visibility") 
         ax.grid(color="#e5e7eb", linewidth=0.8)
         ax.set_axisbelow(True)
         if not plotted:
-            _empty(ax, f"no entry has both {what} and this PSR")
-            return _svg(fig, chart_id, f"PSR@1 {label} against {what}", {}), note
+            empty_panel(ax, f"no entry has both {what} and this PSR")
+            return inline_svg(fig, chart_id, f"PSR@1 {label} against {what}", {}), note
         if axis == "cost":
             ax.set_xscale("log")
             ax.set_xlim(min(xs) / 2, max(xs) * 2)
@@ -274,7 +160,7 @@ def tradeoff_chart(board: dict, score: str = "worst", axis: str = "visibility") 
                                     "shrinkB": 4} if far else None)
         if unlabelled:
             note = (note + " " if note else "") + f"No room for the labels of: {', '.join(unlabelled)} (hover the marks)."
-        return _svg(fig, chart_id, f"PSR@1 {label} against {what}, per method", tips), note
+        return inline_svg(fig, chart_id, f"PSR@1 {label} against {what}, per method", tips), note
 
 
 # ---------------------------------------------------------------------------------------------- heatmap
@@ -291,14 +177,14 @@ def heatmap_chart(board: dict) -> str:
     with matplotlib.rc_context(STYLE):
         width = 2.6 + sum(panels) + 0.3 * len(panels)
         height = 2.2 + 0.3 * rows  # inches: 1.4 of column heads, 0.8 of colour bar, 0.3 per row
-        fig, _ = _figure(width, height)
+        fig, _ = new_figure(width, height)
         axes = fig.subplots(1, len(panels), sharey=True, squeeze=False, gridspec_kw={"width_ratios": panels})[0]
         fig.subplots_adjust(left=2.5 / width, right=0.99, top=1 - 1.4 / height, bottom=0.8 / height,
                             wspace=0.3 / (sum(panels) / len(panels)))
         norm, tips = Normalize(0, 1), {}
         if not entries or not adversaries or not targets:
-            _empty(axes[0], "no PSR cells to show")
-            return _svg(fig, "heatmap", "PSR by method and target", {})
+            empty_panel(axes[0], "no PSR cells to show")
+            return inline_svg(fig, "heatmap", "PSR by method and target", {})
         for a, (ax, adversary) in enumerate(zip(axes, adversaries, strict=True)):
             for r, e in enumerate(entries):
                 for c, target in enumerate(targets):
@@ -334,7 +220,7 @@ def heatmap_chart(board: dict) -> str:
                      format=lambda v, _: f"{100 * v:.0f}%")
         bar.set_title("PSR@1 in % (higher: better protection)" + ("; (wb): white-box target" if wb else ""),
                       fontsize=9, loc="left")
-        return _svg(fig, "heatmap", "PSR heatmap method by target per adversary", tips)
+        return inline_svg(fig, "heatmap", "PSR heatmap method by target per adversary", tips)
 
 
 # ---------------------------------------------------------------------------------------------- adversaries
@@ -346,12 +232,12 @@ def adversary_chart(board: dict) -> str:
     rows = max(len(entries), 1)
     height = 1.3 + rows * (0.16 * max(len(adversaries), 1) + 0.12)
     with matplotlib.rc_context(STYLE):
-        fig, _ = _figure(10, height)
+        fig, _ = new_figure(10, height)
         fig.subplots_adjust(left=0.25, right=0.97, top=1 - 0.75 / height, bottom=0.5 / height)
         ax = fig.add_subplot()
         if not entries or not adversaries:
-            _empty(ax, "no PSR cells to show")
-            return _svg(fig, "adversaries", "PSR under each adversary per method", {})
+            empty_panel(ax, "no PSR cells to show")
+            return inline_svg(fig, "adversaries", "PSR under each adversary per method", {})
         bar_h, tips = 0.8 / len(adversaries), {}
         for r, e in enumerate(entries):
             for a, adversary in enumerate(adversaries):
@@ -380,4 +266,4 @@ def adversary_chart(board: dict) -> str:
                    for a, adv in enumerate(adversaries)]
         handles.append(Line2D([], [], color="#111", linewidth=2, label="worst target"))
         ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(handles), frameon=False)
-        return _svg(fig, "adversaries", "PSR under each adversary per method", tips)
+        return inline_svg(fig, "adversaries", "PSR under each adversary per method", tips)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.core.validation import read_json
 from bench.measures.ranking import Score, mean_cell, paired_difference, user_matrix, worst_cell
 from bench.measures.registry import METRICS
 from bench.report.formatting import finer, finite
@@ -104,24 +105,13 @@ def reduce_board(board: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_leaderboard(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "leaderboard.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `bench leaderboard {run_dir}` first")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); regenerate it with `bench leaderboard {run_dir}`") from exc
+    return read_json(Path(run_dir) / "leaderboard.json", f"run `bench leaderboard {run_dir}` first",
+                     f"regenerate it with `bench leaderboard {run_dir}`")
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"baseline {path} not found: create it with `bench check RUN_DIR --update-baseline "
-                                f"{path}`")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"baseline {path} is not valid JSON ({exc})") from exc
+    data = read_json(path, f"create the baseline with `bench check RUN_DIR --update-baseline {path}`")
     if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS or not isinstance(data.get("methods"),
                                                                                                     dict):
         raise ValueError(f"{path} is not a {BASELINE_FORMAT} baseline; write one with `bench check RUN_DIR "

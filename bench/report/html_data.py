@@ -6,13 +6,13 @@ accessors here, so a missing or malformed value shows as "n/a" instead of breaki
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.core.validation import read_json
 from bench.measures.registry import METRICS
 from bench.report.formatting import finite
 
@@ -30,12 +30,8 @@ def get(mapping: Any, *keys: str) -> Any:
 
 def load_board(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "leaderboard.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `bench leaderboard {run_dir}` first (it writes the JSON)")
-    try:
-        board = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); regenerate it with `bench leaderboard {run_dir}`") from exc
+    board = read_json(path, f"run `bench leaderboard {run_dir}` first (it writes the JSON)",
+                      f"regenerate it with `bench leaderboard {run_dir}`")
     if not isinstance(board, dict) or not isinstance(board.get("entries"), list):
         raise ValueError(f"{path} has no 'entries' list; regenerate it with `bench leaderboard {run_dir}`")
     return normalise(board)

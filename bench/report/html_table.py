@@ -14,7 +14,7 @@ from typing import Any
 from matplotlib.colors import to_hex
 
 from bench.measures.registry import METRICS, Metric
-from bench.report.charts import PSR_CMAP
+from bench.report.chart_style import PSR_CMAP
 from bench.report.formatting import NA, finite, number, percent
 from bench.report.html_data import HEADLINE, get, psr_cell
 from bench.report.tables import counts, mean_authorized, measures, worst_text

@@ -8,7 +8,8 @@ protection is as good as the recogniser that beats it), and every per-user measu
 quality on the face box, budget, cost, counts), aggregated over users as declared there. Each entry keeps its
 per-user headline PSR per cell (``per_user_top1``), from which ``bench.measures.ranking`` gives the primary score's
 interval and ranks with ties (methods no paired bootstrap over the same users tells apart share a rank). Results
-are generated, never edited by hand.
+are generated, never edited by hand. An entry's scores are computed by ``bench.report.entry_scores``; runs of one
+protocol are merged by ``bench.report.board_merge``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,18 @@ from typing import Any
 
 import pandas as pd
 
-from bench.measures.psr import summarise
 from bench.measures.ranking import rank_entries, stability
-from bench.measures.registry import METRICS, Metric
+from bench.measures.registry import METRICS
 from bench.registry import METHODS, UnknownNameError
+from bench.report.board_merge import merge
+from bench.report.entry_scores import (
+    aggregate,
+    mark_incomplete,
+    mean_or_none,
+    metric_values,
+    result_frame,
+    scenario_entry,
+)
 from bench.report.submissions import is_submitted
 from bench.report.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
 from bench.report.threat_profile import adaptation_seconds, robustness_fields
@@ -35,32 +44,6 @@ PROTOCOL_FIELDS = ("dataset", "gallery_identities", "min_user_photos", "min_gall
                    "quantize", "protocol", "space", "photo_jpeg_quality")
 # What runs made before a suite field existed were: the default it got (photo_jpeg_quality only acts in photo space)
 SUITE_DEFAULTS = {"protocol": "templates", "space": "crop", "photo_jpeg_quality": 90}
-ROW_COLUMNS = ["task_key", "method", "scenario", "adversary", "target", "user", "metric", "value"]
-
-
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    """Result rows (``RunStore.rows``) as a table, in the store's order."""
-    return pd.DataFrame(rows, columns=ROW_COLUMNS)
-
-
-def _values(frame: pd.DataFrame, metric: str) -> pd.Series:
-    """The per-user values of one metric."""
-    return frame.loc[frame["metric"] == metric, "value"]
-
-
-def _mean(values: pd.Series) -> float | None:
-    return None if values.empty else float(values.mean(skipna=False))
-
-
-def _aggregate(values: pd.Series, metric: Metric) -> float | int | None:
-    """One metric over users, as the registry declares (a sum of an integer metric stays an integer)."""
-    if metric.aggregate == "sum":
-        total = values.sum(skipna=False)
-        return int(total) if metric.fmt.endswith("d") else float(total)
-    if metric.aggregate == "max":
-        return None if values.empty else float(values.max(skipna=False))
-    return _mean(values)
-
 
 def paper_facts(method: str) -> dict[str, Any]:
     """The method's reference and the numbers its paper reports on LFW, as its class declares them."""
@@ -106,10 +89,10 @@ def build(store: RunStore) -> dict[str, Any]:
                                                      "rerun the same command to resume")
         # photo space: whole-photo quality comes from the tasks that made the posted photos
         photo_keys = [k for per_seed in m.get("photos", {}).values() for k in per_seed.values()]
-        prow = _frame(store.rows(protect_keys + photo_keys))
-        entry.update({m.entry: _aggregate(_values(prow, m.row), m) for m in measures()})
+        prow = result_frame(store.rows(protect_keys + photo_keys))
+        entry.update({m.entry: aggregate(metric_values(prow, m.row), m) for m in measures()})
         entry["users"] = int(prow["user"].nunique(dropna=False))
-        entry.update({m.entry: _aggregate(_values(prow, m.row), m) for m in counts()})
+        entry.update({m.entry: aggregate(metric_values(prow, m.row), m) for m in counts()})
         # What each fit chose (Chameleon's team and diversity, TIP-IM's targets ...), per user (and seed).
         seeds = m["protect"]
         infos = {(user if len(seeds) == 1 else f"{user}/seed{seed}"): store.task(key)["info"].get("info", {})
@@ -132,7 +115,7 @@ def build(store: RunStore) -> dict[str, Any]:
                             (store.task(key) or {}).get("error") or "not computed yet"
         mark_incomplete(entry, len(eval_keys))
         # rows key by key, in seed order (one query for several keys returns them in the index's order)
-        eval_rows = {cell: None if keys is None else _frame([r for k in keys for r in store.rows([k])])
+        eval_rows = {cell: None if keys is None else result_frame([r for k in keys for r in store.rows([k])])
                      for cell, keys in eval_keys.items()}
         # key-holder accuracy: its own tasks, one per target and seed (methods whose mask is a key)
         authorized: dict[str, list[float]] = {}
@@ -140,11 +123,11 @@ def build(store: RunStore) -> dict[str, Any]:
             for tname, key in per_seed.items():
                 if store.is_done(key):
                     authorized.setdefault(tname, []).extend(
-                        _values(_frame(store.rows([key])), "authorized_top1_accuracy").tolist())
+                        metric_values(result_frame(store.rows([key])), "authorized_top1_accuracy").tolist())
         for scenario in plan.get("scenarios", ["probe"]):
-            scored = _scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario)
+            scored = scenario_entry(dict(entry, scenario=scenario, psr={}), eval_rows, scenario)
             # the key holder un-masks the user's published (query) photos: a probe-scenario measure
-            scored["authorized_accuracy"] = ({t: _mean(pd.Series(v, dtype=float)) for t, v in
+            scored["authorized_accuracy"] = ({t: mean_or_none(pd.Series(v, dtype=float)) for t, v in
                                               authorized.items() if v} or None) if scenario == "probe" else None
             scored.update(robustness_fields(scored["psr"], plan.get("adversary_kinds", {}), m.get("unseen_targets", []),
                                             METRICS.headline().name),
@@ -153,15 +136,15 @@ def build(store: RunStore) -> dict[str, Any]:
     clean = {}
     for tname, key in plan.get("clean_eval", {}).items():
         if store.is_done(key):
-            all_rows = _frame(store.rows([key]))
+            all_rows = result_frame(store.rows([key]))
             rows = all_rows[all_rows["scenario"] == "probe"]
-            clean[tname] = {f"{p.name}_accuracy": 1 - _mean(_values(rows, p.row)) for p in METRICS.psr()
+            clean[tname] = {f"{p.name}_accuracy": 1 - mean_or_none(metric_values(rows, p.row)) for p in METRICS.psr()
                             if p.clean_accuracy}
             if (rows["metric"] == "missed").any():  # photo space: clean photos the attacker found no face in
-                clean[tname]["missed"] = int(_values(rows, "missed").sum())
+                clean[tname]["missed"] = int(metric_values(rows, "missed").sum())
             for scenario in sorted(set(all_rows["scenario"]) - {"probe"}):  # linkage: the clean photos' rate
                 linked = all_rows[all_rows["scenario"] == scenario]
-                clean[tname][f"{scenario}_top1_rate"] = 1 - _mean(_values(linked, "psr_top1"))
+                clean[tname][f"{scenario}_top1_rate"] = 1 - mean_or_none(metric_values(linked, "psr_top1"))
     for e in entries:  # a linkage entry carries its baseline: the clean photos' PSR-linkage per target
         rates = {t: 1 - v[f"{e['scenario']}_top1_rate"] for t, v in clean.items() if f"{e['scenario']}_top1_rate" in v}
         if rates:
@@ -202,98 +185,6 @@ def build_runs(run_dirs: list[str | Path]) -> dict[str, Any]:
         finally:
             store.close()
     return boards[0] if len(boards) == 1 else merge(boards)
-
-
-def _protocol(board: dict[str, Any]) -> dict[str, Any]:
-    run = board["run"]
-    return {"data root": (run.get("data") or {}).get("root"), "identities": (run.get("data") or {}).get("identities"),
-            "users": run.get("users"), "surrogates": run.get("surrogates"), "targets": board["targets"],
-            "adversaries": board["adversaries"], **(run.get("protocol") or {})}
-
-
-def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
-    """One leaderboard from runs that differ only in their methods (e.g. a slow method run apart).
-
-    Every entry keeps its own run's facts (suite, environment, git revision). Runs must share the protocol
-    (``_protocol``): otherwise their scores are not comparable and this raises, naming what differs.
-    """
-    first = boards[0]
-    reference = _protocol(first)
-    for board in boards[1:]:
-        other = _protocol(board)
-        differs = [k for k in reference if reference[k] != other.get(k)]
-        if differs:
-            raise ValueError(f"runs {first['run']['source']} and {board['run']['source']} differ in "
-                             f"{', '.join(differs)}: their scores cannot share a leaderboard")
-    entries, seen = [], {}
-    for board in boards:
-        facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "source", "invocations")}
-        for e in board["entries"]:
-            ident = (e["method"], e["scenario"])
-            if ident in seen:
-                raise ValueError(f"{e['method']} ({e['scenario']}) is in both {seen[ident]} and "
-                                 f"{board['run']['source']}; merge runs with distinct methods")
-            seen[ident] = board["run"]["source"]
-            entries.append({**e, "run": facts})
-    entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
-    rank_entries(entries)  # again: the merged runs' methods are ranked together
-    clean: dict[str, Any] = {}
-    for board in boards:
-        for target, acc in board["clean"].items():
-            known = clean.setdefault(target, acc)
-            key = f"{METRICS.headline().name}_accuracy"
-            if abs(known[key] - acc[key]) > 1e-9:
-                raise ValueError(f"clean accuracy on {target} differs between the runs ({known[key]:.4f} "
-                                 f"vs {acc[key]:.4f}): they did not judge the same photos the same way")
-    run = {**first["run"], "suite": "+".join(dict.fromkeys(b["run"]["suite"] for b in boards)),
-           "source": [b["run"]["source"] for b in boards]}
-    return {**first, "run": run, "entries": entries, "clean": clean, "stability": stability(entries)}
-
-
-def mark_incomplete(entry: dict[str, Any], cells: int) -> None:
-    """An entry with failed or missing target x adversary cells is ``incomplete`` (never ranked): its worst case
-    covers the cells that finished only, and the missing ones can only lower it."""
-    missing = entry.get("failed_cells") or {}
-    if not missing or entry["status"] != "ok":
-        return
-    entry.update(status="incomplete", reason=(
-        f"{len(missing)} of {cells} target x adversary cell(s) failed or not computed ({', '.join(missing)}: "
-        f"{'; '.join(sorted(set(missing.values())))[:300]}); the worst case is over the other "
-        f"{cells - len(missing)} only; rerun the same command to compute them"))
-
-
-def _scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.DataFrame | None],
-                    scenario: str) -> dict[str, Any]:
-    """Fill one method's entry for one scenario: the declared PSR measures' cells with intervals, and the
-    headline's per-user values, worst case and mean."""
-    headline = METRICS.headline()
-    declared = sorted(METRICS.psr(), key=lambda p: p.row)  # cells list their measures by name
-    cells = []
-    for (aname, tname), rows in eval_rows.items():
-        if rows is None:
-            entry["psr"].setdefault(tname, {})[aname] = {
-                "status": "failed", "reason": (entry.get("failed_cells") or {}).get(f"{tname}|{aname}")}
-            continue
-        mine = rows[rows["scenario"] == scenario]
-        cell: dict[str, Any] = {}
-        for measure in declared:
-            values = _values(mine, measure.row)
-            if not values.empty:
-                s = summarise(values.tolist())
-                cell[measure.name], cell[f"{measure.name}_ci"] = s["mean"], s["ci"]
-        missed = _values(mine, "missed")
-        if not missed.empty:  # photo space: photos the attacker's detector found no face in (counted protected)
-            cell["missed"] = int(missed.sum())
-        entry["psr"].setdefault(tname, {})[aname] = cell
-        if headline.name in cell:
-            cells.append(cell[headline.name])
-            # per user (mean over seeds): what paired comparisons and tied ranks resample (bench.measures.ranking)
-            per_user = mine[mine["metric"] == headline.row].groupby("user")["value"].mean()
-            entry.setdefault(headline.per_user_field, {})[f"{tname}|{aname}"] = {
-                str(u): round(float(v), 6) for u, v in per_user.items()}
-    entry[headline.worst_field] = min(cells) if cells else None
-    entry[headline.mean_field] = _mean(pd.Series(cells, dtype=float))
-    return entry
 
 
 def to_json(board: dict[str, Any]) -> str:

@@ -8,13 +8,13 @@ target and adversary: those columns hold ``None`` there.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bench.core.validation import read_json
 from bench.measures.registry import METRICS, PSR_PREFIX
 
 HEADLINE = METRICS.headline()  # the measure whose per-user values every interval and rank is bootstrapped from
@@ -39,10 +39,7 @@ def load_board(where: str | os.PathLike) -> dict[str, Any]:
 
         return leaderboard.build_runs([path])
     if (path / "leaderboard.json").exists():
-        try:
-            return json.loads((path / "leaderboard.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path / 'leaderboard.json'} is not valid JSON ({exc})") from None
+        return read_json(path / "leaderboard.json", "give the --out folder of a `bench run`, or results/")
     raise FileNotFoundError(f"{where} is neither a run folder (holding store.sqlite) nor a results folder (holding "
                             "leaderboard.json); give the --out folder of a `bench run`, or results/")
 

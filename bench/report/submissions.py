@@ -11,12 +11,12 @@ protocol.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.core.validation import read_json
 from bench.measures.registry import METRICS
 from bench.report.result_schema import Entry, schema_errors
 
@@ -24,13 +24,7 @@ TOLERANCE = 1e-5  # per-user values are published to 6 decimals
 
 
 def read_entry(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: give the path of an entry's JSON file")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    return read_json(path, "give the path of an entry's JSON file")
 
 
 def is_submitted(entry: Any) -> bool:

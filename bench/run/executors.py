@@ -1,6 +1,6 @@
 """Executors: run a task graph's pending tasks and record each outcome in the run store.
 
-An executor gets the tasks in dependency order (``bench.run.plan``), the :class:`~bench.run.tasks.Workspace` the bodies
+An executor gets the tasks in dependency order (``bench.run.plan``), the :class:`~bench.run.workspace.Workspace` the bodies
 run on, the store and a reporter. The bookkeeping every executor shares lives here as functions: which tasks are
 pending, which must be skipped because a task they need failed, and how an outcome is recorded (artifact first,
 then rows and status in one transaction, so a killed run loses at most the tasks in flight). A task's record
@@ -25,7 +25,8 @@ from typing import Protocol
 from bench.core.progress import Reporter
 from bench.run.plan import TaskNode
 from bench.run.store import RunStore
-from bench.run.tasks import BODIES, TaskOutput, Workspace
+from bench.run.tasks import BODIES
+from bench.run.workspace import TaskOutput, Workspace
 
 
 class Executor(Protocol):

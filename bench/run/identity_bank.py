@@ -57,7 +57,7 @@ class BankBuilder:
         self._banks: dict[tuple[int, int], IdentityBank] = {}
 
     def _canvas(self, path: Path) -> np.ndarray | None:
-        from bench.data.faces import FaceError
+        from bench.data.decoding import FaceError
 
         if path not in self._canvases:
             try:

@@ -5,7 +5,7 @@ clean canvas) is put back into the user's original photo through the inverse of 
 at the canvas border (``bench.data.photo.put_back``), and the photo is saved as JPEG at the suite's quality, as a
 platform re-encodes uploads. The attacker decodes it, finds faces with its own detector (the target's
 ``attacker_detector``: ``yunet``, OpenCV's pipeline, unless the target names another that
-``bench.data.faces.make_detector`` knows) and aligns them onto the canvas (``bench.data.photo.align_face``).
+``bench.data.detectors.make_detector`` knows) and aligns them onto the canvas (``bench.data.photo.align_face``).
 
 Which detected face is the user's: the one whose box overlaps the face the harness protected most (the attacker
 is given its best case: it never mistakes a bystander for the user). A photo where no detected face overlaps
@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from bench.data.canvas import CANVAS_SIZE, from_uint8
-from bench.data.faces import make_detector, read_rgb
+from bench.data.decoding import read_rgb
+from bench.data.detectors import make_detector
 from bench.data.photo import align_face, detect_faces, put_back
 from bench.measures.psr import UserOutcome
 

@@ -27,7 +27,8 @@ from bench.data.datasets import (
     locate_data,
     split_identity,
 )
-from bench.data.faces import AlignedFace, IdentityCheck, IdentityFaces, canvases_to_tensor
+from bench.data.faces import AlignedFace, canvases_to_tensor
+from bench.data.identity_faces import IdentityCheck, IdentityFaces
 from bench.registry import TARGETS
 from bench.run.plan import DataInfo
 from bench.run.suites import Suite

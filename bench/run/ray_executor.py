@@ -4,11 +4,13 @@
   writer: it submits a task once every task it needs is recorded as done and records each outcome with
   ``bench.run.executors.record_output``, as the local executor does.
 - A task runs the same body, ``bench.run.tasks.BODIES[body](workspace, **args)``, in a Ray worker. Each worker
-  process builds its :class:`~bench.run.tasks.Workspace` once (``Runner.prepare`` on the same suite, data root,
+  process builds its :class:`~bench.run.workspace.Workspace` once (``Runner.prepare`` on the same suite, data root,
   device and thread count; it reads the alignment cache the driver filled, never the store's database) and keeps
   it for the tasks it runs after.
 - Artifacts live in the run folder, which every worker must see at the same path (any folder on one machine, a
-  shared file system on a cluster). A worker writes its task's artifact there and returns the rows and facts.
+  shared file system on a cluster). A worker writes its task's artifact there and returns the rows and facts; it
+  reads the artifacts of the tasks it needs checked against the SHA-256 the driver recorded for them, which come
+  with the task (``ArtifactReader.expect``), as the local executor reads them through the store.
 - Resources per task: ``threads`` CPUs (the worker's torch threads); on CUDA one GPU for a protect task (the
   optimisation) and a quarter of one for the others (forward passes).
 - What a task computed (``bench.core.work_log``) comes back with its output, so recomputations count across workers.
@@ -30,11 +32,13 @@ from typing import Any
 import torch
 
 from bench.core.progress import Reporter
+from bench.run.artifacts import ArtifactReader
 from bench.run.executors import pending, record_blocked, record_failure, record_output
 from bench.run.plan import TaskNode
-from bench.run.store import ArtifactReader, RunStore
+from bench.run.store import RunStore
 from bench.run.suites import Suite
-from bench.run.tasks import BODIES, TaskOutput, Workspace
+from bench.run.tasks import BODIES
+from bench.run.workspace import TaskOutput, Workspace
 
 
 @dataclass(frozen=True)
@@ -51,35 +55,40 @@ class WorkerSpec:
         return repr(self)
 
 
-_WORKSPACES: dict[str, Workspace] = {}  # one per worker process, for the run it serves
+# one per worker process, for the run it serves: the workspace and the reader its artifacts come through
+_WORKSPACES: dict[str, tuple[Workspace, ArtifactReader]] = {}
 
 
-def worker_workspace(spec: WorkerSpec) -> Workspace:
+def worker_workspace(spec: WorkerSpec) -> tuple[Workspace, ArtifactReader]:
     if spec.key() not in _WORKSPACES:
         from bench.run.runner import Runner
 
+        reader = ArtifactReader(spec.run_dir)
         runner = Runner(spec.suite, spec.run_dir, data_root=spec.data_root, device=spec.device,
-                        threads=spec.threads, store=ArtifactReader(spec.run_dir))
+                        threads=spec.threads, store=reader)
         torch.set_num_threads(runner.threads)
         workspace, _ = runner.prepare(*runner.load_models())
         _WORKSPACES.clear()
-        _WORKSPACES[spec.key()] = workspace
+        _WORKSPACES[spec.key()] = workspace, reader
     return _WORKSPACES[spec.key()]
 
 
-def run_task(spec: WorkerSpec, key: str, body: str, args: dict[str, Any]) -> tuple[TaskOutput, float, dict]:
-    """One task in a worker: (its output without tensors, seconds, what it computed). The artifact, when the
-    task keeps one, is written to the shared run folder before returning."""
-    workspace = worker_workspace(spec)
+def run_task(spec: WorkerSpec, key: str, body: str, args: dict[str, Any],
+             hashes: dict[str, str]) -> tuple[TaskOutput, float, dict]:
+    """One task in a worker: (its output without tensors, seconds, what it computed). ``hashes``: the SHA-256
+    recorded for the artifacts of the tasks it needs; each is checked when read. The artifact, when the task
+    keeps one, is written to the shared run folder before returning."""
+    workspace, reader = worker_workspace(spec)
+    reader.expect(hashes)
     t0, cpu0 = time.perf_counter(), time.process_time()
     output = BODIES[body](workspace, **args)
     seconds = time.perf_counter() - t0
     output.info["cpu_seconds"] = time.process_time() - cpu0
     if output.tensors is not None:
-        sha256 = ArtifactReader(spec.run_dir).save_artifact(key, output.tensors)
+        sha256 = reader.save_artifact(key, output.tensors)
         output = TaskOutput(output.info, output.rows, None, sha256)
-    work = workspace.work.as_dict()
-    workspace.work.clear()
+    work = workspace.caches.work.as_dict()
+    workspace.caches.work.clear()
     return output, seconds, work
 
 
@@ -148,8 +157,9 @@ class RayExecutor:
                         reporter.advance(task.label)
                     elif all(d in done for d in task.deps):
                         waiting.remove(task)
+                        hashes = {d: h for d in task.deps if (h := store.recorded_sha256(d))}
                         ref = remote.options(**self.resources(task, spec)).remote(spec_ref, task.key, task.body,
-                                                                                  task.args)
+                                                                                  task.args, hashes)
                         running[ref] = task
                 if not running:  # what is left waits for tasks that are neither done nor planned here
                     for task in waiting:
@@ -168,7 +178,7 @@ class RayExecutor:
                         reporter.message(f"[red]failed[/red] {task.label}: {err}")
                     else:
                         record_output(task, output, seconds, store)
-                        workspace.work.merge(work)
+                        workspace.caches.work.merge(work)
                         done.add(task.key)
                     reporter.advance(task.label)
         finally:

@@ -6,7 +6,7 @@ The parts, one job each:
 - ``bench.run.plugins``: plug-ins checked, created, loaded and described; ``bench.run.assembly``: the data root
   located once and the plug-ins bound to the run context (``bench.run.context``, ``bench.run.identity_bank``);
 - ``bench.run.plan``: the pure planner (a suite and descriptions in, a graph of content-keyed tasks out);
-- ``bench.run.tasks``: task bodies, plain functions over explicit inputs;
+- ``bench.run.tasks``: task bodies, plain functions over explicit inputs, run on a frozen ``bench.run.workspace.Workspace``;
 - ``bench.run.executors``: who runs the tasks (``LocalExecutor`` today) and how outcomes are recorded.
 
 A task's key hashes its inputs, config and code version; finished keys are skipped on a rerun, and a changed
@@ -31,8 +31,10 @@ from bench.data.faces import Aligner
 from bench.measures.lpips import converted_weights as lpips_weights
 from bench.models.weights import WeightError
 from bench.registry import TARGETS, UnknownNameError
+from bench.run.artifacts import ArtifactReader
 from bench.run.assembly import bind_plugins, run_context
 from bench.run.executors import Executor, LocalExecutor
+from bench.run.folder_lock import run_lock
 from bench.run.plan import Plugins, TaskGraph, plan_run
 from bench.run.plugins import (
     describe_targets,
@@ -44,9 +46,9 @@ from bench.run.plugins import (
 )
 from bench.run.prepare import Prepared, check_run_request, prepare_data
 from bench.run.provenance import content_key, environment, record_invocation
-from bench.run.store import ArtifactReader, RunStore, run_lock
+from bench.run.store import RunStore
 from bench.run.suites import Suite
-from bench.run.tasks import Workspace
+from bench.run.workspace import RunCaches, Workspace
 
 
 class Runner:
@@ -107,9 +109,9 @@ class Runner:
                               cache_dir=self.store.run_dir / "cache", reporter=self.reporter)
         bound = bind_plugins(suite, context, self.reporter)
         workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, bound.methods,
-                              targets, bound.adversaries, surrogates, self.store.load_artifact,
-                              self.reporter.message, work=self.work, protocol=suite.protocol, space=suite.space,
-                              photo_jpeg_quality=suite.photo_jpeg_quality)
+                              targets, bound.adversaries, tuple(surrogates), self.store.load_artifact,
+                              RunCaches(self.work, self.reporter.message), protocol=suite.protocol,
+                              space=suite.space, photo_jpeg_quality=suite.photo_jpeg_quality)
         described = describe_targets(targets, surrogates, suite, source.lfw_fingerprint(), self.reporter)
         plugins = Plugins(bound.method_infos, described, bound.adversary_infos, surrogate_ids(surrogates),
                           dict(self.unavailable), self.device)

@@ -11,17 +11,14 @@ Tables
 A task's rows and its status are written in one transaction, after its artifact file is in place, so a killed
 run loses at most the task in flight and a rerun skips every task whose key is recorded as done. The task's
 record holds its artifact's SHA-256 (``artifact_sha256``), checked whenever the artifact is read: a file that is
-missing, cut short or altered is refused with its name (:class:`ArtifactError`), and a rerun recomputes its task
-and what depends on it (``bench.run.executors.pending``). A store made before artifacts were hashed gets the column
+missing, cut short or altered is refused with its name (``bench.run.artifacts.ArtifactError``), and a rerun
+recomputes its task and what depends on it (``bench.run.executors.pending``). A store made before artifacts were hashed gets the column
 on open, and each done task's artifact that still loads is adopted as found, once; one that does not is computed
 again.
 
 A store SQLite cannot read (a damaged file) is refused at open by ``PRAGMA integrity_check``
-(:class:`StoreDamaged`), with what is left to recover.
-
-One run at a time computes in a run folder: :func:`run_lock` holds ``run.lock`` (an OS file lock, released by
-the kernel when the process ends, even on ``kill -9``) and records who holds it; a second run into the same
-folder waits for it, saying who holds it, or stops at once, and then reuses what the first one finished.
+(:class:`StoreDamaged`), with what is left to recover. Artifact files are written and checked by
+``bench.run.artifacts``; one run at a time holds the folder (``bench.run.folder_lock``).
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +39,8 @@ from typing import Any
 import torch
 
 from bench.core.checksums import file_sha256
-from bench.core.storage import StorageError, StoreDamaged, storage_line, write_bytes
+from bench.core.storage import StorageError, StoreDamaged, storage_line
+from bench.run.artifacts import ArtifactReader
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,9 +61,6 @@ CREATE TABLE IF NOT EXISTS attempts (key TEXT NOT NULL, label TEXT NOT NULL, pid
 TASK_COLUMNS = ("key", "kind", "label", "status", "seconds", "finished", "info", "error", "artifact_sha256")
 
 
-class ArtifactError(ValueError):
-    """A run artifact that is missing or does not match the SHA-256 recorded with its task; names the file."""
-
 
 @dataclass
 class ResultRow:
@@ -77,50 +72,6 @@ class ResultRow:
     target: str | None = None
     user: str | None = None
 
-
-class ArtifactReader:
-    """A run folder's artifacts without its database: what a worker of a distributed executor gets (the driver
-    is the store's one writer). It reads artifacts, writes the ones its tasks make, and keeps skipped items in
-    memory (the driver records its own)."""
-
-    def __init__(self, run_dir: str | os.PathLike):
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.artifact_dir = self.run_dir / "artifacts"
-        self.artifact_dir.mkdir(exist_ok=True)
-        self._skipped: dict[str, str] = {}
-
-    def skip(self, item: str, reason: str) -> None:
-        self._skipped[item] = reason
-
-    def skipped(self) -> dict[str, str]:
-        return dict(self._skipped)
-
-    def artifact_path(self, key: str) -> Path:
-        return self.artifact_dir / f"{key}.pt"
-
-    def save_artifact(self, key: str, tensors: dict[str, torch.Tensor]) -> str:
-        """Write a task's artifact whole; returns its SHA-256 (recorded with the task)."""
-        buffer = io.BytesIO()  # serialised in memory: a full disk fails in a plain write, with its size known
-        torch.save({k: v.detach().cpu() for k, v in tensors.items()}, buffer)
-        data = buffer.getvalue()
-        path = self.artifact_path(key)  # one process computes a task: its temporary name is the key's own
-        write_bytes(path, data, "(a task's artifact)", path.with_name(f"{path.name}.part"))
-        return hashlib.sha256(data).hexdigest()
-
-    def load_artifact(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
-        """A task's artifact, checked against ``sha256`` when given (:class:`ArtifactError` names the file)."""
-        path = self.artifact_path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ArtifactError(f"artifact {path} is missing; rerun the same command to compute it again") from None
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise ArtifactError(f"artifact {path} does not match the SHA-256 recorded when it was written "
-                                f"({len(data)} bytes now; cut short or altered); rerun the same command to compute "
-                                "it again")
-        # weights_only keeps a tampered file from running code
-        return torch.load(io.BytesIO(data), weights_only=True)
 
 
 class RunStore(ArtifactReader):
@@ -221,14 +172,10 @@ class RunStore(ArtifactReader):
         task["info"] = json.loads(task["info"]) if task["info"] else {}
         return task
 
-    def load_artifact(self, key: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
-        """A done task's artifact, checked against the SHA-256 recorded with the task."""
+    def recorded_sha256(self, key: str) -> str | None:
         recorded = self.db.execute("SELECT artifact_sha256 FROM tasks WHERE key = ? AND status = 'done'",
                                    (key,)).fetchone()
-        if not recorded or not recorded[0]:
-            raise ArtifactError(f"artifact {self.artifact_path(key)} belongs to no finished task with a recorded "
-                                "SHA-256; rerun the same command to compute it again")
-        return super().load_artifact(key, recorded[0])
+        return recorded[0] if recorded else None
 
     def artifact_problem(self, key: str) -> str | None:
         """Why a done task's artifact cannot be used (missing, cut short, altered), or None."""
@@ -311,46 +258,3 @@ class RunStore(ArtifactReader):
 
     def skipped(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT item, reason FROM skipped").fetchall())
-
-
-class RunFolderBusy(RuntimeError):
-    """Another process is running into the same run folder; the message says which, where and since when."""
-
-
-def _holder(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text())
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["since"]))
-        return f"pid {info['pid']} on host {info['host']} since {since}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another bench run"
-
-
-@contextmanager
-def run_lock(run_dir: str | os.PathLike, wait: bool = True,
-             on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold the run folder for one run. A second run waits for the holder to finish (``wait``) after saying who
-    it is, or raises :class:`RunFolderBusy` naming it. The OS releases the lock when its process ends."""
-    import fcntl
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "run.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            message = f"run folder {run_dir} is in use by {_holder(path)}"
-            if not wait:
-                raise RunFolderBusy(f"{message}; wait for it to finish (or stop it), or choose another --out") \
-                    from None
-            if on_wait:
-                on_wait(f"{message}; waiting for it to finish, then its finished tasks are reused")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder.encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
