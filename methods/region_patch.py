@@ -142,7 +142,8 @@ class AdvGlasses(RegionMethod, ClassifierMethod):
     Config = AdvGlassesConfig
     paper = ("Sharif et al., Accessorize to a Crime: Real and Stealthy Attacks on State-of-the-Art Face "
              "Recognition, ACM CCS 2016")
-    reference = "github.com/mahmoods01/accessorize-to-a-crime (aux/attack/dodge.m, impersonate.m, physical_dodging.m)"
+    reference = ("github.com/mahmoods01/accessorize-to-a-crime (aux/attack/dodge.m, impersonate.m at the settings of "
+                 "digital_dodging.m, digital_impersonation.m)")
     deviations: ClassVar[tuple[str, ...]] = (
         "digital only: the digital scripts' settings (no total variation, no non-printability term) on all the "
         "fit photos at once, as the physical scripts fit theirs (those weigh total variation 3 and printability 5 "
@@ -181,9 +182,11 @@ class AdvGlasses(RegionMethod, ClassifierMethod):
                 loss, prob = softmax_loss(model, batch, targeted)
                 loss.sum().backward()
                 probs.append(prob.detach())
-            tv = torch.autograd.grad(total_variation(worn), worn)[0]
-            velocity = c.momentum * velocity + (c.step / n) * _unit_max(worn.grad * region) \
-                - (c.tv_weight / n) * _unit_max(tv * region)
+            step = (c.step / n) * _unit_max(worn.grad * region)
+            if c.tv_weight:
+                tv = torch.autograd.grad(total_variation(worn), worn)[0]
+                step = step - (c.tv_weight / n) * _unit_max(tv * region)
+            velocity = c.momentum * velocity + step
             for r in velocity:  # each photo's step in turn; a component that would leave [0, 1] is dropped
                 moved = patch + r
                 patch = torch.where((moved < 0) | (moved > 1), patch, moved)
