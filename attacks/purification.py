@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,35 @@ def purification_loss(target: Target, denoiser: Denoiser, window: tuple[int, int
     return feature + pixel_weight * pixel
 
 
+def train_purifier(target: Target, protected: torch.Tensor, clean: torch.Tensor, config: PurificationConfig,
+                   log: Callable[[int, float], None] | None = None) -> tuple[Denoiser, float]:
+    """A purifier trained for ``target`` on (protected, clean) canvas pairs; returns it (in eval mode) and its mean
+    loss over the last 25 steps. ``log(step, loss)`` follows the training."""
+    cfg = config
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net = Denoiser(cfg.width, cfg.layers, gen).to(clean.device)
+    window = framing_window(target, cfg.layers)
+    with torch.no_grad():
+        anchors = target.embed(clean)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    recent: list[float] = []
+    net.train()
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(clean), (cfg.batch,), generator=gen).to(clean.device)
+        loss = purification_loss(target, net, window, torch.cat([protected[idx], clean[idx]]),
+                                 torch.cat([clean[idx], clean[idx]]), torch.cat([anchors[idx], anchors[idx]]),
+                                 cfg.pixel_weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        recent = [*recent[-24:], float(loss.detach())]
+        if log is not None:
+            log(step, recent[-1])
+    return net.eval(), sum(recent) / len(recent)
+
+
 class PurifiedTarget(Target):
     """A recogniser that purifies every canvas before its embedding (no gradients)."""
 
@@ -209,36 +239,17 @@ class Purification(Adversary):
         key = cache_key("purifier", context.code_version(self), pairs.key, target.name,
                         [w.sha256 for w in type(target).weights], dataclasses.asdict(cfg))
         path = cache_path(context, "purification", key)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        net = Denoiser(cfg.width, cfg.layers, gen).to(device)
         facts = {"protect_public_s": pairs.seconds, "pairs": len(pairs.protected), "identities": pairs.identities,
                  "cache_key": key}
         if path.exists():
             saved = torch.load(path, weights_only=True)
+            net = Denoiser(cfg.width, cfg.layers).to(device)
             net.load_state_dict(saved["state"])
             return net.eval(), {**facts, "train_s": float(saved["train_s"]), "final_loss": float(saved["final_loss"]),
                                 "cached": True}
-        window = framing_window(target, cfg.layers)
-        protected, clean = pairs.protected.to(device), pairs.clean.to(device)
-        with torch.no_grad():
-            anchors = target.embed(clean)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
         t0 = time.perf_counter()
-        recent: list[float] = []
-        net.train()
-        for _ in range(cfg.steps):
-            idx = torch.randint(0, len(clean), (cfg.batch,), generator=gen).to(device)
-            loss = purification_loss(target, net, window, torch.cat([protected[idx], clean[idx]]),
-                                     torch.cat([clean[idx], clean[idx]]), torch.cat([anchors[idx], anchors[idx]]),
-                                     cfg.pixel_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            recent = [*recent[-24:], float(loss.detach())]
+        net, final = train_purifier(target, pairs.protected.to(device), pairs.clean.to(device), cfg)
         train_s = time.perf_counter() - t0
-        final = sum(recent) / len(recent)
         save_atomic({"state": {k: v.cpu() for k, v in net.state_dict().items()}, "train_s": train_s,
                      "final_loss": final}, path)
-        return net.eval(), {**facts, "train_s": train_s, "final_loss": final, "cached": False}
+        return net, {**facts, "train_s": train_s, "final_loss": final, "cached": False}

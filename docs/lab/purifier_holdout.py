@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import bench
-from attacks.purification import Denoiser, PurificationConfig, framing_window, purification_loss, purify
+from attacks.purification import Denoiser, PurificationConfig, framing_window, purify, train_purifier
 from bench.api import from_uint8
 
 
@@ -50,25 +50,14 @@ def main() -> None:
               f"cos(clean after, clean) {F.cosine_similarity(f_kept, anchors[held]).mean():.3f}", flush=True)
 
     report("before", None)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    net = Denoiser(cfg.width, cfg.layers, gen)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    rows = train.nonzero().flatten()
     t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        idx = rows[torch.randint(0, len(rows), (cfg.batch,), generator=gen)]
-        loss = purification_loss(target, net, window, torch.cat([protected[idx], clean[idx]]),
-                                 torch.cat([clean[idx], clean[idx]]), torch.cat([anchors[idx], anchors[idx]]),
-                                 cfg.pixel_weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 25 == 0 or step == cfg.steps - 1:
-            print(f"step {step + 1}/{cfg.steps} loss {float(loss):.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    report("after", net.eval())
 
+    def log(step: int, loss: float) -> None:
+        if step % 25 == 0 or step == cfg.steps - 1:
+            print(f"step {step + 1}/{cfg.steps} loss {loss:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    net, _ = train_purifier(target, protected[train], clean[train], cfg, log)
+    report("after", net)
 
 if __name__ == "__main__":
     main()
