@@ -134,17 +134,7 @@ def global_seeding(source: str) -> list[str]:
     return found
 
 
-# Modules known to break the rule, each with what is to change; strict: the mark fails once the module is fixed.
-KNOWN: dict[str, str] = {}  # module -> why it still seeds globally (a strict xfail until mended)
-
-
-def seeding_cases() -> list:
-    return [pytest.param(p, id=str(p.relative_to(ROOT)),
-                         marks=[pytest.mark.xfail(strict=True, reason=KNOWN[str(p.relative_to(ROOT))])]
-                         if str(p.relative_to(ROOT)) in KNOWN else []) for p in plugin_modules()]
-
-
-@pytest.mark.parametrize("path", seeding_cases())
+@pytest.mark.parametrize("path", plugin_modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_plugins_never_seed_the_global_rng_unscoped(path: Path):
     found = global_seeding(path.read_text())
     assert not found, f"{path.relative_to(ROOT)}:\n" + "\n".join(found)
