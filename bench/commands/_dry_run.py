@@ -3,7 +3,6 @@ printed as tables or JSON."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.commands._progress import RichReporter, clock_time
+from bench.commands._progress import clock_time
 from bench.commands._settings import device_and_threads
 from bench.commands._ui import wants_json
 from bench.core.progress import Reporter
@@ -37,7 +36,7 @@ def dry_run(suite, args, out: Path, console: Console, reporter: Reporter) -> int
         console.print(f"data: {root} ({how}); pricing on {device}, {threads} thread(s)")
         estimator = Estimator(suite, root, device, threads, reporter,
                               cache=RateCache(device, threads, remeasure=args.remeasure))
-        with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
+        with reporter.live():
             estimate = estimator.estimate()
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError) as exc:
         console.print("[red]error:[/red] " + escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)

@@ -1,5 +1,7 @@
 """Progress of a command's work on the console: a live bar on a terminal (``RichReporter``), plain lines in logs
-(``LogReporter``); ``clock_time`` writes seconds as h:mm:ss for both and for the dry run's tables."""
+(``LogReporter``), the one that suits a console (``console_reporter``). Both show the tasks and, under the task
+under way, the steps a plug-in reports (``Reporter.step``). ``clock_time`` writes seconds as h:mm:ss for both and
+for the dry run's tables."""
 
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ class RichReporter(Reporter):
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
         )
         self.task_id = None
+        self.step_id, self.step_label = None, ""
+
+    def live(self) -> Progress:
+        return self.progress
 
     def phase(self, name: str, total: int) -> None:
         if self.task_id is not None:
@@ -39,6 +45,18 @@ class RichReporter(Reporter):
     def message(self, text: str) -> None:
         self.progress.console.print(text)
 
+    def step(self, label: str, done: int, total: int) -> None:
+        """A second bar under the tasks' bar for the task under way, gone when its steps are done."""
+        if self.step_id is not None and label != self.step_label:
+            self.progress.remove_task(self.step_id)
+            self.step_id = None
+        if self.step_id is None:
+            self.step_id, self.step_label = self.progress.add_task("  " + label, total=total, item=""), label
+        self.progress.update(self.step_id, completed=done, total=total)
+        if done >= total:
+            self.progress.remove_task(self.step_id)
+            self.step_id = None
+
 
 class LogReporter(Reporter):
     """Progress as plain lines when the output is not a terminal (batch jobs, cluster and CI logs), where a
@@ -47,6 +65,7 @@ class LogReporter(Reporter):
     def __init__(self, console: Console, every: float = 30.0):
         self.console, self.every = console, every
         self.name, self.total, self.done, self.start, self.last = "", 0, 0, 0.0, 0.0
+        self.step_label, self.step_start, self.step_last = "", 0.0, 0.0
 
     def phase(self, name: str, total: int) -> None:
         self.name, self.total, self.done = name, total, 0
@@ -65,6 +84,28 @@ class LogReporter(Reporter):
 
     def message(self, text: str) -> None:
         self.console.print(text, soft_wrap=True)  # one line per message: logs are read and grepped line by line
+
+    def step(self, label: str, done: int, total: int) -> None:
+        """An indented line for the task under way: when it starts (``done`` 0), at most every ``every`` seconds,
+        and at its end."""
+        now = time.monotonic()
+        if label != self.step_label or done == 0:
+            self.step_label, self.step_start, self.step_last = label, now, now
+            if done == 0:
+                self.console.print(f"  {label} 0/{total}", highlight=False)
+            return
+        if now - self.step_last < self.every and done < total:
+            return
+        self.step_last = now
+        elapsed = now - self.step_start
+        eta = elapsed / done * (total - done)
+        self.console.print(f"  {label} {done}/{total} ({100 * done / max(total, 1):.0f}%) elapsed {clock_time(elapsed)} "
+                           f"ETA {clock_time(eta)}", highlight=False)
+
+
+def console_reporter(console: Console) -> Reporter:
+    """A live bar on a terminal, plain lines otherwise."""
+    return RichReporter(console) if console.is_terminal else LogReporter(console)
 
 
 def clock_time(seconds: float) -> str:

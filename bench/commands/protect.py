@@ -13,14 +13,13 @@ ends protected, copied unchanged (no face, or no face of the user) or reported u
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
 
 from rich.markup import escape
 
-from bench.commands._progress import LogReporter, RichReporter
+from bench.commands._progress import console_reporter
 from bench.commands._settings import one_method_overrides
 from bench.commands._ui import wide_console
 from bench.core.devices import resolve_device
@@ -81,7 +80,8 @@ def _fit(args, surrogates, device, console):
         raise UsageError(f"method {args.method} is unavailable: {reason}")
     aligner = Aligner(device=device)
     # what a run would hand the method: its identity bank comes from --data-root, else the embedded LFW subset
-    method = method.bind(standalone_context(args.data_root, device, aligner=aligner), args.seed)
+    reporter = console_reporter(console)  # the identity bank's alignment and the fit's own steps, when it reports them
+    method = method.bind(standalone_context(args.data_root, device, aligner=aligner, reporter=reporter), args.seed)
     if method.needs():
         console.print(f"identity bank: {', '.join(n.label for n in method.needs())} from "
                       f"{method.context.data_root} ({'--data-root' if args.data_root else 'embedded LFW subset'})")
@@ -98,7 +98,8 @@ def _fit(args, surrogates, device, console):
     photos = canvases_to_tensor(canvases).to(device)
     console.print(f"fitting {args.method} on {len(canvases)} photo(s) against {', '.join(s.name for s in surrogates)}")
     t0 = time.perf_counter()
-    protector = method.fit(photos, surrogates, args.seed)
+    with reporter.live():
+        protector = method.fit(photos, surrogates, args.seed)
     console.print(f"fitted in {time.perf_counter() - t0:.1f} s")
     return protector, method, photos
 
@@ -170,9 +171,9 @@ def run(args) -> int:
     job = PhotoProtection(protector, make_detector(args.detector, device), device, matcher, args.feather,
                           args.quality, args.strip_metadata, bounds, summary["method"] or "the mask")
     files = photo_files(Path(args.photos))
-    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
+    reporter = console_reporter(console)
     results = []
-    with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
+    with reporter.live():
         reporter.phase("protect photos", len(files))
         for path in files:
             rel = path.relative_to(args.photos)

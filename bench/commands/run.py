@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench.commands._dry_run import dry_run
-from bench.commands._progress import LogReporter, RichReporter
+from bench.commands._progress import console_reporter
 from bench.commands._settings import device_and_threads, method_overrides
 from bench.commands._ui import add_format_option, print_board, wants_json, wide_console
 from bench.core.devices import resolve_device
@@ -78,7 +77,7 @@ def run(args) -> int:
     if args.dry_run:
         # with --format json, stdout holds the JSON alone: progress and notes go to stderr
         shown = Console(stderr=True, width=console.width) if wants_json(args) else console
-        return dry_run(suite, args, out, shown, RichReporter(shown) if shown.is_terminal else LogReporter(shown))
+        return dry_run(suite, args, out, shown, console_reporter(shown))
     if args.repeats < 1:
         console.print(f"[red]error:[/red] --repeats {args.repeats} is out of range; allowed: --repeats >= 1")
         return 2
@@ -120,7 +119,7 @@ def run_draws(suite: Suite, args, out: Path, console: Console) -> int:
 
 def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict | None]:
     """One run into ``out``: (exit code, its leaderboard, or None when it could not start)."""
-    reporter = RichReporter(console) if console.is_terminal else LogReporter(console)
+    reporter = console_reporter(console)
     t0 = time.perf_counter()
     started = time.time()
     try:
@@ -128,7 +127,7 @@ def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict 
         executor = make_executor(args.executor, args.address, suite)
         runner = Runner(suite, out, data_root=args.data_root, device=device, threads=threads, reporter=reporter,
                         executor=executor, wait=not args.no_wait)
-        with reporter.progress if isinstance(reporter, RichReporter) else contextlib.nullcontext():
+        with reporter.live():
             runner.run()
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, ImportError,
             RunFolderBusy) as exc:

@@ -5,8 +5,9 @@ context, and that context out. `bench run` (``Runner``), its workers (``bench.ru
 
 - :func:`locate_data` resolves the data root once and lists the suite's identity folders once (``DataSource``);
   the request check, the split, the identity bank and the calibration fingerprint all read that listing.
-- :func:`run_context` is the context plug-ins get: device, seed, data root, cache folder, and an identity bank
-  of the data root's people who are not evaluated users, aligned by the run's aligner.
+- :func:`run_context` is the context plug-ins get: device, seed, data root, cache folder, an identity bank
+  of the data root's people who are not evaluated users, aligned by the run's aligner, and the run's progress
+  display for long work inside a task.
 - :func:`bind_plugins` creates the suite's methods (each declared need resolved to a digest) and adversaries.
   ``Method.bind(context, seed)`` returns a bound copy, so the configured instances here are never changed.
 - :func:`standalone_context` is the same context outside a run (``bench protect``, notebooks): its identity bank
@@ -33,7 +34,8 @@ def run_context(source: DataSource, users: list[str] | set[str], aligner: Any, d
                 cache_dir: Path | None = None, reporter: Reporter | None = None) -> RunContext:
     """What plug-ins get from a run: its identity bank holds people of ``source`` who are not ``users``."""
     bank = BankBuilder(source.dataset, set(users), aligner, reporter)
-    return RunContext(device=device, seed=seed, data_root=source.root, cache_dir=cache_dir, bank_provider=bank.bank)
+    return RunContext(device=device, seed=seed, data_root=source.root, cache_dir=cache_dir, bank_provider=bank.bank,
+                      on_progress=reporter.step if reporter is not None else None)
 
 
 @dataclass
@@ -55,11 +57,11 @@ def bind_plugins(suite: Suite, context: RunContext, reporter: Reporter) -> Bound
 
 def standalone_context(data_root: str | os.PathLike | None = None, device: str = "auto", dataset: str = "lfw",
                        exclude: tuple[str, ...] = (), cache_dir: Path | None = None,
-                       aligner: Any = None) -> RunContext:
+                       aligner: Any = None, reporter: Reporter | None = None) -> RunContext:
     """A context for using a method outside a run: its identity bank comes from ``data_root`` (the people of
     ``dataset`` there, minus ``exclude``), or from the embedded LFW subset when ``data_root`` is None, aligned on
     ``device`` (``auto``: CUDA when present). It grants whatever the method declares. ``context.data_root``
-    says which folder was used."""
+    says which folder was used; ``reporter`` shows the bank's alignment and the plug-in's own progress."""
     from bench.core.devices import resolve_device
     from bench.core.paths import embedded_data_root
     from bench.data.faces import Aligner
@@ -70,7 +72,8 @@ def standalone_context(data_root: str | os.PathLike | None = None, device: str =
         raise DataError(f"--data-root {root} is not a folder")
     source = DataSource(root, "--data-root" if data_root is not None else "embedded LFW subset",
                         load_identity_folders(root, dataset))
-    return run_context(source, set(exclude), aligner or Aligner(device=device), device, seed=0, cache_dir=cache_dir)
+    return run_context(source, set(exclude), aligner or Aligner(device=device), device, seed=0, cache_dir=cache_dir,
+                       reporter=reporter)
 
 
 __all__ = ["DataSource", "locate_data", "run_context", "BoundPlugins", "bind_plugins", "standalone_context"]

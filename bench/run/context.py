@@ -94,6 +94,14 @@ class RunContext:
     used: dict[str, str] = field(default_factory=dict)
     # the needs the plug-in holding this context declared; None: a harness-side context that grants everything
     granted: frozenset[Need] | None = None
+    # where progress inside a task goes (the run's ``Reporter.step``); None: nobody is watching
+    on_progress: Callable[[str, int, int], None] | None = None
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` steps of ``label``, for work that holds one task for minutes (a training
+        loop): call it with 0 before the first step and after each; the run shows it under the task with an ETA."""
+        if self.on_progress is not None:
+            self.on_progress(label, done, total)
 
     def for_plugin(self, needs: list[Need] | tuple[Need, ...], seed: int | None = None) -> RunContext:
         """A copy for one plug-in: it grants exactly the declared ``needs`` and starts a fresh ``used``."""
@@ -140,6 +148,10 @@ class AdversaryContext:
     @property
     def cache_dir(self) -> Path | None:
         return self.run.cache_dir
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        """As ``RunContext.progress``: what the adversary trains shows its steps under the task under way."""
+        self.run.progress(label, done, total)
 
     @staticmethod
     def code_version(obj: Any) -> str:

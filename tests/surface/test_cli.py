@@ -51,6 +51,29 @@ def test_progress_lines_with_eta_when_output_is_not_a_terminal():
     assert lines[1].startswith("tasks 3/3 (100%)") and lines[1].endswith("eval/pgd/none/sface")
 
 
+def test_steps_inside_a_task_print_when_they_start_then_throttled_then_at_their_end():
+    import io
+
+    from rich.console import Console
+
+    from bench.commands._progress import LogReporter, RichReporter
+
+    out = io.StringIO()
+    reporter = LogReporter(Console(file=out, width=200), every=3600)
+    for done in range(5):
+        reporter.step("purifier for sface", done, 4)
+    lines = out.getvalue().splitlines()
+    assert lines == ["  purifier for sface 0/4", lines[1]]
+    assert lines[1].startswith("  purifier for sface 4/4 (100%) elapsed") and "ETA 0:00:00" in lines[1]
+
+    live = RichReporter(Console(file=io.StringIO()))
+    live.phase("tasks", 1)
+    live.step("fit", 1, 3)
+    assert len(live.progress.tasks) == 2 and live.progress.tasks[1].completed == 1
+    live.step("fit", 3, 3)  # done: the second bar goes
+    assert len(live.progress.tasks) == 1
+
+
 def test_set_overrides_a_method_config_and_bad_settings_fail_before_any_work(capsys, tmp_path):
     from bench.commands._settings import method_overrides, parse_value
 
