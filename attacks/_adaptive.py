@@ -98,8 +98,8 @@ def select_public(context: AdversaryContext, identities: int, photos: int) -> tu
     return bank.canvases, bank.owner, bank.digest
 
 
-def protected_pairs(context: AdversaryContext, identities: int, photos: int, seed: int, log=None) -> TrainingPairs:
-    """The owner's people, clean and protected by ``context.method`` (cached)."""
+def protected_pairs(context: AdversaryContext, identities: int, photos: int, seed: int) -> TrainingPairs:
+    """The owner's people, clean and protected by ``context.method`` (cached); the run shows it person by person."""
     canvases, owner, digest = select_public(context, identities, photos)
     key = cache_key("protected-public", method_identity(context), context.code_version(context.method), digest, seed)
     path = cache_path(context, "adversary-public", key)
@@ -112,6 +112,8 @@ def protected_pairs(context: AdversaryContext, identities: int, photos: int, see
     protected = torch.empty_like(clean, device=device)  # kept on the device: one copy back at the end
     t0 = time.perf_counter()
     count = int(owner.max()) + 1
+    label = f"the owner's people protected with {method_identity(context)['method']}"
+    context.progress(label, 0, count)
     for k in range(count):
         rows = (owner == k).nonzero().flatten()
         photos_k = from_uint8(clean[rows]).to(device)
@@ -119,10 +121,7 @@ def protected_pairs(context: AdversaryContext, identities: int, photos: int, see
         with seeded(seed + k, device):
             protector = context.method.fit(photos_k, list(context.surrogates), seed + k)
             protected[rows.to(device)] = to_uint8(protector.protect(photos_k).detach())
-        if log is not None:
-            elapsed = time.perf_counter() - t0
-            log(f"protected the owner's person {k + 1}/{count} with {method_identity(context)['method']} "
-                f"({elapsed:.0f} s, ETA {elapsed / (k + 1) * (count - k - 1):.0f} s)")
+        context.progress(label, k + 1, count)
     seconds = time.perf_counter() - t0
     protected = protected.cpu()
     save_atomic({"protected": protected, "clean": clean, "owner": owner, "identities": count, "seconds": seconds},
