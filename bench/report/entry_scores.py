@@ -12,6 +12,9 @@ import pandas as pd
 from bench.measures.psr import summarise
 from bench.measures.registry import METRICS, Metric
 
+# the reason of a cell whose task has not run yet (a run still under way): shown "pending", not "failed"
+NOT_COMPUTED = "not computed yet"
+
 ROW_COLUMNS = ["task_key", "method", "scenario", "adversary", "target", "user", "metric", "value"]
 
 
@@ -60,8 +63,9 @@ def scenario_entry(entry: dict[str, Any], eval_rows: dict[tuple[str, str], pd.Da
     cells = []
     for (aname, tname), rows in eval_rows.items():
         if rows is None:
+            reason = (entry.get("failed_cells") or {}).get(f"{tname}|{aname}")
             entry["psr"].setdefault(tname, {})[aname] = {
-                "status": "failed", "reason": (entry.get("failed_cells") or {}).get(f"{tname}|{aname}")}
+                "status": "pending" if reason == NOT_COMPUTED else "failed", "reason": reason}
             continue
         mine = rows[rows["scenario"] == scenario]
         cell: dict[str, Any] = {}

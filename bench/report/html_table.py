@@ -57,9 +57,10 @@ def _psr(target: str, adversary: str) -> Cell:
             if isinstance(ci, list) and len(ci) == 2 else None
         if finite(c.get("top5")) is not None:
             tip = (tip + "; " if tip else "") + f"PSR@5 {percent(c.get('top5'), suffix='%')}"
-        if c.get("status") == "failed":
-            tip = f"failed: {c.get('reason')}"
-        return v, "failed" if c.get("status") == "failed" else percent(v, suffix="%"), tip
+        if c.get("status") in ("failed", "pending"):
+            tip = f"{c['status']}: {c.get('reason')}"
+            return v, c["status"], tip
+        return v, percent(v, suffix="%"), tip
     return cell
 
 

@@ -26,6 +26,7 @@ from bench.measures.registry import METRICS
 from bench.registry import METHODS, UnknownNameError
 from bench.report.board_merge import merge
 from bench.report.entry_scores import (
+    NOT_COMPUTED,
     aggregate,
     mark_incomplete,
     mean_or_none,
@@ -112,7 +113,7 @@ def build(store: RunStore) -> dict[str, Any]:
                     else:
                         eval_keys[(aname, tname)] = None
                         entry.setdefault("failed_cells", {})[f"{tname}|{aname}"] = \
-                            (store.task(key) or {}).get("error") or "not computed yet"
+                            (store.task(key) or {}).get("error") or NOT_COMPUTED
         mark_incomplete(entry, len(eval_keys))
         # rows key by key, in seed order (one query for several keys returns them in the index's order)
         eval_rows = {cell: None if keys is None else result_frame([r for k in keys for r in store.rows([k])])

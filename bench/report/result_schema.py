@@ -56,7 +56,7 @@ class Cell:
     values: dict[str, float | None] = field(default_factory=dict)  # measure name -> PSR
     intervals: dict[str, list[float]] = field(default_factory=dict)  # measure name -> [low, high]
     missed: int | None = None  # photo space: photos the attacker's detector found no face in
-    status: str | None = None  # "failed" where a task of the cell failed
+    status: str | None = None  # "failed" where a task of the cell failed, "pending" where one has not run yet
     reason: str | None = None
 
     @classmethod
@@ -132,7 +132,7 @@ def _cell_schema() -> dict[str, Any]:
     return {"type": "object", "properties": {
         **declared,
         "missed": {"type": "integer", "minimum": 0, "description": "photos the attacker's detector found no face in"},
-        "status": {"const": "failed"}, "reason": {"type": ["string", "null"]}},
+        "status": {"enum": ["failed", "pending"]}, "reason": {"type": ["string", "null"]}},
         # measures declared after this schema: a fraction and its interval
         "patternProperties": {"^[a-z0-9][a-z0-9.-]*_ci$": _nullable(_INTERVAL),
                               "^(?!(missed|status|reason)$)[a-z0-9][a-z0-9.-]*$": _nullable(_FRACTION)},

@@ -116,7 +116,7 @@ def worst_text(e: dict[str, Any], cells: int) -> str:
 
 
 def cell_text(cell: dict[str, Any]) -> str:
-    return "failed" if cell.get("status") == "failed" else percent(cell.get(HEADLINE.name))
+    return cell["status"] if cell.get("status") in ("failed", "pending") else percent(cell.get(HEADLINE.name))
 
 
 def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str],

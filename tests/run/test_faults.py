@@ -170,9 +170,13 @@ def test_failed_or_missing_cells_are_marked_in_every_export(reference, tmp_path,
     (row,) = pandas.read_csv(run_dir / "leaderboard.csv").to_dict("records")
     assert row["status"] == "incomplete" and row["failed_cells"] == "sface|jpeg-75"
     md = (run_dir / "leaderboard.md").read_text()
-    assert "pgd† (incomplete)" in md and "(incomplete: 1 of 2 cells)" in md and "/ failed" in md
+    # a cell whose task failed says so; one whose task has not run yet (a run under way) is pending, not failed
+    shown = "failed" if fault == "failed" else "pending"
+    assert entry["psr"]["sface"]["jpeg-75"]["status"] == shown
+    assert "pgd† (incomplete)" in md and "(incomplete: 1 of 2 cells)" in md and f"/ {shown}" in md
+    assert ("/ pending" if fault == "failed" else "/ failed") not in md
     html = (run_dir / "report.html").read_text()
-    assert "(incomplete: 1 of 2 cells)" in html and "status-incomplete" in html
+    assert "(incomplete: 1 of 2 cells)" in html and "status-incomplete" in html and f">{shown}<" in html
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to fill a disk")
