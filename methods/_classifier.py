@@ -29,7 +29,7 @@ import torchattacks
 
 from bench.api import IdentityBank, Need, Target
 from methods._universal import check_photos, surrogate_name
-from methods.base import GOALS, Method, Protector, seeded
+from methods.base import GOALS, Method, Progress, Protector, no_progress, seeded
 
 COSINE_SCALE = 64.0
 TORCHATTACKS = f"torchattacks {torchattacks.__version__} (github.com/Harry24k/adversarial-attacks-pytorch)"
@@ -161,7 +161,9 @@ class TorchattacksProtector(Protector):
     """Runs one torchattacks attack on every batch of photos, seeded per batch so a seed fixes the output."""
 
     def __init__(self, make_attack: Callable[[IdentityClassifier], torchattacks.attack.Attack],
-                 model: IdentityClassifier, targeted: bool, seed: int, batch_size: int, info: dict[str, Any]):
+                 model: IdentityClassifier, targeted: bool, seed: int, batch_size: int, info: dict[str, Any],
+                 progress: Progress = no_progress):
+        self.progress = progress  # the method's: the run shows the batches (torchattacks' own steps are hidden)
         self.make_attack = make_attack
         self.model = model
         self.targeted = targeted
@@ -174,12 +176,14 @@ class TorchattacksProtector(Protector):
         if self.targeted:
             attack.set_mode_targeted_by_label(quiet=True)
         out = []
+        step = self.progress("protect batches", -(-len(canvases) // self.batch_size))
         for i, batch in enumerate(canvases.split(self.batch_size)):
             if hasattr(attack, "seed"):  # APGD and Square reseed torch's RNG from their own field
                 attack.seed = self.seed + i
             with seeded(self.seed + i, canvases.device):
                 adv = attack(batch.to(self.model.device), self.model.labels(len(batch)))
             out.append(adv.detach().to(canvases.device, canvases.dtype))
+            step()
         return torch.cat(out) if out else canvases.clone()
 
     def info(self) -> dict[str, Any]:
@@ -209,4 +213,4 @@ class TransferAttack(ClassifierMethod):
         model = self.classifier(photos, surrogates, seed, self.transform())
         info = {**self.base_info(model, surrogates), "attack": type(self.attack(model)).__name__}
         targeted = self.config.goal == "impersonation"
-        return TorchattacksProtector(self.attack, model, targeted, seed, self.config.batch_size, info)
+        return TorchattacksProtector(self.attack, model, targeted, seed, self.config.batch_size, info, self.progress)

@@ -18,12 +18,16 @@ Run state comes from the run: the harness calls ``bind(context)`` before ``fit``
 ``self.context`` (``bench.run.context.RunContext``) only what its ``needs()`` declare (e.g. the identity bank), so
 that it enters the task key. A method used outside a run is bound by hand to
 ``bench.run.assembly.standalone_context(data_root=...)`` (``bench protect`` does).
+
+A loop that can hold a task for minutes (a fit's iterations, a per-image protector's batches x steps) reports its
+steps: ``step = self.progress("fit", total)`` before it, ``step()`` after each; a per-image protector gets the
+method's ``progress`` when it is made (``no_progress`` when nothing watches).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -130,6 +134,16 @@ class Reported:
     source: str  # where the number is printed (paper table, repository log)
 
 
+# Called after each step of a long loop; ``Progress(label, total)`` makes one (``Method.progress``).
+Step = Callable[[], None]
+Progress = Callable[[str, int], Step]
+
+
+def no_progress(label: str, total: int) -> Step:
+    """The progress of a fit or protector no run watches: its steps go nowhere."""
+    return lambda: None
+
+
 class Method:
     name: str = "method"
     kind: ClassVar[str] = "universal"  # "universal" | "per-image"
@@ -190,6 +204,22 @@ class Method:
 
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         raise NotImplementedError
+
+    def progress(self, label: str, total: int) -> Step:
+        """A ``step()`` to call after each of ``total`` steps of ``label`` (a fit's iterations, a protector's batches
+        x steps): a run shows them under the task under way, with an ETA; unbound, they go nowhere."""
+        context = self._context
+        if context is None:
+            return no_progress(label, total)
+        label, done = f"{self.name} {label}", 0
+        context.progress(label, 0, total)
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            context.progress(label, done, total)
+
+        return step
 
 
 def seeded_generator(seed: int, device: torch.device | str) -> torch.Generator:

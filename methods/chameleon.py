@@ -258,7 +258,9 @@ class Chameleon(Method):
         clean = clean_embeddings(team, photos)
         mask = uniform_start(photos, cfg.step, support, gen)
         lam, lambdas = 1.0, []
+        tick = self.progress("fit epochs", cfg.epochs)
         for _ in range(cfg.epochs):
+            tick()
             for idx in minibatches(len(photos), cfg.batch_size, gen, photos.device):
                 x = photos[idx]
                 mask.requires_grad_(True)

@@ -234,7 +234,9 @@ class FaceCloakProjected(Method):
         weights = region_weights(photos, cfg.region_sigma, cfg.region_floor)
         bound = cfg.epsilon * weights * support
         mask = uniform_start(photos, cfg.step, support, gen) * weights
+        tick = self.progress("fit", cfg.iterations)
         for _ in range(cfg.iterations):
+            tick()
             mask.requires_grad_(True)
             grad = torch.zeros_like(mask)
             for i in range(0, len(views), cfg.batch_size):
@@ -379,7 +381,9 @@ class FaceCloak(Method):
         pattern = (torch.rand(one.shape, generator=gen, device=one.device, dtype=one.dtype) * 2 - 1) * cfg.epsilon
         pattern = pattern * support
         inside = support.expand_as(one).bool()
+        tick = self.progress("fit", cfg.iterations)
         for _ in range(cfg.iterations):
+            tick()
             for view in views:
                 attention.requires_grad_(True)
                 pattern.requires_grad_(True)

@@ -37,7 +37,7 @@ import torch
 
 from bench.api import METHODS, Target
 from methods._fawkes_core import CloakConfig, TanhImage, face_dssim, shrink_to_dssim
-from methods.base import Budget, Method, Protector, seeded_generator
+from methods.base import Budget, Method, Progress, Protector, Step, no_progress, seeded_generator
 
 TOLERANCE = 1.1  # v1.0 keeps iterates up to 1.1 x th and halves the feature weight above it
 LOW_BAND = 0.9  # ... and doubles the weight below 0.9 x th
@@ -81,10 +81,11 @@ def use_last_iterate(best_shift: torch.Tensor, last_dssim: torch.Tensor, last_sh
 
 
 class FawkesProtector(Protector):
-    def __init__(self, config: FawkesConfig, surrogates: list[Target], seed: int):
+    def __init__(self, config: FawkesConfig, surrogates: list[Target], seed: int, progress: Progress = no_progress):
         self.config = config
         self.surrogates = surrogates
         self.seed = seed
+        self.progress = progress  # the method's: the run shows the steps
         self.last_dssim: torch.Tensor | None = None
         self.kept: list[str] = []  # per photo: which iterate was kept (and whether it had to be shrunk)
         self.kept_shift: list[float] = []  # its feature shift in the loop
@@ -97,13 +98,15 @@ class FawkesProtector(Protector):
             return canvases.clone()
         gen = seeded_generator(self.seed, canvases.device)
         self.kept, self.kept_shift = [], []
-        out = [self._cloak(canvases[i : i + cfg.batch_size], gen) for i in range(0, len(canvases), cfg.batch_size)]
+        step = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
+        out = [self._cloak(canvases[i : i + cfg.batch_size], gen, step)
+               for i in range(0, len(canvases), cfg.batch_size)]
         protected = torch.cat(out)
         with torch.no_grad():
             self.last_dssim = face_dssim(protected, canvases).cpu()
         return protected
 
-    def _cloak(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _cloak(self, x: torch.Tensor, gen: torch.Generator, done: Step) -> torch.Tensor:
         cfg = self.config
         th = cfg.dssim_budget
         with torch.no_grad():
@@ -128,6 +131,7 @@ class FawkesProtector(Protector):
                 farther = (dist <= TOLERANCE * th) & (feat > best_feat)
                 best[farther] = cloaked[farther]
                 best_feat = torch.where(farther, feat, best_feat)
+            done()
         self.history = dict(zip(("dssim", "feature", "weight"), torch.stack(history).unbind(1), strict=True))
         use_last = use_last_iterate(best_feat, dist, feat)
         kept = torch.where(use_last.view(-1, 1, 1, 1), cloaked, best)
@@ -185,4 +189,4 @@ class Fawkes(Method):
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         if not surrogates:
             raise ValueError("fawkes needs at least one differentiable surrogate")
-        return FawkesProtector(self.config, surrogates, seed)
+        return FawkesProtector(self.config, surrogates, seed, self.progress)

@@ -27,7 +27,7 @@ import torch
 from bench.api import METHODS, IdentityBank, Need, Target
 from methods._fawkes_core import CloakConfig, TanhImage, face_dssim, shrink_to_dssim, worst_dssim
 from methods._identity_bank import farthest_identities, user_features
-from methods.base import Budget, Method, Protector, seeded_generator
+from methods.base import Budget, Method, Progress, Protector, Step, no_progress, seeded_generator
 
 
 @dataclass
@@ -55,12 +55,13 @@ def feature_distance(
 
 class FawkesV03Protector(Protector):
     def __init__(self, config: FawkesV03Config, surrogates: list[Target], seed: int, bank: IdentityBank,
-                 user: list[torch.Tensor] | None):
+                 user: list[torch.Tensor] | None, progress: Progress = no_progress):
         self.config = config
         self.surrogates = surrogates
         self.seed = seed
         self.bank = bank
         self.user = user
+        self.progress = progress  # the method's: the run shows the steps
         self.target_identity: int | None = None
         self.last_dssim: torch.Tensor | None = None
 
@@ -79,16 +80,17 @@ class FawkesV03Protector(Protector):
         target_photos = self.bank.photos_of(self.target_identity).to(canvases.device)
         pairing = torch.randint(len(target_photos), (len(canvases),), generator=gen, device=gen.device)
         out, dssims = [], []
+        done = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
         for i in range(0, len(canvases), cfg.batch_size):
             x = canvases[i : i + cfg.batch_size]
             t = target_photos[pairing[i : i + cfg.batch_size].to(canvases.device)]
-            protected = self._cloak(x, t, gen)
+            protected = self._cloak(x, t, gen, done)
             out.append(protected)
             dssims.append(worst_dssim(protected, x))
         self.last_dssim = torch.cat(dssims).cpu()
         return torch.cat(out)
 
-    def _cloak(self, x: torch.Tensor, target_photos: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _cloak(self, x: torch.Tensor, target_photos: torch.Tensor, gen: torch.Generator, done: Step) -> torch.Tensor:
         cfg = self.config
         with torch.no_grad():
             target_feats = [s.embed(target_photos) for s in self.surrogates]
@@ -108,6 +110,7 @@ class FawkesV03Protector(Protector):
                 better = (dist <= 1.1 * cfg.dssim_budget) & (feat < best_feat)
                 best[better] = cloaked.detach()[better]
                 best_feat = torch.where(better, feat.detach(), best_feat)
+            done()
         # Shrink both v1.0's pick and the last iterate into the strict bound; keep the closer to the target.
         candidates = [shrink_to_dssim(c, x, cfg.dssim_budget, cfg.bisection_steps) for c in (best, image())]
         with torch.no_grad():
@@ -177,4 +180,4 @@ class FawkesV03(Method):
         if self.config.farthest > len(bank):
             raise ValueError(f"fawkes draws among {self.config.farthest} farthest, the bank holds {len(bank)}")
         user = user_features(surrogates, photos) if len(photos) else None
-        return FawkesV03Protector(self.config, surrogates, seed, bank, user)
+        return FawkesV03Protector(self.config, surrogates, seed, bank, user, self.progress)

@@ -36,7 +36,7 @@ from bench.api import (
     face_region,
     positive,
 )
-from methods.base import Method, Protector, seeded_generator
+from methods.base import Method, Progress, Protector, no_progress, seeded_generator
 
 
 @dataclass
@@ -72,11 +72,13 @@ def canvas_blur_size(kernel: int, sigma: float) -> tuple[int, float]:
 
 
 class LowKeyProtector(Protector):
-    def __init__(self, config: LowKeyConfig, surrogates: list[Target], seed: int, lpips: torch.nn.Module):
+    def __init__(self, config: LowKeyConfig, surrogates: list[Target], seed: int, lpips: torch.nn.Module,
+                 progress: Progress = no_progress):
         self.config = config
         self.surrogates = surrogates
         self.seed = seed
         self.lpips = lpips
+        self.progress = progress  # the method's: the run shows the steps
 
     def objective(self, adv: torch.Tensor, x: torch.Tensor, clean: list[torch.Tensor]) -> torch.Tensor:
         """J per photo (N,), to be maximised."""
@@ -96,6 +98,7 @@ class LowKeyProtector(Protector):
         gen = seeded_generator(self.seed, canvases.device)
         self.lpips.to(canvases.device)
         out = []
+        step = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
         for i in range(0, len(canvases), cfg.batch_size):
             x = canvases[i : i + cfg.batch_size]
             with torch.no_grad():
@@ -108,6 +111,7 @@ class LowKeyProtector(Protector):
                 with torch.no_grad():
                     adv = adv + cfg.step_size * grad.sign()
                     adv = torch.min(torch.max(adv, x - cfg.epsilon), x + cfg.epsilon).clamp(0, 1)
+                step()
             out.append(adv.detach())
         return torch.cat(out) if out else canvases.clone()
 
@@ -147,4 +151,4 @@ class LowKey(Method):
             raise ValueError("lowkey needs at least one differentiable surrogate")
         from bench.api import get_lpips
 
-        return LowKeyProtector(self.config, surrogates, seed, get_lpips(photos.device))
+        return LowKeyProtector(self.config, surrogates, seed, get_lpips(photos.device), self.progress)

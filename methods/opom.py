@@ -228,7 +228,9 @@ class OPOM(Method):
             adv = photos + (noise * 2 - 1) * cfg.epsilon * support
             mask = torch.zeros(1, *photos.shape[1:], device=photos.device, dtype=photos.dtype)
         accum = torch.zeros_like(photos)
+        tick = self.progress("fit", cfg.iterations)
         for it in range(cfg.iterations):
+            tick()
             with self._dropout(surrogates, gen):
                 if cfg.dfanet_rate > 0:  # the reference's clean features go through the same dropout
                     clean = clean_embeddings(surrogates, photos)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.api import COUNT, FRACTION, METHODS, Target, check_ranges, positive
-from methods.base import Method, Protector, seeded_generator
+from methods.base import Method, Progress, Protector, no_progress, seeded_generator
 
 
 @dataclass
@@ -38,15 +38,17 @@ def cosine_to_clean(surrogates: list[Target], x: torch.Tensor, clean: list[torch
 
 
 class PGDProtector(Protector):
-    def __init__(self, config: PGDConfig, surrogates: list[Target], seed: int):
+    def __init__(self, config: PGDConfig, surrogates: list[Target], seed: int, progress: Progress = no_progress):
         self.config = config
         self.surrogates = surrogates
         self.seed = seed
+        self.progress = progress  # the method's: the run shows the steps
 
     def protect(self, canvases: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         out = []
         gen = seeded_generator(self.seed, canvases.device)
+        step = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
         for i in range(0, len(canvases), cfg.batch_size):
             x = canvases[i : i + cfg.batch_size]
             with torch.no_grad():
@@ -62,6 +64,7 @@ class PGDProtector(Protector):
                     delta -= cfg.step_size * grad.sign()
                     delta.clamp_(-cfg.epsilon, cfg.epsilon)
                     delta.copy_((x + delta).clamp(0, 1) - x)
+                step()
             out.append((x + delta).detach())
         return torch.cat(out) if out else canvases.clone()
 
@@ -79,4 +82,4 @@ class PGD(Method):
     def fit(self, photos: torch.Tensor, surrogates: list[Target], seed: int) -> Protector:
         if not surrogates:
             raise ValueError("pgd needs at least one differentiable surrogate")
-        return PGDProtector(self.config, surrogates, seed)
+        return PGDProtector(self.config, surrogates, seed, self.progress)

@@ -173,9 +173,10 @@ class AdvGlasses(RegionMethod, ClassifierMethod):
                                                                                      key=scores.__getitem__)
         patch = starts[best].clone()
         velocity = torch.zeros_like(photos)
-        done = 0
+        done, tick = 0, self.progress("fit (at most)", c.iterations)
         while done < c.iterations:
             done += 1
+            tick()
             worn = paste(photos, patch, region).requires_grad_(True)
             probs = []
             for batch in worn.split(c.batch_size):
@@ -253,7 +254,9 @@ class AdvHat(RegionMethod):
         patch = torch.full((1, *photos.shape[1:]), 127 / 255, dtype=photos.dtype, device=photos.device)
         moments = torch.zeros_like(patch)
         step, momentum, stage, since, losses = c.step, c.momentum, 1, 0, []
+        tick = self.progress("fit (at most)", c.iterations)
         for _ in range(c.iterations):
+            tick()
             patch.requires_grad_(True)
             worn = paste(photos, patch, region)
             cosine = sum(F.normalize(s.embed(worn), dim=1).mul(a.to(worn.device)).sum(1).mean()

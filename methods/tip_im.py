@@ -54,7 +54,7 @@ from bench.api import (
     positive,
 )
 from methods._identity_bank import user_features
-from methods.base import Method, Protector, seeded_generator
+from methods.base import Method, Progress, Protector, Step, no_progress, seeded_generator
 
 NORMS = ("l2", "linf")
 MMDS = ("image", "patch")
@@ -158,11 +158,13 @@ def random_affine(n: int, gen: torch.Generator, shift_scale: float) -> tuple[tor
 
 
 class TIPIMProtector(Protector):
-    def __init__(self, config: TIPIMConfig, surrogates: list[Target], seed: int, bank: IdentityBank):
+    def __init__(self, config: TIPIMConfig, surrogates: list[Target], seed: int, bank: IdentityBank,
+                 progress: Progress = no_progress):
         self.config = config
         self.surrogates = surrogates
         self.seed = seed
         self.bank = bank
+        self.progress = progress  # the method's: the run shows the steps
         self.picks: torch.Tensor | None = None  # photos x identities: how often each target was picked
 
     def protect(self, canvases: torch.Tensor) -> torch.Tensor:
@@ -172,8 +174,9 @@ class TIPIMProtector(Protector):
         gen = seeded_generator(self.seed, canvases.device)
         centroids = [self.bank.centroids(s, canvases.device) for s in self.surrogates]
         out, picks = [], []
+        step = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
         for i in range(0, len(canvases), cfg.batch_size):
-            protected, counts = self._protect_batch(canvases[i : i + cfg.batch_size], centroids, gen)
+            protected, counts = self._protect_batch(canvases[i : i + cfg.batch_size], centroids, gen, step)
             out.append(protected)
             picks.append(counts)
         self.picks = torch.cat(picks).cpu()
@@ -190,7 +193,7 @@ class TIPIMProtector(Protector):
         x = masked_resample(x, theta.to(x.device, x.dtype).repeat(k, 1, 1))
         return masked_resample(x, rotation.to(x.device, x.dtype).repeat(k, 1, 1))
 
-    def _protect_batch(self, x: torch.Tensor, centroids: list[torch.Tensor], gen: torch.Generator):
+    def _protect_batch(self, x: torch.Tensor, centroids: list[torch.Tensor], gen: torch.Generator, step: Step):
         cfg = self.config
         n, k = len(x), len(self.bank)
         clean = user_features(self.surrogates, x)
@@ -235,6 +238,7 @@ class TIPIMProtector(Protector):
                 grad_mem = mem[rows]
                 chosen[torch.arange(n), best] = True
                 counts[torch.arange(n), best] += 1
+            step()
         return adv, counts
 
     def _mmd_term(self, x: torch.Tensor, k: int):
@@ -322,4 +326,4 @@ class TIPIM(Method):
         if not surrogates:
             raise ValueError("tip-im needs at least one differentiable surrogate")
         bank = self.context.identity_bank(self.config.candidates, self.config.bank_photos)
-        return TIPIMProtector(self.config, surrogates, seed, bank)
+        return TIPIMProtector(self.config, surrogates, seed, bank, self.progress)

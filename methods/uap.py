@@ -67,7 +67,9 @@ class UAP(Method):
         support = region_support(photos, cfg.region)
         clean = clean_embeddings(surrogates, photos)
         mask = uniform_start(photos, cfg.step_size, support, gen)
+        tick = self.progress("fit", cfg.iterations)
         for _ in range(cfg.iterations):
+            tick()
             mask.requires_grad_(True)
             grad = torch.zeros_like(mask)
             for i in range(0, len(photos), cfg.batch_size):

@@ -71,8 +71,10 @@ class UniversalTransfer(ClassifierMethod):
         support = region_support(photos, c.region)
         mask = uniform_start(photos, c.step_size, support, seeded_generator(seed, photos.device))
         momentum = torch.zeros_like(mask)
+        tick = self.progress("fit", c.iterations)
         with seeded(seed, photos.device):
             for _ in range(c.iterations):
+                tick()
                 mask.requires_grad_(True)
                 grad = torch.zeros_like(mask)
                 for batch in photos.split(c.batch_size):

@@ -47,7 +47,7 @@ class RichReporter(Reporter):
 
     def step(self, label: str, done: int, total: int) -> None:
         """A second bar under the tasks' bar for the task under way, gone when its steps are done."""
-        if self.step_id is not None and label != self.step_label:
+        if self.step_id is not None and (label != self.step_label or done == 0):  # another loop, or this one again
             self.progress.remove_task(self.step_id)
             self.step_id = None
         if self.step_id is None:

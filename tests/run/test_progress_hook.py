@@ -28,3 +28,20 @@ def test_without_a_reporter_progress_goes_nowhere():
     context = standalone_context(device="cpu")
     assert context.on_progress is None
     context.for_plugin([]).progress("fit", 1, 2)  # no display, no error
+
+
+def test_a_fit_and_a_per_image_protector_report_their_steps(lfw_faces, sface):
+    """Real faces and SFace: a universal fit reports its iterations, a per-image protector its batches x steps,
+    each starting from 0 and ending at its total, with the method's name in the label."""
+    seen = StepsSeen()
+    context = standalone_context(device="cpu", reporter=seen)
+    photos = lfw_faces["Tony_Blair"][:3]
+    uap = METHODS.create("uap", iterations=3).bind(context, seed=0)
+    uap.fit(photos, [sface], seed=0)
+    pgd = METHODS.create("pgd", steps=2, batch_size=2).bind(context, seed=0)
+    pgd.fit(photos, [sface], seed=0).protect(photos)
+    fit = [s for s in seen.steps if s[0] == "uap fit"]
+    protect = [s for s in seen.steps if s[0] == "pgd protect"]
+    assert [d for _, d, _ in fit] == [0, 1, 2, 3] and {t for *_, t in fit} == {3}
+    assert [d for _, d, _ in protect] == [0, 1, 2, 3, 4] and {t for *_, t in protect} == {4}  # 2 batches x 2 steps
+    METHODS.create("pgd", steps=1).fit(photos, [sface], seed=0).protect(photos)  # unbound: nowhere, no error
