@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bench.report import adaptive_table, leaderboard, method_table, publish
 from bench.report import html as report
-from bench.report import leaderboard, method_table, publish
 
 
 def check_run_folder(folder: str, publishing: bool = False) -> None:
@@ -34,10 +34,13 @@ def run(args) -> int:
             written = publish.publish(args.run_dirs, args.publish, args.readme)
             if args.method_table:
                 written.append(method_table.write(Path(args.publish), Path(args.method_table)))
+            if args.adaptive_table:
+                written.append(adaptive_table.write(Path(args.publish), Path(args.adaptive_table)))
             print(f"published {len(written)} files to {args.publish}")
             return 0
-        if args.readme or args.method_table:
-            raise ValueError("--readme and --method-table go with --publish: they show the published leaderboard")
+        if args.readme or args.method_table or args.adaptive_table:
+            raise ValueError("--readme, --method-table and --adaptive-table go with --publish: they show the published "
+                             "leaderboard")
         if len(args.run_dirs) > 1:
             raise ValueError("several run folders are merged only when published: add --publish DIR")
         paths = leaderboard.write(args.run_dirs[0], tuple(f for f in args.format if f != "html"))
@@ -68,7 +71,11 @@ def add_parser(sub) -> None:
                    help="with --publish: also write the published Markdown leaderboard (table, notes, generated "
                         "reading) into FILE between <!-- results:begin --> and <!-- results:end -->")
     p.add_argument("--method-table", metavar="FILE",
-                   help="with --publish: also write the method table (bench/report/html/method_table.py) of the published run "
+                   help="with --publish: also write the method table (bench/report/method_table.py) of the published run "
                         "into FILE between <!-- method-table:begin --> and <!-- method-table:end -->, e.g. "
                         "docs/methods.md")
+    p.add_argument("--adaptive-table", metavar="FILE",
+                   help="with --publish: also write the before/after table (bench/report/adaptive_table.py) of the "
+                        "published run, every method x target x scenario against each adversary, into FILE between "
+                        "<!-- adaptive-table:begin --> and <!-- adaptive-table:end -->, e.g. docs/adversaries.md")
     p.set_defaults(func=run)

@@ -2,21 +2,18 @@
 
 ``bench run --suite methods`` measures every registered method at its defaults on the same users;
 ``bench leaderboard RUN --publish results/methods/ --method-table docs/methods.md`` publishes it and writes this
-table between the doc's ``<!-- method-table:begin -->`` and ``<!-- method-table:end -->`` markers. Until a run is
-published there, the block says the table is pending and gives those commands. The table is never edited by
-hand: a test keeps the doc's block equal to ``block(root)``.
+table between the doc's ``<!-- method-table:begin -->`` and ``<!-- method-table:end -->`` markers
+(``bench.report.doc_table``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from bench.measures.registry import METRICS
+from bench.report.doc_table import DocTable, code_revisions, white_box_targets
 from bench.report.formatting import number, percent
-from bench.report.leaderboard import FILES
-from bench.report.publish import readme_block, write_readme_block
 from bench.report.tables import PRIMARY_SCORE
 
 MARKER = "method-table"
@@ -28,16 +25,6 @@ COMMANDS = ("bench run --suite methods --threads 1 --out runs/methods",
 SHOWN = ("ssim", "lpips", "linf", "fit_s", "protect_ms_per_photo")
 HEAD = ["method", "kind", "users", "rank", "PSR@1 worst [95% CI]", "PSR@1 white-box, no adversary", "PSR@1 worst unseen",
         *(METRICS.get(m).label for m in SHOWN), "reduced"]
-
-
-def pending() -> str:
-    """The block while no run is published: what makes the table."""
-    return ("The table is pending: no run of the `methods` suite is published in "
-            f"`{PUBLISHED.as_posix()}/` yet. It is made by\n\n```\n" + "\n".join(COMMANDS) + "\n```\n")
-
-
-def _white_box(board: dict[str, Any]) -> list[str]:
-    return [t for t in board["targets"] if board.get("target_info", {}).get(t, {}).get("white_box")]
 
 
 def _worst(entry: dict[str, Any], targets: list[str], adversary: str) -> float | None:
@@ -82,13 +69,11 @@ def render(board: dict[str, Any]) -> str:
     """The table of a published leaderboard (``leaderboard.json``'s contents), probe scenario, with its run."""
     run = board["run"]
     users = len(run.get("users") or [])
-    white_box = _white_box(board)
+    white_box = white_box_targets(board)
     unseen = [t for t in board["targets"] if t not in white_box]
-    revisions = sorted({i.get("git_revision") or "unknown" for i in run.get("invocations") or []} or
-                       {(run.get("environment") or {}).get("git_revision") or "unknown"})
     lines = [f"Run: suite `{run.get('suite')}`, {users} users, surrogates {', '.join(run.get('surrogates') or [])} "
              f"(white-box: {', '.join(white_box) or 'none'}), unseen targets {', '.join(unseen) or 'none'}, "
-             f"adversaries {', '.join(board['adversaries'])}; code {', '.join(r[:12] for r in revisions)}, "
+             f"adversaries {', '.join(board['adversaries'])}; code {', '.join(code_revisions(run))}, "
              f"device {(run.get('environment') or {}).get('device', 'unknown')}. PSR@1 in %: worst over every "
              "target x adversary with its 95% bootstrap interval over users; the lowest over the white-box "
              "targets with no adversary; the worst over the unseen targets. Every figure of a row is over its own "
@@ -101,26 +86,9 @@ def render(board: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def published_block(published: Path) -> str:
-    """The block for a folder published by ``bench leaderboard --publish``; pending when it holds no run."""
-    board = published / FILES["json"][0]
-    return render(json.loads(board.read_text())) if board.is_file() else pending()
+TABLE = DocTable(MARKER, PUBLISHED, DOC, "methods", COMMANDS, render)
+pending, published_block, block, shown, write = (TABLE.pending, TABLE.published_block, TABLE.block, TABLE.shown,
+                                                 TABLE.write)
 
-
-def block(root: Path) -> str:
-    """The block docs/methods.md must hold in the repository at ``root``."""
-    return published_block(root / PUBLISHED)
-
-
-def shown(doc: Path) -> str:
-    """The block a doc holds now."""
-    return readme_block(doc.read_text(), MARKER)
-
-
-def write(published: Path, doc: Path) -> Path:
-    """Write the table of the run published in ``published`` into ``doc``'s block."""
-    return write_readme_block(doc, published_block(published), MARKER)
-
-
-__all__ = ["MARKER", "PUBLISHED", "DOC", "COMMANDS", "pending", "render", "rank_text", "reduction", "published_block", "block",
-           "shown", "write"]
+__all__ = ["MARKER", "PUBLISHED", "DOC", "COMMANDS", "TABLE", "pending", "render", "rank_text", "reduction",
+           "published_block", "block", "shown", "write"]

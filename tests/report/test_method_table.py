@@ -6,8 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from bench.cli import main
 from bench.report import method_table
 
@@ -22,24 +20,6 @@ def test_the_docs_method_table_is_the_published_one():
         "regenerate it: " + method_table.COMMANDS[1] if published else
         "no run is published in results/methods/: the block must say the table is pending (method_table.write)")
     assert ("| method | kind | users |" in expected) == published
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """A real run of two cheap methods on two embedded users, one of them reduced to one user by the suite."""
-    from bench.core.paths import embedded_data_root
-    from bench.run.suites import SUITES, get_suite
-
-    out = tmp_path_factory.mktemp("tiny") / "run"
-    mp = pytest.MonkeyPatch()
-    mp.setitem(SUITES, "smoke", get_suite("smoke").with_overrides(method_users={"fgsm": 1}))
-    try:
-        assert main(["run", "--suite", "smoke", "--data-root", str(embedded_data_root()), "--out", str(out),
-                     "--users", "2", "--gallery-identities", "8", "--methods", "pgd,fgsm",
-                     "--adversaries", "none,jpeg-75", "--set", "pgd.steps=2", "--threads", "1"]) == 0
-    finally:
-        mp.undo()
-    return out
 
 
 def test_the_table_is_written_from_a_published_run(tiny_run, tmp_path, capsys):
@@ -81,7 +61,7 @@ def test_the_equality_check_fails_in_either_state(tiny_run, tmp_path):
 
 def test_method_table_needs_publish(tiny_run, capsys):
     assert main(["leaderboard", str(tiny_run), "--method-table", "docs/methods.md"]) == 2
-    assert "--method-table go with --publish" in capsys.readouterr().err
+    assert "--adaptive-table go with --publish" in capsys.readouterr().err
 
 
 def test_every_row_has_the_header_s_cells(tiny_run):

@@ -1,0 +1,60 @@
+"""A table generated into a doc from a published run, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``,
+never edited by hand: the method table of docs/methods.md (``bench.report.method_table``) and the before/after
+table of docs/adversaries.md (``bench.report.adaptive_table``). Until a run is published, the block says the table
+is pending and gives the commands that make it; a test keeps each doc's block equal to ``block(root)``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.report.leaderboard import FILES
+from bench.report.publish import readme_block, write_readme_block
+
+
+@dataclass(frozen=True)
+class DocTable:
+    marker: str
+    published: Path  # where the suite's run is published, from the repository root
+    doc: Path
+    suite: str
+    commands: tuple[str, ...]
+    render: Callable[[dict[str, Any]], str]  # leaderboard.json's contents -> the table's Markdown
+
+    def pending(self) -> str:
+        return (f"The table is pending: no run of the `{self.suite}` suite is published in "
+                f"`{self.published.as_posix()}/` yet. It is made by\n\n```\n" + "\n".join(self.commands) + "\n```\n")
+
+    def published_block(self, published: Path) -> str:
+        """The block for a folder published by ``bench leaderboard --publish``; pending when it holds no run."""
+        board = published / FILES["json"][0]
+        return self.render(json.loads(board.read_text())) if board.is_file() else self.pending()
+
+    def block(self, root: Path) -> str:
+        """The block the doc must hold in the repository at ``root``."""
+        return self.published_block(root / self.published)
+
+    def shown(self, doc: Path) -> str:
+        """The block a doc holds now."""
+        return readme_block(doc.read_text(), self.marker)
+
+    def write(self, published: Path, doc: Path) -> Path:
+        """Write the table of the run published in ``published`` into ``doc``'s block."""
+        return write_readme_block(doc, self.published_block(published), self.marker)
+
+
+def white_box_targets(board: dict[str, Any]) -> list[str]:
+    """The targets a board's run also used as surrogates."""
+    return [t for t in board["targets"] if board.get("target_info", {}).get(t, {}).get("white_box")]
+
+
+def code_revisions(run: dict[str, Any]) -> list[str]:
+    """The git revisions (12 hex digits) a run's invocations ran at (a resumed run may mix several)."""
+    revisions = {i.get("git_revision") or "unknown" for i in run.get("invocations") or []}
+    return sorted(r[:12] for r in revisions or {(run.get("environment") or {}).get("git_revision") or "unknown"})
+
+
+__all__ = ["DocTable", "white_box_targets", "code_revisions"]
