@@ -76,9 +76,11 @@ class PurificationConfig:
 
 
 class Denoiser(nn.Module):
-    """x -> x - residual(x), clamped to [0, 1]; weights drawn from ``gen`` (the global RNG stays untouched)."""
+    """x -> x - residual(x), clamped to [0, 1]; weights drawn from ``gen`` (a generator seeded 0 when None, as when
+    saved weights are loaded at once): torch's global RNG stays untouched."""
 
     def __init__(self, width: int, layers: int, gen: torch.Generator | None = None):
+        gen = gen if gen is not None else torch.Generator().manual_seed(0)
         super().__init__()
         convs: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(layers - 2):
@@ -129,33 +131,53 @@ def purification_loss(target: Target, denoiser: Denoiser, window: tuple[int, int
     return feature + pixel_weight * pixel
 
 
+@dataclass
+class PurifierTraining:
+    """A purifier about to be trained for ``target``: the network, its optimiser, the window it works on and the
+    clean photos' embeddings it is trained toward."""
+
+    net: Denoiser
+    optimiser: torch.optim.Optimizer
+    window: tuple[int, int, int, int]
+    anchors: torch.Tensor
+    pixel_weight: float
+
+    @classmethod
+    def start(cls, target: Target, clean: torch.Tensor, config: PurificationConfig,
+              gen: torch.Generator) -> PurifierTraining:
+        net = Denoiser(config.width, config.layers, gen).to(clean.device)
+        with torch.no_grad():
+            anchors = target.embed(clean)
+        return cls(net, torch.optim.Adam(net.parameters(), lr=config.lr), framing_window(target, config.layers),
+                   anchors, config.pixel_weight)
+
+    def step(self, target: Target, inputs: torch.Tensor, clean: torch.Tensor, anchors: torch.Tensor) -> float:
+        loss = purification_loss(target, self.net, self.window, inputs, clean, anchors, self.pixel_weight)
+        self.optimiser.zero_grad()
+        loss.backward()
+        self.optimiser.step()
+        return float(loss.detach())
+
+
 def train_purifier(target: Target, protected: torch.Tensor, clean: torch.Tensor, config: PurificationConfig,
                    log: Callable[[int, float], None] | None = None) -> tuple[Denoiser, float]:
     """A purifier trained for ``target`` on (protected, clean) canvas pairs; returns it (in eval mode) and its mean
     loss over the last 25 steps. ``log(step, loss)`` follows the training."""
     cfg = config
     gen = torch.Generator().manual_seed(cfg.seed)
-    net = Denoiser(cfg.width, cfg.layers, gen).to(clean.device)
-    window = framing_window(target, cfg.layers)
-    with torch.no_grad():
-        anchors = target.embed(clean)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    training = PurifierTraining.start(target, clean, cfg, gen)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(training.optimiser, cfg.steps)
     recent: list[float] = []
-    net.train()
+    training.net.train()
     for step in range(cfg.steps):
         idx = torch.randint(0, len(clean), (cfg.batch,), generator=gen).to(clean.device)
-        loss = purification_loss(target, net, window, torch.cat([protected[idx], clean[idx]]),
-                                 torch.cat([clean[idx], clean[idx]]), torch.cat([anchors[idx], anchors[idx]]),
-                                 cfg.pixel_weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        anchors = training.anchors[idx]
+        recent = [*recent[-24:], training.step(target, torch.cat([protected[idx], clean[idx]]),
+                                               torch.cat([clean[idx], clean[idx]]), torch.cat([anchors, anchors]))]
         sched.step()
-        recent = [*recent[-24:], float(loss.detach())]
         if log is not None:
             log(step, recent[-1])
-    return net.eval(), sum(recent) / len(recent)
+    return training.net.eval(), sum(recent) / len(recent)
 
 
 class PurifiedTarget(Target):
@@ -216,18 +238,11 @@ class Purification(Adversary):
         if not trainable(target):
             return None  # its cells fail with the reason; nothing is trained
         cfg = self.config
-        net = Denoiser(cfg.width, cfg.layers, torch.Generator().manual_seed(cfg.seed)).to(photos.device)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        window = framing_window(target, cfg.layers)
         batch = photos[torch.arange(2 * cfg.batch) % len(photos)]
-        with torch.no_grad():
-            anchors = target.embed(batch)
+        training = PurifierTraining.start(target, batch, cfg, torch.Generator().manual_seed(cfg.seed))
 
         def step() -> None:
-            loss = purification_loss(target, net, window, batch, batch, anchors, cfg.pixel_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            training.step(target, batch, batch, training.anchors)
 
         return step, cfg.steps
 
@@ -236,6 +251,7 @@ class Purification(Adversary):
         cfg = self.config
         pairs = protected_pairs(context, cfg.identities, cfg.photos, cfg.seed)
         device = torch.device(context.device)
+        label = f"purifier for {target.name}"
         key = cache_key("purifier", context.code_version(self), pairs.key, target.name,
                         [w.sha256 for w in type(target).weights], dataclasses.asdict(cfg))
         path = cache_path(context, "purification", key)
@@ -248,7 +264,9 @@ class Purification(Adversary):
             return net.eval(), {**facts, "train_s": float(saved["train_s"]), "final_loss": float(saved["final_loss"]),
                                 "cached": True}
         t0 = time.perf_counter()
-        net, final = train_purifier(target, pairs.protected.to(device), pairs.clean.to(device), cfg)
+        context.progress(label, 0, cfg.steps)
+        net, final = train_purifier(target, pairs.protected.to(device), pairs.clean.to(device), cfg,
+                                    lambda step, _: context.progress(label, step + 1, cfg.steps))
         train_s = time.perf_counter() - t0
         save_atomic({"state": {k: v.cpu() for k, v in net.state_dict().items()}, "train_s": train_s,
                      "final_loss": final}, path)
