@@ -65,7 +65,7 @@ class LogReporter(Reporter):
     def __init__(self, console: Console, every: float = 30.0):
         self.console, self.every = console, every
         self.name, self.total, self.done, self.start, self.last = "", 0, 0, 0.0, 0.0
-        self.step_label, self.step_start, self.step_last = "", 0.0, 0.0
+        self.step_label, self.step_start, self.step_last, self.step_shown = "", 0.0, 0.0, False
 
     def phase(self, name: str, total: int) -> None:
         self.name, self.total, self.done = name, total, 0
@@ -86,17 +86,16 @@ class LogReporter(Reporter):
         self.console.print(text, soft_wrap=True)  # one line per message: logs are read and grepped line by line
 
     def step(self, label: str, done: int, total: int) -> None:
-        """An indented line for the task under way: when it starts (``done`` 0), at most every ``every`` seconds,
-        and at its end."""
+        """Indented lines for a loop of the task under way that runs long: one once ``every`` seconds have passed,
+        then at most every ``every`` seconds, and one at its end; a shorter loop prints nothing (the task's line
+        says enough)."""
         now = time.monotonic()
         if label != self.step_label or done == 0:
-            self.step_label, self.step_start, self.step_last = label, now, now
-            if done == 0:
-                self.console.print(f"  {label} 0/{total}", highlight=False)
+            self.step_label, self.step_start, self.step_last, self.step_shown = label, now, now, False
             return
-        if now - self.step_last < self.every and done < total:
+        if (now - self.step_last < self.every and done < total) or (done >= total and not self.step_shown):
             return
-        self.step_last = now
+        self.step_last, self.step_shown = now, True
         elapsed = now - self.step_start
         eta = elapsed / done * (total - done)
         self.console.print(f"  {label} {done}/{total} ({100 * done / max(total, 1):.0f}%) elapsed {clock_time(elapsed)} "

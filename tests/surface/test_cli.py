@@ -51,20 +51,24 @@ def test_progress_lines_with_eta_when_output_is_not_a_terminal():
     assert lines[1].startswith("tasks 3/3 (100%)") and lines[1].endswith("eval/pgd/none/sface")
 
 
-def test_steps_inside_a_task_print_when_they_start_then_throttled_then_at_their_end():
+def test_steps_inside_a_task_print_only_when_the_loop_runs_long():
     import io
 
     from rich.console import Console
 
     from bench.commands._progress import LogReporter, RichReporter
 
-    out = io.StringIO()
-    reporter = LogReporter(Console(file=out, width=200), every=3600)
-    for done in range(5):
-        reporter.step("purifier for sface", done, 4)
-    lines = out.getvalue().splitlines()
-    assert lines == ["  purifier for sface 0/4", lines[1]]
-    assert lines[1].startswith("  purifier for sface 4/4 (100%) elapsed") and "ETA 0:00:00" in lines[1]
+    def lines(every: float) -> list[str]:
+        out = io.StringIO()
+        reporter = LogReporter(Console(file=out, width=200), every=every)
+        for done in range(5):
+            reporter.step("purifier for sface", done, 4)
+        return out.getvalue().splitlines()
+
+    assert lines(every=3600) == []  # a loop shorter than the interval: the task's own line says enough
+    shown = lines(every=0)  # every step is past the interval
+    assert [line.split(" (")[0] for line in shown] == [f"  purifier for sface {d}/4" for d in range(1, 5)]
+    assert shown[-1].startswith("  purifier for sface 4/4 (100%) elapsed") and shown[-1].endswith("ETA 0:00:00")
 
     live = RichReporter(Console(file=io.StringIO()))
     live.phase("tasks", 1)
