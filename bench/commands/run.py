@@ -188,9 +188,10 @@ def add_parser(sub) -> None:
     p.add_argument("--users", type=user_count, help="override the suite's number of protected users (a number, or "
                                                    "all: every identity with enough photos)")
     p.add_argument("--gallery-identities", type=int, help="override the suite's gallery size")
-    p.add_argument("--methods", help="comma-separated methods instead of the suite's")
-    p.add_argument("--targets", help="comma-separated targets instead of the suite's")
-    p.add_argument("--adversaries", help="comma-separated adversaries instead of the suite's")
+    p.add_argument("--methods", help="comma-separated methods instead of the suite's; '*' for every registered one, "
+                                     "-NAME to leave one out (--methods '*,-square,-tip-im')")
+    p.add_argument("--targets", help="comma-separated targets instead of the suite's (also '*' and -NAME)")
+    p.add_argument("--adversaries", help="comma-separated adversaries instead of the suite's (also '*' and -NAME)")
     p.add_argument("--surrogates", help="comma-separated differentiable targets the methods optimise against "
                                         "(Chameleon picks its team among them) instead of the suite's")
     p.add_argument("--scenarios", help="comma-separated among probe, gallery, linkage, linkage-anchored, instead of "

@@ -21,10 +21,15 @@ from bench.run.suites import Suite
 
 
 def expand(names: tuple[str, ...], registry) -> list[str]:
-    """A suite's names, with "*" standing for every registered one."""
-    if "*" in names:
-        return registry.names()
-    return list(names)
+    """A suite's names: "*" stands for every registered one, "-NAME" leaves NAME out (``*,-square``: all but
+    Square; how a long run is split between machines). An unknown name fails with the known ones."""
+    left_out = [n[1:] for n in names if n.startswith("-")]
+    chosen = [n for n in names if not n.startswith("-")]
+    for name in left_out:
+        registry.entry(name)
+    if left_out and not chosen:
+        raise ValueError(f"-{left_out[0]} leaves a name out of a list: give the list too, e.g. '*,-{left_out[0]}'")
+    return [n for n in (registry.names() if "*" in chosen else chosen) if n not in left_out]
 
 
 def validate_names(suite: Suite) -> None:

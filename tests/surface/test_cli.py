@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench.cli import main
 
 
@@ -303,3 +305,18 @@ def test_debug_prints_the_traceback_of_a_failed_task(capsys, monkeypatch, tmp_pa
     assert main(["--debug", *base, "--out", str(tmp_path / "a")]) == 1  # the failed tasks run again
     out = capsys.readouterr().out
     assert "Traceback (most recent call last)" in out and "test_cli.py" in out and "(...).clamp(0, 1)" in out
+
+
+def test_a_name_list_can_leave_names_out_and_a_bad_one_fails_before_any_work(capsys, tmp_path):
+    from bench.registry import METHODS, UnknownNameError
+    from bench.run.plugins import expand
+
+    assert expand(("*", "-square", "-tip-im"), METHODS) == [n for n in METHODS.names() if n not in ("square", "tip-im")]
+    assert expand(("pgd", "uap", "-uap"), METHODS) == ["pgd"]
+    with pytest.raises(UnknownNameError, match="square"):  # the message lists the known names
+        expand(("*", "-sqare"), METHODS)
+    with pytest.raises(ValueError, match=r"give the list too, e.g. '\*,-square'"):
+        expand(("-square",), METHODS)
+    assert main(["run", "--suite", "smoke", "--methods", "*,-sqare", "--out", str(tmp_path)]) == 2
+    assert "sqare" in capsys.readouterr().out
+    assert not (tmp_path / "store.sqlite").exists()
