@@ -27,7 +27,7 @@ import bench
 from attacks.purification import PurificationConfig, framing_window, purify, train_purifier
 from attacks.robust_finetune import RobustFinetuneConfig, finetune, steps_of
 from bench.api import from_uint8
-from bench.commands._settings import parse_value
+from bench.commands._settings import parse_value  # as `bench run --set` reads a value
 
 CONFIGS = {"purification": PurificationConfig, "robust-finetune": RobustFinetuneConfig}
 
