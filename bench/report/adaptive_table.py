@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report.doc_table import DocTable, code_revisions, white_box_targets
-from bench.report.formatting import percent
+from bench.report.formatting import cell_status, with_interval
 
 MARKER = "adaptive-table"
 PUBLISHED = Path("results") / "adaptive"  # where the adaptive suite's run is published, from the repository root
@@ -28,12 +28,11 @@ def cell_text(cell: dict[str, Any] | None) -> str:
     """PSR@1 with its 95% interval in %, or why there is none."""
     if not cell:
         return "not scored"
-    if cell.get("status") in ("failed", "pending"):
-        return cell["status"]
+    if cell_status(cell):
+        return cell_status(cell)
     if cell.get("top1") is None:
         return "not scored"
-    interval = cell.get("top1_ci")
-    return percent(cell["top1"]) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
+    return with_interval(cell["top1"], cell.get("top1_ci"))
 
 
 def _order(entry: dict[str, Any]) -> tuple:

@@ -28,7 +28,7 @@ from bench.report.chart_style import (
     inline_svg,
     new_figure,
 )
-from bench.report.formatting import finite, number, percent
+from bench.report.formatting import cell_status, finite, number, percent
 from bench.report.html_data import HEADLINE, is_ok, psr_cell, psr_value, white_box
 from bench.report.label_placement import place_labels
 from bench.report.threat_profile import SCORES, score_of
@@ -200,8 +200,8 @@ def heatmap_chart(board: dict) -> str:
                         tip += f" (95% CI {percent(ci[0], suffix='%')} to {percent(ci[1], suffix='%')})"
                     if finite(cell.get("top5")) is not None:
                         tip += f", PSR@5 {percent(cell.get('top5'), suffix='%')}"
-                    if cell.get("status") in ("failed", "pending"):
-                        tip += f" {cell['status']}: {cell.get('reason')}"
+                    if cell_status(cell):
+                        tip += f" {cell_status(cell)}: {cell.get('reason')}"
                     tips[gid] = tip
                     ax.text(c + 0.48, r + 0.47, percent(v, 0) if v is not None else "n/a", ha="center",
                             va="center", fontsize=9, color="#6b7280" if v is None else ("white" if v < 0.6 else "#111"))

@@ -32,6 +32,21 @@ def percent(value: Any, digits: int = 1, suffix: str = "", na: str = NA) -> str:
     return na if v is None else f"{100 * v:.{digits}f}{suffix}"
 
 
+# why a target x adversary cell has no number: its task failed, or has not run yet (a run under way)
+CELL_STATUSES = ("failed", "pending")
+
+
+def cell_status(cell: dict[str, Any]) -> str | None:
+    """"failed" or "pending" for a cell without a number (``CELL_STATUSES``), else None."""
+    status = cell.get("status")
+    return status if status in CELL_STATUSES else None
+
+
+def with_interval(value: Any, interval: Any) -> str:
+    """A fraction and its 95% interval as percentages: "30.0 [12.5, 47.5]" (the interval left out when missing)."""
+    return percent(value) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
+
+
 def signed(value: Any, spec: str) -> str:
     """A difference with its sign ("+0.0125"); empty when there is none."""
     v = finite(value)

@@ -15,7 +15,7 @@ from matplotlib.colors import to_hex
 
 from bench.measures.registry import METRICS, Metric
 from bench.report.chart_style import PSR_CMAP
-from bench.report.formatting import NA, finite, number, percent
+from bench.report.formatting import NA, cell_status, finite, number, percent
 from bench.report.html_data import HEADLINE, get, psr_cell
 from bench.report.tables import counts, mean_authorized, measures, worst_text
 from bench.report.threat_profile import threat_profile, worst_of
@@ -57,9 +57,8 @@ def _psr(target: str, adversary: str) -> Cell:
             if isinstance(ci, list) and len(ci) == 2 else None
         if finite(c.get("top5")) is not None:
             tip = (tip + "; " if tip else "") + f"PSR@5 {percent(c.get('top5'), suffix='%')}"
-        if c.get("status") in ("failed", "pending"):
-            tip = f"{c['status']}: {c.get('reason')}"
-            return v, c["status"], tip
+        if cell_status(c):
+            return v, cell_status(c), f"{cell_status(c)}: {c.get('reason')}"
         return v, percent(v, suffix="%"), tip
     return cell
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.measures.registry import METRICS
 from bench.report.doc_table import DocTable, code_revisions, white_box_targets
-from bench.report.formatting import number, percent
+from bench.report.formatting import number, percent, with_interval
 from bench.report.tables import PRIMARY_SCORE
 
 MARKER = "method-table"
@@ -56,8 +56,7 @@ def _row(entry: dict[str, Any], white_box: list[str], run_users: int) -> str:
         return f"| {entry['method']}{status} | {entry.get('kind') or ''} | unavailable: {entry.get('reason')} |" + \
             " |" * (len(HEAD) - 3)
     interval = entry.get("psr_top1_worst_ci")
-    worst = percent(entry.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]"
-                                                 if interval else "")
+    worst = with_interval(entry.get(PRIMARY_SCORE), interval)
     cells = [entry["method"] + status, entry.get("kind") or "", str(entry.get("users", "")), rank_text(entry), worst,
              percent(_worst(entry, white_box, "none")), percent(entry.get("psr_top1_worst_unseen")),
              *(number(entry.get(METRICS.get(m).entry), METRICS.get(m).fmt) for m in SHOWN),

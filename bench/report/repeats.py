@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measures.registry import METRICS
-from bench.report.formatting import percent
+from bench.report.formatting import percent, with_interval
 from bench.report.tables import PRIMARY_SCORE
 
 
@@ -47,7 +47,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         cells = [r["method"], r["scenario"]]
         for d in r["draws"]:
             ci = d and d.get("ci")
-            cells.append("–" if not d else percent(d["score"]) + (f" [{percent(ci[0])}, {percent(ci[1])}]" if ci else ""))
+            cells.append("–" if not d else with_interval(d["score"], ci))
         cells += [percent(r["mean"]), percent(r["sd"]), "–" if not r["range"] else
                   f"{percent(r['range'][0])} – {percent(r['range'][1])}"]
         lines.append("| " + " | ".join(cells) + " |")

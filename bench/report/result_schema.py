@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 
 from bench.measures.registry import METRICS
+from bench.report.formatting import CELL_STATUSES
 
 SCHEMA_VERSION = 1
 SCHEMA_ID = f"cloakbench-entry/{SCHEMA_VERSION}"
@@ -132,7 +133,7 @@ def _cell_schema() -> dict[str, Any]:
     return {"type": "object", "properties": {
         **declared,
         "missed": {"type": "integer", "minimum": 0, "description": "photos the attacker's detector found no face in"},
-        "status": {"enum": ["failed", "pending"]}, "reason": {"type": ["string", "null"]}},
+        "status": {"enum": list(CELL_STATUSES)}, "reason": {"type": ["string", "null"]}},
         # measures declared after this schema: a fraction and its interval
         "patternProperties": {"^[a-z0-9][a-z0-9.-]*_ci$": _nullable(_INTERVAL),
                               "^(?!(missed|status|reason)$)[a-z0-9][a-z0-9.-]*$": _nullable(_FRACTION)},

@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.measures.registry import METRICS, SCENARIO_PSR, Metric
 from bench.report.findings import reading
-from bench.report.formatting import number, percent
+from bench.report.formatting import cell_status, number, percent, with_interval
 from bench.report.threat_profile import worst_of
 
 HEADLINE = METRICS.headline()
@@ -116,14 +116,14 @@ def worst_text(e: dict[str, Any], cells: int) -> str:
 
 
 def cell_text(cell: dict[str, Any]) -> str:
-    return cell["status"] if cell.get("status") in ("failed", "pending") else percent(cell.get(HEADLINE.name))
+    return cell_status(cell) or percent(cell.get(HEADLINE.name))
 
 
 def _display_row(e: dict[str, Any], targets: list[str], advs: list[str], robustness: list[str],
                  shown: list[Metric]) -> list[str]:
     changed = ("†" if e.get("overrides") else "") + ("‡" if e.get("origin") == "submitted" else "")
     interval = e.get(HEADLINE.ci_field)
-    worst = percent(e.get(PRIMARY_SCORE)) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
+    worst = with_interval(e.get(PRIMARY_SCORE), interval)
     worst += worst_text(e, len(targets) * len(advs))
     cells = [str(e.get("rank", "not ranked" if e.get("unranked") else "")), e["method"] + changed + ("" if e["status"] == "ok" else f" ({e['status']})"),
              e.get("kind") or "", e["scenario"], worst, *(percent(e.get(k)) for k in robustness)]
