@@ -77,10 +77,8 @@ class LogReporter(Reporter):
         if now - self.last < self.every and 1 < self.done < self.total:
             return
         self.last = now
-        elapsed = now - self.start
-        eta = elapsed / self.done * (self.total - self.done)
-        self.console.print(f"{self.name} {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
-                           f"elapsed {clock_time(elapsed)} ETA {clock_time(eta)} {label}", highlight=False)
+        self.console.print(f"{progress_line(self.name, self.done, self.total, now - self.start)} {label}",
+                           highlight=False)
 
     def message(self, text: str) -> None:
         self.console.print(text, soft_wrap=True)  # one line per message: logs are read and grepped line by line
@@ -96,10 +94,14 @@ class LogReporter(Reporter):
         if (now - self.step_last < self.every and done < total) or (done >= total and not self.step_shown):
             return
         self.step_last, self.step_shown = now, True
-        elapsed = now - self.step_start
-        eta = elapsed / done * (total - done)
-        self.console.print(f"  {label} {done}/{total} ({100 * done / max(total, 1):.0f}%) elapsed {clock_time(elapsed)} "
-                           f"ETA {clock_time(eta)}", highlight=False)
+        self.console.print("  " + progress_line(label, done, total, now - self.step_start), highlight=False)
+
+
+def progress_line(name: str, done: int, total: int, elapsed: float) -> str:
+    """"name done/total (pct%) elapsed h:mm:ss ETA h:mm:ss", the ETA at the mean pace so far."""
+    eta = elapsed / done * (total - done)
+    return (f"{name} {done}/{total} ({100 * done / max(total, 1):.0f}%) elapsed {clock_time(elapsed)} "
+            f"ETA {clock_time(eta)}")
 
 
 def console_reporter(console: Console) -> Reporter:
