@@ -1,23 +1,38 @@
 """Progress of a command's work on the console: a live bar on a terminal (``RichReporter``), plain lines in logs
 (``LogReporter``), the one that suits a console (``console_reporter``). Both show the tasks and, under the task
-under way, the steps a plug-in reports (``Reporter.step``). ``clock_time`` writes seconds as h:mm:ss for both and
+under way, the steps a plug-in reports (``Reporter.step``); the tasks' ETA weighs each task by its price where the run
+has one (``Reporter.expect``, ``bench.core.progress.Pace``). ``clock_time`` writes seconds as h:mm:ss for both and
 for the dry run's tables."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.text import Text
 
-from bench.core.progress import Reporter
+from bench.core.progress import Pace, Reporter
+
+
+class RemainingColumn(ProgressColumn):
+    """The ETA of a bar: its ``Pace`` where it has one (the tasks), else rich's estimate from recent steps."""
+
+    max_refresh = 0.5
+
+    def render(self, task: Task) -> Text:
+        pace = task.fields.get("pace")
+        seconds = pace.eta(task.elapsed or 0.0) if pace is not None else task.time_remaining
+        return Text(clock_time(seconds) if seconds is not None else "-:--:--", style="progress.remaining")
 
 
 class RichReporter(Reporter):
@@ -25,21 +40,26 @@ class RichReporter(Reporter):
         self.console = console
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[item]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+            TimeElapsedColumn(), TextColumn("ETA"), RemainingColumn(), console=console,
         )
-        self.task_id = None
+        self.task_id, self.pace, self.costs = None, None, None
         self.step_id, self.step_label = None, ""
 
     def live(self) -> Progress:
         return self.progress
 
+    def expect(self, costs: Mapping[str, float]) -> None:
+        self.costs = costs
+
     def phase(self, name: str, total: int) -> None:
         if self.task_id is not None:
             self.progress.update(self.task_id, visible=False)
-        self.task_id = self.progress.add_task(name, total=total, item="")
+        self.pace, self.costs = Pace(total, self.costs), None
+        self.task_id = self.progress.add_task(name, total=total, item="", pace=self.pace)
 
     def advance(self, label: str = "") -> None:
         if self.task_id is not None:
+            self.pace.advance(label)
             self.progress.update(self.task_id, advance=1, item=label)
 
     def message(self, text: str) -> None:
@@ -65,20 +85,27 @@ class LogReporter(Reporter):
     def __init__(self, console: Console, every: float = 30.0):
         self.console, self.every = console, every
         self.name, self.total, self.done, self.start, self.last = "", 0, 0, 0.0, 0.0
+        self.pace, self.costs = Pace(0), None
         self.step_label, self.step_start, self.step_last, self.step_shown = "", 0.0, 0.0, False
+
+    def expect(self, costs: Mapping[str, float]) -> None:
+        self.costs = costs
 
     def phase(self, name: str, total: int) -> None:
         self.name, self.total, self.done = name, total, 0
+        self.pace, self.costs = Pace(total, self.costs), None
         self.start = self.last = time.monotonic()
 
     def advance(self, label: str = "") -> None:
         self.done += 1
+        self.pace.advance(label)
         now = time.monotonic()
         if now - self.last < self.every and 1 < self.done < self.total:
             return
         self.last = now
-        self.console.print(f"{progress_line(self.name, self.done, self.total, now - self.start)} {label}",
-                           highlight=False)
+        elapsed = now - self.start
+        line = progress_line(self.name, self.done, self.total, elapsed, self.pace.eta(elapsed))
+        self.console.print(f"{line} {label}", highlight=False)
 
     def message(self, text: str) -> None:
         self.console.print(text, soft_wrap=True)  # one line per message: logs are read and grepped line by line
@@ -97,11 +124,12 @@ class LogReporter(Reporter):
         self.console.print("  " + progress_line(label, done, total, now - self.step_start), highlight=False)
 
 
-def progress_line(name: str, done: int, total: int, elapsed: float) -> str:
-    """"name done/total (pct%) elapsed h:mm:ss ETA h:mm:ss", the ETA at the mean pace so far."""
-    eta = elapsed / done * (total - done)
+def progress_line(name: str, done: int, total: int, elapsed: float, eta: float | None = None) -> str:
+    """"name done/total (pct%) elapsed h:mm:ss ETA h:mm:ss"; without ``eta``, the ETA at the mean pace per item."""
+    if eta is None and done:
+        eta = elapsed / done * (total - done)
     return (f"{name} {done}/{total} ({100 * done / max(total, 1):.0f}%) elapsed {clock_time(elapsed)} "
-            f"ETA {clock_time(eta)}")
+            f"ETA {clock_time(eta) if eta is not None else '-:--:--'}")
 
 
 def console_reporter(console: Console) -> Reporter:

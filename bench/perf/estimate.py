@@ -58,6 +58,7 @@ class Estimate:
     cache: str = ""
     # training adversary -> builds, protect_public_s (protecting the owner's people), train_s
     adaptation: dict[str, dict[str, float]] = field(default_factory=dict)
+    tasks: dict[str, float] = field(default_factory=dict)  # task label -> seconds (a failing method's: absent)
 
     @property
     def seconds(self) -> float:
@@ -111,7 +112,10 @@ class Estimator(RateMeter):
         return Planned(plan_run(self.suite, data, plugins), data, bound.methods, bound.adversaries, bound.context)
 
     def estimate(self) -> Estimate:
-        planned = self.plan()
+        return self.price(self.plan())
+
+    def price(self, planned: Planned) -> Estimate:
+        """Each task of ``planned`` priced (a run prices its own plan this way for its ETA)."""
         graph, data, methods, adversaries, context = (planned.graph, planned.data, planned.methods,
                                                       planned.adversaries, planned.context)
         gallery_scenario = "gallery" in self.suite.scenarios
@@ -169,14 +173,15 @@ class Estimator(RateMeter):
         post_s, quality_s = (self.photo_seconds(detectors[0])[k] if detectors else 0.0 for k in ("post_s", "quality_s"))
         detect_s = sum(self.photo_seconds(d)["detect_s"] for d in detectors)  # per posted photo, every detector
         clean_posted, detected = False, set()
+        prices: dict[str, float] = {}
         for task in graph.tasks:
             kind = task_kind(task.label)
             cost = kinds.setdefault(kind, KindCost())
             cost.tasks += 1
             args = task.args
+            seconds = 0.0
             if kind == "clean":
-                photos = len(data.gallery) + sum(len(v) for v in data.probe.values())
-                cost.seconds += forward(args["target"], photos)
+                seconds = forward(args["target"], len(data.gallery) + sum(len(v) for v in data.probe.values()))
             elif kind == "protect":
                 name, user = args["method"], args["user"]
                 method = methods[name]
@@ -196,7 +201,6 @@ class Estimator(RateMeter):
                 if quality is None:
                     quality = self.quality_seconds_per_photo()
                 seconds = fit_s + protect_s + quality * len(data.probe[user])
-                cost.seconds += seconds
                 entry = per_method.setdefault(name, {"kind": method.kind, "users": 0, "fit_s": 0.0,
                                                      "protect_s": 0.0, "photos": 0, "seconds": 0.0})
                 entry["users"] += 1
@@ -208,25 +212,26 @@ class Estimator(RateMeter):
                 name = args["adversary"]
                 adversary = adversaries[name]
                 if adversary.kind == "adaptation":
-                    cost.seconds += adapt(name, adversary, args["method"], args["target"])
+                    seconds += adapt(name, adversary, args["method"], args["target"])
                 protected = args["protect_keys"]  # the users the method protects (Suite.method_users)
                 photos = sum(len(data.probe[u]) for u in protected)
                 if gallery_scenario:
                     photos += sum(len(data.user_gallery[u]) for u in protected)
-                cost.seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(
-                    name, adversary)
+                seconds += forward(args["target"], photos) + photos * self.adversary_seconds_per_photo(name, adversary)
                 posted = frozenset(args["protect_keys"].values())  # a method's photos at one seed
                 if detectors and posted not in detected:  # found once per detector, in their first evaluation
                     detected.add(posted)
-                    cost.seconds += photos * detect_s
+                    seconds += photos * detect_s
             elif kind == "photos":
-                cost.seconds += len(data.probe[args["user"]]) * (post_s + quality_s)
+                seconds = len(data.probe[args["user"]]) * (post_s + quality_s)
             elif kind == "eval-clean" and detectors:  # clean probes posted, found (once) and embedded per target
                 probes = sum(len(v) for v in data.probe.values())
-                cost.seconds += probes * (post_s + (0.0 if clean_posted else detect_s)) + forward(args["target"], probes)
+                seconds = probes * (post_s + (0.0 if clean_posted else detect_s)) + forward(args["target"], probes)
                 clean_posted = True
             elif kind == "authorized":
-                cost.seconds += forward(args["target"], sum(len(data.probe[u]) for u in args["protect_keys"]))
+                seconds = forward(args["target"], sum(len(data.probe[u]) for u in args["protect_keys"]))
+            cost.seconds += seconds
+            prices[task.label] = seconds
         total = sum(k.seconds for k in kinds.values())
         for entry in per_method.values():
             entry["fit_s_per_user"] = entry.pop("fit_s") / max(1, entry["users"])
@@ -246,7 +251,7 @@ class Estimator(RateMeter):
                              "of the plan); its cost explodes on a CPU: run it on a GPU (--device cuda) or leave it "
                              "out (--methods)")
         return Estimate(kinds, per_method, sorted(set(notes)), dict(self.unavailable), str(self.cache.path),
-                        adaptation)
+                        adaptation, prices)
 
 
 __all__ = ["Estimate", "Estimator", "KindCost", "Planned", "measured_kinds", "task_kind"]

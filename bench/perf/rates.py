@@ -27,13 +27,20 @@ def machine_key(device: str, threads: int) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
+class RateMissing(LookupError):
+    """A rate a read-only cache lacks: nothing is measured (a run's ETA prices its tasks only from what a dry run
+    measured)."""
+
+
 class RateCache:
     """Measured rates of one machine, device and thread count, kept as JSON in ``$BENCH_HOME/perf``; with
-    ``remeasure``, a stored rate is read back only once this process has measured it again."""
+    ``remeasure``, a stored rate is read back only once this process has measured it again; ``read_only``: a rate
+    it lacks raises ``RateMissing`` instead of being measured."""
 
-    def __init__(self, device: str, threads: int, path: Path | None = None, remeasure: bool = False):
+    def __init__(self, device: str, threads: int, path: Path | None = None, remeasure: bool = False,
+                 read_only: bool = False):
         self.path = path or bench_home() / "perf" / "rates.json"
-        self.remeasure, self.measured = remeasure, set()
+        self.remeasure, self.measured, self.read_only = remeasure, set(), read_only
         self.machine = machine_key(device, threads)
         self.description = {"host": platform.node(), "device": device, "threads": threads, "torch": torch.__version__}
         try:
@@ -43,7 +50,10 @@ class RateCache:
         self.entries: dict[str, Any] = self.all.setdefault(self.machine, {"machine": self.description})
 
     def get(self, key: str) -> Any:
-        return None if self.remeasure and key not in self.measured else self.entries.get(key)
+        value = None if self.remeasure and key not in self.measured else self.entries.get(key)
+        if value is None and self.read_only:
+            raise RateMissing(key)
+        return value
 
     def put(self, key: str, value: Any) -> None:
         self.measured.add(key)
@@ -88,4 +98,4 @@ def time_method(method_factory, surrogates: list[Any], fit_photos: torch.Tensor,
             "protect": asdict(_linear({k: t[1] for k, t in times.items()}, len(probes)))}
 
 
-__all__ = ["RATES_FORMAT", "machine_key", "RateCache", "Linear", "time_method"]
+__all__ = ["RATES_FORMAT", "machine_key", "RateCache", "RateMissing", "Linear", "time_method"]

@@ -152,10 +152,35 @@ class Runner:
         plan["data"] = {"root": str(data.dataset.root), "identities": len(data.splits), "users": len(data.users),
                         "skipped": len(self.store.skipped())}
         self.store.set_meta("plan", plan)
+        self.reporter.expect(self.prices(graph, workspace))
         self.executor.run(graph.tasks, workspace, self.store, self.reporter)
         self.store.set_meta("work", self.work.summary())
         self.write_examples(graph, data)
         return plan
+
+    def prices(self, graph: TaskGraph, workspace: Workspace) -> dict[str, float]:
+        """The tasks still to run, priced by label from the rates a dry run measured on this machine, device and
+        thread count (``bench.perf.estimate``; nothing is measured here), for the ETA; none where a rate is missing,
+        and the tasks then count alike."""
+        from bench.perf.estimate import Estimator, Planned
+        from bench.perf.rates import RateCache, RateMissing
+
+        todo = [t for t in graph.tasks if not self.store.is_done(t.key)]
+        cache = RateCache(self.device, self.threads, read_only=True)
+        estimator = Estimator(self.suite, workspace.data.dataset.root, self.device, self.threads, self.reporter,
+                              cache=cache)
+        try:
+            prices = estimator.price(Planned(graph, workspace.data.describe(), workspace.methods,
+                                             workspace.adversaries, workspace.context)).tasks
+        except RateMissing:
+            if todo:
+                self.reporter.message("ETA: every task counted alike (`bench run` with the same suite, device and "
+                                      "threads and `--dry-run` prices each task on this machine, and the ETA then "
+                                      "weighs them by it)")
+            return {}
+        if todo:
+            self.reporter.message(f"ETA: each task weighed by its dry-run price ({cache.path})")
+        return {t.label: prices[t.label] for t in todo if t.label in prices}
 
     def write_examples(self, graph: TaskGraph, data: Prepared) -> None:
         """A few clean / protected canvases per method (first user, first seed) for the report."""

@@ -178,6 +178,37 @@ def test_bench_run_dry_run_prints_tasks_and_time_per_kind(fresh_home, capsys):
     assert out["device"] == "cpu" and out["rates"].startswith(str(fresh_home))
 
 
+class ExpectedCosts(Reporter):
+    def __init__(self):
+        self.costs, self.messages = None, []
+
+    def expect(self, costs):
+        self.costs = dict(costs)
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+def test_a_run_weighs_its_tasks_for_the_eta_by_the_dry_runs_prices(fresh_home, tmp_path):
+    suite = tiny_suite()
+    root = str(embedded_data_root())
+    # no dry run on this machine yet: nothing is measured, every task counts alike
+    unpriced = ExpectedCosts()
+    Runner(suite, tmp_path / "a", data_root=root, device="cpu", threads=1, reporter=unpriced).run()
+    assert unpriced.costs == {} and any("counted alike" in m for m in unpriced.messages)
+
+    estimator = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter())
+    prefill(estimator.cache, estimator.plan())
+    priced = ExpectedCosts()
+    Runner(suite, tmp_path / "b", data_root=root, device="cpu", threads=1, reporter=priced).run()
+    assert priced.costs == pytest.approx(estimator.estimate().tasks)  # every task, at the dry run's price
+    protect = [c for label, c in priced.costs.items() if label.startswith("protect/")]
+    assert len(protect) == 2 and min(protect) > priced.costs["eval/clean/sface"]
+    resumed = ExpectedCosts()
+    Runner(suite, tmp_path / "b", data_root=root, device="cpu", threads=1, reporter=resumed).run()
+    assert resumed.costs == {}  # nothing left to run
+
+
 @pytest.mark.slow
 def test_the_estimate_is_within_a_factor_of_two_of_the_run(tmp_path):
     suite = tiny_suite(method_overrides={"pgd": {"steps": 5}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -51,6 +52,51 @@ def test_progress_lines_with_eta_when_output_is_not_a_terminal():
     # the first and the last task print (the interval has not elapsed in between)
     assert len(lines) == 2 and lines[0].startswith("tasks 1/3 (33%)") and "ETA" in lines[0]
     assert lines[1].startswith("tasks 3/3 (100%)") and lines[1].endswith("eval/pgd/none/sface")
+
+
+def test_the_eta_weighs_each_task_by_its_price(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from bench.commands import _progress
+    from bench.commands._progress import LogReporter, RichReporter
+    from bench.core.progress import Pace
+
+    # priced: one cheap task done in 10 s leaves the 9x dearer one at 90 s; counted alike it would say 10 s
+    pace = Pace(2, {"clean/sface": 1.0, "protect/pgd/A": 9.0})
+    pace.advance("clean/sface")
+    assert pace.eta(10.0) == pytest.approx(90.0)
+    counted = Pace(2)
+    counted.advance("clean/sface")
+    assert counted.eta(10.0) == pytest.approx(10.0)
+    # a task without a price weighs their mean; one priced at nothing still moves the pace
+    unpriced = Pace(3, {"a": 2.0, "b": 4.0})
+    unpriced.advance("c")
+    assert unpriced.eta(3.0) == pytest.approx(6.0) and Pace(0).eta(1.0) is None
+    free = Pace(2, {"a": 0.0, "b": 1.0})
+    free.advance("a")
+    assert free.eta(1.0) is not None
+
+    clock = iter([0.0, 10.0, 100.0])
+    monkeypatch.setattr(_progress.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    reporter = LogReporter(Console(file=out, width=200), every=3600)
+    reporter.expect({"clean/sface": 1.0, "protect/pgd/A": 9.0})
+    reporter.phase("tasks", 2)
+    reporter.advance("clean/sface")
+    assert out.getvalue().startswith("tasks 1/2 (50%) elapsed 0:00:10 ETA 0:01:30 clean/sface")
+    reporter.phase("identity bank", 1)  # the prices were for the phase that followed them only
+    assert reporter.pace.costs == {}
+
+    live = RichReporter(Console(file=io.StringIO()))
+    live.expect({"clean/sface": 1.0, "protect/pgd/A": 9.0})
+    live.phase("tasks", 2)
+    live.advance("clean/sface")
+    column = _progress.RemainingColumn()
+    task = live.progress.tasks[0]
+    assert task.fields["pace"].left == pytest.approx(9.0)
+    assert re.fullmatch(r"\d+:\d\d:\d\d", str(column.render(task)))
 
 
 def test_steps_inside_a_task_print_only_when_the_loop_runs_long():
