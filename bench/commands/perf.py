@@ -23,6 +23,7 @@ from bench.models.weights import WeightError, ensure
 from bench.perf.run_measures import suite_measures
 from bench.perf.throughput import faces, method_cost, shortened, target_rates
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
+from bench.report.formatting import SIGNIFICANT, number
 from bench.run.suites import get_suite
 
 
@@ -90,16 +91,17 @@ def _table(result: dict) -> list[Table]:
                 "forward x4 gain", "channels-last gain", "inference-mode gain"):
         t.add_column(col, justify="right" if col != "target" else "left")
     for r in result["targets"]:
-        t.add_row(r["name"], f"{r['forward_ips']:.1f}", _fmt(r["forward_backward_ips"], ".1f"),
-                  _fmt(r["raw_forward_ips"], ".1f"), _fmt(r["eval_ratio"], ".2f"), _fmt(r["batch_gain"], ".2f"),
-                  _fmt(r["forward_batch_gain"], ".2f"),
-                  _fmt(r["channels_last_gain"], ".2f"), _fmt(r["inference_mode_gain"], ".2f"))
+        t.add_row(r["name"], f"{r['forward_ips']:.1f}", number(r["forward_backward_ips"], ".1f"),
+                  number(r["raw_forward_ips"], ".1f"), number(r["eval_ratio"], ".2f"), number(r["batch_gain"], ".2f"),
+                  number(r["forward_batch_gain"], ".2f"),
+                  number(r["channels_last_gain"], ".2f"), number(r["inference_mode_gain"], ".2f"))
     m = Table(title="methods (shortened settings as named)")
     for col in ("method", "setting", "fit s/user", "ms/photo", "fit_ratio"):
         m.add_column(col, justify="right" if col not in ("method", "setting") else "left")
     for r in result["methods"]:
         m.add_row(r["name"], ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "defaults",
-                  f"{r['fit_s']:.2f}", f"{r['protect_ms_per_photo']:.0f}", _fmt(r["fit_ratio"], ".2f"))
+                  number(r["fit_s"], SIGNIFICANT), number(r["protect_ms_per_photo"], SIGNIFICANT),
+                  number(r["fit_ratio"], ".2f"))
     tables = [t, m]
     suite = result.get("suite")
     if suite:
@@ -112,13 +114,9 @@ def _table(result: dict) -> list[Table]:
     r = Table(title="ratios")
     for key in result["ratios"]:
         r.add_column(key, justify="right")
-    r.add_row(*(_fmt(v, ".2f") if isinstance(v, float) else _fmt(v, "") for v in result["ratios"].values()))
+    r.add_row(*(number(v, ".2f" if isinstance(v, float) else "d") for v in result["ratios"].values()))
     tables.append(r)
     return tables
-
-
-def _fmt(value, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 def run(args) -> int:

@@ -27,6 +27,8 @@ from importlib.metadata import entry_points
 
 import torch
 
+from bench.report.formatting import SIGNIFICANT
+
 # protected, clean (N x 3 x H x W in [0, 1], the metric's region) -> one value per photo (N,)
 PerPhoto = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -39,7 +41,7 @@ class Metric:
     group: str  # "quality" | "budget" | "cost" | "count"
     compares: str  # what it measures, for `bench list metrics` and the report
     higher_is_better: bool | None  # direction; None: no better or worse (a count)
-    fmt: str  # format spec of the value, e.g. ".3f"
+    fmt: str  # format spec of the value, e.g. ".3f", or bench.report.formatting.SIGNIFICANT
     tolerance: float | None = None  # `bench check`: absolute change allowed in the bad direction
     aggregate: str = "mean"  # over users: "mean" | "max" | "sum"
     compute: PerPhoto | None = None  # quality metrics: computed by the runner on every protected batch
@@ -228,9 +230,9 @@ for _base in ("ssim", "psnr", "lpips"):  # the same measures on whole photos, wh
 METRICS.register(Metric("linf", "linf_max", "L-inf", "budget", "largest |protected - clean| on the 0..1 scale",
                         False, ".4f", aggregate="max"))
 METRICS.register(Metric("fit_s", "fit_s_per_user", "fit s/user", "cost", "seconds to fit one user's protector",
-                        False, ".2f"))
+                        False, SIGNIFICANT))
 METRICS.register(Metric("protect_ms_per_photo", "protect_ms_per_photo", "ms/photo", "cost",
-                        "milliseconds to protect one photo", False, ".0f"))
+                        "milliseconds to protect one photo", False, SIGNIFICANT))
 METRICS.register(Metric("probes", "probes", "probes", "count", "protected query photos", None, "d",
                         aggregate="sum"))
 

@@ -9,6 +9,9 @@ import math
 from typing import Any
 
 NA = "n/a"
+# A format of ``number``: three significant digits, never an exponent, for costs that span orders of magnitude (a
+# universal mask applied in 0.24 ms, a per-image attack at 57,000 ms): ".0f" wrote the first as 0.
+SIGNIFICANT = "3 significant"
 
 
 def finite(value: Any) -> float | None:
@@ -19,10 +22,13 @@ def finite(value: Any) -> float | None:
 
 
 def number(value: Any, spec: str, na: str = NA) -> str:
-    """``format(value, spec)``; an integer spec ("d") rounds a float first."""
+    """``format(value, spec)``; an integer spec ("d") rounds a float first; ``SIGNIFICANT``: three significant
+    digits (0.237, 2.88, 1494)."""
     v = finite(value)
     if v is None:
         return na
+    if spec == SIGNIFICANT:
+        return f"{v:.{max(0, 2 - math.floor(math.log10(abs(v))))}f}" if v else "0"
     return format(round(v), spec) if spec.endswith("d") else format(v, spec)
 
 

@@ -127,6 +127,16 @@ def test_views_follow_the_registry_order(tmp_path):
     assert " | ".join(labels) in md_head
 
 
+def test_costs_keep_three_significant_digits_in_every_view():
+    from bench.report.formatting import number
+
+    fmt = METRICS.get("protect_ms_per_photo").fmt
+    # a universal mask applied in a quarter of a millisecond is not "0", nor a per-image attack "5.72e+04"
+    assert [number(v, fmt) for v in (0.237, 2.884, 71.31, 1493.53, 57227.4, 0.0)] == \
+        ["0.237", "2.88", "71.3", "1494", "57227", "0"]
+    assert METRICS.get("fit_s").fmt == fmt
+
+
 def test_split_half_without_a_defined_rho_says_so():
     """With few users a half can score every method alike; Spearman's rho is then undefined, not 'nan'."""
     check = {"scenario": "probe", "users": 4, "methods": 4, "all": {"rank_correlation": float("nan")},
