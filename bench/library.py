@@ -94,6 +94,7 @@ def evaluate(suite: str = "smoke", out: str | os.PathLike | None = None, data_ro
     """Run a suite as ``bench run`` does (resuming from ``out``'s store) and return its results as
     :func:`load_results` gives them. ``overrides`` change the suite's fields (``methods=("pgd",)``, ``users=2``,
     ``method_overrides={"pgd": {"steps": 5}}`` ...); the run folder defaults to ``runs/<suite>``."""
+    from bench.perf.estimate import cached_prices
     from bench.run.executors import LocalExecutor
     from bench.run.runner import Runner
     from bench.run.suites import get_suite
@@ -103,7 +104,8 @@ def evaluate(suite: str = "smoke", out: str | os.PathLike | None = None, data_ro
                for k, v in overrides.items()}
     chosen = get_suite(suite).with_overrides(**changes)
     folder = Path(out or f"runs/{chosen.name}")
-    Runner(chosen, folder, data_root=data_root, device=device, threads=threads, executor=LocalExecutor()).run()
+    Runner(chosen, folder, data_root=data_root, device=device, threads=threads, executor=LocalExecutor(),
+           pricer=cached_prices).run()
     return load_results(folder)
 
 

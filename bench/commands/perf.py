@@ -19,11 +19,12 @@ from rich.table import Table
 from bench.commands._settings import method_overrides
 from bench.commands._ui import add_format_option, wants_json, wide_console
 from bench.core.devices import default_threads, resolve_device
+from bench.measures.registry import SIGNIFICANT
 from bench.models.weights import WeightError, ensure
 from bench.perf.run_measures import suite_measures
 from bench.perf.throughput import faces, method_cost, shortened, target_rates
 from bench.registry import METHODS, TARGETS, ConfigError, UnknownNameError
-from bench.report.formatting import SIGNIFICANT, number
+from bench.report.formatting import number
 from bench.run.suites import get_suite
 
 

@@ -17,6 +17,7 @@ from bench.core.devices import resolve_device
 from bench.core.validation import UsageError
 from bench.data.datasets import DataError
 from bench.measures.psr import PROTOCOLS
+from bench.perf.estimate import cached_prices
 from bench.registry import ADVERSARIES, ConfigError, UnknownNameError
 from bench.report import html as report
 from bench.report import leaderboard, repeats
@@ -126,7 +127,7 @@ def run_one(suite: Suite, args, out: Path, console: Console) -> tuple[int, dict 
         device, threads = device_and_threads(args)
         executor = make_executor(args.executor, args.address, suite)
         runner = Runner(suite, out, data_root=args.data_root, device=device, threads=threads, reporter=reporter,
-                        executor=executor, wait=not args.no_wait)
+                        executor=executor, wait=not args.no_wait, pricer=cached_prices)
         with reporter.live():
             runner.run()
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError, DataError, ImportError,

@@ -27,7 +27,9 @@ from importlib.metadata import entry_points
 
 import torch
 
-from bench.report.formatting import SIGNIFICANT
+# A ``fmt`` of its own (bench.report.formatting.number): three significant digits, never an exponent, for costs that
+# span orders of magnitude (a universal mask applied in 0.24 ms, a per-image attack in 57,000 ms): ".0f" wrote 0.
+SIGNIFICANT = "3 significant"
 
 # protected, clean (N x 3 x H x W in [0, 1], the metric's region) -> one value per photo (N,)
 PerPhoto = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -41,7 +43,7 @@ class Metric:
     group: str  # "quality" | "budget" | "cost" | "count"
     compares: str  # what it measures, for `bench list metrics` and the report
     higher_is_better: bool | None  # direction; None: no better or worse (a count)
-    fmt: str  # format spec of the value, e.g. ".3f", or bench.report.formatting.SIGNIFICANT
+    fmt: str  # format spec of the value, e.g. ".3f", or SIGNIFICANT
     tolerance: float | None = None  # `bench check`: absolute change allowed in the bad direction
     aggregate: str = "mean"  # over users: "mean" | "max" | "sum"
     compute: PerPhoto | None = None  # quality metrics: computed by the runner on every protected batch

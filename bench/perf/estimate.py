@@ -27,9 +27,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.core.progress import Reporter
 from bench.data.datasets import locate_data
 from bench.perf.machine_rates import RateMeter
-from bench.perf.rates import Linear
+from bench.perf.rates import Linear, RateCache, RateMissing
 from bench.registry import TARGETS
 from bench.run.assembly import bind_plugins, run_context
 from bench.run.context import RunContext
@@ -254,4 +255,17 @@ class Estimator(RateMeter):
                         adaptation, prices)
 
 
-__all__ = ["Estimate", "Estimator", "KindCost", "Planned", "measured_kinds", "task_kind"]
+def cached_prices(suite: Any, graph: TaskGraph, workspace: Any, device: str, threads: int) -> dict[str, float] | None:
+    """A run's tasks priced by label from the rates a dry run cached for this machine, device and thread count (a
+    second or two; nothing is measured): ``Runner``'s pricer. None where a rate is missing (no dry run yet, or a
+    code change re-keyed one)."""
+    estimator = Estimator(suite, workspace.data.dataset.root, device, threads, Reporter(),
+                          cache=RateCache(device, threads, read_only=True))
+    planned = Planned(graph, workspace.data.describe(), workspace.methods, workspace.adversaries, workspace.context)
+    try:
+        return estimator.price(planned).tasks
+    except RateMissing:
+        return None
+
+
+__all__ = ["Estimate", "Estimator", "KindCost", "Planned", "cached_prices", "measured_kinds", "task_kind"]

@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.measures.registry import SIGNIFICANT
+
 NA = "n/a"
-# A format of ``number``: three significant digits, never an exponent, for costs that span orders of magnitude (a
-# universal mask applied in 0.24 ms, a per-image attack at 57,000 ms): ".0f" wrote the first as 0.
-SIGNIFICANT = "3 significant"
 
 
 def finite(value: Any) -> float | None:

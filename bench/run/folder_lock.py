@@ -27,6 +27,26 @@ def _holder(path: Path) -> str:
         return "another bench run"
 
 
+def lock_holder(run_dir: str | os.PathLike) -> str | None:
+    """Who holds the run folder now ("pid ... on host ... since ..."), or None when no run computes in it. Reads
+    only: the lock file is not made where there is none."""
+    import fcntl
+
+    path = Path(run_dir) / "run.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(path)
+        return None  # taken and let go at once: nobody held it
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def run_lock(run_dir: str | os.PathLike, wait: bool = True,
              on_wait: Callable[[str], None] | None = None) -> Iterator[None]:

@@ -16,6 +16,8 @@ config recomputes only the tasks it touches.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +52,16 @@ from bench.run.store import RunStore
 from bench.run.suites import Suite
 from bench.run.workspace import RunCaches, Workspace
 
+# (suite, the run's task graph, its workspace, device, threads) -> each task's price by label, None where a rate is
+# missing (``bench.perf.estimate.cached_prices``, which the CLI and the Python API pass)
+Pricer = Callable[[Suite, TaskGraph, Workspace, str, int], "dict[str, float] | None"]
+
 
 class Runner:
     def __init__(
         self, suite: Suite, run_dir: str | os.PathLike, data_root: str | None = None, device: str = "auto",
         threads: int | None = None, reporter: Reporter | None = None, executor: Executor | None = None,
-        wait: bool = True, store: RunStore | ArtifactReader | None = None,
+        wait: bool = True, store: RunStore | ArtifactReader | None = None, pricer: Pricer | None = None,
     ):
         self.suite = suite
         self.run_dir = Path(run_dir)
@@ -68,6 +74,7 @@ class Runner:
         self.threads = default_threads() if threads is None else threads
         self.reporter = reporter or Reporter()
         self.executor = executor or LocalExecutor()
+        self.pricer = pricer  # prices the tasks for the ETA and `bench status` (None: they count alike)
         self.unavailable: dict[str, str] = {}  # target name -> reason
         self.work = WorkLog()  # alignments and clean embeddings, to show recomputations (bench.core.work_log)
 
@@ -152,35 +159,28 @@ class Runner:
         plan["data"] = {"root": str(data.dataset.root), "identities": len(data.splits), "users": len(data.users),
                         "skipped": len(self.store.skipped())}
         self.store.set_meta("plan", plan)
-        self.reporter.expect(self.prices(graph, workspace))
+        prices = self.prices(graph, workspace)
+        # what `bench status` reads while this invocation runs: its tasks and their prices
+        self.store.set_meta("planned", {"started": time.time(), "git_revision": env.get("git_revision"),
+                                        "tasks": [[t.key, t.kind, t.label] for t in graph.tasks], "prices": prices})
+        self.reporter.expect(prices)
         self.executor.run(graph.tasks, workspace, self.store, self.reporter)
         self.store.set_meta("work", self.work.summary())
         self.write_examples(graph, data)
         return plan
 
     def prices(self, graph: TaskGraph, workspace: Workspace) -> dict[str, float]:
-        """The tasks still to run, priced by label from the rates a dry run measured on this machine, device and
-        thread count (``bench.perf.estimate``; nothing is measured here), for the ETA; none where a rate is missing,
-        and the tasks then count alike."""
-        from bench.perf.estimate import Estimator, Planned
-        from bench.perf.rates import RateCache, RateMissing
-
+        """The tasks still to run, priced by label (``pricer``: from the rates a dry run measured on this machine,
+        ``bench.perf.estimate.cached_prices``), for the ETA and ``bench status``; none without a pricer or where
+        a rate is missing, and the tasks then count alike."""
         todo = [t for t in graph.tasks if not self.store.is_done(t.key)]
-        cache = RateCache(self.device, self.threads, read_only=True)
-        estimator = Estimator(self.suite, workspace.data.dataset.root, self.device, self.threads, self.reporter,
-                              cache=cache)
-        try:
-            prices = estimator.price(Planned(graph, workspace.data.describe(), workspace.methods,
-                                             workspace.adversaries, workspace.context)).tasks
-        except RateMissing:
-            if todo:
-                self.reporter.message("ETA: every task counted alike (`bench run` with the same suite, device and "
-                                      "threads and `--dry-run` prices each task on this machine, and the ETA then "
-                                      "weighs them by it)")
-            return {}
-        if todo:
-            self.reporter.message(f"ETA: each task weighed by its dry-run price ({cache.path})")
-        return {t.label: prices[t.label] for t in todo if t.label in prices}
+        prices = self.pricer(self.suite, graph, workspace, self.device, self.threads) if self.pricer else None
+        if todo and self.pricer:
+            self.reporter.message("ETA: each task weighed by its dry-run price" if prices is not None else
+                                  "ETA: every task counted alike (`bench run` with the same suite, device and threads "
+                                  "and `--dry-run` prices each task on this machine, and the ETA then weighs them by "
+                                  "it)")
+        return {t.label: prices[t.label] for t in todo if t.label in prices} if prices else {}
 
     def write_examples(self, graph: TaskGraph, data: Prepared) -> None:
         """A few clean / protected canvases per method (first user, first seed) for the report."""

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -72,6 +72,14 @@ class ResultRow:
     target: str | None = None
     user: str | None = None
 
+
+
+class Outcome(NamedTuple):
+    kind: str
+    label: str
+    status: str  # done | failed
+    finished: float | None  # time.time() when it was recorded
+    error: str | None
 
 
 class RunStore(ArtifactReader):
@@ -163,6 +171,11 @@ class RunStore(ArtifactReader):
 
     def done_keys(self) -> set[str]:
         return {key for (key,) in self.db.execute("SELECT key FROM tasks WHERE status = 'done'")}
+
+    def outcomes(self) -> dict[str, Outcome]:
+        """Every recorded task's outcome by key, in the order they finished."""
+        return {row[0]: Outcome(*row[1:]) for row in self.db.execute(
+            "SELECT key, kind, label, status, finished, error FROM tasks ORDER BY finished")}
 
     def task(self, key: str) -> dict[str, Any] | None:
         row = self.db.execute(f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE key = ?", (key,)).fetchone()

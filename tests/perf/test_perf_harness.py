@@ -19,7 +19,7 @@ from bench.core.paths import bench_home, embedded_data_root
 from bench.core.progress import Reporter
 from bench.core.work_log import WorkLog
 from bench.measures.registry import METRICS
-from bench.perf.estimate import Estimator, measured_kinds, task_kind
+from bench.perf.estimate import Estimator, cached_prices, measured_kinds, task_kind
 from bench.perf.rates import Linear, RateCache
 from bench.registry import METHODS, TARGETS
 from bench.run.prepare import describe_files
@@ -194,19 +194,22 @@ def test_a_run_weighs_its_tasks_for_the_eta_by_the_dry_runs_prices(fresh_home, t
     root = str(embedded_data_root())
     # no dry run on this machine yet: nothing is measured, every task counts alike
     unpriced = ExpectedCosts()
-    Runner(suite, tmp_path / "a", data_root=root, device="cpu", threads=1, reporter=unpriced).run()
+    Runner(suite, tmp_path / "a", data_root=root, device="cpu", threads=1, reporter=unpriced,
+           pricer=cached_prices).run()
     assert unpriced.costs == {} and any("counted alike" in m for m in unpriced.messages)
 
     estimator = Estimator(suite, embedded_data_root(), "cpu", 1, Reporter())
     prefill(estimator.cache, estimator.plan())
     priced = ExpectedCosts()
-    Runner(suite, tmp_path / "b", data_root=root, device="cpu", threads=1, reporter=priced).run()
+    Runner(suite, tmp_path / "b", data_root=root, device="cpu", threads=1, reporter=priced, pricer=cached_prices).run()
     assert priced.costs == pytest.approx(estimator.estimate().tasks)  # every task, at the dry run's price
     protect = [c for label, c in priced.costs.items() if label.startswith("protect/")]
     assert len(protect) == 2 and min(protect) > priced.costs["eval/clean/sface"]
     resumed = ExpectedCosts()
-    Runner(suite, tmp_path / "b", data_root=root, device="cpu", threads=1, reporter=resumed).run()
+    Runner(suite, tmp_path / "b", data_root=root, device="cpu", threads=1, reporter=resumed, pricer=cached_prices).run()
     assert resumed.costs == {}  # nothing left to run
+    planned = RunStore.open_existing(tmp_path / "b").get_meta("planned")
+    assert planned["prices"] == {} and len(planned["tasks"]) == len(priced.costs)  # what `bench status` reads
 
 
 @pytest.mark.slow

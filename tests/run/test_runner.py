@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -316,3 +317,40 @@ def test_linkage_and_dynamic_gallery_reuse_the_protected_photos_and_reach_every_
     markdown = tables.to_markdown(board)
     assert "| linkage |" in markdown and "Clean photos, linkage rate" in markdown
     assert "linkage rate</th>" in render_html(board)
+
+
+def test_status_says_what_is_done_failed_and_left_while_running_and_after(tmp_path, capsys):
+    from bench.cli import main
+    from bench.run.folder_lock import run_lock
+    from bench.run.status import run_status
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        Runner(tiny_suite(), run_dir, data_root=str(embedded_data_root()), reporter=InterruptAfter(3)).run()
+    stopped = run_status(run_dir)
+    # clean/sface + 2 protect + 2 evaluations + 1 clean evaluation, 3 of them recorded before the stop
+    assert stopped.holder is None and stopped.planned and stopped.suite == "smoke"
+    assert (stopped.total("done"), stopped.total("failed"), stopped.total("to_go")) == (3, 0, 3)
+    assert stopped.seconds_left is not None and stopped.seconds_left > 0 and not stopped.priced
+    assert main(["status", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "not running" in out and "3 done, 0 failed, 3 to go" in out and "time left" in out
+
+    with run_lock(run_dir):  # a run holds the folder: status names it
+        running = run_status(run_dir)
+    assert running.holder and f"pid {os.getpid()}" in running.holder
+
+    Runner(tiny_suite(), run_dir, data_root=str(embedded_data_root()), reporter=CountTasks()).run()
+    finished = run_status(run_dir)
+    assert (finished.total("done"), finished.total("to_go"), finished.seconds_left) == (6, 0, 0.0)
+    assert list(finished.kinds) == ["clean", "protect", "eval"]
+
+    store = RunStore.open_existing(run_dir)  # a folder from before runs recorded their plan
+    with store.db:
+        store.db.execute("DELETE FROM meta WHERE key = 'planned'")
+    store.close()
+    assert main(["status", str(run_dir), "--json"]) == 0
+    old = json.loads(capsys.readouterr().out)[0]
+    assert old["planned"] is False and old["done"] == 6 and old["to_go"] == 0
+    assert main(["status", str(tmp_path / "nothing")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
