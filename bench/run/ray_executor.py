@@ -158,6 +158,7 @@ class RayExecutor:
                     elif all(d in done for d in task.deps):
                         waiting.remove(task)
                         hashes = {d: h for d in task.deps if (h := store.recorded_sha256(d))}
+                        store.begin(task.key, task.label)  # what `bench status` shows as computing
                         ref = remote.options(**self.resources(task, spec)).remote(spec_ref, task.key, task.body,
                                                                                   task.args, hashes)
                         running[ref] = task

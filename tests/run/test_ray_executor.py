@@ -48,6 +48,7 @@ def test_ray_on_two_local_workers_matches_the_local_executor(tmp_path):
         ray.shutdown()
     local, on_ray = results(tmp_path / "local"), results(tmp_path / "ray")
     assert on_ray[3] == local[3] == {"done": 6}
+    assert len(RunStore.open_existing(tmp_path / "ray").attempts()) == 6  # each task noted as it was handed out
     # the workers wrote the protected photos to the shared run folder, bit for bit the local ones
     assert local[1].keys() == on_ray[1].keys()
     for key, tensors in local[1].items():
