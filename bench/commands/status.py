@@ -43,6 +43,8 @@ def show(status: RunStatus, console) -> None:
     for kind, counts in status.kinds.items():
         table.add_row("  " + kind, *(str(counts[k]) for k in ("done", "failed", "to_go")))
     console.print(table)
+    if status.methods:
+        console.print("  " + methods_line(status.methods), highlight=False, soft_wrap=True)
     for label, error in status.failed[:10]:
         console.print(f"  [red]failed[/red] {escape(label)}: {escape(error)}", highlight=False, soft_wrap=True)
     if len(status.failed) > 10:
@@ -57,6 +59,15 @@ def show(status: RunStatus, console) -> None:
             when = "so far" if status.holder else "while it ran"
             console.print(f"  time left: {clock_time(status.seconds_left)} at the pace of its last start {when}, "
                           f"{pace}", highlight=False, soft_wrap=True)
+
+
+def methods_line(methods: dict[str, list[int]]) -> str:
+    """"methods: 14 protected, 1 under way (cw 3/10), 38 not started"."""
+    complete = [m for m, (done, planned) in methods.items() if done == planned]
+    under_way = [f"{m} {done}/{planned}" for m, (done, planned) in methods.items() if 0 < done < planned]
+    waiting = len(methods) - len(complete) - len(under_way)
+    return (f"methods: {len(complete)} protected every user, {len(under_way)} under way"
+            + (f" ({', '.join(under_way)})" if under_way else "") + f", {waiting} not started")
 
 
 def run(args) -> int:

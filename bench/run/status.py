@@ -34,6 +34,8 @@ class RunStatus:
     kinds: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> done, failed, to_go
     computing: list[tuple[str, float]] = field(default_factory=list)  # (label, seconds since it started)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, error) of planned tasks that failed
+    # method -> protect tasks done, planned (a method is complete when every user it protects is done)
+    methods: dict[str, list[int]] = field(default_factory=dict)
     seconds_left: float | None = None  # at the last invocation's pace; None before its first task finished
     priced: bool = False  # the pace weighs each task by its dry-run price (else every task counts alike)
 
@@ -79,6 +81,10 @@ def run_status(run_dir: str | os.PathLike, now: float | None = None) -> RunStatu
         counts["done" if outcome is not None and outcome.status == "done" else "failed" if failed else "to_go"] += 1
         if failed:
             status.failed.append((label, outcome.error or ""))
+        if kind == "protect":  # protect/<method>/<user>/<seed>
+            done_planned = status.methods.setdefault(label.split("/")[1], [0, 0])
+            done_planned[0] += outcome is not None and outcome.status == "done"
+            done_planned[1] += 1
         if this_run(key):
             pace.advance(label)
             last = max(last, outcome.finished)

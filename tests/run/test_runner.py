@@ -335,6 +335,8 @@ def test_status_says_what_is_done_failed_and_left_while_running_and_after(tmp_pa
     assert main(["status", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "not running" in out and "3 done, 0 failed, 3 to go" in out and "time left" in out
+    # the first three tasks are clean/sface and the two users' PGD
+    assert stopped.methods == {"pgd": [2, 2]} and "methods: 1 protected every user, 0 under way" in out
 
     with run_lock(run_dir):  # a run holds the folder: status names it
         running = run_status(run_dir)
