@@ -62,7 +62,7 @@ def show(status: RunStatus, console) -> None:
 
 
 def methods_line(methods: dict[str, list[int]]) -> str:
-    """"methods: 14 protected, 1 under way (cw 3/10), 38 not started"."""
+    """"methods: 14 protected every user, 1 under way (cw 3/10), 38 not started"."""
     complete = [m for m, (done, planned) in methods.items() if done == planned]
     under_way = [f"{m} {done}/{planned}" for m, (done, planned) in methods.items() if 0 < done < planned]
     waiting = len(methods) - len(complete) - len(under_way)
