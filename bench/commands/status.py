@@ -84,7 +84,20 @@ def run(args) -> int:
     console = wide_console()
     for status in statuses:
         show(status, console)
+    if len(statuses) > 1:
+        console.print(together_line(statuses), highlight=False, soft_wrap=True)
     return 0
+
+
+def together_line(statuses: list[RunStatus]) -> str:
+    """One line for the folders of a run split in parts (e.g. one per core): their counts summed and, while every
+    part with work left runs, when the last one ends."""
+    line = (f"all {len(statuses)} folders: " + ", ".join(f"{sum(s.total(k) for s in statuses)} {word}" for k, word in
+                                                        (("done", "done"), ("failed", "failed"), ("to_go", "to go"))))
+    left = [s for s in statuses if s.total("to_go")]
+    if left and all(s.holder and s.seconds_left is not None for s in left):
+        line += f"; the last of them ends in {clock_time(max(s.seconds_left for s in left))} at their pace"
+    return line
 
 
 def add_parser(sub) -> None:

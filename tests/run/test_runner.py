@@ -354,5 +354,7 @@ def test_status_says_what_is_done_failed_and_left_while_running_and_after(tmp_pa
     assert main(["status", str(run_dir), "--json"]) == 0
     old = json.loads(capsys.readouterr().out)[0]
     assert old["planned"] is False and old["done"] == 6 and old["to_go"] == 0
+    assert main(["status", str(run_dir), str(run_dir)]) == 0  # the parts of a split run, summed
+    assert "all 2 folders: 12 done, 0 failed, 0 to go" in capsys.readouterr().out
     assert main(["status", str(tmp_path / "nothing")]) == 2
     assert "not a run folder" in capsys.readouterr().err
