@@ -7,7 +7,6 @@ for the dry run's tables."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 
 from rich.console import Console
 from rich.progress import (
@@ -42,19 +41,16 @@ class RichReporter(Reporter):
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[item]}"),
             TimeElapsedColumn(), TextColumn("ETA"), RemainingColumn(), console=console,
         )
-        self.task_id, self.pace, self.costs = None, None, None
+        self.task_id, self.pace = None, None
         self.step_id, self.step_label = None, ""
 
     def live(self) -> Progress:
         return self.progress
 
-    def expect(self, costs: Mapping[str, float]) -> None:
-        self.costs = costs
-
     def phase(self, name: str, total: int) -> None:
         if self.task_id is not None:
             self.progress.update(self.task_id, visible=False)
-        self.pace, self.costs = Pace(total, self.costs), None
+        self.pace = self.next_pace(total)
         self.task_id = self.progress.add_task(name, total=total, item="", pace=self.pace)
 
     def advance(self, label: str = "") -> None:
@@ -85,15 +81,12 @@ class LogReporter(Reporter):
     def __init__(self, console: Console, every: float = 30.0):
         self.console, self.every = console, every
         self.name, self.total, self.done, self.start, self.last = "", 0, 0, 0.0, 0.0
-        self.pace, self.costs = Pace(0), None
+        self.pace = Pace(0)
         self.step_label, self.step_start, self.step_last, self.step_shown = "", 0.0, 0.0, False
-
-    def expect(self, costs: Mapping[str, float]) -> None:
-        self.costs = costs
 
     def phase(self, name: str, total: int) -> None:
         self.name, self.total, self.done = name, total, 0
-        self.pace, self.costs = Pace(total, self.costs), None
+        self.pace = self.next_pace(total)
         self.start = self.last = time.monotonic()
 
     def advance(self, label: str = "") -> None:

@@ -19,6 +19,12 @@ class Reporter:
     def expect(self, costs: Mapping[str, float]) -> None:
         """The expected cost of the items of the next phase, by label (a run's tasks priced from a dry run's rates,
         ``bench.perf.estimate``), for its ETA; without it every item counts alike."""
+        self.costs = costs
+
+    def next_pace(self, total: int) -> Pace:
+        """The ``Pace`` of a phase of ``total`` items starting now, with what ``expect`` said of them (once)."""
+        pace, self.costs = Pace(total, getattr(self, "costs", None)), None
+        return pace
 
     def phase(self, name: str, total: int) -> None: ...
 

@@ -173,13 +173,14 @@ class Runner:
         """The tasks still to run, priced by label (``pricer``: from the rates a dry run measured on this machine,
         ``bench.perf.estimate.cached_prices``), for the ETA and ``bench status``; none without a pricer or where
         a rate is missing, and the tasks then count alike."""
-        todo = [t for t in graph.tasks if not self.store.is_done(t.key)]
-        prices = self.pricer(self.suite, graph, workspace, self.device, self.threads) if self.pricer else None
-        if todo and self.pricer:
-            self.reporter.message("ETA: each task weighed by its dry-run price" if prices is not None else
-                                  "ETA: every task counted alike (`bench run` with the same suite, device and threads "
-                                  "and `--dry-run` prices each task on this machine, and the ETA then weighs them by "
-                                  "it)")
+        done = self.store.done_keys()
+        todo = [t for t in graph.tasks if t.key not in done]
+        if not todo or self.pricer is None:
+            return {}
+        prices = self.pricer(self.suite, graph, workspace, self.device, self.threads)
+        self.reporter.message("ETA: each task weighed by its dry-run price" if prices is not None else
+                              "ETA: every task counted alike (`bench run` with the same suite, device and threads and "
+                              "`--dry-run` prices each task on this machine, and the ETA then weighs them by it)")
         return {t.label: prices[t.label] for t in todo if t.label in prices} if prices else {}
 
     def write_examples(self, graph: TaskGraph, data: Prepared) -> None:

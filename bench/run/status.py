@@ -20,7 +20,6 @@ from bench.run.folder_lock import lock_holder
 from bench.run.store import Outcome, RunStore
 
 KIND_ORDER = ("clean", "protect", "photos", "eval", "authorized")
-NO_RECORD = Outcome("", "", "", None, None)  # a task with no record
 
 
 @dataclass
@@ -61,8 +60,15 @@ def run_status(run_dir: str | os.PathLike, now: float | None = None) -> RunStatu
         for outcome in outcomes.values():
             status.kinds.setdefault(outcome.kind, {"done": 0, "failed": 0, "to_go": 0})[outcome.status] += 1
         status.failed = [(o.label, o.error or "") for o in outcomes.values() if o.status == "failed"]
-        status.kinds = {k: status.kinds[k] for k in sorted(status.kinds, key=_kind_rank)}
-        return status
+    else:
+        _count_planned(status, planned, outcomes, attempts, now)
+    status.kinds = {k: status.kinds[k] for k in sorted(status.kinds, key=_kind_rank)}
+    return status
+
+
+def _count_planned(status: RunStatus, planned: dict[str, Any], outcomes: dict[str, Outcome],
+                   attempts: list[dict[str, Any]], now: float) -> None:
+    """Counts, methods, failures, the task under way and the time left of the invocation that recorded ``planned``."""
     started = status.started = planned["started"]
     status.revision = planned.get("git_revision")
 
@@ -70,31 +76,31 @@ def run_status(run_dir: str | os.PathLike, now: float | None = None) -> RunStatu
         return key in outcomes and (outcomes[key].finished or 0) >= started
 
     # the tasks this invocation had to compute: all but those done before it started
-    todo = [key for key, _, _ in planned["tasks"] if this_run(key) or outcomes.get(key, NO_RECORD).status != "done"]
+    todo = [key for key, _, _ in planned["tasks"]
+            if this_run(key) or key not in outcomes or outcomes[key].status != "done"]
     pace = Pace(len(todo), planned.get("prices") or {})
     status.priced = bool(planned.get("prices"))
     last = started
     for key, kind, label in planned["tasks"]:
         outcome = outcomes.get(key)
+        done = outcome is not None and outcome.status == "done"
         failed = outcome is not None and outcome.status == "failed" and this_run(key)  # else tried again: to go
         counts = status.kinds.setdefault(kind, {"done": 0, "failed": 0, "to_go": 0})
-        counts["done" if outcome is not None and outcome.status == "done" else "failed" if failed else "to_go"] += 1
+        counts["done" if done else "failed" if failed else "to_go"] += 1
         if failed:
             status.failed.append((label, outcome.error or ""))
         if kind == "protect":  # protect/<method>/<user>/<seed>
             done_planned = status.methods.setdefault(label.split("/")[1], [0, 0])
-            done_planned[0] += outcome is not None and outcome.status == "done"
+            done_planned[0] += done
             done_planned[1] += 1
         if this_run(key):
             pace.advance(label)
             last = max(last, outcome.finished)
-    status.kinds = {k: status.kinds[k] for k in sorted(status.kinds, key=_kind_rank)}
     if status.holder:
         status.computing = [(a["label"], now - a["started"]) for a in attempts
                             if a["started"] >= started and not this_run(a["key"])]
     # running: the pace so far, until now; stopped: the pace of the time it ran
     status.seconds_left = pace.eta((now if status.holder else last) - started)
-    return status
 
 
 def _kind_rank(kind: str) -> tuple[int, str]:
