@@ -47,7 +47,7 @@ def render(board: dict[str, Any]) -> str:
     measured = sorted((e for e in board["entries"] if e["status"] != "unavailable"), key=_order)
     lines = [f"Run: suite `{run.get('suite')}`, {len(run.get('users') or [])} users, surrogates "
              f"{', '.join(run.get('surrogates') or [])} (white-box: {', '.join(white_box) or 'none'}); code "
-             f"{', '.join(code_revisions(run))}, device {(run.get('environment') or {}).get('device', 'unknown')}. "
+             f"{', '.join(code_revisions(board))}, device {(run.get('environment') or {}).get('device', 'unknown')}. "
              "PSR@1 in % with its 95% bootstrap interval over users; `not scored`: the adversary does not apply to "
              "the scenario.", "",
              "| method | target | scenario | " + " | ".join(adversaries) + " |",

@@ -39,7 +39,7 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
                 raise ValueError(f"{e['method']} ({e['scenario']}) is in both {seen[ident]} and "
                                  f"{board['run']['source']}; merge runs with distinct methods")
             seen[ident] = board["run"]["source"]
-            entries.append({**e, "run": facts})
+            entries.append({**e, "run": e.get("run") or facts})  # an entry of a published board has its run's
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
     rank_entries(entries)  # again: the merged runs' methods are ranked together
     clean: dict[str, Any] = {}
@@ -51,5 +51,6 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
                 raise ValueError(f"clean accuracy on {target} differs between the runs ({known[key]:.4f} "
                                  f"vs {acc[key]:.4f}): they did not judge the same photos the same way")
     run = {**first["run"], "suite": "+".join(dict.fromkeys(b["run"]["suite"] for b in boards)),
-           "source": [b["run"]["source"] for b in boards]}
+           "source": [s for b in boards for s in (b["run"]["source"] if isinstance(b["run"]["source"], list)
+                                                  else [b["run"]["source"]])]}
     return {**first, "run": run, "entries": entries, "clean": clean, "stability": stability(entries)}

@@ -51,10 +51,13 @@ def white_box_targets(board: dict[str, Any]) -> list[str]:
     return [t for t in board["targets"] if board.get("target_info", {}).get(t, {}).get("white_box")]
 
 
-def code_revisions(run: dict[str, Any]) -> list[str]:
-    """The git revisions (12 hex digits) a run's invocations ran at (a resumed run may mix several)."""
-    revisions = {i.get("git_revision") or "unknown" for i in run.get("invocations") or []}
-    return sorted(r[:12] for r in revisions or {(run.get("environment") or {}).get("git_revision") or "unknown"})
+def code_revisions(board: dict[str, Any]) -> list[str]:
+    """The git revisions (12 hex digits) a board's runs ran at: a resumed run may mix several, and a board grown
+    run by run holds each entry's own."""
+    runs = [board["run"], *(e["run"] for e in board.get("entries", []) if isinstance(e.get("run"), dict))]
+    revisions = {i.get("git_revision") or "unknown" for run in runs for i in run.get("invocations") or []}
+    return sorted(r[:12] for r in revisions
+                  or {(board["run"].get("environment") or {}).get("git_revision") or "unknown"})
 
 
 __all__ = ["DocTable", "white_box_targets", "code_revisions"]

@@ -25,6 +25,7 @@ from bench.measures.ranking import rank_entries, stability
 from bench.measures.registry import METRICS
 from bench.registry import METHODS, UnknownNameError
 from bench.report.board_merge import merge
+from bench.report.machine_paths import without_machine_paths
 from bench.report.entry_scores import (
     NOT_COMPUTED,
     aggregate,
@@ -174,7 +175,8 @@ def published_board(folder: str | Path) -> dict[str, Any]:
 
 def build_runs(run_dirs: list[str | Path]) -> dict[str, Any]:
     """The leaderboard of one run, or of several runs of the same protocol merged (``merge``). A folder with a
-    leaderboard.json and no store (a published folder) gives the board it holds: its views are regenerated."""
+    leaderboard.json and no store (a published folder) gives the board it holds: its views are regenerated, and
+    with further runs it grows by their methods (a long table measured in parts, each part published)."""
     boards = []
     for run_dir in run_dirs:
         if not (Path(run_dir) / "store.sqlite").exists() and (Path(run_dir) / FILES["json"][0]).is_file():
@@ -185,7 +187,10 @@ def build_runs(run_dirs: list[str | Path]) -> dict[str, Any]:
             boards.append(build(store))
         finally:
             store.close()
-    return boards[0] if len(boards) == 1 else merge(boards)
+    if len(boards) == 1:
+        return boards[0]
+    # compared as published: a run folder here and a board published from another machine name the data alike
+    return merge([without_machine_paths(b) for b in boards])
 
 
 def to_json(board: dict[str, Any]) -> str:

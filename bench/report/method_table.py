@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measures.registry import METRICS
+from bench.registry import METHODS
 from bench.report.doc_table import DocTable, code_revisions, white_box_targets
 from bench.report.formatting import number, percent, with_interval
 from bench.report.tables import PRIMARY_SCORE
@@ -20,7 +21,10 @@ MARKER = "method-table"
 PUBLISHED = Path("results") / "methods"  # where the methods suite's run is published, from the repository root
 DOC = Path("docs") / "methods.md"
 COMMANDS = ("bench run --suite methods --threads 1 --out runs/methods",
-            f"bench leaderboard runs/methods --publish {PUBLISHED.as_posix()}/ --method-table {DOC.as_posix()}")
+            f"bench leaderboard runs/methods --publish {PUBLISHED.as_posix()}/ --method-table {DOC.as_posix()}",
+            # a part of the methods measured later (the rest of a table grown in parts) joins the published ones
+            f"bench leaderboard {PUBLISHED.as_posix()}/ runs/methods-part --publish {PUBLISHED.as_posix()}/ "
+            f"--method-table {DOC.as_posix()}")
 # the measures of a row, in the registry's formats
 SHOWN = ("ssim", "lpips", "linf", "fit_s", "protect_ms_per_photo")
 HEAD = ["method", "kind", "users", "rank", "PSR@1 worst [95% CI]", "PSR@1 white-box, no adversary", "PSR@1 worst unseen",
@@ -72,7 +76,7 @@ def render(board: dict[str, Any]) -> str:
     unseen = [t for t in board["targets"] if t not in white_box]
     lines = [f"Run: suite `{run.get('suite')}`, {users} users, surrogates {', '.join(run.get('surrogates') or [])} "
              f"(white-box: {', '.join(white_box) or 'none'}), unseen targets {', '.join(unseen) or 'none'}, "
-             f"adversaries {', '.join(board['adversaries'])}; code {', '.join(code_revisions(run))}, "
+             f"adversaries {', '.join(board['adversaries'])}; code {', '.join(code_revisions(board))}, "
              f"device {(run.get('environment') or {}).get('device', 'unknown')}. PSR@1 in %: worst over every "
              "target x adversary with its 95% bootstrap interval over users; the lowest over the white-box "
              "targets with no adversary; the worst over the unseen targets. Every figure of a row is over its own "
@@ -82,7 +86,19 @@ def render(board: dict[str, Any]) -> str:
              "changed config).", "",
              "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += [_row(e, white_box, users) for e in board["entries"] if e["scenario"] == "probe"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + not_yet_measured(board)
+
+
+def not_yet_measured(board: dict[str, Any]) -> str:
+    """The registered methods the board has no row for (a table grown in parts, or a method added since), so a
+    partial table says it is one."""
+    measured = {e["method"] for e in board["entries"]}
+    missing = [m for m in METHODS.names() if m not in measured]
+    if not missing:
+        return ""
+    return (f"\nNot yet measured: {len(missing)} of the {len(METHODS.names())} registered methods "
+            f"({', '.join(missing)}). They are measured in a further run published with this one: "
+            f"`{COMMANDS[2]}`.\n")
 
 
 TABLE = DocTable(MARKER, PUBLISHED, DOC, "methods", COMMANDS, render)
@@ -90,4 +106,4 @@ pending, published_block, block, shown, write = (TABLE.pending, TABLE.published_
                                                  TABLE.write)
 
 __all__ = ["MARKER", "PUBLISHED", "DOC", "COMMANDS", "TABLE", "pending", "render", "rank_text", "reduction",
-           "published_block", "block", "shown", "write"]
+           "published_block", "block", "shown", "write", "not_yet_measured"]

@@ -162,6 +162,16 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
     md = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "| pgd† | per-image | probe |" in md and "| uap† | universal | probe |" in md
 
+    # A board grown run by run: the published folder, read back, merges with the next run (its folder may be
+    # long gone), each entry keeping the facts of the run that measured it.
+    publish.publish([run_dir], tmp_path / "grown")
+    publish.publish([tmp_path / "grown", uap_dir], tmp_path / "grown")
+    grown = json.loads((tmp_path / "grown" / "leaderboard.json").read_text())
+    assert {e["method"]: e["run"]["source"] for e in grown["entries"]} == {"pgd": run_dir.name, "uap": uap_dir.name}
+    assert grown["run"]["source"] == [run_dir.name, uap_dir.name]
+    with pytest.raises(ValueError, match="in both"):
+        publish.publish([tmp_path / "grown", uap_dir], tmp_path / "grown")  # a method measured again is named
+
     with pytest.raises(ValueError, match="in both"):
         leaderboard.build_runs([run_dir, run_dir])
     boards = [leaderboard.build_runs([run_dir]), leaderboard.build_runs([uap_dir])]
