@@ -113,7 +113,7 @@ def protected_pairs(context: AdversaryContext, identities: int, photos: int, see
     t0 = time.perf_counter()
     count = int(owner.max()) + 1
     label = f"the owner's people protected with {method_identity(context)['method']}"
-    context.progress(label, 0, count)
+    step = context.steps(label, count)
     for k in range(count):
         rows = (owner == k).nonzero().flatten()
         photos_k = from_uint8(clean[rows]).to(device)
@@ -121,7 +121,7 @@ def protected_pairs(context: AdversaryContext, identities: int, photos: int, see
         with seeded(seed + k, device):
             protector = context.method.fit(photos_k, list(context.surrogates), seed + k)
             protected[rows.to(device)] = to_uint8(protector.protect(photos_k).detach())
-        context.progress(label, k + 1, count)
+        step()
     seconds = time.perf_counter() - t0
     protected = protected.cpu()
     save_atomic({"protected": protected, "clean": clean, "owner": owner, "identities": count, "seconds": seconds},

@@ -264,9 +264,9 @@ class Purification(Adversary):
             return net.eval(), {**facts, "train_s": float(saved["train_s"]), "final_loss": float(saved["final_loss"]),
                                 "cached": True}
         t0 = time.perf_counter()
-        context.progress(label, 0, cfg.steps)
+        step = context.steps(label, cfg.steps)
         net, final = train_purifier(target, pairs.protected.to(device), pairs.clean.to(device), cfg,
-                                    lambda step, _: context.progress(label, step + 1, cfg.steps))
+                                    lambda *_: step())
         train_s = time.perf_counter() - t0
         save_atomic({"state": {k: v.cpu() for k, v in net.state_dict().items()}, "train_s": train_s,
                      "final_loss": final}, path)

@@ -116,11 +116,11 @@ class RobustFinetune(Adversary):
         else:
             device = torch.device(context.device)
             label, total = f"robust fine-tuning of {target.name}", steps_of(len(pairs.clean), cfg)
-            context.progress(label, 0, total)
+            step = context.steps(label, total)
             t_train = time.perf_counter()
             with seeded(cfg.seed, context.device):  # scoped: what draws from torch's global RNG is repeatable
                 final = finetune(tuned, target, pairs.protected.to(device), pairs.clean.to(device), cfg,
-                                 lambda step, _: context.progress(label, step + 1, total))
+                                 lambda *_: step())
             train_s = time.perf_counter() - t_train
             save_atomic({"state": {k: v.cpu() for k, v in tuned.network.state_dict().items()}, "train_s": train_s,
                          "final_loss": final}, path)

@@ -29,7 +29,7 @@ import torchattacks
 
 from bench.api import IdentityBank, Need, Target
 from methods._universal import check_photos, surrogate_name
-from methods.base import GOALS, Method, Progress, Protector, no_progress, seeded
+from methods.base import GOALS, Method, Progress, Protector, batch_steps, no_progress, seeded
 
 COSINE_SCALE = 64.0
 TORCHATTACKS = f"torchattacks {torchattacks.__version__} (github.com/Harry24k/adversarial-attacks-pytorch)"
@@ -176,7 +176,7 @@ class TorchattacksProtector(Protector):
         if self.targeted:
             attack.set_mode_targeted_by_label(quiet=True)
         out = []
-        step = self.progress("protect batches", -(-len(canvases) // self.batch_size))
+        step = self.progress("protect batches", batch_steps(len(canvases), self.batch_size))
         for i, batch in enumerate(canvases.split(self.batch_size)):
             if hasattr(attack, "seed"):  # APGD and Square reseed torch's RNG from their own field
                 attack.seed = self.seed + i

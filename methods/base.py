@@ -139,6 +139,11 @@ Step = Callable[[], None]
 Progress = Callable[[str, int], Step]
 
 
+def batch_steps(photos: int, batch_size: int, steps: int = 1) -> int:
+    """The steps of a protector that runs ``steps`` iterations on each batch of ``batch_size`` of ``photos``."""
+    return -(-photos // batch_size) * steps
+
+
 def no_progress(label: str, total: int) -> Step:
     """The progress of a fit or protector no run watches: its steps go nowhere."""
     return lambda: None
@@ -209,17 +214,7 @@ class Method:
         """A ``step()`` to call after each of ``total`` steps of ``label`` (a fit's iterations, a protector's batches
         x steps): a run shows them under the task under way, with an ETA; unbound, they go nowhere."""
         context = self._context
-        if context is None:
-            return no_progress(label, total)
-        label, done = f"{self.name} {label}", 0
-        context.progress(label, 0, total)
-
-        def step() -> None:
-            nonlocal done
-            done += 1
-            context.progress(label, done, total)
-
-        return step
+        return no_progress(label, total) if context is None else context.steps(f"{self.name} {label}", total)
 
 
 def seeded_generator(seed: int, device: torch.device | str) -> torch.Generator:

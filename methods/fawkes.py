@@ -37,7 +37,7 @@ import torch
 
 from bench.api import METHODS, Target
 from methods._fawkes_core import CloakConfig, TanhImage, face_dssim, shrink_to_dssim
-from methods.base import Budget, Method, Progress, Protector, Step, no_progress, seeded_generator
+from methods.base import Budget, Method, Progress, Protector, Step, batch_steps, no_progress, seeded_generator
 
 TOLERANCE = 1.1  # v1.0 keeps iterates up to 1.1 x th and halves the feature weight above it
 LOW_BAND = 0.9  # ... and doubles the weight below 0.9 x th
@@ -98,7 +98,7 @@ class FawkesProtector(Protector):
             return canvases.clone()
         gen = seeded_generator(self.seed, canvases.device)
         self.kept, self.kept_shift = [], []
-        step = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
+        step = self.progress("protect", batch_steps(len(canvases), cfg.batch_size, cfg.steps))
         out = [self._cloak(canvases[i : i + cfg.batch_size], gen, step)
                for i in range(0, len(canvases), cfg.batch_size)]
         protected = torch.cat(out)

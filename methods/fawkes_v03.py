@@ -27,7 +27,7 @@ import torch
 from bench.api import METHODS, IdentityBank, Need, Target
 from methods._fawkes_core import CloakConfig, TanhImage, face_dssim, shrink_to_dssim, worst_dssim
 from methods._identity_bank import farthest_identities, user_features
-from methods.base import Budget, Method, Progress, Protector, Step, no_progress, seeded_generator
+from methods.base import Budget, Method, Progress, Protector, Step, batch_steps, no_progress, seeded_generator
 
 
 @dataclass
@@ -80,7 +80,7 @@ class FawkesV03Protector(Protector):
         target_photos = self.bank.photos_of(self.target_identity).to(canvases.device)
         pairing = torch.randint(len(target_photos), (len(canvases),), generator=gen, device=gen.device)
         out, dssims = [], []
-        done = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
+        done = self.progress("protect", batch_steps(len(canvases), cfg.batch_size, cfg.steps))
         for i in range(0, len(canvases), cfg.batch_size):
             x = canvases[i : i + cfg.batch_size]
             t = target_photos[pairing[i : i + cfg.batch_size].to(canvases.device)]

@@ -36,7 +36,7 @@ from bench.api import (
     face_region,
     positive,
 )
-from methods.base import Method, Progress, Protector, no_progress, seeded_generator
+from methods.base import Method, Progress, Protector, batch_steps, no_progress, seeded_generator
 
 
 @dataclass
@@ -98,7 +98,7 @@ class LowKeyProtector(Protector):
         gen = seeded_generator(self.seed, canvases.device)
         self.lpips.to(canvases.device)
         out = []
-        step = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
+        step = self.progress("protect", batch_steps(len(canvases), cfg.batch_size, cfg.steps))
         for i in range(0, len(canvases), cfg.batch_size):
             x = canvases[i : i + cfg.batch_size]
             with torch.no_grad():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.api import COUNT, FRACTION, METHODS, Target, check_ranges, positive
-from methods.base import Method, Progress, Protector, no_progress, seeded_generator
+from methods.base import Method, Progress, Protector, batch_steps, no_progress, seeded_generator
 
 
 @dataclass
@@ -48,7 +48,7 @@ class PGDProtector(Protector):
         cfg = self.config
         out = []
         gen = seeded_generator(self.seed, canvases.device)
-        step = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
+        step = self.progress("protect", batch_steps(len(canvases), cfg.batch_size, cfg.steps))
         for i in range(0, len(canvases), cfg.batch_size):
             x = canvases[i : i + cfg.batch_size]
             with torch.no_grad():

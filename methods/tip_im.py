@@ -54,7 +54,7 @@ from bench.api import (
     positive,
 )
 from methods._identity_bank import user_features
-from methods.base import Method, Progress, Protector, Step, no_progress, seeded_generator
+from methods.base import Method, Progress, Protector, Step, batch_steps, no_progress, seeded_generator
 
 NORMS = ("l2", "linf")
 MMDS = ("image", "patch")
@@ -174,7 +174,7 @@ class TIPIMProtector(Protector):
         gen = seeded_generator(self.seed, canvases.device)
         centroids = [self.bank.centroids(s, canvases.device) for s in self.surrogates]
         out, picks = [], []
-        step = self.progress("protect", -(-len(canvases) // cfg.batch_size) * cfg.steps)
+        step = self.progress("protect", batch_steps(len(canvases), cfg.batch_size, cfg.steps))
         for i in range(0, len(canvases), cfg.batch_size):
             protected, counts = self._protect_batch(canvases[i : i + cfg.batch_size], centroids, gen, step)
             out.append(protected)

@@ -25,7 +25,6 @@ from bench.measures.ranking import rank_entries, stability
 from bench.measures.registry import METRICS
 from bench.registry import METHODS, UnknownNameError
 from bench.report.board_merge import merge
-from bench.report.machine_paths import without_machine_paths
 from bench.report.entry_scores import (
     NOT_COMPUTED,
     aggregate,
@@ -35,6 +34,7 @@ from bench.report.entry_scores import (
     result_frame,
     scenario_entry,
 )
+from bench.report.machine_paths import without_machine_paths
 from bench.report.submissions import is_submitted
 from bench.report.tables import PRIMARY_SCORE, counts, measures, to_csv, to_markdown
 from bench.report.threat_profile import adaptation_seconds, robustness_fields

@@ -103,6 +103,18 @@ class RunContext:
         if self.on_progress is not None:
             self.on_progress(label, done, total)
 
+    def steps(self, label: str, total: int) -> Callable[[], None]:
+        """``progress`` for a loop of ``total`` steps: reports 0 now and returns ``step()``, to call after each."""
+        done = 0
+        self.progress(label, 0, total)
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            self.progress(label, done, total)
+
+        return step
+
     def for_plugin(self, needs: list[Need] | tuple[Need, ...], seed: int | None = None) -> RunContext:
         """A copy for one plug-in: it grants exactly the declared ``needs`` and starts a fresh ``used``."""
         unknown = sorted({n.what for n in needs} - set(NEED_KINDS))
@@ -152,6 +164,10 @@ class AdversaryContext:
     def progress(self, label: str, done: int, total: int) -> None:
         """As ``RunContext.progress``: what the adversary trains shows its steps under the task under way."""
         self.run.progress(label, done, total)
+
+    def steps(self, label: str, total: int) -> Callable[[], None]:
+        """As ``RunContext.steps``."""
+        return self.run.steps(label, total)
 
     @staticmethod
     def code_version(obj: Any) -> str:

@@ -24,6 +24,17 @@ def test_a_plugin_reports_steps_through_its_bound_context_and_an_adversary_conte
     assert seen.steps == [("fit", 0, 2), ("fit", 1, 2), ("train", 2, 2)]
 
 
+def test_steps_report_zero_then_each_step_on_either_context():
+    """``steps(label, total)``: what a training loop (an adversary's, a method's fit) calls before and after each step."""
+    seen = StepsSeen()
+    context = standalone_context(device="cpu", reporter=seen)
+    step = AdversaryContext(run=context.for_plugin([])).steps("train", 2)
+    assert seen.steps == [("train", 0, 2)]
+    step()
+    step()
+    assert seen.steps == [("train", 0, 2), ("train", 1, 2), ("train", 2, 2)]
+
+
 def test_without_a_reporter_progress_goes_nowhere():
     context = standalone_context(device="cpu")
     assert context.on_progress is None
