@@ -16,10 +16,20 @@ def _protocol(board: dict[str, Any]) -> dict[str, Any]:
             "adversaries": board["adversaries"], **(run.get("protocol") or {})}
 
 
+def _whole_one(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Of one method measured in two runs, the one measured whole: a part stopped before a method's end (its entry
+    ``incomplete``) gives way to the run that measured it all. Two that both count are refused."""
+    if (first["status"] == "incomplete") != (second["status"] == "incomplete"):
+        return second if first["status"] == "incomplete" else first
+    raise ValueError(f"{first['method']} ({first['scenario']}) is in both {first['run']['source']} and "
+                     f"{second['run']['source']}; merge runs with distinct methods")
+
+
 def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
     """One leaderboard from runs that differ only in their methods (e.g. a slow method run apart).
 
-    Every entry keeps its own run's facts (suite, environment, git revision). Runs must share the protocol
+    Every entry keeps its own run's facts (suite, environment, git revision); a method stopped part way in one
+    run and measured whole in another is the whole one (``_whole_one``). Runs must share the protocol
     (``_protocol``): otherwise their scores are not comparable and this raises, naming what differs.
     """
     first = boards[0]
@@ -30,16 +40,16 @@ def merge(boards: list[dict[str, Any]]) -> dict[str, Any]:
         if differs:
             raise ValueError(f"runs {first['run']['source']} and {board['run']['source']} differ in "
                              f"{', '.join(differs)}: their scores cannot share a leaderboard")
-    entries, seen = [], {}
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
     for board in boards:
         facts = {k: board["run"].get(k) for k in ("suite", "created", "environment", "source", "invocations")}
         for e in board["entries"]:
             ident = (e["method"], e["scenario"])
-            if ident in seen:
-                raise ValueError(f"{e['method']} ({e['scenario']}) is in both {seen[ident]} and "
-                                 f"{board['run']['source']}; merge runs with distinct methods")
-            seen[ident] = board["run"]["source"]
-            entries.append({**e, "run": e.get("run") or facts})  # an entry of a published board has its run's
+            e = {**e, "run": e.get("run") or facts}  # an entry of a published board has its own run's facts
+            if ident in kept:
+                e = _whole_one(kept[ident], e)
+            kept[ident] = e
+    entries = list(kept.values())
     entries.sort(key=lambda e: (e["status"] != "ok", -(e.get(PRIMARY_SCORE) or -1)))
     rank_entries(entries)  # again: the merged runs' methods are ranked together
     clean: dict[str, Any] = {}

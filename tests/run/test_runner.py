@@ -171,6 +171,15 @@ def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tm
     assert grown["run"]["source"] == [run_dir.name, uap_dir.name]
     with pytest.raises(ValueError, match="in both"):
         publish.publish([tmp_path / "grown", uap_dir], tmp_path / "grown")  # a method measured again is named
+    # a part stopped before a method's end (its entries incomplete) gives way to the run that measured it whole
+    whole = leaderboard.build_runs([uap_dir])
+    stopped = {**whole, "run": {**whole["run"], "source": "stopped"},
+               "entries": [{**e, "status": "incomplete"} for e in whole["entries"]]}
+    for order in ([stopped, whole], [whole, stopped]):
+        merged = board_merge.merge(order)
+        assert {(e["status"], e["run"]["source"]) for e in merged["entries"]} == {("ok", str(uap_dir))}
+    with pytest.raises(ValueError, match="in both"):
+        board_merge.merge([stopped, stopped])
 
     with pytest.raises(ValueError, match="in both"):
         leaderboard.build_runs([run_dir, run_dir])
