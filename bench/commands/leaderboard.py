@@ -31,16 +31,16 @@ def run(args) -> int:
         for folder in args.run_dirs:
             check_run_folder(folder, publishing=bool(args.publish))
         if args.publish:
-            written = publish.publish(args.run_dirs, args.publish, args.readme)
+            written = publish.publish(args.run_dirs, args.publish, args.readme, args.examples)
             if args.method_table:
                 written.append(method_table.write(Path(args.publish), Path(args.method_table)))
             if args.adaptive_table:
                 written.append(adaptive_table.write(Path(args.publish), Path(args.adaptive_table)))
             print(f"published {len(written)} files to {args.publish}")
             return 0
-        if args.readme or args.method_table or args.adaptive_table:
-            raise ValueError("--readme, --method-table and --adaptive-table go with --publish: they show the published "
-                             "leaderboard")
+        if args.readme or args.method_table or args.adaptive_table or args.examples is not None:
+            raise ValueError("--readme, --method-table, --adaptive-table and --examples go with --publish: they "
+                             "shape the published leaderboard")
         if len(args.run_dirs) > 1:
             raise ValueError("several run folders are merged only when published: add --publish DIR")
         paths = leaderboard.write(args.run_dirs[0], tuple(f for f in args.format if f != "html"))
@@ -67,6 +67,9 @@ def add_parser(sub) -> None:
     p.add_argument("--publish", metavar="DIR",
                    help="write the published copy (leaderboard.* and entries/*.json) to DIR, e.g. results/; "
                         "entries are regenerated whole")
+    p.add_argument("--examples", type=int, metavar="N",
+                   help="with --publish: at most N example crops per method in DIR/examples (default: as the runs "
+                        "wrote them; 0: none, e.g. for the method table's 61 methods, 1 MB each)")
     p.add_argument("--readme", metavar="FILE",
                    help="with --publish: also write the published Markdown leaderboard (table, notes, generated "
                         "reading) into FILE between <!-- results:begin --> and <!-- results:end -->")

@@ -11,6 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.measures.ranking import rank_entries, stability
 from bench.report.leaderboard import FILES, build_runs, to_json, write_board
 from bench.report.machine_paths import without_machine_paths
@@ -19,14 +21,17 @@ from bench.report.submissions import is_submitted, load_submitted, read_entry
 from bench.report.tables import PRIMARY_SCORE
 
 
-def publish(run_dirs: str | Path | list[str | Path], dest: str | Path, readme: str | Path | None = None) -> list[Path]:
+def publish(run_dirs: str | Path | list[str | Path], dest: str | Path, readme: str | Path | None = None,
+            examples: int | None = None) -> list[Path]:
     """Publish runs as generated data (RobustBench style): leaderboard.{json,csv,md}, the entry schema and one
     JSON per entry (method and scenario) with its numbers, configuration, seeds, code version and environment.
     Several runs of one protocol are merged into one leaderboard (``merge``); submitted entries already in
     ``dest/entries`` are kept and ranked with them (``bench.report.submissions``). With ``readme``, the Markdown
-    leaderboard (its table, notes and reading) also replaces that file's ``results`` block (``readme_markers``)."""
+    leaderboard (its table, notes and reading) also replaces that file's ``results`` block (``readme_markers``).
+    ``examples``: at most that many example crops per method are published (None: as the runs wrote them; 0: none,
+    for a board of many methods whose crops would weigh more than its numbers)."""
     run_dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list) else [run_dirs])]
-    written = publish_board(build_runs(run_dirs), dest) + _copy_examples(run_dirs, Path(dest))
+    written = publish_board(build_runs(run_dirs), dest) + _copy_examples(run_dirs, Path(dest), examples)
     if readme is not None:
         written.append(write_readme_block(Path(readme), (Path(dest) / FILES["md"][0]).read_text()))
     return written
@@ -63,15 +68,21 @@ def _with_submitted(board: dict[str, Any], dest: Path) -> dict[str, Any]:
     return {**board, "entries": entries, "stability": stability(entries)}
 
 
-def _copy_examples(run_dirs: list[Path], dest: Path) -> list[Path]:
-    """The runs' example crops (``examples/<method>.npz``), for the published report."""
+def _copy_examples(run_dirs: list[Path], dest: Path, examples: int | None = None) -> list[Path]:
+    """The runs' example crops (``examples/<method>.npz``), for the published report: at most ``examples`` of
+    each method's (None: all)."""
     written = []
     for run_dir in run_dirs:
         for path in sorted((run_dir / "examples").glob("*.npz")):
-            if run_dir.resolve() != dest.resolve():
-                (dest / "examples").mkdir(parents=True, exist_ok=True)
+            if run_dir.resolve() == dest.resolve() or examples == 0:
+                continue
+            (dest / "examples").mkdir(parents=True, exist_ok=True)
+            if examples is None:
                 shutil.copyfile(path, dest / "examples" / path.name)
-                written.append(dest / "examples" / path.name)
+            else:
+                with np.load(path) as crops:
+                    np.savez_compressed(dest / "examples" / path.name, **{k: crops[k][:examples] for k in crops.files})
+            written.append(dest / "examples" / path.name)
     return written
 
 

@@ -55,7 +55,7 @@ def test_the_equality_check_fails_in_either_state(tiny_run, tmp_path):
 
 def test_method_table_needs_publish(tiny_run, capsys):
     assert main(["leaderboard", str(tiny_run), "--method-table", "docs/methods.md"]) == 2
-    assert "--adaptive-table go with --publish" in capsys.readouterr().err
+    assert "--examples go with --publish" in capsys.readouterr().err
 
 
 def test_every_row_has_the_header_s_cells(tiny_run):

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,6 +146,13 @@ def test_publish_writes_one_json_per_entry_with_numbers_as_numbers(finished_run,
         if path.suffix in (".json", ".csv", ".md"):
             assert str(run_dir) not in path.read_text() and str(Path.home()) not in path.read_text(), path
     assert json.loads((tmp_path / "results" / "leaderboard.json").read_text())["run"]["source"] == run_dir.name
+    # a board of many methods may publish fewer crops than the run wrote, or none
+    publish.publish(run_dir, tmp_path / "one", examples=1)
+    with np.load(tmp_path / "one" / "examples" / "pgd.npz") as crops, np.load(run_dir / "examples" / "pgd.npz") as run:
+        assert len(run["protected"]) > 1 and len(crops["protected"]) == len(crops["clean"]) == 1
+        assert (crops["protected"][0] == run["protected"][0]).all()
+    publish.publish(run_dir, tmp_path / "none", examples=0)
+    assert not (tmp_path / "none" / "examples").exists() and (tmp_path / "none" / "leaderboard.json").is_file()
 
 
 def test_publish_merges_runs_of_one_protocol_and_refuses_others(finished_run, tmp_path):
