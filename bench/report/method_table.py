@@ -21,10 +21,11 @@ MARKER = "method-table"
 PUBLISHED = Path("results") / "methods"  # where the methods suite's run is published, from the repository root
 DOC = Path("docs") / "methods.md"
 COMMANDS = ("bench run --suite methods --threads 1 --out runs/methods",
-            f"bench leaderboard runs/methods --publish {PUBLISHED.as_posix()}/ --method-table {DOC.as_posix()}",
+            f"bench leaderboard runs/methods --publish {PUBLISHED.as_posix()}/ --examples 0 "
+            f"--method-table {DOC.as_posix()}",
             # a part of the methods measured later (the rest of a table grown in parts) joins the published ones
             f"bench leaderboard {PUBLISHED.as_posix()}/ runs/methods-part --publish {PUBLISHED.as_posix()}/ "
-            f"--method-table {DOC.as_posix()}")
+            f"--examples 0 --method-table {DOC.as_posix()}")
 # the measures of a row, in the registry's formats
 SHOWN = ("ssim", "lpips", "linf", "fit_s", "protect_ms_per_photo")
 HEAD = ["method", "kind", "users", "rank", "PSR@1 worst [95% CI]", "PSR@1 white-box, no adversary", "PSR@1 worst unseen",
