@@ -54,9 +54,10 @@ class ClassifierConfig:
             raise ValueError("the identity bank needs bank_identities >= 1 and bank_photos >= 1")
 
 
-def check_linf(name: str, epsilon: float, step_size: float, steps: int) -> None:
+def check_linf(name: str, epsilon: float, step_size: float, steps: int, steps_key: str = "steps") -> None:
+    """An L-inf attack's bounds, the message naming the config's own key for its step count."""
     if not 0 < epsilon <= 1 or step_size <= 0 or steps < 1:
-        raise ValueError(f"{name} needs 0 < epsilon <= 1, step_size > 0, steps >= 1")
+        raise ValueError(f"{name} needs 0 < epsilon <= 1, step_size > 0, {steps_key} >= 1")
 
 
 class IdentityClassifier(torch.nn.Module):

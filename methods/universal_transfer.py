@@ -41,7 +41,7 @@ class UniversalTransferConfig(ClassifierConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_linf("universal transfer", self.epsilon, self.step_size, self.iterations)
+        check_linf("universal transfer", self.epsilon, self.step_size, self.iterations, "iterations")
         check_region(self.region)
         if not 0 <= self.diversity_prob <= 1 or self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError("universal transfer needs 0 <= diversity_prob <= 1 and an odd kernel_size >= 1")

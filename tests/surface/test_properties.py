@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -264,6 +264,7 @@ def method_setting(draw):
 
 @settings(max_examples=250, deadline=None)
 @given(method_setting())
+@example(("universal-mi", "iterations", "0"))  # found by the fuzzing: the message said "steps", not the key
 def test_a_fuzzed_set_builds_the_method_or_names_the_key_in_one_line(setting):
     import dataclasses
 
