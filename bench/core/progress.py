@@ -12,6 +12,8 @@ LEAST_COST = 1e-3
 
 
 class Reporter:
+    costs: Mapping[str, float] | None = None  # what ``expect`` said of the next phase, until it starts
+
     def live(self) -> AbstractContextManager:
         """What to hold while the work runs (a live display on a terminal; nothing for plain lines)."""
         return contextlib.nullcontext()
@@ -23,7 +25,7 @@ class Reporter:
 
     def next_pace(self, total: int) -> Pace:
         """The ``Pace`` of a phase of ``total`` items starting now, with what ``expect`` said of them (once)."""
-        pace, self.costs = Pace(total, getattr(self, "costs", None)), None
+        pace, self.costs = Pace(total, self.costs), None
         return pace
 
     def phase(self, name: str, total: int) -> None: ...

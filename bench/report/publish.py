@@ -71,10 +71,12 @@ def _with_submitted(board: dict[str, Any], dest: Path) -> dict[str, Any]:
 def _copy_examples(run_dirs: list[Path], dest: Path, examples: int | None = None) -> list[Path]:
     """The runs' example crops (``examples/<method>.npz``), for the published report: at most ``examples`` of
     each method's (None: all)."""
-    written = []
+    written: list[Path] = []
+    if examples == 0:
+        return written
     for run_dir in run_dirs:
         for path in sorted((run_dir / "examples").glob("*.npz")):
-            if run_dir.resolve() == dest.resolve() or examples == 0:
+            if run_dir.resolve() == dest.resolve():
                 continue
             (dest / "examples").mkdir(parents=True, exist_ok=True)
             if examples is None:
