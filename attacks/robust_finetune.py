@@ -51,7 +51,7 @@ from attacks._adaptive import (
     trainable,
 )
 from attacks.base import Adversary, check_range
-from bench.api import ADVERSARIES, AdversaryContext, Need, Target, seeded
+from bench.api import ADVERSARIES, AdversaryContext, Need, Target, batch_steps, seeded
 
 
 @dataclass
@@ -115,8 +115,8 @@ class RobustFinetune(Adversary):
             facts.update(train_s=float(saved["train_s"]), final_loss=float(saved["final_loss"]), cached=True)
         else:
             device = torch.device(context.device)
-            label, total = f"robust fine-tuning of {target.name}", steps_of(len(pairs.clean), cfg)
-            step = context.steps(label, total)
+            step = context.steps(f"robust fine-tuning of {target.name}",
+                                 batch_steps(len(pairs.clean), cfg.batch, cfg.epochs))
             t_train = time.perf_counter()
             with seeded(cfg.seed, context.device):  # scoped: what draws from torch's global RNG is repeatable
                 final = finetune(tuned, target, pairs.protected.to(device), pairs.clean.to(device), cfg,
@@ -151,7 +151,7 @@ class RobustFinetune(Adversary):
             opt.step()
 
         # the anchors (one forward pass per pair, two with flips) are a small part next to the steps: left out
-        return step, steps_of(cfg.identities * cfg.photos, cfg)
+        return step, batch_steps(cfg.identities * cfg.photos, cfg.batch, cfg.epochs)
 
 
 def start_tuning(tuned: Target, config: RobustFinetuneConfig) -> torch.optim.Optimizer:
@@ -162,10 +162,6 @@ def start_tuning(tuned: Target, config: RobustFinetuneConfig) -> torch.optim.Opt
         p.requires_grad_(True)
     tuned.network.eval()
     return torch.optim.Adam(params, lr=config.lr)
-
-
-def steps_of(pairs: int, config: RobustFinetuneConfig) -> int:
-    return config.epochs * -(-pairs // config.batch)
 
 
 def finetune(tuned: Target, original: Target, protected: torch.Tensor, clean: torch.Tensor,
@@ -197,5 +193,5 @@ def finetune(tuned: Target, original: Target, protected: torch.Tensor, clean: to
             losses.append(float(loss.detach()))
             if log is not None:
                 log(len(losses) - 1, losses[-1])
-    last_epoch = losses[-max(1, -(-len(clean) // cfg.batch)) :]
+    last_epoch = losses[-max(1, batch_steps(len(clean), cfg.batch)) :]
     return sum(last_epoch) / len(last_epoch)

@@ -7,7 +7,7 @@ what they need of a run (device, seed, identity bank, cache folder, code version
 - contexts: :class:`RunContext` (``Method.bind``), :class:`AdversaryContext` (``Adversary.adapt``), :class:`Need`,
   :class:`ContextError`, and :class:`IdentityBank`, the type of what ``RunContext.identity_bank`` returns;
 - base classes (re-exported from each plug-in package's ``base`` module): ``Method``, ``Protector``,
-  ``MaskProtector``, ``Budget``, ``Reported``, ``GOALS``, ``seeded_generator``; ``Adversary``; ``Target``,
+  ``MaskProtector``, ``Budget``, ``Reported``, ``GOALS``, ``seeded_generator``, ``seeded``, ``batch_steps``; ``Adversary``; ``Target``,
   ``TorchTarget``, ``BlackBoxTarget``, ``TargetConfig``;
 - registries: ``METHODS``, ``ADVERSARIES``, ``TARGETS``
   (``@METHODS.register("name", **preset)``), and the metric registry ``METRICS`` with :class:`Metric`;
@@ -23,7 +23,7 @@ The base classes are resolved on first use (they import this module themselves).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.core.checksums import IntegrityError
 from bench.core.storage import save_torch, write_bytes
@@ -55,16 +55,12 @@ from bench.run.context import AdversaryContext, ContextError, IdentityBank, Need
 # name -> the plug-in base module that defines it (imported on first use: those modules import bench.api)
 _BASES = {
     **dict.fromkeys(("Method", "Protector", "MaskProtector", "Budget", "Reported", "GOALS", "seeded_generator",
-                     "seeded"),
+                     "seeded", "batch_steps"),
                     "methods.base"),
     **dict.fromkeys(("Adversary", "check_range", "per_photo"), "attacks.base"),
     **dict.fromkeys(("Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "NonFiniteEmbeddingError"),
                     "targets.base"),
 }
-
-if TYPE_CHECKING:
-    pass
-
 
 def __getattr__(name: str) -> Any:
     module = _BASES.get(name)

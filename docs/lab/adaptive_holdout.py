@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 import bench
 from attacks.purification import PurificationConfig, framing_window, purify, train_purifier
-from attacks.robust_finetune import RobustFinetuneConfig, finetune, steps_of
-from bench.api import from_uint8
+from attacks.robust_finetune import RobustFinetuneConfig, finetune
+from bench.api import batch_steps, from_uint8
 from bench.commands._settings import parse_value  # as `bench run --set` reads a value
 
 CONFIGS = {"purification": PurificationConfig, "robust-finetune": RobustFinetuneConfig}
@@ -78,7 +78,7 @@ def main() -> None:
               f"cos(clean after, clean) {F.cosine_similarity(f_clean[held], anchors[held]).mean():.3f}", flush=True)
 
     report("before", target.embed)
-    total = cfg.steps if args.adversary == "purification" else steps_of(int(train.sum()), cfg)
+    total = cfg.steps if args.adversary == "purification" else batch_steps(int(train.sum()), cfg.batch, cfg.epochs)
     t0 = time.perf_counter()
 
     def log(step: int, loss: float) -> None:
