@@ -32,11 +32,13 @@ def run(args) -> int:
             check_run_folder(folder, publishing=bool(args.publish))
         if args.publish:
             written = publish.publish(args.run_dirs, args.publish, args.readme, args.examples)
+            docs = []  # a doc's generated table, and its chart beside it
             if args.method_table:
-                written.append(method_table.write(Path(args.publish), Path(args.method_table)))
+                docs += method_table.write(Path(args.publish), Path(args.method_table))
             if args.adaptive_table:
-                written.append(adaptive_table.write(Path(args.publish), Path(args.adaptive_table)))
-            print(f"published {len(written)} files to {args.publish}")
+                docs += adaptive_table.write(Path(args.publish), Path(args.adaptive_table))
+            print(f"published {len(written)} files to {args.publish}"
+                  + "".join(f"; wrote {path}" for path in docs))
             return 0
         if args.readme or args.method_table or args.adaptive_table or args.examples is not None:
             raise ValueError("--readme, --method-table, --adaptive-table and --examples go with --publish: they "

@@ -1,7 +1,8 @@
 """A table generated into a doc from a published run, between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``,
 never edited by hand: the method table of docs/methods.md (``bench.report.method_table``) and the before/after
 table of docs/adversaries.md (``bench.report.adaptive_table``). Until a run is published, the block says the table
-is pending and gives the commands that make it; a test keeps each doc's block equal to ``block(root)``."""
+is pending and gives the commands that make it; a test keeps each doc's block equal to ``block(root)``. A table may
+come with a chart of the same run, an SVG file beside the doc that its block links to (``chart_file``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class DocTable:
     suite: str
     commands: tuple[str, ...]
     render: Callable[[dict[str, Any]], str]  # leaderboard.json's contents -> the table's Markdown
+    chart: Callable[[dict[str, Any]], str] | None = None  # leaderboard.json's contents -> an SVG of the run
+    chart_file: str = ""  # the chart's file name, beside the doc (its block links to it)
 
     def pending(self) -> str:
         return (f"The table is pending: no run of the `{self.suite}` suite is published in "
@@ -41,9 +44,16 @@ class DocTable:
         """The block a doc holds now."""
         return readme_block(doc.read_text(), self.marker)
 
-    def write(self, published: Path, doc: Path) -> Path:
-        """Write the table of the run published in ``published`` into ``doc``'s block."""
-        return write_readme_block(doc, self.published_block(published), self.marker)
+    def write(self, published: Path, doc: Path) -> list[Path]:
+        """Write the table of the run published in ``published`` into ``doc``'s block, and its chart beside ``doc``;
+        returns the files written."""
+        written = [write_readme_block(doc, self.published_block(published), self.marker)]
+        board = published / FILES["json"][0]
+        if self.chart is not None and board.is_file():
+            chart = doc.with_name(self.chart_file)
+            chart.write_text(self.chart(json.loads(board.read_text())))
+            written.append(chart)
+        return written
 
 
 def white_box_targets(board: dict[str, Any]) -> list[str]:

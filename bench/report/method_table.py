@@ -3,7 +3,8 @@
 ``bench run --suite methods`` measures every registered method at its defaults on the same users;
 ``bench leaderboard RUN --publish results/methods/ --method-table docs/methods.md`` publishes it and writes this
 table between the doc's ``<!-- method-table:begin -->`` and ``<!-- method-table:end -->`` markers
-(``bench.report.doc_table``).
+(``bench.report.doc_table``), and beside the doc its chart (``CHART``): each method's worst-case PSR@1 against
+LPIPS, the table's trade-off at a glance.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from typing import Any
 
 from bench.measures.registry import METRICS
 from bench.registry import METHODS
+from bench.report.charts import tradeoff_chart
 from bench.report.doc_table import DocTable, code_revisions, white_box_targets
 from bench.report.formatting import number, percent, with_interval
+from bench.report.html_data import normalise
 from bench.report.tables import PRIMARY_SCORE
 
 MARKER = "method-table"
 PUBLISHED = Path("results") / "methods"  # where the methods suite's run is published, from the repository root
 DOC = Path("docs") / "methods.md"
+CHART = "methods-tradeoff.svg"  # beside the doc
 COMMANDS = ("bench run --suite methods --threads 1 --out runs/methods",
             f"bench leaderboard runs/methods --publish {PUBLISHED.as_posix()}/ --examples 0 "
             f"--method-table {DOC.as_posix()}",
@@ -85,6 +89,7 @@ def render(board: dict[str, Any]) -> str:
              "better, among the rows on every user; a row on fewer users (a method too costly for the machine) "
              "is not ranked against them. `reduced`: what the row measured less than the run (fewer users, a "
              "changed config).", "",
+             f"![Each method's worst-case PSR@1 with its interval against LPIPS]({CHART})", "",
              "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += [_row(e, white_box, users) for e in board["entries"] if e["scenario"] == "probe"]
     return "\n".join(lines) + "\n" + not_yet_measured(board)
@@ -102,9 +107,16 @@ def not_yet_measured(board: dict[str, Any]) -> str:
             f"`{COMMANDS[2]}`.\n")
 
 
-TABLE = DocTable(MARKER, PUBLISHED, DOC, "methods", COMMANDS, render)
+def chart(board: dict[str, Any]) -> str:
+    """The table's rows as an SVG: worst-case PSR@1 with its interval against LPIPS (``tradeoff_chart``); the
+    labels a crowded spot has no room for are in the table."""
+    probe = [e for e in board["entries"] if e.get("scenario") == "probe"]
+    return tradeoff_chart(normalise({**board, "entries": probe}), "worst", "visibility")[0] + "\n"
+
+
+TABLE = DocTable(MARKER, PUBLISHED, DOC, "methods", COMMANDS, render, chart, CHART)
 pending, published_block, block, shown, write = (TABLE.pending, TABLE.published_block, TABLE.block, TABLE.shown,
                                                  TABLE.write)
 
-__all__ = ["MARKER", "PUBLISHED", "DOC", "COMMANDS", "TABLE", "pending", "render", "rank_text", "reduction",
+__all__ = ["MARKER", "PUBLISHED", "DOC", "CHART", "COMMANDS", "TABLE", "pending", "render", "chart", "rank_text", "reduction",
            "published_block", "block", "shown", "write", "not_yet_measured"]

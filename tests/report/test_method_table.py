@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,7 +23,25 @@ def test_the_docs_method_table_is_the_published_one():
     assert ("| method | kind | users |" in expected) == published
 
 
-def test_the_table_is_written_from_a_published_run(published_table):
+def _marks(svg: str) -> list[str]:
+    """What a chart's marks say when hovered (each mark's <title>): method, LPIPS, PSR and interval."""
+    return sorted(re.findall(r"<title>(.*?)</title>", svg))
+
+
+def test_the_docs_chart_is_the_published_one():
+    """The chart beside docs/methods.md draws the published run: the same marks with the same numbers (its drawing
+    itself varies with matplotlib's version, its marks do not)."""
+    board_file = ROOT / method_table.PUBLISHED / "leaderboard.json"
+    chart = ROOT / method_table.DOC.with_name(method_table.CHART)
+    if not board_file.is_file():
+        assert not chart.exists(), "a chart with no published run behind it"
+        return
+    fresh = method_table.chart(json.loads(board_file.read_text()))
+    assert chart.is_file() and _marks(chart.read_text()) == _marks(fresh), "regenerate it: " + method_table.COMMANDS[1]
+    assert len(_marks(fresh)) == len(json.loads(board_file.read_text())["entries"])
+
+
+def test_the_table_is_written_from_a_published_run(published_table, tmp_path):
     board, shown = published_table(method_table.TABLE, "--method-table")
     rows = {line.split(" | ")[0].lstrip("| "): line for line in shown.splitlines() if line.startswith("| ")}
     pgd, fgsm = rows["pgd"], rows["fgsm"]
@@ -36,6 +56,10 @@ def test_the_table_is_written_from_a_published_run(published_table):
 
     others = [m for m in METHODS.names() if m not in ("pgd", "fgsm")]
     assert f"Not yet measured: {len(others)} of the {len(others) + 2} registered methods ({', '.join(others)})" in shown
+    # the chart the table links to, written beside the doc: one mark per row
+    assert f"]({method_table.CHART})" in shown
+    marks = _marks((tmp_path / method_table.CHART).read_text())
+    assert [m.split(":")[0] for m in marks] == ["fgsm", "pgd"]
 
 
 def test_the_equality_check_fails_in_either_state(tiny_run, tmp_path):
