@@ -38,6 +38,7 @@ from bench.run.photo_space import attacker_detector
 from bench.run.plan import DataInfo, Plugins, TargetInfo, TaskGraph, plan_run
 from bench.run.plugins import expand
 from bench.run.prepare import describe_files
+from bench.run.runner import Prices
 
 # A per-image method slower than this per photo (half a minute: minutes at full settings on a busy CPU) is
 # flagged in the plan.
@@ -255,17 +256,18 @@ class Estimator(RateMeter):
                         adaptation, prices)
 
 
-def cached_prices(suite: Any, graph: TaskGraph, workspace: Any, device: str, threads: int) -> dict[str, float] | None:
+def cached_prices(suite: Any, graph: TaskGraph, workspace: Any, device: str, threads: int) -> Prices | None:
     """A run's tasks priced by label from the rates a dry run cached for this machine, device and thread count (a
-    second or two; nothing is measured): ``Runner``'s pricer. None where a rate is missing (no dry run yet, or a
-    code change re-keyed one)."""
-    estimator = Estimator(suite, workspace.data.dataset.root, device, threads, Reporter(),
-                          cache=RateCache(device, threads, read_only=True))
+    second or two; nothing is measured): ``Runner``'s pricer. A plug-in changed since keeps its last rate; None
+    where one was never measured (no dry run yet)."""
+    cache = RateCache(device, threads, read_only=True)
+    estimator = Estimator(suite, workspace.data.dataset.root, device, threads, Reporter(), cache=cache)
     planned = Planned(graph, workspace.data.describe(), workspace.methods, workspace.adversaries, workspace.context)
     try:
-        return estimator.price(planned).tasks
+        tasks = estimator.price(planned).tasks
     except RateMissing:
         return None
+    return Prices(tasks, sorted({key.rsplit("/", 1)[0] for key in cache.stand_ins}))
 
 
 __all__ = ["Estimate", "Estimator", "KindCost", "Planned", "cached_prices", "measured_kinds", "task_kind"]

@@ -34,13 +34,16 @@ class RateMissing(LookupError):
 
 class RateCache:
     """Measured rates of one machine, device and thread count, kept as JSON in ``$BENCH_HOME/perf``; with
-    ``remeasure``, a stored rate is read back only once this process has measured it again; ``read_only``: a rate
-    it lacks raises ``RateMissing`` instead of being measured."""
+    ``remeasure``, a stored rate is read back only once this process has measured it again; ``read_only`` (a run's
+    ETA, which measures nothing): a rate it lacks is taken from the last one measured for the same plug-in under an
+    earlier code version or other settings (recorded in ``stand_ins``), closer than counting every task alike, and
+    raises ``RateMissing`` where there is none."""
 
     def __init__(self, device: str, threads: int, path: Path | None = None, remeasure: bool = False,
                  read_only: bool = False):
         self.path = path or bench_home() / "perf" / "rates.json"
         self.remeasure, self.measured, self.read_only = remeasure, set(), read_only
+        self.stand_ins: dict[str, str] = {}  # a missing key -> the earlier key a read-only cache read instead
         self.machine = machine_key(device, threads)
         self.description = {"host": platform.node(), "device": device, "threads": threads, "torch": torch.__version__}
         try:
@@ -52,8 +55,18 @@ class RateCache:
     def get(self, key: str) -> Any:
         value = None if self.remeasure and key not in self.measured else self.entries.get(key)
         if value is None and self.read_only:
-            raise RateMissing(key)
+            return self._earlier(key)
         return value
+
+    def _earlier(self, key: str) -> Any:
+        """The newest rate of the plug-in ``key`` names (its key up to the last '/': kind and name), measured for
+        another code version or settings; a method's rate is per unit of effort, so other steps price alike."""
+        prefix = key.rsplit("/", 1)[0] + "/"
+        earlier = [(v.get("measured", ""), k) for k, v in self.entries.items() if k.startswith(prefix)]
+        if not earlier:
+            raise RateMissing(key)
+        self.stand_ins[key] = max(earlier)[1]
+        return self.entries[self.stand_ins[key]]
 
     def put(self, key: str, value: Any) -> None:
         self.measured.add(key)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,19 @@ from bench.run.store import RunStore
 from bench.run.suites import Suite
 from bench.run.workspace import RunCaches, Workspace
 
-# (suite, the run's task graph, its workspace, device, threads) -> each task's price by label, None where a rate is
-# missing (``bench.perf.estimate.cached_prices``, which the CLI and the Python API pass)
-Pricer = Callable[[Suite, TaskGraph, Workspace, str, int], "dict[str, float] | None"]
+
+@dataclass
+class Prices:
+    """A run's tasks priced for its ETA: seconds by task label, and the plug-ins (kind/name) whose rate is from a
+    dry run of an earlier version of them (their code or settings changed since)."""
+
+    tasks: dict[str, float]
+    earlier: list[str] = field(default_factory=list)
+
+
+# (suite, the run's task graph, its workspace, device, threads) -> its tasks' prices, None where a rate was never
+# measured (``bench.perf.estimate.cached_prices``, which the CLI and the Python API pass)
+Pricer = Callable[[Suite, TaskGraph, Workspace, str, int], "Prices | None"]
 
 
 class Runner:
@@ -178,10 +189,15 @@ class Runner:
         if not todo or self.pricer is None:
             return {}
         prices = self.pricer(self.suite, graph, workspace, self.device, self.threads)
-        self.reporter.message("ETA: each task weighed by its dry-run price" if prices is not None else
-                              "ETA: every task counted alike (`bench run` with the same suite, device and threads and "
-                              "`--dry-run` prices each task on this machine, and the ETA then weighs them by it)")
-        return {t.label: prices[t.label] for t in todo if t.label in prices} if prices else {}
+        dry_run = "`bench run` with the same suite, device and threads and `--dry-run`"
+        if prices is None:
+            self.reporter.message(f"ETA: every task counted alike ({dry_run} prices each task on this machine, and "
+                                  "the ETA then weighs them by it)")
+            return {}
+        self.reporter.message("ETA: each task weighed by its dry-run price" + (
+            f"; the rates of {', '.join(prices.earlier)} are from before a change to their code or settings "
+            f"({dry_run} measures them again)" if prices.earlier else ""))
+        return {t.label: prices.tasks[t.label] for t in todo if t.label in prices.tasks}
 
     def write_examples(self, graph: TaskGraph, data: Prepared) -> None:
         """A few clean / protected canvases per method (first user, first seed) for the report."""
@@ -201,4 +217,4 @@ class Runner:
                 break
 
 
-__all__ = ["Runner", "Reporter", "content_key", "surrogate_twins", "UnknownNameError"]
+__all__ = ["Runner", "Prices", "Reporter", "content_key", "surrogate_twins", "UnknownNameError"]

@@ -210,6 +210,25 @@ def test_a_run_weighs_its_tasks_for_the_eta_by_the_dry_runs_prices(fresh_home, t
     assert resumed.costs == {}  # nothing left to run
     planned = RunStore.open_existing(tmp_path / "b").get_meta("planned")
     assert planned["prices"] == {} and len(planned["tasks"]) == len(priced.costs)  # what `bench status` reads
+    assert any(m == "ETA: each task weighed by its dry-run price" for m in priced.messages)
+
+    # PGD's code changes after the dry run: its rate is keyed to the old code, and the ETA keeps it, saying so
+    rates = json.loads(estimator.cache.path.read_text())
+    machine = rates[estimator.cache.machine]
+    old = next(k for k in machine if k.startswith("method/pgd/"))
+    machine["method/pgd/an-earlier-version"] = machine.pop(old)
+    estimator.cache.path.write_text(json.dumps(rates))
+    changed = ExpectedCosts()
+    Runner(suite, tmp_path / "c", data_root=root, device="cpu", threads=1, reporter=changed, pricer=cached_prices).run()
+    assert changed.costs == pytest.approx(priced.costs)
+    assert any("the rates of method/pgd are from before a change to their code or settings" in m for m in changed.messages)
+    # a plug-in never measured still leaves every task counted alike
+    del machine["method/pgd/an-earlier-version"]
+    estimator.cache.path.write_text(json.dumps(rates))
+    unmeasured = ExpectedCosts()
+    Runner(suite, tmp_path / "d", data_root=root, device="cpu", threads=1, reporter=unmeasured,
+           pricer=cached_prices).run()
+    assert unmeasured.costs == {} and any("counted alike" in m for m in unmeasured.messages)
 
 
 @pytest.mark.slow
