@@ -6,9 +6,9 @@ what they need of a run (device, seed, identity bank, cache folder, code version
 
 - contexts: :class:`RunContext` (``Method.bind``), :class:`AdversaryContext` (``Adversary.adapt``), :class:`Need`,
   :class:`ContextError`, and :class:`IdentityBank`, the type of what ``RunContext.identity_bank`` returns;
-- base classes (re-exported from each plug-in package's ``base`` module): ``Method``, ``Protector``,
-  ``MaskProtector``, ``Budget``, ``Reported``, ``GOALS``, ``seeded_generator``, ``seeded``, ``batch_steps``; ``Adversary``; ``Target``,
-  ``TorchTarget``, ``BlackBoxTarget``, ``TargetConfig``;
+- base classes and their helpers (re-exported from each plug-in package's ``base`` module): ``Method``,
+  ``Protector``, ``MaskProtector``, ``Budget``, ``Reported``, ``GOALS``, ``seeded_generator``, ``seeded``,
+  ``batch_steps``; ``Adversary``; ``Target``, ``TorchTarget``, ``BlackBoxTarget``, ``TargetConfig``;
 - registries: ``METHODS``, ``ADVERSARIES``, ``TARGETS``
   (``@METHODS.register("name", **preset)``), and the metric registry ``METRICS`` with :class:`Metric`;
 - the canvas: its size, templates, face box, :class:`Framing`, 8-bit round trips;
@@ -61,6 +61,7 @@ _BASES = {
     **dict.fromkeys(("Target", "TorchTarget", "BlackBoxTarget", "TargetConfig", "NonFiniteEmbeddingError"),
                     "targets.base"),
 }
+
 
 def __getattr__(name: str) -> Any:
     module = _BASES.get(name)

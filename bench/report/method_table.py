@@ -118,5 +118,5 @@ TABLE = DocTable(MARKER, PUBLISHED, DOC, "methods", COMMANDS, render, chart, CHA
 pending, published_block, block, shown, write = (TABLE.pending, TABLE.published_block, TABLE.block, TABLE.shown,
                                                  TABLE.write)
 
-__all__ = ["MARKER", "PUBLISHED", "DOC", "CHART", "COMMANDS", "TABLE", "pending", "render", "chart", "rank_text", "reduction",
-           "published_block", "block", "shown", "write", "not_yet_measured"]
+__all__ = ["MARKER", "PUBLISHED", "DOC", "CHART", "COMMANDS", "TABLE", "pending", "render", "chart", "rank_text",
+           "reduction", "published_block", "block", "shown", "write", "not_yet_measured"]
