@@ -49,10 +49,14 @@ class DocTable:
         returns the files written."""
         written = [write_readme_block(doc, self.published_block(published), self.marker)]
         board = published / FILES["json"][0]
-        if self.chart is not None and board.is_file():
-            chart = doc.with_name(self.chart_file)
+        if self.chart is None:
+            return written
+        chart = doc.with_name(self.chart_file)
+        if board.is_file():
             chart.write_text(self.chart(json.loads(board.read_text())))
             written.append(chart)
+        else:  # the pending block links to no chart: none is left drawing a run that is gone
+            chart.unlink(missing_ok=True)
         return written
 
 
