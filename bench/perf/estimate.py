@@ -267,7 +267,7 @@ def cached_prices(suite: Any, graph: TaskGraph, workspace: Any, device: str, thr
         tasks = estimator.price(planned).tasks
     except RateMissing:
         return None
-    return Prices(tasks, sorted({key.rsplit("/", 1)[0] for key in cache.stand_ins}))
+    return Prices(tasks, sorted(cache.stand_ins))
 
 
 __all__ = ["Estimate", "Estimator", "KindCost", "Planned", "cached_prices", "measured_kinds", "task_kind"]

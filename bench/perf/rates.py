@@ -43,7 +43,7 @@ class RateCache:
                  read_only: bool = False):
         self.path = path or bench_home() / "perf" / "rates.json"
         self.remeasure, self.measured, self.read_only = remeasure, set(), read_only
-        self.stand_ins: dict[str, str] = {}  # a missing key -> the earlier key a read-only cache read instead
+        self.stand_ins: set[str] = set()  # the plug-ins (kind/name) a read-only cache priced from an earlier rate
         self.machine = machine_key(device, threads)
         self.description = {"host": platform.node(), "device": device, "threads": threads, "torch": torch.__version__}
         try:
@@ -61,12 +61,12 @@ class RateCache:
     def _earlier(self, key: str) -> Any:
         """The newest rate of the plug-in ``key`` names (its key up to the last '/': kind and name), measured for
         another code version or settings; a method's rate is per unit of effort, so other steps price alike."""
-        prefix = key.rsplit("/", 1)[0] + "/"
-        earlier = [(v.get("measured", ""), k) for k, v in self.entries.items() if k.startswith(prefix)]
+        plugin = key.rsplit("/", 1)[0]
+        earlier = [(v.get("measured", ""), k) for k, v in self.entries.items() if k.startswith(plugin + "/")]
         if not earlier:
             raise RateMissing(key)
-        self.stand_ins[key] = max(earlier)[1]
-        return self.entries[self.stand_ins[key]]
+        self.stand_ins.add(plugin)
+        return self.entries[max(earlier)[1]]
 
     def put(self, key: str, value: Any) -> None:
         self.measured.add(key)

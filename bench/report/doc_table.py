@@ -33,8 +33,10 @@ class DocTable:
 
     def published_block(self, published: Path) -> str:
         """The block for a folder published by ``bench leaderboard --publish``; pending when it holds no run."""
-        board = published / FILES["json"][0]
-        return self.render(json.loads(board.read_text())) if board.is_file() else self.pending()
+        return self._block(_published_board(published))
+
+    def _block(self, board: dict[str, Any] | None) -> str:
+        return self.pending() if board is None else self.render(board)
 
     def block(self, root: Path) -> str:
         """The block the doc must hold in the repository at ``root``."""
@@ -47,17 +49,23 @@ class DocTable:
     def write(self, published: Path, doc: Path) -> list[Path]:
         """Write the table of the run published in ``published`` into ``doc``'s block, and its chart beside ``doc``;
         returns the files written."""
-        written = [write_readme_block(doc, self.published_block(published), self.marker)]
-        board = published / FILES["json"][0]
+        board = _published_board(published)
+        written = [write_readme_block(doc, self._block(board), self.marker)]
         if self.chart is None:
             return written
         chart = doc.with_name(self.chart_file)
-        if board.is_file():
-            chart.write_text(self.chart(json.loads(board.read_text())))
+        if board is not None:
+            chart.write_text(self.chart(board))
             written.append(chart)
         else:  # the pending block links to no chart: none is left drawing a run that is gone
             chart.unlink(missing_ok=True)
         return written
+
+
+def _published_board(published: Path) -> dict[str, Any] | None:
+    """The leaderboard a folder published by ``bench leaderboard --publish`` holds (None: no run published)."""
+    path = published / FILES["json"][0]
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def white_box_targets(board: dict[str, Any]) -> list[str]:
