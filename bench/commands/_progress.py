@@ -30,7 +30,7 @@ class RemainingColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         pace = task.fields.get("pace")
-        seconds = pace.eta(task.elapsed or 0.0) if pace is not None else task.time_remaining
+        seconds = pace.eta(time.monotonic()) if pace is not None else task.time_remaining
         return Text(clock_time(seconds) if seconds is not None else "-:--:--", style="progress.remaining")
 
 
@@ -50,12 +50,12 @@ class RichReporter(Reporter):
     def phase(self, name: str, total: int) -> None:
         if self.task_id is not None:
             self.progress.update(self.task_id, visible=False)
-        self.pace = self.next_pace(total)
+        self.pace = self.next_pace(total, time.monotonic())
         self.task_id = self.progress.add_task(name, total=total, item="", pace=self.pace)
 
     def advance(self, label: str = "") -> None:
         if self.task_id is not None:
-            self.pace.advance(label)
+            self.pace.advance(label, time.monotonic())
             self.progress.update(self.task_id, advance=1, item=label)
 
     def message(self, text: str) -> None:
@@ -86,18 +86,18 @@ class LogReporter(Reporter):
 
     def phase(self, name: str, total: int) -> None:
         self.name, self.total, self.done = name, total, 0
-        self.pace = self.next_pace(total)
         self.start = self.last = time.monotonic()
+        self.pace = self.next_pace(total, self.start)
 
     def advance(self, label: str = "") -> None:
         self.done += 1
-        self.pace.advance(label)
         now = time.monotonic()
+        self.pace.advance(label, now)
         if now - self.last < self.every and 1 < self.done < self.total:
             return
         self.last = now
         elapsed = now - self.start
-        line = progress_line(self.name, self.done, self.total, elapsed, self.pace.eta(elapsed))
+        line = progress_line(self.name, self.done, self.total, elapsed, self.pace.eta(now))
         self.console.print(f"{line} {label}", highlight=False)
 
     def message(self, text: str) -> None:

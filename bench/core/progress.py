@@ -23,9 +23,10 @@ class Reporter:
         ``bench.perf.estimate``), for its ETA; without it every item counts alike."""
         self.costs = costs
 
-    def next_pace(self, total: int) -> Pace:
-        """The ``Pace`` of a phase of ``total`` items starting now, with what ``expect`` said of them (once)."""
-        pace, self.costs = Pace(total, self.costs), None
+    def next_pace(self, total: int, start: float) -> Pace:
+        """The ``Pace`` of a phase of ``total`` items starting at ``start``, with what ``expect`` said of them
+        (once)."""
+        pace, self.costs = Pace(total, self.costs, start), None
         return pace
 
     def phase(self, name: str, total: int) -> None: ...
@@ -41,23 +42,40 @@ class Reporter:
 
 class Pace:
     """The ETA of ``total`` items that differ in cost: each weighs its expected cost (``costs`` by label; one it
-    lacks, their mean; all alike without costs), and what is left goes at the pace measured so far (seconds per
-    unit of cost done), which a busy machine slows for every item alike."""
+    lacks, their mean; all alike without costs), and what is left goes at the pace of the items done (seconds per
+    unit of cost from ``start`` to the last one done), which a busy machine slows for every item alike.
 
-    def __init__(self, total: int, costs: Mapping[str, float] | None = None):
+    Times are readings of one clock, whichever the caller keeps (``time.monotonic`` for a live display, the run
+    store's ``time.time`` for ``bench status``). The time since the last item finished went into what is left, so
+    it counts against the ETA, down to what would still be left once the costliest item to go were done (the one
+    under way, at worst); the pace itself is measured on finished items only, so a long item under way neither
+    inflates the ETA (elapsed time over a few cheap items done) nor ends it at zero."""
+
+    def __init__(self, total: int, costs: Mapping[str, float] | None = None, start: float = 0.0):
         self.costs = {label: max(LEAST_COST, c) for label, c in (costs or {}).items()}
         self.mean = sum(self.costs.values()) / len(self.costs) if self.costs else 1.0
-        self.left = sum(self.costs.values()) + max(0, total - len(self.costs)) * self.mean
+        self.unpriced = max(0, total - len(self.costs))  # items to go that weigh the mean
+        self.left = sum(self.costs.values()) + self.unpriced * self.mean
         self.done = 0.0
+        self.start = self.last = start
 
-    def advance(self, label: str = "") -> None:
-        cost = self.costs.pop(label, self.mean)
+    def advance(self, label: str, at: float) -> None:
+        """The item ``label`` finished at time ``at``."""
+        if label in self.costs:
+            cost = self.costs.pop(label)
+        else:
+            cost, self.unpriced = self.mean, max(0, self.unpriced - 1)
         self.done += cost
         self.left = max(0.0, self.left - cost)
+        self.last = max(self.last, at)
 
-    def eta(self, elapsed: float) -> float | None:
-        """Seconds left (None before the first item is done)."""
-        return elapsed / self.done * self.left if self.done else None
+    def eta(self, now: float) -> float | None:
+        """Seconds left at time ``now`` (None before the first item is done)."""
+        if not self.done:
+            return None
+        rate = (self.last - self.start) / self.done
+        costliest = max(max(self.costs.values(), default=0.0), self.mean if self.unpriced else 0.0)
+        return max(rate * self.left - max(0.0, now - self.last), rate * max(0.0, self.left - costliest))
 
 
 __all__ = ["Reporter", "Pace", "LEAST_COST"]

@@ -78,9 +78,8 @@ def _count_planned(status: RunStatus, planned: dict[str, Any], outcomes: dict[st
     # the tasks this invocation had to compute: all but those done before it started
     todo = [key for key, _, _ in planned["tasks"]
             if this_run(key) or key not in outcomes or outcomes[key].status != "done"]
-    pace = Pace(len(todo), planned.get("prices") or {})
+    pace = Pace(len(todo), planned.get("prices") or {}, start=started)
     status.priced = bool(planned.get("prices"))
-    last = started
     for key, kind, label in planned["tasks"]:
         outcome = outcomes.get(key)
         done = outcome is not None and outcome.status == "done"
@@ -94,13 +93,13 @@ def _count_planned(status: RunStatus, planned: dict[str, Any], outcomes: dict[st
             done_planned[0] += done
             done_planned[1] += 1
         if this_run(key):
-            pace.advance(label)
-            last = max(last, outcome.finished)
+            pace.advance(label, outcome.finished)
     if status.holder:
         status.computing = [(a["label"], now - a["started"]) for a in attempts
                             if a["started"] >= started and not this_run(a["key"])]
-    # running: the pace so far, until now; stopped: the pace of the time it ran
-    status.seconds_left = pace.eta((now if status.holder else last) - started)
+    # running: what is left at the pace of the tasks done, less the time since the last of them; stopped: as it was
+    # when the last one finished
+    status.seconds_left = pace.eta(now if status.holder else pace.last)
 
 
 def _kind_rank(kind: str) -> tuple[int, str]:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -367,7 +368,11 @@ def test_status_says_what_is_done_failed_and_left_while_running_and_after(tmp_pa
 
     with run_lock(run_dir):  # a run holds the folder: status names it
         running = run_status(run_dir)
+        # an hour into a task that runs long: the pace is that of the tasks done, so the time left shrinks (to what
+        # follows the task under way), never grows with the wait
+        waited = run_status(run_dir, now=time.time() + 3600)
     assert running.holder and f"pid {os.getpid()}" in running.holder
+    assert 0 < waited.seconds_left <= stopped.seconds_left
 
     Runner(tiny_suite(), run_dir, data_root=str(embedded_data_root()), reporter=CountTasks()).run()
     finished = run_status(run_dir)

@@ -65,17 +65,24 @@ def test_the_eta_weighs_each_task_by_its_price(monkeypatch):
 
     # priced: one cheap task done in 10 s leaves the 9x dearer one at 90 s; counted alike it would say 10 s
     pace = Pace(2, {"clean/sface": 1.0, "protect/pgd/A": 9.0})
-    pace.advance("clean/sface")
+    pace.advance("clean/sface", 10.0)
     assert pace.eta(10.0) == pytest.approx(90.0)
+    assert pace.eta(40.0) == pytest.approx(60.0)  # the 30 s since went into the task under way
     counted = Pace(2)
-    counted.advance("clean/sface")
+    counted.advance("clean/sface", 10.0)
     assert counted.eta(10.0) == pytest.approx(10.0)
+    # a task under way that runs long neither inflates the ETA (the pace is that of the tasks done) nor ends it:
+    # it stays at what is left after the costliest task to go
+    alike = Pace(4, {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}, start=100.0)
+    alike.advance("a", 110.0)
+    assert alike.eta(110.0) == pytest.approx(30.0) and alike.eta(125.0) == pytest.approx(20.0)
+    assert alike.eta(10_000.0) == pytest.approx(20.0)
     # a task without a price weighs their mean; one priced at nothing still moves the pace
     unpriced = Pace(3, {"a": 2.0, "b": 4.0})
-    unpriced.advance("c")
+    unpriced.advance("c", 3.0)
     assert unpriced.eta(3.0) == pytest.approx(6.0) and Pace(0).eta(1.0) is None
     free = Pace(2, {"a": 0.0, "b": 1.0})
-    free.advance("a")
+    free.advance("a", 1.0)
     assert free.eta(1.0) is not None
 
     clock = iter([0.0, 10.0, 100.0])
@@ -89,6 +96,7 @@ def test_the_eta_weighs_each_task_by_its_price(monkeypatch):
     reporter.phase("identity bank", 1)  # the prices were for the phase that followed them only
     assert reporter.pace.costs == {}
 
+    monkeypatch.undo()  # the live bar reads the real clock
     live = RichReporter(Console(file=io.StringIO()))
     live.expect({"clean/sface": 1.0, "protect/pgd/A": 9.0})
     live.phase("tasks", 2)
