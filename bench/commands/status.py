@@ -25,8 +25,10 @@ def show(status: RunStatus, console) -> None:
     head = f"[bold]{escape(status.run_dir)}[/bold]" + (f" (suite {status.suite})" if status.suite else "")
     if status.holder:
         console.print(f"{head}: running, {escape(status.holder)}", highlight=False)
-        for label, seconds in status.computing:
-            console.print(f"  computing {escape(label)} for {clock_time(seconds)}", highlight=False)
+        for label, seconds, step in status.computing:
+            console.print(f"  computing {escape(label)} for {clock_time(seconds)}" + (
+                f", at {escape(step['label'])} {step['done']}/{step['total']} "
+                f"({clock_time(step['seconds_ago'])} ago)" if step else ""), highlight=False)
     else:
         console.print(f"{head}: not running; `bench run` with its suite, settings and this --out resumes it",
                       highlight=False, soft_wrap=True)
@@ -44,7 +46,8 @@ def show(status: RunStatus, console) -> None:
         table.add_row("  " + kind, *(str(counts[k]) for k in ("done", "failed", "to_go")))
     console.print(table)
     if status.methods:
-        console.print("  " + methods_line(status.methods), highlight=False, soft_wrap=True)
+        protecting = {label.split("/")[1] for label, _, _ in status.computing if label.startswith("protect/")}
+        console.print("  " + methods_line(status.methods, protecting), highlight=False, soft_wrap=True)
     for label, error in status.failed[:10]:
         console.print(f"  [red]failed[/red] {escape(label)}: {escape(error)}", highlight=False, soft_wrap=True)
     if len(status.failed) > 10:
@@ -61,10 +64,12 @@ def show(status: RunStatus, console) -> None:
                           f"{pace}", highlight=False, soft_wrap=True)
 
 
-def methods_line(methods: dict[str, list[int]]) -> str:
-    """"methods: 14 protected every user, 1 under way (cw 3/10), 38 not started"."""
+def methods_line(methods: dict[str, list[int]], protecting: set[str] = frozenset()) -> str:
+    """"methods: 14 protected every user, 1 under way (cw 3/10), 38 not started"; a method is under way from the
+    moment its first user's protect task computes (``protecting``)."""
     complete = [m for m, (done, planned) in methods.items() if done == planned]
-    under_way = [f"{m} {done}/{planned}" for m, (done, planned) in methods.items() if 0 < done < planned]
+    under_way = [f"{m} {done}/{planned}" for m, (done, planned) in methods.items()
+                 if 0 < done < planned or (done == 0 and m in protecting)]
     waiting = len(methods) - len(complete) - len(under_way)
     return (f"methods: {len(complete)} protected every user, {len(under_way)} under way"
             + (f" ({', '.join(under_way)})" if under_way else "") + f", {waiting} not started")

@@ -6,8 +6,8 @@ context, and that context out. `bench run` (``Runner``), its workers (``bench.ru
 - :func:`locate_data` resolves the data root once and lists the suite's identity folders once (``DataSource``);
   the request check, the split, the identity bank and the calibration fingerprint all read that listing.
 - :func:`run_context` is the context plug-ins get: device, seed, data root, cache folder, an identity bank
-  of the data root's people who are not evaluated users, aligned by the run's aligner, and the run's progress
-  display for long work inside a task.
+  of the data root's people who are not evaluated users, aligned by the run's aligner, and where the steps of
+  long work inside a task go (the run's progress display and its store, for `bench status`).
 - :func:`bind_plugins` creates the suite's methods (each declared need resolved to a digest) and adversaries.
   ``Method.bind(context, seed)`` returns a bound copy, so the configured instances here are never changed.
 - :func:`standalone_context` is the same context outside a run (``bench protect``, notebooks): its identity bank
@@ -17,6 +17,7 @@ context, and that context out. `bench run` (``Runner``), its workers (``bench.ru
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,15 @@ from bench.run.suites import Suite
 
 
 def run_context(source: DataSource, users: list[str] | set[str], aligner: Any, device: str, seed: int,
-                cache_dir: Path | None = None, reporter: Reporter | None = None) -> RunContext:
-    """What plug-ins get from a run: its identity bank holds people of ``source`` who are not ``users``."""
+                cache_dir: Path | None = None, reporter: Reporter | None = None,
+                on_progress: Callable[[str, int, int], None] | None = None) -> RunContext:
+    """What plug-ins get from a run: its identity bank holds people of ``source`` who are not ``users``. Steps
+    inside a task go to ``on_progress``, by default the reporter's ``step``."""
     bank = BankBuilder(source.dataset, set(users), aligner, reporter)
+    if on_progress is None and reporter is not None:
+        on_progress = reporter.step
     return RunContext(device=device, seed=seed, data_root=source.root, cache_dir=cache_dir, bank_provider=bank.bank,
-                      on_progress=reporter.step if reporter is not None else None)
+                      on_progress=on_progress)
 
 
 @dataclass

@@ -96,6 +96,11 @@ class Runner:
             self._store = RunStore(self.run_dir)
         return self._store
 
+    def step(self, label: str, done: int, total: int) -> None:
+        """A step inside the task under way: recorded for `bench status`, shown by the reporter."""
+        self.store.note_step(label, done, total)
+        self.reporter.step(label, done, total)
+
     def load_models(self) -> tuple[dict[str, Any], list[Any]]:
         """Evaluated targets and surrogates, weights fetched and verified: before any face is detected."""
         suite = self.suite
@@ -124,7 +129,8 @@ class Runner:
         """Methods (bound to the run context, needs resolved) and adversaries, beside the loaded models."""
         suite = self.suite
         context = run_context(source, data.users, aligner, self.device, suite.split.seed,
-                              cache_dir=self.store.run_dir / "cache", reporter=self.reporter)
+                              cache_dir=self.store.run_dir / "cache", reporter=self.reporter,
+                              on_progress=self.step)
         bound = bind_plugins(suite, context, self.reporter)
         workspace = Workspace(data, self.device, tuple(suite.scenarios), suite.quantize, context, bound.methods,
                               targets, bound.adversaries, tuple(surrogates), self.store.load_artifact,

@@ -31,7 +31,9 @@ class RunStatus:
     started: float | None = None  # the last invocation's start (time.time())
     revision: str | None = None
     kinds: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> done, failed, to_go
-    computing: list[tuple[str, float]] = field(default_factory=list)  # (label, seconds since it started)
+    # (label, seconds since it started, its latest step: label, done, total, at, seconds_ago; None before it
+    # reported one)
+    computing: list[tuple[str, float, dict[str, Any] | None]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, error) of planned tasks that failed
     # method -> protect tasks done, planned (a method is complete when every user it protects is done)
     methods: dict[str, list[int]] = field(default_factory=dict)
@@ -51,7 +53,7 @@ def run_status(run_dir: str | os.PathLike, now: float | None = None) -> RunStatu
     now = time.time() if now is None else now
     store = RunStore.open_existing(run_dir)
     try:
-        outcomes, planned, attempts = store.outcomes(), store.get_meta("planned"), store.attempts()
+        outcomes, planned, attempts, steps = store.outcomes(), store.get_meta("planned"), store.attempts(), store.steps()
         status = RunStatus(str(run_dir), (store.get_meta("suite") or {}).get("name"), lock_holder(run_dir),
                            planned is not None)
     finally:
@@ -61,13 +63,13 @@ def run_status(run_dir: str | os.PathLike, now: float | None = None) -> RunStatu
             status.kinds.setdefault(outcome.kind, {"done": 0, "failed": 0, "to_go": 0})[outcome.status] += 1
         status.failed = [(o.label, o.error or "") for o in outcomes.values() if o.status == "failed"]
     else:
-        _count_planned(status, planned, outcomes, attempts, now)
+        _count_planned(status, planned, outcomes, attempts, steps, now)
     status.kinds = {k: status.kinds[k] for k in sorted(status.kinds, key=_kind_rank)}
     return status
 
 
 def _count_planned(status: RunStatus, planned: dict[str, Any], outcomes: dict[str, Outcome],
-                   attempts: list[dict[str, Any]], now: float) -> None:
+                   attempts: list[dict[str, Any]], steps: dict[str, dict[str, Any]], now: float) -> None:
     """Counts, methods, failures, the task under way and the time left of the invocation that recorded ``planned``."""
     started = status.started = planned["started"]
     status.revision = planned.get("git_revision")
@@ -95,11 +97,18 @@ def _count_planned(status: RunStatus, planned: dict[str, Any], outcomes: dict[st
         if this_run(key):
             pace.advance(label, outcome.finished)
     if status.holder:
-        status.computing = [(a["label"], now - a["started"]) for a in attempts
-                            if a["started"] >= started and not this_run(a["key"])]
+        status.computing = [(a["label"], now - a["started"], _step_of(steps.get(a["key"]), a["started"], now))
+                            for a in attempts if a["started"] >= started and not this_run(a["key"])]
     # running: what is left at the pace of the tasks done, less the time since the last of them; stopped: as it was
     # when the last one finished
     status.seconds_left = pace.eta(now if status.holder else pace.last)
+
+
+def _step_of(step: dict[str, Any] | None, attempt_started: float, now: float) -> dict[str, Any] | None:
+    """The attempt's latest step; one left by an earlier attempt of the same task (killed) is not its own."""
+    if step is None or step["at"] < attempt_started:
+        return None
+    return {**step, "seconds_ago": now - step["at"]}
 
 
 def _kind_rank(kind: str) -> tuple[int, str]:

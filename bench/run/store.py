@@ -7,6 +7,8 @@ Tables
 - ``skipped``: inputs left out, with the reason (a corrupt photo, a photo with no face, too few photos).
 - ``attempts``: every start of a task (key, label, process, time): a task started more often than it finished
   was lost to a crash or a kill and computed again.
+- ``steps``: the latest step a task under way reported (its loop's label, done of total, time; at most every
+  ``STEP_EVERY`` seconds), for ``bench status`` to show how far a task that runs for minutes has gone.
 
 A task's rows and its status are written in one transaction, after its artifact file is in place, so a killed
 run loses at most the task in flight and a rerun skips every task whose key is recorded as done. The task's
@@ -55,7 +57,12 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_by_task ON results(task_key);
 CREATE TABLE IF NOT EXISTS skipped (item TEXT PRIMARY KEY, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (key TEXT NOT NULL, label TEXT NOT NULL, pid INTEGER, host TEXT, started REAL);
+CREATE TABLE IF NOT EXISTS steps (key TEXT PRIMARY KEY, label TEXT NOT NULL, done INTEGER, total INTEGER, at REAL);
 """
+
+# A step is written at most this often (seconds), besides a loop's first and last: a loop of many quick steps
+# costs no more than a write now and then.
+STEP_EVERY = 10.0
 
 
 TASK_COLUMNS = ("key", "kind", "label", "status", "seconds", "finished", "info", "error", "artifact_sha256")
@@ -87,6 +94,8 @@ class RunStore(ArtifactReader):
         super().__init__(run_dir)
         self.path = self.run_dir / "store.sqlite"
         self.db = sqlite3.connect(self.path, timeout=60)
+        self.under_way: str | None = None  # the key of the task this process began last, while it computes
+        self.step_written = 0.0
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             problems = [row[0] for row in self.db.execute("PRAGMA integrity_check")]
@@ -229,6 +238,9 @@ class RunStore(ArtifactReader):
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(key, r.method, r.scenario, r.adversary, r.target, r.user, r.metric, float(r.value)) for r in rows],
             )
+            self.db.execute("DELETE FROM steps WHERE key = ?", (key,))  # no longer under way
+        if key == self.under_way:
+            self.under_way = None
 
     def rows(self, task_keys: Iterable[str]) -> list[dict[str, Any]]:
         keys = list(task_keys)
@@ -253,6 +265,24 @@ class RunStore(ArtifactReader):
         with self._writing():
             self.db.execute("INSERT INTO attempts VALUES (?, ?, ?, ?, ?)",
                             (key, label, os.getpid(), socket.gethostname(), time.time()))
+        self.under_way = key
+
+    def note_step(self, label: str, done: int, total: int) -> None:
+        """Record the step the task under way reached (``RunContext.progress``): a loop's first and last step,
+        and between them one at most every ``STEP_EVERY`` seconds. Nothing when this process began no task (a
+        distributed worker: its driver records the tasks)."""
+        now = time.time()
+        if self.under_way is None or (0 < done < total and now - self.step_written < STEP_EVERY):
+            return
+        self.step_written = now
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?)",
+                            (self.under_way, label, done, total, now))
+
+    def steps(self) -> dict[str, dict[str, Any]]:
+        """Task key -> the latest step it reported: label, done, total, at (time.time())."""
+        cur = self.db.execute("SELECT key, label, done, total, at FROM steps")
+        return {key: {"label": label, "done": done, "total": total, "at": at} for key, label, done, total, at in cur}
 
     def attempts(self) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT key, label, pid, host, started FROM attempts ORDER BY started")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from bench.core.paths import embedded_data_root
 from bench.report import board_merge, leaderboard, publish, tables
@@ -345,6 +347,43 @@ def test_linkage_and_dynamic_gallery_reuse_the_protected_photos_and_reach_every_
     markdown = tables.to_markdown(board)
     assert "| linkage |" in markdown and "Clean photos, linkage rate" in markdown
     assert "linkage rate</th>" in render_html(board)
+
+
+class StatusAtEachStep(Reporter):
+    """Asks `bench status` where the run stands at each step a plug-in reports inside a task."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.seen = run_dir, []
+
+    def step(self, label, done, total):
+        from bench.commands.status import show
+        from bench.run.status import run_status
+
+        out = io.StringIO()
+        status = run_status(self.run_dir)
+        show(status, Console(file=out, width=300))
+        self.seen.append(((label, done, total), status.computing, out.getvalue()))
+
+
+def test_status_shows_how_far_the_task_under_way_has_gone(tmp_path):
+    run_dir = tmp_path / "run"
+    reporter = StatusAtEachStep(run_dir)
+    Runner(tiny_suite(), run_dir, data_root=str(embedded_data_root()), reporter=reporter).run()
+    # PGD reports its protect loop: 0, each step, the last; the store keeps the first and the last of a loop
+    # (and one at most every STEP_EVERY seconds between), so status sees them as they happen
+    firsts = [(step, computing, text) for step, computing, text in reporter.seen if step[1] in (0, step[2])]
+    assert firsts and all(step[0] == "pgd protect" for step, _, _ in reporter.seen)
+    for (label, done, total), computing, text in firsts:
+        (task, seconds, seen), = computing  # one task under way: the user's protect task
+        assert task.startswith("protect/pgd/") and seconds >= 0
+        assert (seen["label"], seen["done"], seen["total"]) == (label, done, total) and seen["seconds_ago"] >= 0
+        assert f"computing {task} for " in text and f", at {label} {done}/{total} (" in text
+        assert "methods: 0 protected every user, 1 under way (pgd " in text  # from its first user's task on
+    store = RunStore.open_existing(run_dir)
+    try:
+        assert store.steps() == {}  # a finished task's step is gone with it
+    finally:
+        store.close()
 
 
 def test_status_says_what_is_done_failed_and_left_while_running_and_after(tmp_path, capsys):
