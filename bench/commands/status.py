@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Container
 
 from rich.markup import escape
 from rich.table import Table
@@ -64,7 +65,7 @@ def show(status: RunStatus, console) -> None:
                           f"{pace}", highlight=False, soft_wrap=True)
 
 
-def methods_line(methods: dict[str, list[int]], protecting: set[str] = frozenset()) -> str:
+def methods_line(methods: dict[str, list[int]], protecting: Container[str] = frozenset()) -> str:
     """"methods: 14 protected every user, 1 under way (cw 3/10), 38 not started"; a method is under way from the
     moment its first user's protect task computes (``protecting``)."""
     complete = [m for m, (done, planned) in methods.items() if done == planned]
