@@ -44,6 +44,9 @@ class ArtifactReader:
     def skip(self, item: str, reason: str) -> None:
         self._skipped[item] = reason
 
+    def note_step(self, label: str, done: int, total: int) -> None:
+        """A step inside the task under way: the driver's store records its own tasks' steps, not a worker's."""
+
     def skipped(self) -> dict[str, str]:
         return dict(self._skipped)
 

@@ -63,10 +63,7 @@ CREATE TABLE IF NOT EXISTS steps (key TEXT PRIMARY KEY, label TEXT NOT NULL, don
 # A step is written at most this often (seconds), besides a loop's first and last: a loop of many quick steps
 # costs no more than a write now and then.
 STEP_EVERY = 10.0
-
-
 TASK_COLUMNS = ("key", "kind", "label", "status", "seconds", "finished", "info", "error", "artifact_sha256")
-
 
 
 @dataclass
@@ -78,7 +75,6 @@ class ResultRow:
     adversary: str | None = None
     target: str | None = None
     user: str | None = None
-
 
 
 class Outcome(NamedTuple):
@@ -269,8 +265,7 @@ class RunStore(ArtifactReader):
 
     def note_step(self, label: str, done: int, total: int) -> None:
         """Record the step the task under way reached (``RunContext.progress``): a loop's first and last step,
-        and between them one at most every ``STEP_EVERY`` seconds. Nothing when this process began no task (a
-        distributed worker: its driver records the tasks)."""
+        and between them one at most every ``STEP_EVERY`` seconds."""
         now = time.time()
         if self.under_way is None or (0 < done < total and now - self.step_written < STEP_EVERY):
             return
