@@ -37,7 +37,7 @@ FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
     "universal (UAP)": ("uap", {"iterations": 4, "step_size": "4/255", "epsilon": "16/255"}),
     "universal (OPOM)": ("opom-class-center", {"iterations": 4, "step": "4/255", "epsilon": "16/255"}),
     "universal (Chameleon)": ("chameleon", {"epochs": 4, "step": "4/255"}),
-    "Fawkes": ("fawkes-high", {"steps": 10}),
+    "Fawkes": ("fawkes-high", {"steps": 20}),
     "LowKey": ("lowkey", {"steps": 5, "step_size": 0.01}),
     "TIP-IM": ("tip-im", {"steps": 5, "candidates": 2}),
     "FaceCloak": ("facecloak", {"iterations": 3, "step": "4/255", "epsilon": "24/255", "views": 2}),
