@@ -47,8 +47,7 @@ def show(status: RunStatus, console) -> None:
         table.add_row("  " + kind, *(str(counts[k]) for k in ("done", "failed", "to_go")))
     console.print(table)
     if status.methods:
-        protecting = {label.split("/")[1] for label, _, _ in status.computing if label.startswith("protect/")}
-        console.print("  " + methods_line(status.methods, protecting), highlight=False, soft_wrap=True)
+        console.print("  " + methods_line(status.methods, status.protecting()), highlight=False, soft_wrap=True)
     for label, error in status.failed[:10]:
         console.print(f"  [red]failed[/red] {escape(label)}: {escape(error)}", highlight=False, soft_wrap=True)
     if len(status.failed) > 10:

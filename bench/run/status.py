@@ -43,6 +43,10 @@ class RunStatus:
     def total(self, what: str) -> int:
         return sum(k[what] for k in self.kinds.values())
 
+    def protecting(self) -> set[str]:
+        """The methods whose protect task computes now."""
+        return {_protected_by(label) for label, _, _ in self.computing if label.startswith("protect/")}
+
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "done": self.total("done"), "failed_count": self.total("failed"),
                 "to_go": self.total("to_go")}
@@ -90,8 +94,8 @@ def _count_planned(status: RunStatus, planned: dict[str, Any], outcomes: dict[st
         counts["done" if done else "failed" if failed else "to_go"] += 1
         if failed:
             status.failed.append((label, outcome.error or ""))
-        if kind == "protect":  # protect/<method>/<user>/<seed>
-            done_planned = status.methods.setdefault(label.split("/")[1], [0, 0])
+        if kind == "protect":
+            done_planned = status.methods.setdefault(_protected_by(label), [0, 0])
             done_planned[0] += done
             done_planned[1] += 1
         if this_run(key):
@@ -102,6 +106,11 @@ def _count_planned(status: RunStatus, planned: dict[str, Any], outcomes: dict[st
     # running: what is left at the pace of the tasks done, less the time since the last of them; stopped: as it was
     # when the last one finished
     status.seconds_left = pace.eta(now if status.holder else pace.last)
+
+
+def _protected_by(label: str) -> str:
+    """The method of a protect task's label (protect/<method>/<user>/<seed>)."""
+    return label.split("/")[1]
 
 
 def _step_of(step: dict[str, Any] | None, attempt_started: float, now: float) -> dict[str, Any] | None:

@@ -2,8 +2,11 @@
 
 from bench.core.progress import Reporter
 from bench.registry import METHODS
+from bench.run.artifacts import ArtifactReader
 from bench.run.assembly import standalone_context
 from bench.run.context import AdversaryContext
+from bench.run.runner import Runner
+from bench.run.suites import get_suite
 
 
 class StepsSeen(Reporter):
@@ -56,3 +59,12 @@ def test_a_fit_and_a_per_image_protector_report_their_steps(lfw_faces, sface):
     assert [d for _, d, _ in fit] == [0, 1, 2, 3] and {t for *_, t in fit} == {3}
     assert [d for _, d, _ in protect] == [0, 1, 2, 3, 4] and {t for *_, t in protect} == {4}  # 2 batches x 2 steps
     METHODS.create("pgd", steps=1).fit(photos, [sface], seed=0).protect(photos)  # unbound: nowhere, no error
+
+
+def test_a_distributed_worker_shows_its_steps_and_records_none(tmp_path):
+    """A Ray worker's runner reads the folder through an ArtifactReader (the driver is the store's one writer):
+    the steps of its tasks reach its reporter, and no store is written."""
+    seen, run_dir = StepsSeen(), tmp_path / "run"
+    worker = Runner(get_suite("smoke"), run_dir, store=ArtifactReader(run_dir), reporter=seen)
+    worker.step("pgd protect", 0, 2)
+    assert seen.steps == [("pgd protect", 0, 2)] and not (run_dir / "store.sqlite").exists()

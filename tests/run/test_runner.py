@@ -386,24 +386,6 @@ def test_status_shows_how_far_the_task_under_way_has_gone(tmp_path):
         store.close()
 
 
-def test_a_distributed_worker_shows_its_steps_and_records_none(tmp_path):
-    """A Ray worker's runner reads the folder through an ArtifactReader (the driver is the store's one writer):
-    the steps of its tasks reach its reporter, and no store is written."""
-    from bench.run.artifacts import ArtifactReader
-
-    class StepsSeen(Reporter):
-        def __init__(self):
-            self.steps = []
-
-        def step(self, label, done, total):
-            self.steps.append((label, done, total))
-
-    seen, run_dir = StepsSeen(), tmp_path / "run"
-    worker = Runner(tiny_suite(), run_dir, store=ArtifactReader(run_dir), reporter=seen)
-    worker.step("pgd protect", 0, 2)
-    assert seen.steps == [("pgd protect", 0, 2)] and not (run_dir / "store.sqlite").exists()
-
-
 def test_status_says_what_is_done_failed_and_left_while_running_and_after(tmp_path, capsys):
     from bench.cli import main
     from bench.run.folder_lock import run_lock
